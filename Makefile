@@ -1,0 +1,11 @@
+# The README's two commands: `make demo` (the main job) and `make test` (what .ci/run calls).
+# Each does its own set-up first (idempotent, seconds when already done).
+.PHONY: setup demo test test-slow bench-smoke
+setup:
+	@bash scripts/setup.sh
+demo: setup
+	.venv/bin/zipper demo
+test: setup
+	.venv/bin/python -m pytest -q
+test-slow: setup
+	.venv/bin/python -m pytest -q -m slow
