@@ -1,0 +1,154 @@
+"""Speech unit codec: shapes, rates, persistence (safetensors only), input validation."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from towers.audio import EmptyAudioError, NonFiniteAudioError
+from towers.codec import (
+    CONFIG_NAME,
+    DEFAULT_CODEC_DIR,
+    WEIGHTS_NAME,
+    CodecFormatError,
+    MelUnitCodec,
+    SpeechCodec,
+)
+from towers.codec_train import synthetic_babble, train_tiny_codec
+
+SR = 16_000
+
+
+@pytest.fixture(scope="module")
+def codec() -> MelUnitCodec:
+    torch.manual_seed(0)
+    return train_tiny_codec()
+
+
+@pytest.fixture(scope="module")
+def wave() -> np.ndarray:
+    return synthetic_babble(seconds=3.0, n=1, seed=7)[0]  # (48000,)
+
+
+def test_encode_shape_dtype_range_and_rate(codec, wave):
+    units = codec.encode(wave, SR)
+    assert units.dtype == torch.int64 and units.ndim == 1
+    assert 0 <= int(units.min()) and int(units.max()) < codec.vocab_size
+    expected = len(wave) / SR * codec.units_per_second
+    assert abs(units.numel() - expected) <= 2
+
+
+def test_encode_resamples_and_accepts_tensor_and_int16(codec, wave):
+    import torchaudio.functional as AF
+
+    w22 = AF.resample(torch.from_numpy(wave), SR, 22_050)  # (n * 22050/16000,)
+    units = codec.encode(w22, 22_050)
+    assert abs(units.numel() - 3.0 * codec.units_per_second) <= 2
+    pcm = (wave * 32767).astype(np.int16)
+    assert torch.equal(codec.encode(pcm, SR), codec.encode(pcm.astype(np.float32) / 32768, SR))
+
+
+def test_decode_length_matches_duration(codec, wave):
+    units = codec.encode(wave, SR)
+    out, sr = codec.decode(units)
+    assert sr == codec.sample_rate
+    assert out.dtype == torch.float32 and out.ndim == 1
+    assert torch.isfinite(out).all()
+    assert abs(out.numel() / sr - len(wave) / SR) < 0.1  # within 100 ms
+
+
+def test_batch_variants_match_single(codec, wave):
+    waves = [wave, wave[: SR]]
+    units = codec.encode_batch(waves, SR)
+    assert [u.numel() for u in units] == [codec.encode(w, SR).numel() for w in waves]
+    decoded = codec.decode_batch(units)
+    assert torch.equal(decoded[1][0], codec.decode(units[1])[0])
+
+
+def test_save_load_roundtrip_identical(codec, wave, tmp_path):
+    codec.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([CONFIG_NAME, WEIGHTS_NAME])
+    cfg = json.loads((tmp_path / CONFIG_NAME).read_text())
+    assert cfg["codec_type"] == "mel_kmeans" and cfg["vocab_size"] == codec.vocab_size
+    loaded = SpeechCodec.from_pretrained(tmp_path)
+    assert isinstance(loaded, MelUnitCodec)
+    u1, u2 = codec.encode(wave, SR), loaded.encode(wave, SR)
+    assert torch.equal(u1, u2)
+    assert torch.equal(codec.decode(u1)[0], loaded.decode(u2)[0])
+
+
+class _Boom:
+    """Unpickling this writes a marker file: proof that someone unpickled it."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("name", [WEIGHTS_NAME, "pytorch_model.bin", "codec.pt"])
+def test_refuses_pickle_checkpoints(codec, tmp_path, name):
+    codec.save_pretrained(tmp_path)
+    marker = tmp_path / "UNPICKLED"
+    (tmp_path / WEIGHTS_NAME).unlink()
+    with open(tmp_path / name, "wb") as f:
+        pickle.dump(_Boom(marker), f)
+    with pytest.raises(CodecFormatError, match="pickle"):
+        SpeechCodec.from_pretrained(tmp_path)
+    assert not marker.exists()
+
+
+def test_refuses_torch_save_archive(codec, tmp_path):
+    codec.save_pretrained(tmp_path)
+    torch.save({"centroids": codec.centroids}, tmp_path / WEIGHTS_NAME)  # zip archive of pickles
+    with pytest.raises(CodecFormatError, match="pickle"):
+        SpeechCodec.from_pretrained(tmp_path)
+
+
+def test_refuses_missing_and_unknown(tmp_path):
+    with pytest.raises(CodecFormatError):
+        SpeechCodec.from_pretrained(tmp_path / "nope")
+    with pytest.raises(CodecFormatError):
+        SpeechCodec.from_pretrained(tmp_path)  # empty directory
+
+
+def test_bad_audio_raises_audio_errors(codec):
+    with pytest.raises(EmptyAudioError):
+        codec.encode(np.zeros(0, dtype=np.float32), SR)
+    bad = np.zeros(SR, dtype=np.float32)
+    bad[100] = np.nan
+    with pytest.raises(NonFiniteAudioError):
+        codec.encode(bad, SR)
+    with pytest.raises(NonFiniteAudioError):
+        codec.encode(torch.full((SR,), float("inf")), SR)
+
+
+def test_bad_units_raise(codec):
+    with pytest.raises(EmptyAudioError):
+        codec.decode(torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError):
+        codec.decode(torch.tensor([0, codec.vocab_size]))
+    with pytest.raises(TypeError):
+        codec.decode(torch.tensor([0.5, 1.0]))
+
+
+def test_silence_encodes(codec):
+    units = codec.encode(np.zeros(SR, dtype=np.float32), SR)
+    assert units.numel() == pytest.approx(codec.units_per_second, abs=2)
+
+
+@pytest.mark.skipif(not (DEFAULT_CODEC_DIR / WEIGHTS_NAME).exists(), reason="default codec not shipped yet")
+def test_shipped_default_codec_loads_and_roundtrips(wave):
+    from towers.codec import load_default_codec
+
+    c = load_default_codec()
+    units = c.encode(wave, SR)
+    assert 20 <= c.units_per_second <= 50 and c.vocab_size >= 256
+    assert abs(units.numel() - 3.0 * c.units_per_second) <= 2
+    out, sr = c.decode(units[:25])  # one second is enough to exercise the decoder + vocoder
+    assert torch.isfinite(out).all() and abs(out.numel() / sr - 25 / c.units_per_second) < 0.1

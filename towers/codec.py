@@ -1,0 +1,369 @@
+"""Speech unit codecs: audio -> discrete units -> audio.
+
+A speech tower is a causal LM over discrete speech units; a :class:`SpeechCodec` is what turns a
+waveform into those units (``encode``) and units back into a waveform (``decode``).
+
+The interface
+-------------
+``codec.encode(wave, sample_rate) -> LongTensor (T_units,)``
+    ``wave`` is a numpy array or tensor, ``(n,)`` mono or ``(n, c)``/``(c, n)``, any dtype that
+    :func:`towers.audio.preprocess` accepts; it is validated (empty / NaN / Inf input raise the
+    :class:`towers.audio.AudioError` subclasses) and resampled to ``codec.sample_rate``.
+    Units are ints in ``[0, codec.vocab_size)``, about ``duration * codec.units_per_second`` of them.
+``codec.decode(units) -> (wave float32 tensor (n,), sample_rate)``
+``codec.encode_batch(waves, sample_rate)`` / ``codec.decode_batch(list_of_units)``
+``codec.save_pretrained(dir)`` / ``SpeechCodec.from_pretrained(dir)``
+    A directory with ``codec_config.json`` (``codec_type`` + the subclass's hyper-parameters) and
+    ``codec.safetensors`` (all tensors). Nothing is ever unpickled: a directory holding only
+    ``.bin``/``.pt``/``.pth``/``.ckpt``/``.pkl`` files, or a ``codec.safetensors`` that is really a
+    pickle / ``torch.save`` archive, raises :class:`CodecFormatError`.
+
+The default codec (:class:`MelUnitCodec`, ``codec_type="mel_kmeans"``)
+----------------------------------------------------------------------
+16 kHz -> 80-bin log-mel every 20 ms -> per-utterance mean removed, scaled by a global std ->
+``context`` consecutive frames stacked every ``stride`` frames (stride 2: 25 units/s) -> nearest of
+``vocab_size`` k-means centroids. Decoding runs a learned context-seeing conv decoder
+(:class:`towers.unit_decoder.UnitToMel`) to predict the log-mel, then Griffin-Lim
+(:class:`towers.vocoder.GriffinLimVocoder`). Train one with ``recipes/train_codec.py`` or, in
+seconds for tests, :func:`towers.codec_train.train_tiny_codec`.
+
+Plugging in another unit source
+-------------------------------
+Subclass :class:`SpeechCodec`, register it, and implement five methods::
+
+    @register_codec("whisper_kmeans")
+    class WhisperKMeansCodec(SpeechCodec):
+        sample_rate = 16_000
+        def __init__(self, centroids, decoder_state, ...): ...
+        @property
+        def vocab_size(self): return self.centroids.shape[0]
+        @property
+        def units_per_second(self): return 50.0
+        def _encode_wave(self, wave):            # wave: float32 (n,) at self.sample_rate
+            states = whisper_encoder(wave)       # (T, 512), e.g. CTranslate2 Whisper base
+            return assign(states, self.centroids)  # towers.kmeans.assign -> (T,) int64
+        def decode(self, units): ...             # -> (wave (n,), self.sample_rate)
+        def config_dict(self): return {...}      # JSON-able hyper-parameters
+        def state_tensors(self): return {"centroids": self.centroids, ...}
+        @classmethod
+        def from_config_and_tensors(cls, config, tensors): return cls(...)
+
+HuBERT / w2v-BERT units work the same way (features from the pretrained encoder, k-means with
+:func:`towers.kmeans.fit_kmeans`); a neural codec with its own quantiser (EnCodec, Mimi) only needs
+``_encode_wave``/``decode`` to call it. ``save_pretrained``/``from_pretrained`` then work unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from towers.audio import EmptyAudioError, preprocess
+from towers.kmeans import assign
+from towers.unit_decoder import UnitToMel
+from towers.vocoder import GriffinLimVocoder, LogMel
+
+__all__ = [
+    "SpeechCodec",
+    "MelUnitCodec",
+    "MelUnitCodecConfig",
+    "CodecFormatError",
+    "register_codec",
+    "CODEC_TYPES",
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "DEFAULT_CODEC_DIR",
+    "load_default_codec",
+]
+
+CONFIG_NAME = "codec_config.json"
+WEIGHTS_NAME = "codec.safetensors"
+FORMAT_VERSION = 1
+DEFAULT_CODEC_DIR = Path(__file__).parent / "assets" / "codec-default"
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".npy", ".npz", ".joblib")
+
+CODEC_TYPES: dict[str, type["SpeechCodec"]] = {}
+
+
+class CodecFormatError(ValueError):
+    """A codec directory that is missing, malformed, or in a format we refuse to load (pickle)."""
+
+
+def register_codec(name: str):
+    """Class decorator: make ``SpeechCodec.from_pretrained`` able to build ``codec_type=name``."""
+
+    def deco(cls):
+        cls.codec_type = name
+        CODEC_TYPES[name] = cls
+        return cls
+
+    return deco
+
+
+def _check_safetensors_bytes(path: Path) -> None:
+    """Refuse anything that is not a safetensors file before any loader touches it."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head[:1] == b"\x80" or head[:2] == b"PK" or head[:1] in (b"c", b"("):
+        raise CodecFormatError(
+            f"{path} looks like a pickle / torch.save archive; refusing to unpickle it "
+            "(codecs load from safetensors only)"
+        )
+    if len(head) < 9 or head[8:9] != b"{":
+        raise CodecFormatError(f"{path} is not a safetensors file")
+
+
+class SpeechCodec(ABC):
+    """Abstract audio <-> discrete-unit codec. See the module docstring for the contract."""
+
+    codec_type: str = "abstract"
+    sample_rate: int = 16_000
+
+    # ---- what a subclass implements -------------------------------------------------------
+    @property
+    @abstractmethod
+    def vocab_size(self) -> int:
+        """Number of distinct unit ids; units are in ``[0, vocab_size)``."""
+
+    @property
+    @abstractmethod
+    def units_per_second(self) -> float:
+        """Units per second of audio (the speech LM's token rate)."""
+
+    @abstractmethod
+    def _encode_wave(self, wave: torch.Tensor) -> torch.Tensor:
+        """float32 ``(n,)`` at ``self.sample_rate``, validated -> int64 ``(T_units,)``."""
+
+    @abstractmethod
+    def decode(self, units: torch.Tensor | Sequence[int]) -> tuple[torch.Tensor, int]:
+        """``(T_units,)`` ids -> (float32 wave ``(n,)``, sample rate)."""
+
+    @abstractmethod
+    def config_dict(self) -> dict:
+        """JSON-able hyper-parameters that, with :meth:`state_tensors`, rebuild the codec."""
+
+    @abstractmethod
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """All tensors of the codec (saved to safetensors)."""
+
+    @classmethod
+    @abstractmethod
+    def from_config_and_tensors(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "SpeechCodec":
+        """Inverse of :meth:`config_dict` + :meth:`state_tensors`."""
+
+    # ---- shared behaviour -----------------------------------------------------------------
+    def encode(self, wave, sample_rate: int) -> torch.Tensor:
+        """Waveform (any rate/layout :func:`towers.audio.preprocess` takes) -> int64 ``(T_units,)``.
+
+        Raises the :class:`towers.audio.AudioError` subclasses for empty / non-finite / bad input.
+        """
+        x, _ = preprocess(wave, sample_rate, target_sr=self.sample_rate, max_seconds=None, return_tensor=True)
+        with torch.no_grad():
+            return self._encode_wave(x).long()
+
+    def encode_batch(self, waves: Sequence, sample_rate: int) -> list[torch.Tensor]:
+        """Encode several waveforms (same rate); returns one ``(T_i,)`` tensor each."""
+        return [self.encode(w, sample_rate) for w in waves]
+
+    def decode_batch(self, units: Sequence) -> list[tuple[torch.Tensor, int]]:
+        """Decode several unit sequences; returns one ``(wave, sample_rate)`` each."""
+        return [self.decode(u) for u in units]
+
+    def _check_units(self, units) -> torch.Tensor:
+        u = torch.as_tensor(units)
+        if u.ndim != 1:
+            raise ValueError(f"units must be 1-D (T_units,), got shape {tuple(u.shape)}")
+        if u.numel() == 0:
+            raise EmptyAudioError("cannot decode an empty unit sequence")
+        if u.is_floating_point() or u.is_complex() or u.dtype == torch.bool:
+            raise TypeError(f"units must be integers, got {u.dtype}")
+        u = u.long()
+        lo, hi = int(u.min()), int(u.max())
+        if lo < 0 or hi >= self.vocab_size:
+            raise ValueError(f"unit ids must be in [0, {self.vocab_size}), got range [{lo}, {hi}]")
+        return u
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``codec_config.json`` + ``codec.safetensors`` into ``directory`` (created)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        config = {"codec_type": self.codec_type, "format_version": FORMAT_VERSION, **self.config_dict()}
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_tensors().items()}
+        save_file(tensors, str(d / WEIGHTS_NAME), metadata={"codec_type": self.codec_type})
+        (d / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        return d
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> "SpeechCodec":
+        """Load a codec saved by :meth:`save_pretrained` (safetensors only; never unpickles).
+
+        Called on :class:`SpeechCodec` it builds whichever registered class ``codec_type`` names;
+        called on a subclass it also checks the type matches.
+        """
+        d = Path(directory)
+        if not d.is_dir():
+            raise CodecFormatError(f"codec directory {d} does not exist")
+        cfg_path, w_path = d / CONFIG_NAME, d / WEIGHTS_NAME
+        if not w_path.exists():
+            unsafe = sorted(p.name for p in d.iterdir() if p.suffix.lower() in _PICKLE_SUFFIXES)
+            if unsafe:
+                raise CodecFormatError(
+                    f"{d} has no {WEIGHTS_NAME} but {unsafe}: pickle-based checkpoints are refused; "
+                    "convert the tensors to safetensors"
+                )
+            raise CodecFormatError(f"{d} has no {WEIGHTS_NAME}")
+        if not cfg_path.exists():
+            raise CodecFormatError(f"{d} has no {CONFIG_NAME}")
+        _check_safetensors_bytes(w_path)
+        try:
+            config = json.loads(cfg_path.read_text())
+        except json.JSONDecodeError as e:
+            raise CodecFormatError(f"{cfg_path} is not valid JSON: {e}") from None
+        ctype = config.pop("codec_type", None)
+        version = config.pop("format_version", None)
+        if version != FORMAT_VERSION:
+            raise CodecFormatError(f"{cfg_path}: format_version {version!r}, expected {FORMAT_VERSION}")
+        if ctype not in CODEC_TYPES:
+            raise CodecFormatError(f"{cfg_path}: unknown codec_type {ctype!r} (known: {sorted(CODEC_TYPES)})")
+        target = CODEC_TYPES[ctype]
+        if cls is not SpeechCodec and not issubclass(target, cls):
+            raise CodecFormatError(f"{d} holds a {ctype!r} codec, not a {cls.__name__}")
+        try:
+            tensors = load_file(str(w_path))
+        except Exception as e:  # SafetensorError etc.
+            raise CodecFormatError(f"{w_path}: cannot read safetensors ({e})") from None
+        return target.from_config_and_tensors(config, tensors)
+
+
+# --------------------------------------------------------------------------------------------
+# The default codec: k-means over stacked log-mel frames + context-seeing decoder + Griffin-Lim
+# --------------------------------------------------------------------------------------------
+@dataclass
+class MelUnitCodecConfig:
+    """Hyper-parameters of :class:`MelUnitCodec` (stored in ``codec_config.json``)."""
+
+    sample_rate: int = 16_000
+    n_fft: int = 1024
+    hop_length: int = 320  # 20 ms -> 50 mel frames/s
+    n_mels: int = 80
+    f_max: float = 8_000.0
+    stride: int = 2  # mel frames per unit: 50 / 2 = 25 units/s
+    context: int = 4  # mel frames stacked into one unit's feature, centred on the unit
+    vocab_size: int = 1024
+    dec_channels: int = 192
+    dec_unit_dilations: list = field(default_factory=lambda: [1, 2, 4, 8, 1, 2])
+    dec_frame_dilations: list = field(default_factory=lambda: [1, 2])
+    dec_kernel: int = 5
+    gl_iters: int = 64
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MelUnitCodecConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise CodecFormatError(f"unknown MelUnitCodec config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+@register_codec("mel_kmeans")
+class MelUnitCodec(SpeechCodec):
+    """The default codec: units = k-means ids of stacked, mean-normalised log-mel frames.
+
+    Tensors: ``centroids (V, context * n_mels)``, ``feat_std (n_mels,)`` (global scale of the
+    mean-removed log-mel), ``decoder.*`` (:class:`UnitToMel`).
+    """
+
+    def __init__(self, config: MelUnitCodecConfig, centroids: torch.Tensor, feat_std: torch.Tensor,
+                 decoder: UnitToMel | None = None):
+        self.config = config
+        self.sample_rate = config.sample_rate
+        c = config
+        if centroids.shape != (c.vocab_size, c.context * c.n_mels):
+            raise CodecFormatError(
+                f"centroids shape {tuple(centroids.shape)} != ({c.vocab_size}, {c.context * c.n_mels})"
+            )
+        self.centroids = centroids.float()
+        self.feat_std = feat_std.float()
+        self.logmel = LogMel(c.sample_rate, c.n_fft, c.hop_length, c.n_mels, f_max=c.f_max)
+        self.vocoder = GriffinLimVocoder(c.sample_rate, c.n_fft, c.hop_length, c.n_mels, f_max=c.f_max,
+                                         n_iter=c.gl_iters)
+        self.decoder = decoder if decoder is not None else self.new_decoder(c)
+        self.decoder.eval()
+
+    @staticmethod
+    def new_decoder(c: MelUnitCodecConfig) -> UnitToMel:
+        return UnitToMel(c.vocab_size, c.n_mels, c.stride, c.dec_channels, tuple(c.dec_unit_dilations),
+                         tuple(c.dec_frame_dilations), c.dec_kernel)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    @property
+    def units_per_second(self) -> float:
+        return self.config.sample_rate / (self.config.hop_length * self.config.stride)
+
+    # ---- features -------------------------------------------------------------------------
+    def mel(self, wave: torch.Tensor) -> torch.Tensor:
+        """float32 ``(n,)`` at the codec rate -> log-mel ``(T, n_mels)``, ``T = n // hop + 1``."""
+        return self.logmel(wave)
+
+    def unit_features(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """``(T, n_mels)`` log-mel -> ``(ceil(T / stride), context * n_mels)`` k-means features."""
+        c = self.config
+        x = (log_mel - log_mel.mean(0, keepdim=True)) / self.feat_std  # (T, n_mels)
+        n_units = -(-x.shape[0] // c.stride)
+        left = (c.context - c.stride) // 2
+        # frame index of each (unit, context slot), clamped at the edges (edge replication)
+        idx = torch.arange(n_units)[:, None] * c.stride - left + torch.arange(c.context)[None]  # (U, context)
+        idx = idx.clamp(0, x.shape[0] - 1)
+        return x[idx].reshape(n_units, c.context * c.n_mels)  # (U, context * n_mels)
+
+    def _encode_wave(self, wave: torch.Tensor) -> torch.Tensor:
+        return assign(self.unit_features(self.mel(wave)), self.centroids)  # (U,)
+
+    # ---- decoding -------------------------------------------------------------------------
+    @torch.no_grad()
+    def decode_mel(self, units) -> torch.Tensor:
+        """``(U,)`` ids -> predicted log-mel ``(U * stride, n_mels)``."""
+        u = self._check_units(units)
+        return self.decoder(u[None])[0]
+
+    def decode(self, units) -> tuple[torch.Tensor, int]:
+        return self.vocoder(self.decode_mel(units)), self.sample_rate
+
+    # ---- persistence ----------------------------------------------------------------------
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        t = {"centroids": self.centroids, "feat_std": self.feat_std}
+        t.update({f"decoder.{k}": v for k, v in self.decoder.state_dict().items()})
+        return t
+
+    @classmethod
+    def from_config_and_tensors(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "MelUnitCodec":
+        c = MelUnitCodecConfig.from_dict(config)
+        for key in ("centroids", "feat_std"):
+            if key not in tensors:
+                raise CodecFormatError(f"codec tensors lack {key!r}")
+        dec = cls.new_decoder(c)
+        dec_state = {k[len("decoder."):]: v for k, v in tensors.items() if k.startswith("decoder.")}
+        try:
+            dec.load_state_dict(dec_state, strict=True)
+        except RuntimeError as e:
+            raise CodecFormatError(f"decoder weights do not match the config: {e}") from None
+        return cls(c, tensors["centroids"], tensors["feat_std"], dec)
+
+
+def load_default_codec() -> SpeechCodec:
+    """The codec shipped in ``towers/assets/codec-default`` (trained by ``recipes/train_codec.py``)."""
+    return SpeechCodec.from_pretrained(DEFAULT_CODEC_DIR)
