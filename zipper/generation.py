@@ -1,0 +1,221 @@
+"""Generation for a ZipperModel: greedy, sampling (temperature / top-k / top-p) and beam search.
+
+The prompt segments (e.g. the speech to transcribe) run once; each zip block's keys and values over
+them are computed once. The generating tower then decodes with its own KV cache, starting from its
+BOS token and stopping at its EOS, after which the next output modality (if any) starts and attends
+to everything before it, the segment just generated included: [text, speech] writes text, then
+speaks it, as in the paper.
+
+``use_cache=False`` re-runs the full forward over all segments at each step: the slow reference
+that the cached path must match.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+
+if TYPE_CHECKING:
+    from zipper.model import Segment, ZipperModel
+
+
+def pick_next(logits: torch.Tensor, do_sample: bool, temperature: float = 1.0, top_k: int = 0,
+              top_p: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, V) logits -> (B,) next token ids."""
+    if not do_sample:
+        return logits.argmax(-1)
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 when sampling, got {temperature}")
+    logits = logits.float() / temperature
+    if top_k > 0:
+        kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cum - sorted_logits.softmax(-1) > top_p  # keep the smallest prefix reaching top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+
+
+@torch.no_grad()
+def generate(model: "ZipperModel", prompt: Sequence["Segment"], output_modalities: Sequence[str] = ("text",),
+             max_new_tokens: int | Sequence[int] = 128, do_sample: bool = False, temperature: float = 1.0,
+             top_k: int = 0, top_p: float = 1.0, num_beams: int = 1, length_penalty: float = 1.0,
+             use_cache: bool = True, generator: torch.Generator | None = None) -> list["Segment"]:
+    """Generate one segment per output modality. Returns Segments of generated tokens, without BOS and
+    EOS, right-padded with the tower's pad id; ``attention_mask`` marks the real tokens."""
+    from transformers import DynamicCache
+
+    from zipper.model import Segment, _Done
+
+    model.check_segments(prompt)
+    if isinstance(max_new_tokens, int):
+        max_new_tokens = [max_new_tokens] * len(output_modalities)
+    if len(max_new_tokens) != len(output_modalities) or not output_modalities:
+        raise ValueError("give one max_new_tokens per output modality (and at least one output modality)")
+    if num_beams > 1 and (len(output_modalities) > 1 or do_sample):
+        raise ValueError("beam search supports one output modality and no sampling")
+    for m in output_modalities:
+        t = model.tower(m)
+        if t.bos_token_id is None or t.eos_token_id is None:
+            raise ValueError(f"tower {m!r} needs bos and eos token ids to generate")
+    was_training = model.training
+    model.eval()
+    try:
+        batch = prompt[0].input_ids.shape[0]
+        segments, outputs = list(prompt), []
+        history, tower_state = [], {}
+        if use_cache:
+            for s in prompt:  # run the prompt once; every tower keeps a cache in case it speaks again
+                mask = s.mask()
+                cache, past = tower_state.get(s.modality, (DynamicCache(), None))
+                _, states = model.tower_forward(s.modality, s.input_ids, mask, model.memory_for(s.modality, history),
+                                                cache, past)
+                tower_state[s.modality] = (cache, mask if past is None else torch.cat([past, mask], 1))
+                history.append(_Done(s.modality, states, mask))
+        for i, (m, n_new) in enumerate(zip(output_modalities, max_new_tokens)):
+            more_after = i + 1 < len(output_modalities)
+            if num_beams > 1:
+                ids = _beam_search(model, m, history, tower_state, batch, n_new, num_beams, length_penalty)
+            elif use_cache:
+                ids = _decode_cached(model, m, history, tower_state, batch, n_new, more_after,
+                                     dict(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
+                                          generator=generator))
+            else:
+                ids = _decode_uncached(model, m, segments, batch, n_new,
+                                       dict(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
+                                            generator=generator))
+            tower = model.tower(m)
+            full = Segment(m, ids, _real_mask(ids, tower.eos_token_id))  # BOS ... EOS (then padding)
+            full.input_ids = full.input_ids.masked_fill(~full.mask(), tower.pad_token_id)
+            segments.append(full)
+            outputs.append(_strip(full, tower))
+        return outputs
+    finally:
+        model.train(was_training)
+
+
+def _real_mask(ids: torch.Tensor, eos: int) -> torch.Tensor:
+    """(B, T) with BOS first: True up to and including the first EOS."""
+    is_eos = (ids == eos).long()
+    after_eos = (is_eos.cumsum(-1) - is_eos) > 0
+    return ~after_eos
+
+
+def _strip(seg: "Segment", tower) -> "Segment":
+    """Drop BOS and EOS; keep right padding with the pad id."""
+    from zipper.model import Segment
+
+    ids = seg.input_ids[:, 1:]
+    mask = seg.mask()[:, 1:] & (ids != tower.eos_token_id)
+    return Segment(seg.modality, ids.masked_fill(~mask, tower.pad_token_id), mask.long())
+
+
+def _decode_cached(model, modality, history, tower_state, batch, max_new, record, sampling) -> torch.Tensor:
+    from transformers import DynamicCache
+
+    from zipper.model import _Done
+
+    tower = model.tower(modality)
+    memory = model.memory_for(modality, history)  # keys/values over earlier segments: computed once
+    cache, past = tower_state.get(modality, (DynamicCache(), None))
+    step_ids = torch.full((batch, 1), tower.bos_token_id, dtype=torch.long)
+    step_mask = torch.ones(batch, 1, dtype=torch.bool)
+    tokens, finished, chunks = [step_ids], torch.zeros(batch, dtype=torch.bool), []
+    for _ in range(max_new):
+        logits, states = model.tower_forward(modality, step_ids, step_mask, memory, cache, past, record=record)
+        chunks.append(states)
+        past = step_mask if past is None else torch.cat([past, step_mask], 1)
+        nxt = pick_next(logits[:, -1], **sampling)
+        nxt = nxt.masked_fill(finished, tower.pad_token_id)
+        step_mask = (~finished)[:, None]
+        finished = finished | (nxt == tower.eos_token_id)
+        step_ids = nxt[:, None]
+        tokens.append(step_ids)
+        if finished.all():
+            break
+    ids = torch.cat(tokens, 1)  # (B, 1 + n)
+    if record:  # the last token has not been through the tower yet: later segments attend to it too
+        _, states = model.tower_forward(modality, step_ids, step_mask, memory, cache, past, record=True)
+        chunks.append(states)
+        past = torch.cat([past, step_mask], 1)
+        layers = chunks[0].keys()
+        history.append(_Done(modality, {j: torch.cat([c[j] for c in chunks], 1) for j in layers},
+                             _real_mask(ids, tower.eos_token_id)))
+        tower_state[modality] = (cache, past)
+    return ids
+
+
+def _decode_uncached(model, modality, segments, batch, max_new, sampling) -> torch.Tensor:
+    from zipper.model import Segment
+
+    tower = model.tower(modality)
+    ids = torch.full((batch, 1), tower.bos_token_id, dtype=torch.long)
+    finished = torch.zeros(batch, dtype=torch.bool)
+    for _ in range(max_new):
+        out = model(list(segments) + [Segment(modality, ids, _real_mask(ids, tower.eos_token_id).long())])
+        nxt = pick_next(out.logits[-1][:, -1], **sampling).masked_fill(finished, tower.pad_token_id)
+        finished = finished | (nxt == tower.eos_token_id)
+        ids = torch.cat([ids, nxt[:, None]], 1)
+        if finished.all():
+            break
+    return ids
+
+
+def _beam_search(model, modality, history, tower_state, batch, max_new, k, length_penalty) -> torch.Tensor:
+    """Beam search with early stopping (a batch item is done once it has k finished hypotheses)."""
+    from transformers import DynamicCache
+
+    tower = model.tower(modality)
+    eos, pad = tower.eos_token_id, tower.pad_token_id
+    memory = model.memory_for(modality, history, repeat=k)
+    cache, past = tower_state.get(modality, (DynamicCache(), None))
+    if past is not None:
+        cache.batch_repeat_interleave(k)
+        past = past.repeat_interleave(k, 0)
+    seqs = torch.full((batch * k, 1), tower.bos_token_id, dtype=torch.long)  # (B*K, t)
+    scores = torch.full((batch, k), float("-inf"))
+    scores[:, 0] = 0.0  # all beams start identical: expand only the first
+    done = [False] * batch
+    hyps: list[list[tuple[float, torch.Tensor]]] = [[] for _ in range(batch)]
+    step_ids, step_mask = seqs, torch.ones(batch * k, 1, dtype=torch.bool)
+    for t in range(max_new):
+        logits, _ = model.tower_forward(modality, step_ids, step_mask, memory, cache, past, record=False)
+        past = step_mask if past is None else torch.cat([past, step_mask], 1)
+        logp = logits[:, -1].float().log_softmax(-1)  # (B*K, V)
+        vocab = logp.shape[-1]
+        cand = (scores.view(-1, 1) + logp).view(batch, k * vocab)
+        top_scores, top_idx = cand.topk(2 * k, dim=-1)  # (B, 2K)
+        new_beam = torch.zeros(batch, k, dtype=torch.long)
+        new_tok = torch.full((batch, k), pad, dtype=torch.long)
+        new_scores = torch.full((batch, k), float("-inf"))
+        for b in range(batch):
+            if done[b]:
+                continue
+            j = 0
+            for rank in range(2 * k):
+                beam, tok, sc = int(top_idx[b, rank]) // vocab, int(top_idx[b, rank]) % vocab, float(top_scores[b, rank])
+                if tok == eos:
+                    if rank < k:
+                        seq = torch.cat([seqs[b * k + beam], torch.tensor([eos])])
+                        hyps[b].append((sc / (t + 1) ** length_penalty, seq))
+                elif j < k:
+                    new_beam[b, j], new_tok[b, j], new_scores[b, j] = beam, tok, sc
+                    j += 1
+            done[b] = len(hyps[b]) >= k
+        if all(done):
+            break
+        beam_idx = (torch.arange(batch)[:, None] * k + new_beam).view(-1)
+        cache.reorder_cache(beam_idx)
+        past = past[beam_idx]
+        seqs = torch.cat([seqs[beam_idx], new_tok.view(-1, 1)], 1)
+        scores = new_scores
+        step_ids, step_mask = new_tok.view(-1, 1), torch.ones(batch * k, 1, dtype=torch.bool)
+    best = []
+    for b in range(batch):
+        if not hyps[b]:  # ran out of tokens: take the running beams
+            hyps[b] = [(float(scores[b, j]) / (seqs.shape[1] - 1) ** length_penalty, seqs[b * k + j]) for j in range(k)]
+        best.append(max(hyps[b], key=lambda h: h[0])[1])
+    width = max(len(s) for s in best)
+    return torch.stack([torch.cat([s, torch.full((width - len(s),), pad, dtype=torch.long)]) for s in best])

@@ -1,0 +1,391 @@
+"""ZipperModel: two or more pretrained decoder towers zipped by gated cross-attention.
+
+How it runs. A sample is a list of *segments*, each a run of tokens of one modality, in their
+interleaved order (ASR: [speech, text]; TTS: [text, speech]). Segments run one after another,
+each through its own tower's ordinary HF forward. At every i-th layer of a tower, a hook on that
+(unchanged, in-place) decoder layer applies the zip block, which cross-attends to the aligned
+layer's states of every *earlier* segment of the other towers. That is exactly the paper's causal
+cross-modal mask: a position sees only other-modality positions that precede it. A tower that
+appears again later continues from its own KV cache.
+
+The per-call memory reaches the hooks explicitly, as the ``zipper_call`` keyword that every
+supported HF model forwards to its decoder layers; nothing is left stored on a module between
+calls, and a tower called on its own (without that keyword) behaves exactly as before zipping.
+
+Alignment: a tower with L layers and interval i has zip points after layers i, 2i, ... (N = L // i
+of them). Zip point n of the attending tower reads zip point ceil(n * N_src / N_dst) of the source,
+which is the paper's "layer n*i_A attends to layer n*i_B" when both have the same N.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from towers.tower import Tower, load_tower
+from zipper.config import ConfigError, ZipperConfig
+from zipper.fusion import GatedCrossAttention, InputProjection
+
+logger = logging.getLogger("zipper")
+
+CONFIG_NAME = "zipper_config.json"
+WEIGHTS_NAME = "zipper.safetensors"
+_PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".ckpt"}
+
+
+class CheckpointError(ValueError):
+    """A saved zip cannot be loaded safely (missing, pickle, or not matching the towers)."""
+
+
+@dataclass
+class Segment:
+    """A run of tokens of one modality. ``attention_mask`` (B, T): 1 = real token (right padding)."""
+
+    modality: str
+    input_ids: torch.Tensor  # (B, T) long
+    attention_mask: torch.Tensor | None = None  # (B, T)
+    loss: bool = False  # next-token loss on this segment's tokens
+
+    def mask(self) -> torch.Tensor:
+        if self.attention_mask is None:
+            return torch.ones_like(self.input_ids, dtype=torch.bool)
+        return self.attention_mask.bool()
+
+
+@dataclass
+class ZipperOutput:
+    loss: torch.Tensor | None
+    logits: list[torch.Tensor]  # one (B, T, V_modality) per segment
+    num_loss_tokens: int = 0
+
+
+@dataclass
+class _Done:
+    """A segment already run: its zip-point states (for later segments to attend to) and mask."""
+
+    modality: str
+    states: dict[int, torch.Tensor]  # layer index -> (B, T, D)
+    mask: torch.Tensor  # (B, T) bool
+
+
+@dataclass
+class _ZipCall:
+    """What one tower forward hands its layer hooks: blocks with precomputed memory, and a record."""
+
+    owner: int
+    blocks: dict[int, list[tuple[GatedCrossAttention, torch.Tensor, torch.Tensor, torch.Tensor]]]
+    states: dict[int, torch.Tensor] | None = field(default_factory=dict)
+
+
+def _zip_hook(owner: int, layer_idx: int, module, args, kwargs, output):
+    call = kwargs.get("zipper_call")
+    if call is None or call.owner != owner:
+        return None  # a plain tower forward: untouched
+    h = output[0] if isinstance(output, tuple) else output  # (B, T, D)
+    for block, k, v, key_mask in call.blocks.get(layer_idx, ()):
+        h = block(h, k, v, key_mask)
+    if call.states is not None:
+        call.states[layer_idx] = h
+    return (h, *output[1:]) if isinstance(output, tuple) else h
+
+
+class ZipperModel(nn.Module):
+    """Towers (frozen per config) + zip blocks. Build with `ZipperModel(config, towers)` or `from_towers`."""
+
+    def __init__(self, config: ZipperConfig, towers: Sequence[Tower] | Mapping[str, Tower]):
+        super().__init__()
+        towers = self._order_towers(config, towers)
+        self._fill_and_check_config(config, towers)
+        self.config = config
+        self.tower_objs = {t.modality: t for t in towers}  # Tower wrappers (tokenizers, specials)
+        self.towers = nn.ModuleDict({t.modality: t.model for t in towers})  # registered, names kept
+        self.zip_layers = {
+            t.modality: [n * i - 1 for n in range(1, t.num_layers // i + 1)]
+            for t, i in zip(towers, config.cross_attention_interval)
+        }
+        if config.lora_rank:
+            self._inject_lora()
+        self.blocks = nn.ModuleDict()
+        for src, dst in config.edges:
+            t_src, t_dst = self.tower_objs[src], self.tower_objs[dst]
+            heads = config.num_heads or t_dst.num_heads
+            self.blocks[f"{src}_to_{dst}"] = nn.ModuleList(
+                GatedCrossAttention(t_dst.hidden_size, t_src.hidden_size, heads, config.projection_layers,
+                                    config.ffn_mult, config.dropout)
+                for _ in self.zip_layers[dst]
+            )
+        self.input_projections = nn.ModuleDict(
+            {m: InputProjection(t.hidden_size, config.input_projection_layers) for m, t in self.tower_objs.items()}
+            if config.input_projection else {}
+        )
+        self._hooks = [
+            t.layers[j].register_forward_hook(partial(_zip_hook, id(self), j), with_kwargs=True)
+            for m, t in self.tower_objs.items() for j in self.zip_layers[m]
+        ]
+        self._set_trainability()
+        counts = self.parameter_counts()
+        logger.info("zipper: %s trainable / %s frozen parameters", f"{counts['trainable']:,}", f"{counts['frozen']:,}")
+
+    # -- construction --------------------------------------------------------------------------
+    @classmethod
+    def from_towers(cls, towers: Sequence[Tower], **config_kwargs) -> "ZipperModel":
+        """Zip towers with a config built from keyword arguments (modalities taken from the towers)."""
+        config = ZipperConfig(modalities=[t.modality for t in towers], **config_kwargs)
+        return cls(config, towers)
+
+    @staticmethod
+    def _order_towers(config: ZipperConfig, towers) -> list[Tower]:
+        by_modality = dict(towers) if isinstance(towers, Mapping) else {t.modality: t for t in towers}
+        if sorted(by_modality) != sorted(config.modalities):
+            raise ConfigError(f"towers have modalities {sorted(by_modality)}, the config expects {config.modalities}")
+        for m, t in by_modality.items():
+            if t.modality != m:
+                raise ConfigError(f"tower given for {m!r} has modality {t.modality!r}")
+        return [by_modality[m] for m in config.modalities]
+
+    @staticmethod
+    def _fill_and_check_config(config: ZipperConfig, towers: list[Tower]) -> None:
+        if not config.towers:
+            config.towers = [t.source for t in towers]
+        if not config.cross_attention_interval or 0 in config.cross_attention_interval:
+            given = config.cross_attention_interval or [0] * len(towers)
+            config.cross_attention_interval = [i or math.ceil(t.num_layers / 8) for i, t in zip(given, towers)]
+        for t, i in zip(towers, config.cross_attention_interval):
+            if i > t.num_layers:
+                raise ConfigError(f"cross_attention_interval {i} exceeds the {t.num_layers} layers of tower {t.modality!r}")
+        for name, attr in (("tower_hidden_sizes", "hidden_size"), ("tower_num_layers", "num_layers"),
+                           ("tower_vocab_sizes", "vocab_size")):
+            actual = [getattr(t, attr) for t in towers]
+            saved = getattr(config, name)
+            if saved and saved != actual:
+                bad = [f"{t.modality}: {attr} {a} but the zip was built for {s}"
+                       for t, a, s in zip(towers, actual, saved) if a != s]
+                raise ConfigError("towers do not match this zip: " + "; ".join(bad))
+            setattr(config, name, actual)
+        for m in config.modalities:
+            if config.num_heads and config.edges and any(dst == m for _, dst in config.edges):
+                width = towers[config.modalities.index(m)].hidden_size
+                if width % config.num_heads:
+                    raise ConfigError(f"num_heads {config.num_heads} does not divide width {width} of tower {m!r}")
+
+    def _inject_lora(self) -> None:
+        from peft import LoraConfig, inject_adapter_in_model
+
+        for m in self.config.lora_towers:
+            tower = self.tower_objs[m]
+            lora = LoraConfig(r=self.config.lora_rank, lora_alpha=self.config.lora_alpha,
+                              lora_dropout=self.config.lora_dropout, target_modules=tower.lora_targets)
+            inject_adapter_in_model(lora, tower.model)  # in place: base weights keep their tensors
+
+    def _expected_trainable(self) -> set[str]:
+        names = set()
+        for name, _ in self.named_parameters():
+            head, _, rest = name.partition(".")
+            if head in ("blocks", "input_projections"):
+                names.add(name)
+            elif head == "towers":
+                modality = rest.partition(".")[0]
+                if not self.config.is_frozen(modality) or (modality in self.config.lora_towers and "lora_" in name):
+                    names.add(name)
+        return names
+
+    def _set_trainability(self) -> None:
+        """Trainability is decided once, here, and then asserted."""
+        expected = self._expected_trainable()
+        for name, p in self.named_parameters():
+            p.requires_grad_(name in expected)
+        actual = {n for n, p in self.named_parameters() if p.requires_grad}
+        assert actual == expected, f"trainability mismatch: {sorted(actual ^ expected)[:5]}"
+        self.train(self.training)
+
+    def parameter_counts(self) -> dict[str, int]:
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in self.parameters())
+        return {"trainable": trainable, "frozen": total - trainable, "total": total}
+
+    def train(self, mode: bool = True) -> "ZipperModel":
+        super().train(mode)
+        for m, model in self.towers.items():  # frozen towers stay in eval mode (no dropout)
+            if self.config.is_frozen(m):
+                model.eval()
+        return self
+
+    def tower(self, modality: str) -> Tower:
+        if modality not in self.tower_objs:
+            raise KeyError(f"no tower for modality {modality!r}; towers: {list(self.tower_objs)}")
+        return self.tower_objs[modality]
+
+    # -- running -------------------------------------------------------------------------------
+    def _sources(self, dst: str) -> list[str]:
+        return [src for src, d in self.config.edges if d == dst]
+
+    def _aligned_layer(self, src: str, dst: str, n: int) -> int:
+        """The source layer that zip point n (0-based) of ``dst`` reads."""
+        n_src, n_dst = len(self.zip_layers[src]), len(self.zip_layers[dst])
+        return self.zip_layers[src][math.ceil((n + 1) * n_src / n_dst) - 1]
+
+    def memory_for(self, dst: str, history: Sequence[_Done], repeat: int = 1):
+        """Blocks of ``dst`` with keys/values of all earlier segments of its sources, computed once."""
+        blocks: dict[int, list] = {}
+        for src in self._sources(dst):
+            done = [d for d in history if d.modality == src]
+            if not done:
+                continue
+            key_mask = torch.cat([d.mask for d in done], dim=1)  # (B, M)
+            for n, layer in enumerate(self.zip_layers[dst]):
+                states = torch.cat([d.states[self._aligned_layer(src, dst, n)] for d in done], dim=1)  # (B, M, D_src)
+                block = self.blocks[f"{src}_to_{dst}"][n]
+                k, v = block.memory(states)
+                if repeat > 1:
+                    k, v = k.repeat_interleave(repeat, 0), v.repeat_interleave(repeat, 0)
+                blocks.setdefault(layer, []).append((block, k, v, key_mask.repeat_interleave(repeat, 0)))
+        return blocks
+
+    def tower_forward(self, modality: str, input_ids: torch.Tensor, mask: torch.Tensor, memory: dict,
+                      cache=None, past_mask: torch.Tensor | None = None, record: bool = True):
+        """One tower over (B, T) tokens, zip blocks reading ``memory``; -> logits (B, T, V), states."""
+        tower = self.tower_objs[modality]
+        embeds = tower.model.get_input_embeddings()(input_ids)  # (B, T, D)
+        if modality in self.input_projections:
+            embeds = self.input_projections[modality](embeds)
+        full_mask = mask if past_mask is None else torch.cat([past_mask, mask], dim=1)  # (B, P + T)
+        position_ids = (full_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -input_ids.shape[1]:]
+        call = _ZipCall(id(self), memory, {} if record else None)
+        out = tower.model(inputs_embeds=embeds, attention_mask=full_mask.long(), position_ids=position_ids,
+                          past_key_values=cache, use_cache=cache is not None, zipper_call=call)
+        return out.logits, call.states
+
+    def check_segments(self, segments: Sequence[Segment]) -> None:
+        if not segments:
+            raise ValueError("no segments given")
+        batch = segments[0].input_ids.shape[0]
+        for s in segments:
+            if s.modality not in self.tower_objs:
+                raise ValueError(f"segment modality {s.modality!r} has no tower; towers: {list(self.tower_objs)}")
+            if s.input_ids.ndim != 2 or s.input_ids.shape[0] != batch or s.input_ids.shape[1] == 0:
+                raise ValueError(f"segment {s.modality!r}: input_ids must be (B={batch}, T>0), got {tuple(s.input_ids.shape)}")
+            if s.attention_mask is not None and s.attention_mask.shape != s.input_ids.shape:
+                raise ValueError(f"segment {s.modality!r}: attention_mask shape {tuple(s.attention_mask.shape)} "
+                                 f"!= input_ids shape {tuple(s.input_ids.shape)}")
+            vocab = self.tower_objs[s.modality].vocab_size
+            if s.input_ids.min() < 0 or s.input_ids.max() >= vocab:
+                raise ValueError(f"segment {s.modality!r}: token ids must lie in [0, {vocab})")
+
+    def forward(self, segments: Sequence[Segment]) -> ZipperOutput:
+        """Run the segments in order; loss = mean next-token NLL over the segments marked ``loss``."""
+        from transformers import DynamicCache
+
+        self.check_segments(segments)
+        history: list[_Done] = []
+        tower_state: dict[str, tuple] = {}
+        repeats = {m: sum(s.modality == m for s in segments) for m in self.tower_objs}
+        logits_out, total, count = [], None, 0
+        for s in segments:
+            mask = s.mask()
+            cache, past_mask = tower_state.get(s.modality, (DynamicCache() if repeats[s.modality] > 1 else None, None))
+            logits, states = self.tower_forward(s.modality, s.input_ids, mask, self.memory_for(s.modality, history),
+                                                cache, past_mask)
+            tower_state[s.modality] = (cache, mask if past_mask is None else torch.cat([past_mask, mask], 1))
+            history.append(_Done(s.modality, states, mask))
+            logits_out.append(logits)
+            if s.loss:
+                target_mask = mask[:, 1:] & mask[:, :-1]
+                nll = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), s.input_ids[:, 1:].flatten(),
+                                      reduction="none")
+                seg_total = (nll * target_mask.flatten()).sum()
+                total = seg_total if total is None else total + seg_total
+                count += int(target_mask.sum())
+        loss = total / max(count, 1) if total is not None else None
+        return ZipperOutput(loss=loss, logits=logits_out, num_loss_tokens=count)
+
+    def generate(self, prompt: Sequence[Segment], output_modalities: Sequence[str] = ("text",), **kwargs):
+        """Generate the output modalities in turn after the prompt segments; see `zipper.generation`."""
+        from zipper.generation import generate
+
+        return generate(self, prompt, output_modalities, **kwargs)
+
+    # -- saving / loading ----------------------------------------------------------------------
+    def zip_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only what training changes: zip blocks, input projections, LoRA and unfrozen tower weights."""
+        return {n: p.detach().clone().contiguous() for n, p in self.named_parameters() if p.requires_grad}
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Write ``zipper_config.json`` + ``zipper.safetensors`` atomically (temp dir, fsync, rename)."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        if any(r is None for r in self.config.towers):
+            logger.warning("some towers have no load reference (in-memory); pass towers= to from_pretrained")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        try:
+            self.config.save(tmp / CONFIG_NAME)
+            save_file(self.zip_state_dict(), str(tmp / WEIGHTS_NAME), metadata={"format": "zipper"})
+            for f in tmp.iterdir():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+            old = None
+            if path.exists():
+                old = path.with_name(f".{path.name}.old-{os.getpid()}")
+                path.rename(old)
+            tmp.rename(path)
+            if old is not None:
+                shutil.rmtree(old)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike,
+                        towers: Sequence[Tower] | Mapping[str, Tower] | None = None) -> "ZipperModel":
+        """Load a saved zip; towers are loaded from the config's references unless given."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        weights = path / WEIGHTS_NAME
+        if not (path / CONFIG_NAME).exists():
+            raise CheckpointError(f"{path} has no {CONFIG_NAME}: not a saved zip")
+        if not weights.exists():
+            pickles = [p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES]
+            hint = f" (found pickle files {pickles}; zipper never unpickles)" if pickles else ""
+            raise CheckpointError(f"{path} has no {WEIGHTS_NAME}{hint}")
+        with open(weights, "rb") as fh:
+            head = fh.read(2)
+        if head[:1] == b"\x80" or head == b"PK":  # pickle protocol / zip (torch.save) magic
+            raise CheckpointError(f"{weights} is a pickle/torch.save file, not safetensors; refusing to load it")
+        config = ZipperConfig.from_json(path / CONFIG_NAME)
+        if towers is None:
+            if any(r is None for r in config.towers):
+                raise CheckpointError(f"{path}: the config has in-memory towers without references; pass towers=")
+            towers = [load_tower(r, modality=m) for r, m in zip(config.towers, config.modalities)]
+        model = cls(config, towers)
+        try:
+            state = load_file(str(weights))
+        except SafetensorError as e:
+            raise CheckpointError(f"{weights} is not a valid safetensors file: {e}") from None
+        model.load_zip_state_dict(state)
+        return model
+
+    def load_zip_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        params = dict(self.named_parameters())
+        expected = self._expected_trainable()
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or unexpected:
+            raise CheckpointError(f"zip weights do not match this model: missing {missing[:4]}, unexpected {unexpected[:4]}")
+        for name, value in state.items():
+            if params[name].shape != value.shape:
+                raise CheckpointError(f"{name}: saved shape {tuple(value.shape)} != model {tuple(params[name].shape)}")
+        with torch.no_grad():
+            for name, value in state.items():
+                params[name].copy_(value)
