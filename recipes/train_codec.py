@@ -1,0 +1,93 @@
+"""Train the default speech unit codec (k-means units over log-mel + unit->mel decoder).
+
+    nice -n 10 .venv/bin/python recipes/train_codec.py --config recipes/configs/codec_default.json \
+        --manifest DATA/train.jsonl --out towers/assets/codec-default
+
+Input: a JSONL manifest (one object per line with ``audio_filepath``; other keys ignored; relative
+paths are relative to the manifest) or a directory of audio files (``--wav-dir``, recursive).
+Output: a codec directory (``codec_config.json`` + ``codec.safetensors``) loadable with
+``towers.codec.SpeechCodec.from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from towers.audio import load_audio  # noqa: E402
+from towers.codec import MelUnitCodecConfig  # noqa: E402
+from towers.codec_train import train_mel_unit_codec  # noqa: E402
+
+AUDIO_EXT = {".wav", ".flac", ".ogg", ".mp3"}
+
+
+def audio_paths(manifest: str | None, wav_dir: str | None, voices_exclude: set[str]) -> list[Path]:
+    paths = []
+    if manifest:
+        base = Path(manifest).resolve().parent
+        for line in Path(manifest).read_text().splitlines():
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if row.get("voice") in voices_exclude:
+                continue
+            p = Path(row["audio_filepath"])
+            paths.append(p if p.is_absolute() else base / p)
+    if wav_dir:
+        paths += sorted(p for p in Path(wav_dir).rglob("*") if p.suffix.lower() in AUDIO_EXT)
+    return paths
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="recipes/configs/codec_default.json",
+                    help="JSON with 'codec' (MelUnitCodecConfig fields) and 'train' (trainer arguments)")
+    ap.add_argument("--manifest", help="JSONL manifest with audio_filepath per line")
+    ap.add_argument("--wav-dir", help="directory searched recursively for .wav/.flac/.ogg/.mp3")
+    ap.add_argument("--out", required=True, help="output codec directory")
+    ap.add_argument("--exclude-voice", action="append", default=[],
+                    help="manifest 'voice' values to leave out (repeatable), e.g. held-out test voices")
+    ap.add_argument("--max-files", type=int, default=0, help="use at most this many files (0: all)")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=JSON",
+                    help="override a config value, e.g. --set codec.vocab_size=512 --set train.dec_steps=500")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    args = ap.parse_args(argv)
+    if not args.manifest and not args.wav_dir:
+        ap.error("give --manifest or --wav-dir")
+
+    torch.set_num_threads(args.threads)
+    cfg = json.loads(Path(args.config).read_text())
+    for item in args.set:
+        key, val = item.split("=", 1)
+        section, name = key.split(".", 1)
+        cfg[section][name] = json.loads(val)
+    codec_cfg = MelUnitCodecConfig.from_dict(cfg["codec"])
+
+    paths = audio_paths(args.manifest, args.wav_dir, set(args.exclude_voice))
+    if args.max_files:
+        paths = paths[: args.max_files]
+    if not paths:
+        ap.error("no audio files found")
+    from tqdm import tqdm
+
+    waves = [load_audio(p, target_sr=codec_cfg.sample_rate)[0] for p in tqdm(paths, desc="loading audio", mininterval=2)]
+    t0 = time.time()
+    codec = train_mel_unit_codec(waves, codec_cfg.sample_rate, codec_cfg, **cfg["train"])
+    out = codec.save_pretrained(args.out)
+    n_params = sum(p.numel() for p in codec.decoder.parameters())
+    size = (out / "codec.safetensors").stat().st_size / 1e6
+    print(f"[codec] trained in {time.time() - t0:.0f}s; decoder {n_params / 1e6:.2f}M params; "
+          f"{size:.1f} MB -> {out} ({codec.units_per_second:g} units/s, vocab {codec.vocab_size})")
+    (out / "training_args.json").write_text(json.dumps(
+        {"argv": sys.argv, "config": cfg, "n_files": len(paths)}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
