@@ -206,7 +206,7 @@ class ZipperModel(nn.Module):
             p.requires_grad_(name in expected)
         actual = {n for n, p in self.named_parameters() if p.requires_grad}
         assert actual == expected, f"trainability mismatch: {sorted(actual ^ expected)[:5]}"
-        self.train(self.training)
+        self.eval()  # like a freshly loaded HF model; call .train() to train
 
     def parameter_counts(self) -> dict[str, int]:
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)

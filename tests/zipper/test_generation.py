@@ -1,0 +1,117 @@
+"""Generation invariants: cached == uncached, batched == one-by-one, beam(1) == greedy, modality switching."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.conftest import open_gates, tiny_tower
+from zipper import Segment, ZipperModel
+from zipper.generation import pick_next
+
+
+@pytest.fixture
+def model():
+    speech = tiny_tower("llama", "speech", vocab=40, hidden=32, layers=4, seed=1, init_std=0.4)
+    text = tiny_tower("gpt_neox", "text", vocab=56, hidden=48, layers=3, seed=2, init_std=0.4)
+    m = ZipperModel.from_towers([speech, text], directions=["speech->text", "text->speech"],
+                                cross_attention_interval=[1, 1])
+    open_gates(m, 1.0, block_scale=30.0)  # the prompt must influence what is generated, or these tests prove nothing
+    with torch.no_grad():  # EOS wins wherever token 45 (speech: 11) would: sequences end at varied lengths
+        for tower, like in ((text, 45), (speech, 11)):
+            head = tower.model.get_output_embeddings().weight
+            head[tower.eos_token_id] = head[like] * 1.05
+    return m
+
+
+def _speech(b, t, seed):
+    return torch.randint(3, 40, (b, t), generator=torch.Generator().manual_seed(seed))
+
+
+def test_generation_depends_on_prompt(model):
+    out = model.generate([Segment("speech", _speech(6, 8, 0))], ["text"], max_new_tokens=16)[0]
+    assert len({tuple(row[m.bool()].tolist()) for row, m in zip(out.input_ids, out.attention_mask)}) > 1
+    assert len(set(out.attention_mask.sum(1).tolist())) > 1  # and rows stop at different lengths
+
+
+@pytest.mark.parametrize("outputs,n", [(["text"], 12), (["text", "speech"], [6, 8]), (["speech"], 10)])
+def test_cached_equals_uncached(model, outputs, n):
+    prompt = [Segment("speech", _speech(3, 7, 2))] if outputs[0] == "text" else \
+        [Segment("text", torch.randint(3, 56, (3, 5), generator=torch.Generator().manual_seed(3)))]
+    cached = model.generate(prompt, outputs, max_new_tokens=n)
+    uncached = model.generate(prompt, outputs, max_new_tokens=n, use_cache=False)
+    for c, u in zip(cached, uncached):
+        assert torch.equal(c.input_ids, u.input_ids) and torch.equal(c.attention_mask, u.attention_mask)
+
+
+def test_cached_logits_match_full_forward(model):
+    """Step-by-step logits of the cached path equal one full forward over the generated sequence."""
+    prompt = [Segment("speech", _speech(2, 6, 4))]
+    out = model.generate(prompt, ["text"], max_new_tokens=6)[0]
+    text = model.tower("text")
+    full = torch.cat([torch.full((2, 1), text.bos_token_id), out.input_ids], 1)
+    mask = torch.cat([torch.ones(2, 1, dtype=torch.long), out.attention_mask], 1)
+    logits = model(prompt + [Segment("text", full, mask)]).logits[1]
+    # Greedy: each generated token is the argmax of the full-forward logits at the previous position.
+    pred = logits[:, :-1].argmax(-1)
+    real = out.attention_mask.bool()
+    assert torch.equal(pred[real], out.input_ids[real])
+
+
+def test_batched_equals_one_by_one(model):
+    lengths = [9, 4, 7]
+    speech = [_speech(1, n, 10 + i) for i, n in enumerate(lengths)]
+    width = max(lengths)
+    batch = torch.cat([torch.cat([s, torch.zeros(1, width - s.shape[1], dtype=torch.long)], 1) for s in speech])
+    mask = torch.tensor([[1] * n + [0] * (width - n) for n in lengths])
+    together = model.generate([Segment("speech", batch, mask)], ["text"], max_new_tokens=10)[0]
+    for i, s in enumerate(speech):
+        alone = model.generate([Segment("speech", s)], ["text"], max_new_tokens=10)[0]
+        n = int(alone.attention_mask.sum())
+        assert int(together.attention_mask[i].sum()) == n
+        assert torch.equal(together.input_ids[i, :n], alone.input_ids[0, :n])
+
+
+def test_beam_one_equals_greedy(model):
+    prompt = [Segment("speech", _speech(2, 8, 5))]
+    greedy = model.generate(prompt, ["text"], max_new_tokens=10)[0]
+    beam = model.generate(prompt, ["text"], max_new_tokens=10, num_beams=1)[0]
+    n = greedy.input_ids.shape[1]
+    assert torch.equal(beam.input_ids[:, :n], greedy.input_ids)
+
+
+def test_beam_search_scores_at_least_greedy(model):
+    """With length_penalty=0 beam search maximises total log-prob: never below greedy's sequence."""
+    prompt = [Segment("speech", _speech(1, 8, 6))]
+    text = model.tower("text")
+
+    def logprob(seg):
+        ids = torch.cat([torch.tensor([[text.bos_token_id]]), seg.input_ids[:, seg.attention_mask[0].bool()],
+                         torch.tensor([[text.eos_token_id]])], 1)
+        lp = model(prompt + [Segment("text", ids)]).logits[1][:, :-1].log_softmax(-1)
+        return float(lp.gather(-1, ids[:, 1:, None]).sum())
+
+    greedy = model.generate(prompt, ["text"], max_new_tokens=30)[0]
+    beam = model.generate(prompt, ["text"], max_new_tokens=30, num_beams=4, length_penalty=0.0)[0]
+    if greedy.attention_mask.sum() < 30:  # greedy ended with EOS: comparable complete hypotheses
+        assert logprob(beam) >= logprob(greedy) - 1e-4
+
+
+def test_sampling_is_seeded_and_respects_top_k():
+    logits = torch.tensor([[0.0, 5.0, 4.0, -1.0]])
+    draws = {int(pick_next(logits, True, top_k=2, generator=torch.Generator().manual_seed(s))) for s in range(40)}
+    assert draws <= {1, 2} and len(draws) == 2
+    draws = {int(pick_next(logits, True, top_p=0.5, generator=torch.Generator().manual_seed(s))) for s in range(20)}
+    assert draws == {1}
+    a = pick_next(logits.repeat(5, 1), True, generator=torch.Generator().manual_seed(0))
+    b = pick_next(logits.repeat(5, 1), True, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+
+
+def test_generation_argument_errors(model):
+    prompt = [Segment("speech", _speech(1, 4, 0))]
+    with pytest.raises(ValueError, match="beam"):
+        model.generate(prompt, ["text", "speech"], num_beams=2)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        model.generate(prompt, ["text"], max_new_tokens=[3, 4])
+    with pytest.raises(ValueError, match="temperature"):
+        model.generate(prompt, ["text"], do_sample=True, temperature=0.0)

@@ -1,0 +1,172 @@
+"""Invariants of the zipped forward pass: identity at init, frozen towers, gradients, causal masking."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.conftest import open_gates, tiny_tower
+from zipper import ConfigError, Segment, ZipperModel
+
+ARCHS = ["llama", "gpt2", "gpt_neox", "qwen2"]
+
+
+def _ids(vocab: int, b: int, t: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(3, vocab, (b, t), generator=g)
+
+
+@pytest.mark.parametrize("src_kind", ARCHS)
+@pytest.mark.parametrize("dst_kind", ARCHS)
+def test_init_logits_equal_bare_towers(src_kind, dst_kind):
+    speech = tiny_tower(src_kind, "speech", vocab=40, hidden=32, layers=4, seed=3)
+    text = tiny_tower(dst_kind, "text", vocab=56, hidden=48, layers=3, seed=4)
+    model = ZipperModel.from_towers([speech, text], directions=["speech->text", "text->speech"],
+                                    cross_attention_interval=[1, 1])
+    s, t = _ids(40, 3, 9, 0), _ids(56, 3, 6, 1)
+    s_mask = torch.tensor([[1] * 9, [1] * 5 + [0] * 4, [1] * 7 + [0] * 2])
+    t_mask = torch.tensor([[1] * 6, [1] * 6, [1] * 4 + [0] * 2])
+    out = model([Segment("speech", s, s_mask), Segment("text", t, t_mask, loss=True)])
+    with torch.no_grad():
+        bare_s = speech.model(input_ids=s, attention_mask=s_mask).logits
+        bare_t = text.model(input_ids=t, attention_mask=t_mask).logits
+    # Exact equality on every real token: zero gates make every zip block the identity.
+    assert torch.equal(out.logits[0][s_mask.bool()], bare_s[s_mask.bool()])
+    assert torch.equal(out.logits[1][t_mask.bool()], bare_t[t_mask.bool()])
+    assert out.loss is not None and torch.isfinite(out.loss)
+
+
+def test_parameter_names_unchanged_and_counts(pair):
+    speech, text = pair
+    names_before = [n for n, _ in text.model.named_parameters()]
+    model = ZipperModel.from_towers([speech, text], directions=["speech->text"])
+    assert [n for n, _ in text.model.named_parameters()] == names_before
+    assert set(text.model.state_dict()) == {n for n in text.model.state_dict()}
+    counts = model.parameter_counts()
+    tower_params = speech.num_parameters() + text.num_parameters()
+    assert counts["frozen"] == tower_params
+    assert counts["trainable"] == sum(p.numel() for n, p in model.named_parameters()
+                                      if n.startswith(("blocks.", "input_projections.")))
+    assert counts["trainable"] > 0 and not any(p.requires_grad for p in text.model.parameters())
+
+
+def _train(model, segments, steps=3, lr=1e-2):
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = model(segments).loss
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def _interleaved(s, t):
+    # [speech, text, speech]: both directions receive memory, so every block is used.
+    return [Segment("speech", s, loss=True), Segment("text", t, loss=True), Segment("speech", s.flip(1), loss=True)]
+
+
+def test_training_changes_only_zip_and_reaches_every_trainable_param(pair):
+    speech, text = pair
+    model = ZipperModel.from_towers([speech, text], directions=["speech->text", "text->speech"],
+                                    cross_attention_interval=[2, 1])
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    segs = _interleaved(_ids(40, 2, 8, 0), _ids(56, 2, 5, 1))
+    losses = _train(model, segs)
+    assert losses[-1] < losses[0]
+    for n, p in model.named_parameters():
+        if n in frozen:
+            assert torch.equal(p, frozen[n]), f"frozen tensor {n} changed"
+            assert p.grad is None
+    changed = [n for n, p in model.named_parameters() if n in trainable and not torch.equal(p, trainable[n])]
+    assert len(changed) == len(trainable), f"unchanged: {set(trainable) - set(changed)}"
+    # Gates are open now, so a backward pass reaches every trainable tensor with a non-zero gradient.
+    model.zero_grad()
+    model(segs).loss.backward()
+    dead = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
+    assert not dead, f"no gradient reached {dead}"
+
+
+def test_lora_only_adapters_train(pair):
+    speech, text = pair
+    model = ZipperModel.from_towers([speech, text], directions=["speech->text"], lora_rank=4,
+                                    lora_towers=["speech"])
+    lora = [n for n, p in model.named_parameters() if "lora_" in n]
+    assert lora and all(p.requires_grad for n, p in model.named_parameters() if "lora_" in n)
+    s, t = _ids(40, 2, 8, 0), _ids(56, 2, 5, 1)
+    bare = text.model(input_ids=t).logits
+    assert torch.equal(model([Segment("speech", s), Segment("text", t)]).logits[1], bare)  # LoRA B = 0 at init
+    base = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+    _train(model, [Segment("speech", s), Segment("text", t, loss=True)], steps=4)
+    assert all(torch.equal(p, base[n]) for n, p in model.named_parameters() if n in base)
+    assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters() if n in before)
+
+
+def test_unfrozen_tower_trains(pair):
+    speech, text = pair
+    model = ZipperModel.from_towers([speech, text], directions=["text->speech"], frozen=[False, True])
+    assert all(p.requires_grad for p in speech.model.parameters())
+    assert not any(p.requires_grad for p in text.model.parameters())
+    assert speech.model.training is False
+    model.train()
+    assert model.towers["speech"].training and not model.towers["text"].training
+
+
+def test_cross_modal_mask_is_causal(pair):
+    """A position never sees a later other-modality position: perturbing later segments changes nothing before."""
+    speech, text = pair
+    model = ZipperModel.from_towers([speech, text], directions=["speech->text", "text->speech"],
+                                    cross_attention_interval=[1, 1])
+    open_gates(model)
+    t1, s, t2 = _ids(56, 2, 5, 0), _ids(40, 2, 7, 1), _ids(56, 2, 4, 2)
+    base = model([Segment("text", t1), Segment("speech", s), Segment("text", t2)]).logits
+    s_alt = _ids(40, 2, 7, 9)
+    alt = model([Segment("text", t1), Segment("speech", s_alt), Segment("text", t2)]).logits
+    assert torch.equal(alt[0], base[0])  # earlier text never saw the speech
+    assert not torch.allclose(alt[2], base[2])  # later text does see it (the test can fail)
+    t2_alt = _ids(56, 2, 4, 7)
+    alt2 = model([Segment("text", t1), Segment("speech", s), Segment("text", t2_alt)]).logits
+    assert torch.equal(alt2[0], base[0]) and torch.equal(alt2[1], base[1])
+
+
+def test_padding_in_memory_is_ignored(pair):
+    speech, text = pair
+    model = ZipperModel.from_towers([speech, text], directions=["speech->text"])
+    open_gates(model)
+    s, t = _ids(40, 1, 6, 0), _ids(56, 1, 5, 1)
+    one = model([Segment("speech", s), Segment("text", t)]).logits[1]
+    padded = torch.cat([s, torch.full((1, 4), 0)], 1)
+    mask = torch.cat([torch.ones(1, 6), torch.zeros(1, 4)], 1).long()
+    two = model([Segment("speech", padded, mask), Segment("text", t)]).logits[1]
+    torch.testing.assert_close(one, two, rtol=1e-5, atol=1e-5)
+
+
+def test_bad_segments_rejected(pair):
+    speech, text = pair
+    model = ZipperModel.from_towers([speech, text], directions=["speech->text"])
+    with pytest.raises(ValueError, match="no tower"):
+        model([Segment("image", torch.ones(1, 2, dtype=torch.long))])
+    with pytest.raises(ValueError, match="token ids"):
+        model([Segment("speech", torch.full((1, 3), 999))])
+    with pytest.raises(ValueError, match="input_ids"):
+        model([Segment("speech", torch.ones(1, 0, dtype=torch.long))])
+    with pytest.raises(ValueError, match="attention_mask"):
+        model([Segment("speech", torch.ones(1, 3, dtype=torch.long), torch.ones(1, 4))])
+    with pytest.raises(ConfigError, match="modalities"):
+        ZipperModel.from_towers([speech, tiny_tower("llama", "speech")], directions=["speech->text"])
+
+
+def test_three_towers(pair):
+    speech, text = pair
+    image = tiny_tower("gpt2", "image", vocab=30, hidden=64, layers=2, seed=5)
+    model = ZipperModel.from_towers([speech, image, text], directions=["speech->text", "image->text"])
+    s, i, t = _ids(40, 2, 5, 0), _ids(30, 2, 4, 1), _ids(56, 2, 6, 2)
+    out = model([Segment("speech", s), Segment("image", i), Segment("text", t, loss=True)])
+    assert torch.equal(out.logits[2], text.model(input_ids=t).logits)
+    open_gates(model)
+    a = model([Segment("speech", s), Segment("image", i), Segment("text", t)]).logits[2]
+    b = model([Segment("speech", s), Segment("image", i.flip(1)), Segment("text", t)]).logits[2]
+    assert not torch.allclose(a, b)
