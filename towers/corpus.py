@@ -144,6 +144,23 @@ def gcide_quotations(path: str | os.PathLike = GCIDE_PATH) -> Iterator[str]:
 
 _ALLOWED = re.compile(r"^[A-Za-z ,.;:!?'\-]+$")
 _SENT_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+_ABBREV = {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "gen", "col", "capt", "lt", "rev", "prof",
+           "vs", "etc", "no", "vol", "ch", "fig", "mt", "ft", "co", "inc", "ltd", "esq", "hon"}
+
+
+def _split_sentences(text: str) -> list[str]:
+    """Split at ``.!?`` + space + capital, but not after abbreviations / initials (``Mr.``,
+    ``J.``), so those stay inside one (then rejected) sentence instead of leaving a fragment."""
+    out, start = [], 0
+    for m in _SENT_SPLIT.finditer(text):
+        prev = text[start : m.start()].split()
+        last = prev[-1].rstrip(".").lower() if prev else ""
+        if last in _ABBREV or (len(last) == 1 and last.isalpha()):
+            continue
+        out.append(text[start : m.start()])
+        start = m.end()
+    out.append(text[start:])
+    return out
 
 
 def _ascii(s: str) -> str:
@@ -168,7 +185,7 @@ def clean_sentences(texts: Iterable[str], min_words: int = 4, max_words: int = 2
         t = _ascii(raw).replace('"', " ").replace("--", ", ")
         t = " ".join(t.split())
         t = re.sub(r"(\w) '(re|s|ll|ve|d|t|m)\b", r"\1'\2", t)  # GCIDE's "you 're"
-        for s in _SENT_SPLIT.split(t):
+        for s in _split_sentences(t):
             s = re.sub(r"\s+([,.;:!?])", r"\1", s.strip(" ,;:"))
             s = re.sub(r",\s*,", ",", s)
             if not s or not s[0].isupper() or s[-1] not in ".!?":
@@ -203,7 +220,7 @@ def load_sentences(cache: bool = True, sources: Sequence[str] = ("fortunes", "gc
         CorpusError: no sentence could be extracted (packages ``fortunes`` / ``dict-gcide``
             missing).
     """
-    key = hashlib.sha1(json.dumps([sorted(sources), _MANIFEST_VERSION, 4]).encode()).hexdigest()[:10]
+    key = hashlib.sha1(json.dumps([sorted(sources), _MANIFEST_VERSION, 5]).encode()).hexdigest()[:10]
     path = default_cache_dir() / f"sentences-{key}.jsonl"
     if cache and path.is_file():
         try:

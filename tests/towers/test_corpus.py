@@ -1,0 +1,253 @@
+"""Tests for towers.corpus and towers.voices: a real tiny build, splits, idempotence, voices."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from towers.audio import load_audio
+from towers.corpus import (
+    DEFAULT_VOICE_SPLITS,
+    SPLITS,
+    CorpusError,
+    augment_wave,
+    build_corpus,
+    clean_sentences,
+    load_sentences,
+    main,
+    plan_corpus,
+    read_manifest,
+    split_sentences,
+)
+from towers.judges import normalize_text
+from towers.voices import VOICES, get_voice, list_voices, trim_silence
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("corpus") / "tiny"
+    t0 = time.time()
+    rep = build_corpus(out, size="tiny", seed=0, num_workers=2, progress=False)
+    return out, rep, time.time() - t0
+
+
+# ------------------------------------------------------------------ the tiny build
+def test_tiny_build_report(tiny):
+    out, rep, seconds = tiny
+    assert rep.n_failed == 0, rep.failed
+    assert rep.n_synthesized == rep.n_items > 0
+    total_h = sum(rep.hours_by_split.values())
+    assert 1.0 / 60 < total_h < 4.0 / 60  # "~2 minutes of audio"
+    assert seconds < 60, f"tiny build took {seconds:.1f} s"
+    summary = json.loads((out / "corpus.json").read_text())
+    assert summary["count_by_split"] == rep.count_by_split and summary["failed"] == []
+
+
+def test_manifests_valid_and_audio_matches(tiny):
+    out, _, _ = tiny
+    for split in SPLITS:
+        rows = read_manifest(out / f"{split}.jsonl")
+        assert rows, split
+        for r in rows:
+            assert set(r) >= {"audio_filepath", "duration", "voice", "speaker", "augment", "id"}
+            assert r["split"] == split and r["voice"] in VOICES
+            assert ("text" in r) == (split != "unpaired_speech")
+            if "text" in r:
+                assert 4 <= len(r["text"].split()) <= 20
+            info = sf.info(r["audio_filepath"])
+            assert info.samplerate == 16000 and info.channels == 1
+            assert abs(info.frames / 16000 - r["duration"]) < 1e-3
+            assert 0.5 < r["duration"] < 15
+    # relative paths in the file itself, so the corpus can move
+    raw = json.loads((out / "train.jsonl").read_text().splitlines()[0])
+    assert not Path(raw["audio_filepath"]).is_absolute()
+    texts = read_manifest(out / "unpaired_text.jsonl")
+    assert texts and all(set(t) == {"text"} for t in texts)
+
+
+def test_audio_is_real_speech(tiny):
+    out, _, _ = tiny
+    for r in read_manifest(out / "test.jsonl")[:2]:
+        wave, sr = load_audio(r["audio_filepath"])
+        assert sr == 16000 and np.isfinite(wave).all()
+        assert 0.01 < float(np.sqrt(np.mean(wave**2))) < 0.7  # not silence, not clipped noise
+
+
+def test_splits_disjoint_in_voices_speakers_and_sentences(tiny):
+    out, _, _ = tiny
+    rows = {s: read_manifest(out / f"{s}.jsonl") for s in SPLITS}
+    voices = {s: {r["voice"] for r in rows[s]} for s in SPLITS}
+    speakers = {s: {r["speaker"] for r in rows[s]} for s in SPLITS}
+    train_voices = voices["train"] | voices["unpaired_speech"]
+    train_speakers = speakers["train"] | speakers["unpaired_speech"]
+    for held in ("dev", "test"):
+        assert not voices[held] & train_voices
+        assert not speakers[held] & train_speakers
+    assert not speakers["dev"] & speakers["test"]
+    assert voices["test"] == set(DEFAULT_VOICE_SPLITS["test"])  # every test voice is used
+    sents = {s: {normalize_text(r["text"]) for r in rows[s]} for s in ("train", "dev", "test")}
+    unpaired_text = {normalize_text(r["text"]) for r in read_manifest(out / "unpaired_text.jsonl")}
+    for held in ("dev", "test"):
+        assert not sents[held] & sents["train"]
+        assert not sents[held] & unpaired_text
+    assert not sents["dev"] & sents["test"]
+    # augmentation only on training audio, never on dev/test
+    assert all(r["augment"] is None for s in ("dev", "test") for r in rows[s])
+
+
+def test_rerun_is_a_fast_no_op(tiny):
+    out, rep, _ = tiny
+    files = sorted(out.rglob("*"))
+    before = {p: p.stat().st_mtime_ns for p in files}
+    t0 = time.time()
+    rep2 = build_corpus(out, size="tiny", seed=0, num_workers=2, progress=False)
+    assert time.time() - t0 < 10
+    assert rep2.n_synthesized == 0 and rep2.n_skipped == rep.n_items and rep2.n_failed == 0
+    assert sorted(out.rglob("*")) == files
+    assert {p: p.stat().st_mtime_ns for p in files} == before  # nothing rewritten
+
+
+def test_resume_after_loss_and_corruption(tiny, tmp_path):
+    out, rep, _ = tiny
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    rows = read_manifest(copy / "train.jsonl")
+    Path(rows[0]["audio_filepath"]).unlink()  # lost file
+    Path(rows[1]["audio_filepath"]).write_bytes(b"RIFF garbage")  # half-written / corrupt file
+    (copy / "dev.jsonl").unlink()
+    rep2 = build_corpus(copy, size="tiny", seed=0, num_workers=1, progress=False)
+    assert rep2.n_synthesized == 2 and rep2.n_skipped == rep.n_items - 2
+    assert (copy / "dev.jsonl").read_text() == (out / "dev.jsonl").read_text()
+    assert (copy / "train.jsonl").read_text() == (out / "train.jsonl").read_text()
+
+
+# ------------------------------------------------------------------ planning (no synthesis)
+@pytest.fixture(scope="module")
+def sentences():
+    return load_sentences()
+
+
+def test_sentence_pool(sentences):
+    assert len(sentences) > 20000
+    keys = [normalize_text(s) for s in sentences]
+    assert len(set(keys)) == len(keys)
+    assert all(4 <= len(s.split()) <= 20 for s in sentences)
+    pools = split_sentences(sentences)
+    assert sum(len(v) for v in pools.values()) == len(sentences)
+    seen: set[str] = set()
+    for v in pools.values():
+        assert not seen & set(v)
+        seen |= set(v)
+
+
+def test_clean_sentences_rules():
+    raw = [
+        "Hello there, my good friend.  Short one.",
+        "Call 555-1234 now for your free prize.",
+        'He said "wait -- stop" to the whole assembled crowd.',
+        "Mr. Smith went to Washington again today.",
+        "The NASA probe landed on the moon today.",
+        "hello there, my good friend.",  # duplicate after normalisation
+        "An unfinished sentence without an end",
+        "In politics I hear you 're stanch and true.",
+    ]
+    assert clean_sentences(raw) == [
+        "Hello there, my good friend.",
+        "He said wait, stop to the whole assembled crowd.",
+        "In politics I hear you're stanch and true.",
+    ]
+
+
+def test_plan_is_deterministic_and_sized(sentences):
+    a, ta, va = plan_corpus(0.5, seed=3, sentences=sentences)
+    b, tb, vb = plan_corpus(0.5, seed=3, sentences=sentences)
+    c, _, _ = plan_corpus(0.5, seed=4, sentences=sentences)
+    assert a == b and ta == tb and [i.augment for i in a] == [i.augment for i in b]
+    assert [i.id for i in a] != [i.id for i in c]
+    assert len({i.id for i in a}) == len(a)
+    est = sum(0.5 + 0.36 * len(i.text.split()) for i in a) / 3600
+    assert 0.5 <= est < 0.52
+    frac = sum(i.augment is not None for i in a if i.split == "train") / sum(i.split == "train" for i in a)
+    assert 0.2 < frac < 0.4
+    none, _, _ = plan_corpus(0.1, augment_prob=0.0, sentences=sentences)
+    assert all(i.augment is None for i in none)
+
+
+def test_plan_bad_arguments(sentences):
+    with pytest.raises(CorpusError):
+        plan_corpus(0, sentences=sentences)
+    with pytest.raises(CorpusError):
+        plan_corpus(0.1, augment_prob=1.5, sentences=sentences)
+    with pytest.raises(CorpusError):  # same speaker (slt) in dev and test
+        plan_corpus(0.1, sentences=sentences, test_voices=["flite-slt"], dev_voices=["festival-slt-hts"])
+    with pytest.raises(KeyError):
+        plan_corpus(0.1, sentences=sentences, test_voices=["no-such-voice"])
+    with pytest.raises(CorpusError):
+        build_corpus("/tmp/never-made", size="enormous")
+
+
+def test_held_out_speaker_leaves_training(sentences):
+    items, _, voices = plan_corpus(0.05, sentences=sentences, test_voices=["flite-slt"], dev_voices=["flite-rms"])
+    assert "festival-slt-hts" not in voices["train"]  # same speaker as the held-out flite-slt
+
+
+# ------------------------------------------------------------------ voices and augmentation
+def test_voice_registry():
+    assert len(VOICES) >= 20
+    engines = {v.engine for v in list_voices()}
+    assert {"espeak-ng", "flite", "festival", "piper"} <= engines
+    with pytest.raises(KeyError):
+        get_voice("nope")
+    with pytest.raises(ValueError):
+        get_voice("flite-awb").synthesize(["a", "b"], ["x.wav"])
+
+
+@pytest.mark.parametrize("name", ["festival-slt-hts", "piper-joe"])
+def test_voice_writes_16k_mono(tmp_path, name):
+    texts = ['She said "hello" to the old man.', "Then she left (quietly) \\ at once."]
+    outs = get_voice(name).synthesize(texts, [tmp_path / "a.wav", tmp_path / "b.wav"])
+    for p in outs:
+        info = sf.info(p)
+        assert info.samplerate == 16000 and info.channels == 1 and 0.8 < info.duration < 6
+
+
+def test_trim_silence():
+    sr = 16000
+    x = np.zeros(3 * sr, np.float32)
+    x[sr : 2 * sr] = 0.5 * np.sin(np.arange(sr) * 0.1)
+    y = trim_silence(x, sr, pad_s=0.1)
+    assert abs(len(y) - 1.2 * sr) < 0.02 * sr
+    assert len(trim_silence(np.zeros(1000, np.float32))) == 1000
+
+
+def test_augment_wave(tmp_path):
+    sr = 16000
+    x = (0.3 * np.sin(2 * np.pi * 220 * np.arange(sr) / sr)).astype(np.float32)
+    src = tmp_path / "src.wav"
+    sf.write(src, x, sr)
+    augment_wave(src, tmp_path / "fast.wav", {"speed": 1.1})
+    y, _ = load_audio(tmp_path / "fast.wav")
+    assert abs(len(y) - sr / 1.1) < 0.02 * sr
+    augment_wave(src, tmp_path / "noisy.wav", {"noise_snr_db": 10.0, "noise_seed": 1})
+    z, _ = load_audio(tmp_path / "noisy.wav")
+    snr = 10 * np.log10(np.mean(x**2) / np.mean((z - x) ** 2))
+    assert 8.5 < snr < 11.5
+    augment_wave(src, tmp_path / "all.wav", {"pitch_cents": 200, "reverb": 50})
+    w, _ = load_audio(tmp_path / "all.wav")
+    assert len(w) >= len(x) and np.max(np.abs(w)) <= 0.99 + 1e-4
+
+
+def test_cli_voices_and_errors(capsys):
+    assert main(["voices"]) == 0
+    assert "piper-joe" in capsys.readouterr().out
+    assert main(["build", "--out", "/tmp/zz-never", "--hours", "-1"]) == 2
+    with pytest.raises(SystemExit):
+        main(["build", "--help"])
