@@ -14,6 +14,7 @@ import soundfile as sf
 from towers.audio import load_audio
 from towers.corpus import (
     DEFAULT_VOICE_SPLITS,
+    _est_seconds,
     SPLITS,
     CorpusError,
     augment_wave,
@@ -158,6 +159,7 @@ def test_clean_sentences_rules():
         "hello there, my good friend.",  # duplicate after normalisation
         "An unfinished sentence without an end",
         "In politics I hear you 're stanch and true.",
+        "Sam: How the hell do they know him here?",
     ]
     assert clean_sentences(raw) == [
         "Hello there, my good friend.",
@@ -173,7 +175,7 @@ def test_plan_is_deterministic_and_sized(sentences):
     assert a == b and ta == tb and [i.augment for i in a] == [i.augment for i in b]
     assert [i.id for i in a] != [i.id for i in c]
     assert len({i.id for i in a}) == len(a)
-    est = sum(0.5 + 0.36 * len(i.text.split()) for i in a) / 3600
+    est = sum(_est_seconds(i.text) for i in a) / 3600
     assert 0.5 <= est < 0.52
     frac = sum(i.augment is not None for i in a if i.split == "train") / sum(i.split == "train" for i in a)
     assert 0.2 < frac < 0.4
