@@ -358,9 +358,12 @@ def _source_bytes_and_name(src: PathOrBytes) -> tuple[object, str, int | None, b
         raise AudioFileNotFoundError(f"no such audio file: {p}")
     if p.is_dir():
         raise UnsupportedFormatError(f"{p} is a directory, not an audio file")
-    size = p.stat().st_size
-    with open(p, "rb") as f:
-        head = f.read(4096)
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as f:
+            head = f.read(4096)
+    except OSError as e:  # permissions, I/O errors
+        raise AudioError(f"cannot read {p}: {e.strerror or e}") from None
     return str(p), str(p), size, head
 
 
@@ -406,7 +409,8 @@ def load_audio(
 
     Raises:
         AudioFileNotFoundError, EmptyAudioError, CorruptAudioError (undecodable or truncated),
-        UnsupportedFormatError, NonFiniteAudioError, AudioTooLongError, SampleRateError.
+        UnsupportedFormatError, NonFiniteAudioError, AudioTooLongError, SampleRateError;
+        plain :class:`AudioError` when the file exists but cannot be read (permissions, I/O).
     """
     src, name, size, head = _source_bytes_and_name(path_or_bytes)
     max_s = _check_max_seconds(max_seconds)

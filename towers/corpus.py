@@ -720,7 +720,7 @@ def build_corpus(
         hours_requested=hours,
         seconds=round(time.time() - t0, 2),
         n_items=len(items),
-        n_synthesized=len(todo) - len([i for i in failed if i in {t.id for t in todo}]),
+        n_synthesized=sum(1 for t in todo if t.id not in failed),
         n_skipped=len(items) - len(todo),
         n_failed=len(failed),
         hours_by_split=hours_by,

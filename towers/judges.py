@@ -270,6 +270,22 @@ def _to_wave16k(item: AudioLike, max_seconds: float | None) -> np.ndarray:
     return preprocess(item, DEFAULT_SR, DEFAULT_SR, max_seconds)[0]  # array/tensor: assumed 16 kHz
 
 
+def _as_list(items) -> list:
+    """A single clip (path, bytes, array, ``(wave, sr)`` pair) -> ``[clip]``; sequences -> list."""
+    if isinstance(items, (str, os.PathLike, bytes, bytearray, np.ndarray)) or (
+        isinstance(items, tuple) and len(items) == 2 and np.isscalar(items[1])
+    ):
+        return [items]
+    try:
+        import torch
+
+        if isinstance(items, torch.Tensor):
+            return [items]
+    except ImportError:  # pragma: no cover
+        pass
+    return list(items)
+
+
 # --------------------------------------------------------------------------------------------
 # Whisper base (CTranslate2) judge
 # --------------------------------------------------------------------------------------------
@@ -404,10 +420,7 @@ class WhisperJudge:
         A single path/array is accepted too and gives a one-element list. Bad audio raises the
         :mod:`towers.audio` error for it.
         """
-        if isinstance(items, (str, os.PathLike, bytes, np.ndarray)) or (
-            isinstance(items, tuple) and len(items) == 2 and np.isscalar(items[1])
-        ):
-            items = [items]
+        items = _as_list(items)
         it = items
         if progress:
             from tqdm.auto import tqdm
@@ -455,8 +468,7 @@ class PocketsphinxJudge:
         return " ".join(w for w in words if not (w.startswith("<") or w.startswith("[")))
 
     def transcribe(self, items: Sequence[AudioLike] | AudioLike, progress: bool = False) -> list[str]:
-        if isinstance(items, (str, os.PathLike, bytes, np.ndarray)):
-            items = [items]
+        items = _as_list(items)
         it = items
         if progress:
             from tqdm.auto import tqdm
