@@ -1,0 +1,262 @@
+"""What does zipping cost per training step?
+
+Compares, on the same towers and the same segments ([speech, text], ASR direction, loss on text):
+
+* **zipped**: ZipperModel with frozen towers; one step = forward + backward + AdamW step over the
+  trainable zip parameters (cross-attention blocks + input projections).
+* **towers-only**: the same two frozen towers run on the same segments *without* zip blocks. So that
+  a backward pass exists at all, each tower gets the same trainable adapter the zip puts after its
+  embeddings (`zipper.fusion.InputProjection`, a zero-gated residual ReLU MLP), and the loss is the
+  text tower's next-token loss. Backward therefore runs through the text tower only (nothing links
+  the speech tower to the text loss); the speech tower is forward-only. One step = forward +
+  backward + AdamW step over the two adapters.
+* **towers-only (both losses)**, a second baseline: as above but loss = text NLL + speech NLL, so
+  backward also runs through the speech tower, as it does in the zipped step (the zipped text loss
+  reaches the speech input projection through the cross-attention). zipped / this = the cost of the
+  zip blocks alone.
+
+Swept over the cross-attention interval (every 1, 2, 4, 8 layers, the same interval on both towers,
+capped at the tower's depth, and "auto" = ZipperConfig's default of ~8 zip points per tower:
+interval ceil(L/8), i.e. 4 for SmolLM2's 30 layers and 2 for the 12-layer speech tower) and over
+the speech segment length. Also: full fine-tuning (towers trainable too) vs frozen at the default
+interval (step time and AdamW state bytes), and the peak resident memory of one step of each
+variant, each measured in its own subprocess (ru_maxrss is a per-process high-water mark).
+
+Target: zipped step <= 1.5x the towers-only step at the default interval.
+
+    python -m benchmarks.train_step            # SmolLM2-135M text + base speech tower, batch 4
+    python -m benchmarks.train_step --smoke    # seconds, tiny towers (CI)
+"""
+from __future__ import annotations
+
+import json
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmarks import common
+from zipper import Segment, ZipperModel
+from zipper.fusion import InputProjection
+
+NAME = "train_step"
+
+
+def parse_args(argv=None):
+    p = common.make_parser(__doc__.split("\n")[0])
+    p.add_argument("--batch", type=int, default=4, help="batch size")
+    p.add_argument("--speech-seconds", default="5", help="comma-separated speech segment lengths in seconds "
+                                                         f"({common.UNITS_PER_SECOND} units/s)")
+    p.add_argument("--text-tokens", type=int, default=30, help="text segment length in tokens")
+    p.add_argument("--intervals", default="1,2,4,8,auto",
+                   help="comma-separated cross-attention intervals (same for both towers; 'auto' = config default)")
+    p.add_argument("--both-baseline", action="store_true",
+                   help="also time the towers-only baseline with text + speech loss (backward through both towers)")
+    p.add_argument("--no-memory", action="store_true", help="skip the subprocess peak-memory probes")
+    p.add_argument("--no-full-ft", action="store_true", help="skip the full fine-tuning comparison")
+    p.set_defaults(warmup=1, steps=4)
+    args = p.parse_args(argv)
+    common.setup(args, argv)
+    if args.smoke:
+        args.intervals, args.speech_seconds, args.batch = "1,auto", "1", 2
+    return args
+
+
+class TowersOnly(nn.Module):
+    """The towers without zip blocks: a trainable InputProjection per tower, frozen towers."""
+
+    def __init__(self, towers, both_losses: bool = False):
+        super().__init__()
+        self.tower_objs = {t.modality: t for t in towers}
+        self.adapters = nn.ModuleDict({t.modality: InputProjection(t.hidden_size) for t in towers})
+        self.both_losses = both_losses
+        for t in towers:
+            for p in t.model.parameters():
+                p.requires_grad_(False)
+
+    def forward(self, segments):
+        total, count = 0.0, 0
+        for s in segments:
+            tower = self.tower_objs[s.modality]
+            embeds = self.adapters[s.modality](tower.model.get_input_embeddings()(s.input_ids))
+            logits = tower.model(inputs_embeds=embeds, attention_mask=s.mask().long()).logits
+            if s.loss or self.both_losses:
+                nll = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), s.input_ids[:, 1:].flatten(),
+                                      reduction="sum")
+                total, count = total + nll, count + s.input_ids[:, 1:].numel()
+        return total / count
+
+
+def make_step(model: nn.Module, loss_fn):
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    model.train()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn()
+        loss.backward()
+        opt.step()
+
+    step.opt = opt  # type: ignore[attr-defined]
+    step.n_params = sum(p.numel() for p in params)  # type: ignore[attr-defined]
+    return step
+
+
+def build_towers(args):
+    return common.speech_tower(args.tiny, seed=args.seed), common.text_tower(args.tiny)
+
+
+def make_segments(towers, batch: int, speech_len: int, text_len: int, seed: int):
+    speech, text = towers
+    g = torch.Generator().manual_seed(seed)
+    return [Segment("speech", common.random_ids(speech, batch, speech_len, g)),
+            Segment("text", common.random_ids(text, batch, text_len, g), loss=True)]
+
+
+def zip_model(towers, interval, frozen: bool = True) -> ZipperModel:
+    speech, text = towers
+    ivals = [0, 0] if interval == "auto" else [min(int(interval), t.num_layers) for t in towers]
+    kwargs = {} if frozen else {"frozen": [False, False]}
+    return ZipperModel.from_towers([speech, text], cross_attention_interval=ivals, **kwargs)
+
+
+def run_child(args) -> None:
+    """One step of one variant in this (fresh) process; report its peak RSS."""
+    spec = json.loads(args.child)
+    towers = build_towers(args)
+    segments = make_segments(towers, spec["batch"], spec["speech_len"], spec["text_len"], args.seed)
+    if spec["variant"] == "towers":
+        model = TowersOnly(towers)
+    else:
+        model = zip_model(towers, spec["interval"], frozen=spec["variant"] == "zipped")
+    fn = (lambda: model(segments)) if isinstance(model, TowersOnly) else (lambda: model(segments).loss)
+    step = make_step(model, fn)
+    before = common.rss_bytes()
+    step()
+    common.child_report({"rss_before_step": before, "peak_rss": common.peak_rss_bytes(),
+                         "rss_after_step": common.rss_bytes(), "opt_state_bytes": common.optimizer_state_bytes(step.opt)})
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.child:
+        run_child(args)
+        return {}
+    towers = build_towers(args)
+    speech, text = towers
+    intervals = [x.strip() for x in args.intervals.split(",")]
+    lengths = [int(round(float(s) * common.UNITS_PER_SECOND)) for s in args.speech_seconds.split(",")]
+    rows, mem_rows = [], []
+    for speech_len in lengths:
+        segments = make_segments(towers, args.batch, speech_len, args.text_tokens, args.seed)
+        base = TowersOnly(towers)
+        base_step = make_step(base, lambda: base(segments))
+        variants = {"towers_only": base_step}
+        if args.both_baseline:
+            both = TowersOnly(towers, both_losses=True)
+            variants["towers_both"] = make_step(both, lambda: both(segments))
+        for interval in intervals:
+            model = zip_model(towers, interval)
+            zip_step = make_step(model, lambda: model(segments).loss)
+            times = common.interleaved({"zipped": zip_step, **variants}, args.warmup, args.steps)
+            rows.append({
+                "speech_len": speech_len, "text_len": args.text_tokens, "batch": args.batch,
+                "interval": interval, "intervals_used": model.config.cross_attention_interval,
+                "zip_points": {m: len(v) for m, v in model.zip_layers.items()},
+                "trainable_params": zip_step.n_params, "towers_only_trainable_params": base_step.n_params,
+                "zipped_s": common.summarize(times["zipped"]),
+                "towers_only_s": common.summarize(times["towers_only"]),
+                "ratio_vs_towers_only": common.ratios(times["zipped"], times["towers_only"]),
+            })
+            if "towers_both" in times:
+                rows[-1]["towers_both_s"] = common.summarize(times["towers_both"])
+                rows[-1]["ratio_vs_towers_both"] = common.ratios(times["zipped"], times["towers_both"])
+            common.unzip(model)
+            common.free(model, zip_step)
+    table = [{"speech": r["speech_len"], "interval": r["interval"], "ivals(s,t)": r["intervals_used"],
+              "zip_params": f"{r['trainable_params'] / 1e6:.1f}M",
+              "zipped s": common.fmt_stat(r["zipped_s"]), "towers-only s": common.fmt_stat(r["towers_only_s"]),
+              "zipped/towers-only": common.fmt_stat(r["ratio_vs_towers_only"]),
+              "zipped/towers(both bwd)": common.fmt_stat(r.get("ratio_vs_towers_both", {}))} for r in rows]
+    common.print_table(table, list(table[0]), "Training step: zipped vs towers-only (median [IQR] over rounds)")
+
+    full = None
+    if not args.no_full_ft:
+        segments = make_segments(towers, args.batch, lengths[0], args.text_tokens, args.seed)
+        frozen_m = zip_model(towers, "auto")
+        frozen_step = make_step(frozen_m, lambda: frozen_m(segments).loss)
+        frozen_step()  # allocate AdamW state before it is counted
+        frozen_bytes = common.optimizer_state_bytes(frozen_step.opt)
+        common.unzip(frozen_m)
+        full_m = zip_model(towers, "auto", frozen=False)
+        full_step = make_step(full_m, lambda: full_m(segments).loss)
+        full_step()
+        full_bytes = common.optimizer_state_bytes(full_step.opt)
+        # The hooks of frozen_m were removed: re-zipping would double them, so time full_m against a
+        # fresh frozen zip only after full_m's own hooks are gone.
+        full_times = common.time_steps(full_step, 0, args.steps)
+        common.unzip(full_m)
+        common.free(full_m, full_step)
+        for p in text.model.parameters():
+            p.requires_grad_(False)
+        for p in speech.model.parameters():
+            p.requires_grad_(False)
+        frozen_m = zip_model(towers, "auto")
+        frozen_step = make_step(frozen_m, lambda: frozen_m(segments).loss)
+        frozen_times = common.time_steps(frozen_step, args.warmup, args.steps)
+        common.unzip(frozen_m)
+        full = {"speech_len": lengths[0], "interval": "auto",
+                "frozen_trainable_params": frozen_step.n_params, "full_trainable_params": full_step.n_params,
+                "frozen_opt_state_bytes": frozen_bytes, "full_opt_state_bytes": full_bytes,
+                "opt_state_saving": 1 - frozen_bytes / full_bytes,
+                "frozen_s": common.summarize(frozen_times), "full_s": common.summarize(full_times),
+                "full_over_frozen_time": common.summarize(full_times)["median"] / common.summarize(frozen_times)["median"],
+                "note": "full fine-tuning timed after its first step (AdamW state allocated), not interleaved "
+                        "with the frozen zip (two zips on the same towers cannot be live at once without "
+                        "their hooks firing for each other's calls; see report)"}
+        common.print_table([{"variant": "frozen towers", "trainable": f"{full['frozen_trainable_params'] / 1e6:.1f}M",
+                             "AdamW state": f"{common.mib(frozen_bytes):.0f} MiB", "step s": common.fmt_stat(full["frozen_s"])},
+                            {"variant": "full fine-tune", "trainable": f"{full['full_trainable_params'] / 1e6:.1f}M",
+                             "AdamW state": f"{common.mib(full_bytes):.0f} MiB", "step s": common.fmt_stat(full["full_s"])}],
+                           ["variant", "trainable", "AdamW state", "step s"], "Frozen vs full fine-tuning (auto interval)")
+
+    if not args.no_memory:
+        probes = [{"variant": "towers", "interval": None}, {"variant": "zipped", "interval": "auto"},
+                  {"variant": "zipped", "interval": "1"}]
+        if args.smoke:
+            probes = probes[1:2]
+        elif not args.no_full_ft:
+            probes.append({"variant": "full", "interval": "auto"})
+        for spec in probes:
+            spec.update(batch=args.batch, speech_len=lengths[0], text_len=args.text_tokens)
+            rep = common.run_child(f"benchmarks.{NAME}", args, spec)
+            mem_rows.append({**spec, **rep})
+        common.print_table([{"variant": r["variant"], "interval": r["interval"],
+                             "RSS before step MiB": f"{common.mib(r['rss_before_step']):.0f}",
+                             "peak RSS MiB": f"{common.mib(r['peak_rss']):.0f}",
+                             "AdamW state MiB": f"{common.mib(r['opt_state_bytes']):.0f}"} for r in mem_rows],
+                           ["variant", "interval", "RSS before step MiB", "peak RSS MiB", "AdamW state MiB"],
+                           "Peak memory of one step (own subprocess each)")
+
+    auto = [r for r in rows if r["interval"] == "auto"]
+    head = auto[0] if auto else rows[0]
+    ratio = head["ratio_vs_towers_only"]
+    headline = (f"zipped/towers-only step @interval {head['interval']} {head['intervals_used']}, speech "
+                f"{head['speech_len']}: {common.fmt_stat(ratio)} (target <= 1.5: "
+                f"{'met' if ratio['median'] <= 1.5 else 'NOT met'}); all intervals: "
+                + ", ".join(f"{r['interval']}: {r['ratio_vs_towers_only']['median']:.2f}x" for r in rows if r["speech_len"] == head["speech_len"]))
+    if full:
+        headline += f"; full FT AdamW state {full['full_opt_state_bytes'] / full['frozen_opt_state_bytes']:.1f}x frozen, step {full['full_over_frozen_time']:.2f}x"
+    results = {"definition": {
+        "zipped": "ZipperModel, frozen towers, fwd+bwd+AdamW over zip params, loss on text",
+        "towers_only": "same towers and segments, no zip blocks; trainable InputProjection per tower; text loss "
+                       "(backward through the text tower only); fwd+bwd+AdamW over the adapters",
+        "towers_both": "as towers_only but loss = text + speech NLL (backward through both towers)"},
+        "rows": rows, "full_finetune": full, "memory": mem_rows}
+    common.write_results(NAME, args, results, headline)
+    return results
+
+
+if __name__ == "__main__":
+    main()
