@@ -58,6 +58,7 @@ def main(argv=None):
     ap.add_argument("--max-files", type=int, default=0, help="use at most this many files (0: all)")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=JSON",
                     help="override a config value, e.g. --set codec.vocab_size=512 --set train.dec_steps=500")
+    ap.add_argument("--fp16", action="store_true", help="store the tensors as float16 (half the file size)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = ap.parse_args(argv)
     if not args.manifest and not args.wav_dir:
@@ -92,7 +93,7 @@ def main(argv=None):
     waves = [load_audio(p, target_sr=16_000)[0] for p in tqdm(paths, desc="loading audio", mininterval=2)]
     t0 = time.time()
     codec = train(waves, 16_000, codec_cfg, **cfg["train"])
-    out = codec.save_pretrained(args.out)
+    out = codec.save_pretrained(args.out, dtype=torch.float16 if args.fp16 else None)
     n_params = sum(p.numel() for p in codec.decoder.parameters())
     size = (out / "codec.safetensors").stat().st_size / 1e6
     print(f"[codec] trained in {time.time() - t0:.0f}s; decoder {n_params / 1e6:.2f}M params; "

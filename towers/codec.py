@@ -191,12 +191,18 @@ class SpeechCodec(ABC):
             raise ValueError(f"unit ids must be in [0, {self.vocab_size}), got range [{lo}, {hi}]")
         return u
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``codec_config.json`` + ``codec.safetensors`` into ``directory`` (created)."""
+    def save_pretrained(self, directory: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+        """Write ``codec_config.json`` + ``codec.safetensors`` into ``directory`` (created).
+
+        ``dtype=torch.float16`` stores floating tensors at half size (they load back as float32;
+        a reloaded codec then equals itself across further save/load cycles).
+        """
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         config = {"codec_type": self.codec_type, "format_version": FORMAT_VERSION, **self.config_dict()}
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_tensors().items()}
+        if dtype is not None:
+            tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
         save_file(tensors, str(d / WEIGHTS_NAME), metadata={"codec_type": self.codec_type})
         (d / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         return d
@@ -240,6 +246,7 @@ class SpeechCodec(ABC):
             tensors = load_file(str(w_path))
         except Exception as e:  # SafetensorError etc.
             raise CodecFormatError(f"{w_path}: cannot read safetensors ({e})") from None
+        tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
         return target.from_config_and_tensors(config, tensors)
 
 

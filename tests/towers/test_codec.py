@@ -81,6 +81,17 @@ def test_save_load_roundtrip_identical(codec, wave, tmp_path):
     assert torch.equal(codec.decode(u1)[0], loaded.decode(u2)[0])
 
 
+def test_half_precision_save_is_stable(codec, wave, tmp_path):
+    codec.save_pretrained(tmp_path / "a", dtype=torch.float16)
+    a = SpeechCodec.from_pretrained(tmp_path / "a")
+    assert a.centroids.dtype == torch.float32
+    a.save_pretrained(tmp_path / "b", dtype=torch.float16)
+    b = SpeechCodec.from_pretrained(tmp_path / "b")
+    u = a.encode(wave, SR)
+    assert torch.equal(u, b.encode(wave, SR))
+    assert torch.equal(a.decode(u)[0], b.decode(u)[0])
+
+
 class _Boom:
     """Unpickling this writes a marker file: proof that someone unpickled it."""
 
