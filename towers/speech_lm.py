@@ -36,3 +36,65 @@ def new_speech_tower(n_units: int, size: str = "small", max_positions: int = 409
         model = LlamaForCausalLM(config)
     model.eval()
     return Tower(model=model, modality="speech", tokenizer=tok)
+
+
+def lm_batches(sequences: list[torch.Tensor], tok: UnitTokenizer, batch_size: int, seed: int, start_step: int = 0,
+               max_len: int = 512):
+    """Endless seeded batches of BOS+units+EOS token windows (random crops of long utterances), resumable."""
+    import random
+
+    step = 0
+    epoch = 0
+    while True:
+        rng = random.Random(seed * 7919 + epoch)
+        order = list(range(len(sequences)))
+        rng.shuffle(order)
+        for i in range(0, len(order) - batch_size + 1, batch_size):
+            rows = []
+            for j in order[i:i + batch_size]:
+                ids = tok.encode(sequences[j])
+                if len(ids) > max_len:
+                    a = rng.randrange(len(ids) - max_len + 1)
+                    ids = ids[a:a + max_len]
+                rows.append(ids)
+            if step >= start_step:
+                width = max(len(r) for r in rows)
+                ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
+                mask = torch.zeros_like(ids)
+                for k, r in enumerate(rows):
+                    ids[k, : len(r)], mask[k, : len(r)] = r, 1
+                yield ids, mask
+            step += 1
+        epoch += 1
+
+
+def lm_loss(model, batch) -> torch.Tensor:
+    """Next-unit cross-entropy over real tokens."""
+    ids, mask = batch
+    labels = ids.masked_fill(mask == 0, -100)
+    return model(input_ids=ids, attention_mask=mask, labels=labels).loss
+
+
+@torch.no_grad()
+def unit_perplexity(model, sequences: list[torch.Tensor], tok: UnitTokenizer, batch_size: int = 16,
+                    max_len: int = 512) -> float:
+    """exp(mean next-unit NLL) over held-out utterances (each cropped to its first ``max_len`` tokens)."""
+    import math
+
+    import torch.nn.functional as F
+
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(sequences), batch_size):
+        rows = [tok.encode(s)[:max_len] for s in sequences[i:i + batch_size]]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for k, r in enumerate(rows):
+            ids[k, : len(r)], mask[k, : len(r)] = r, 1
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+        nll = F.cross_entropy(logits.flatten(0, 1).float(), ids[:, 1:].flatten(), reduction="none")
+        m = mask[:, 1:].flatten().float()
+        total += float((nll * m).sum())
+        count += int(m.sum())
+    return math.exp(total / max(count, 1))

@@ -1,0 +1,198 @@
+"""The `zipper` command line: demo, train, eval, transcribe, speak, towers, data build.
+
+Bad input (missing or corrupt audio, bad configs, unsafe checkpoints, unwritable outputs) ends with
+one ``zipper: error: ...`` line and exit status 2, never a traceback, and nothing is overwritten
+unless ``--overwrite`` is given.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def _load_model(path: str):
+    from zipper.model import ZipperModel
+
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"no trained model directory at {path}")
+    return ZipperModel.from_pretrained(path)
+
+
+def _load_model_codec(path: str):
+    from towers.codec import SpeechCodec, load_default_codec
+
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"no trained model directory at {path}")
+    codec_dir = Path(path) / "codec"
+    return SpeechCodec.from_pretrained(codec_dir) if codec_dir.is_dir() else load_default_codec()
+
+
+def cmd_transcribe(a) -> int:
+    from towers.audio import load_audio
+    from zipper.tasks import transcribe_units
+
+    codec = _load_model_codec(a.model)
+    units = []
+    for f in a.audio:  # validate every input before any model work
+        wave, sr = load_audio(f, target_sr=codec.sample_rate, max_seconds=a.max_seconds)
+        units.append(codec.encode(wave, sr))
+    model = _load_model(a.model)
+    for f, text in zip(a.audio, transcribe_units(model, units, num_beams=a.beams)):
+        print(f"{f}\t{text}" if len(a.audio) > 1 else text)
+    return 0
+
+
+def cmd_speak(a) -> int:
+    from towers.audio import save_audio
+    from zipper.tasks import speak_units
+
+    text = " ".join(a.text.split())
+    if not text:
+        raise ValueError("nothing to speak: the text is empty")
+    if len(text) > a.max_chars:
+        raise ValueError(f"text is {len(text)} characters, more than --max-chars {a.max_chars}")
+    out = Path(a.output)
+    if out.exists() and not a.overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    if not out.parent.exists():
+        raise FileNotFoundError(f"output folder {out.parent} does not exist")
+    codec = _load_model_codec(a.model)
+    model = _load_model(a.model)
+    units = speak_units(model, [text])[0]
+    if len(units) == 0:
+        raise RuntimeError("the model generated no speech units for this text")
+    wave, sr = codec.decode(units)
+    save_audio(out, wave.numpy(), sr, overwrite=a.overwrite)
+    print(f"wrote {out} ({len(units)} units, {len(wave) / sr:.2f} s)")
+    return 0
+
+
+def cmd_train(a) -> int:
+    from zipper.recipe import main
+
+    return main([a.config] + (["--steps", str(a.steps)] if a.steps else []) + (["--out", a.out] if a.out else []))
+
+
+def cmd_eval(a) -> int:
+    import json
+
+    from zipper.data import librivox_examples, load_split
+    from zipper.recipe import RecipeConfig, load_codec
+    from zipper.tasks import asr_metrics, tts_metrics
+
+    cfg = RecipeConfig.from_json(a.config)
+    model_dir = Path(a.model or Path(cfg.out) / "model")
+    model = _load_model(str(model_dir))
+    codec = load_codec(cfg.codec) if not (model_dir / "codec").is_dir() else _load_model_codec(str(model_dir))
+    test = load_split(cfg.corpus, "test", codec)[: cfg.eval_utts]
+    results = {}
+    if cfg.task in ("asr", "joint"):
+        for beams in cfg.eval_beams:
+            results[f"test_asr_beam{beams}"] = asr_metrics(model, test, num_beams=beams)
+        if cfg.eval_real_speech:
+            results["librivox_asr_beam1"] = asr_metrics(model, librivox_examples(codec), show=5)
+    if cfg.task in ("tts", "joint"):
+        from towers.judges import WhisperJudge
+
+        results["test_tts"] = tts_metrics(model, test[:50], codec, WhisperJudge(), show=3)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def cmd_towers(a) -> int:
+    from towers.registry import list_towers, resolve
+
+    for name in list_towers():
+        try:
+            entry = resolve(name)
+            print(f"{name:16s} {entry.modality:7s} {entry.description or entry.path}")
+        except LookupError as e:
+            print(f"{name:16s} (not installed: {e})")
+    return 0
+
+
+def cmd_data_build(a) -> int:
+    from towers.corpus import main
+
+    return main(["build", "--size", a.size, "--out", a.out])
+
+
+def cmd_demo(a) -> int:
+    from zipper.demo import run_demo
+
+    return run_demo(out=a.out, minutes=a.minutes)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="zipper", description="Zip pretrained unimodal decoders (text + speech).")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="end-to-end demo on the built-in towers and data (CPU, ~15 min)")
+    d.add_argument("--out", default="runs/demo", help="working directory (reused: cached stages are skipped)")
+    d.add_argument("--minutes", type=float, default=5.0, help="training time budget for the zip, in minutes")
+    d.set_defaults(fn=cmd_demo)
+
+    t = sub.add_parser("transcribe", help="speech -> text with a trained ASR (or joint) zip")
+    t.add_argument("audio", nargs="+", help="audio files (wav/flac/ogg/mp3)")
+    t.add_argument("--model", required=True, help="a trained model directory (e.g. runs/asr/model)")
+    t.add_argument("--beams", type=int, default=1, help="beam size (1 = greedy)")
+    t.add_argument("--max-seconds", type=float, default=60.0, help="refuse longer audio")
+    t.set_defaults(fn=cmd_transcribe)
+
+    s = sub.add_parser("speak", help="text -> speech with a trained TTS (or joint) zip")
+    s.add_argument("text", help="the sentence to speak")
+    s.add_argument("--model", required=True, help="a trained model directory (e.g. runs/tts/model)")
+    s.add_argument("-o", "--output", required=True, help="output .wav path")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    s.add_argument("--max-chars", type=int, default=400, help="refuse longer text")
+    s.set_defaults(fn=cmd_speak)
+
+    tr = sub.add_parser("train", help="run a recipe config (recipes/configs/*.json)")
+    tr.add_argument("config", help="recipe JSON")
+    tr.add_argument("--steps", type=int, help="override the number of steps")
+    tr.add_argument("--out", help="override the output directory")
+    tr.set_defaults(fn=cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a trained recipe on held-out voices (and real speech)")
+    ev.add_argument("config", help="the recipe JSON it was trained with")
+    ev.add_argument("--model", help="model directory (default: <out>/model from the config)")
+    ev.set_defaults(fn=cmd_eval)
+
+    tw = sub.add_parser("towers", help="list registered towers")
+    tw.set_defaults(fn=cmd_towers)
+
+    data = sub.add_parser("data", help="corpus tools")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    b = dsub.add_parser("build", help="build an offline paired speech/text corpus")
+    b.add_argument("--size", default="tiny", help="tiny (~2 min), small (~1 h) or base (~30 h)")
+    b.add_argument("--out", required=True, help="output directory")
+    b.set_defaults(fn=cmd_data_build)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    from towers.audio import AudioError
+    from towers.codec import CodecFormatError
+    from towers.tower import TowerError
+    from zipper.config import ConfigError
+    from zipper.model import CheckpointError
+
+    expected = (AudioError, CodecFormatError, TowerError, ConfigError, CheckpointError, FileNotFoundError,
+                FileExistsError, PermissionError, IsADirectoryError, ValueError, RuntimeError)
+    try:
+        return args.fn(args)
+    except expected as e:
+        print(f"zipper: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("zipper: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Paired speech/text examples for the recipes: audio -> units once (cached), text -> token ids, batches of Segments.
+
+An example is ``{"id", "text", "voice", "units": LongTensor (U,)}``. Units of a corpus split are
+computed once per codec and cached beside the corpus as safetensors (``units-<codec>/<split>.safetensors``),
+so every later run reads them in milliseconds.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+
+from zipper.model import Segment
+
+TASKS = ("asr", "tts")  # asr: [speech] -> [text]; tts: [text] -> [speech]
+
+
+def codec_id(codec) -> str:
+    """A short id of a codec's weights and config (names its unit cache)."""
+    h = hashlib.sha256(json.dumps(codec.config_dict(), sort_keys=True, default=str).encode())
+    for k, v in sorted(codec.state_tensors().items()):
+        h.update(k.encode())
+        h.update(v.detach().float().cpu().numpy().tobytes()[:4096])
+    return h.hexdigest()[:12]
+
+
+def load_split(corpus: str | Path, split: str, codec, progress: bool = True) -> list[dict]:
+    """Rows of ``<corpus>/<split>.jsonl`` with their units, encoding (and caching) what is missing."""
+    from safetensors.torch import load_file, save_file
+    from tqdm.auto import tqdm
+
+    from towers.audio import load_audio
+    from towers.corpus import read_manifest
+
+    corpus = Path(corpus)
+    rows = read_manifest(corpus / f"{split}.jsonl")
+    cache = corpus / f"units-{codec_id(codec)}" / f"{split}.safetensors"
+    key = hashlib.sha256("\n".join(r["id"] for r in rows).encode()).hexdigest()[:16]
+    if cache.exists():
+        stored = load_file(str(cache))
+        if bytes(stored["key"].tolist()).decode() == key:
+            flat, offsets = stored["units"], stored["offsets"].tolist()
+            return [dict(r, units=flat[a:b].clone()) for r, a, b in zip(rows, offsets[:-1], offsets[1:])]
+    units = []
+    for r in tqdm(rows, desc=f"encoding {split} audio -> units", disable=not progress, unit="utt"):
+        wave, sr = load_audio(r["audio_filepath"], target_sr=codec.sample_rate)
+        units.append(codec.encode(wave, sr).long())
+    offsets = torch.tensor([0] + [len(u) for u in units]).cumsum(0)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    save_file({"units": torch.cat(units) if units else torch.zeros(0, dtype=torch.long), "offsets": offsets,
+               "key": torch.tensor(list(key.encode()), dtype=torch.uint8)}, str(tmp))
+    tmp.replace(cache)
+    return [dict(r, units=u) for r, u in zip(rows, units)]
+
+
+def subset(examples: Sequence[dict], fraction: float, seed: int = 0) -> list[dict]:
+    """A seeded random fraction of the examples (at least one): the limited-aligned-data sweeps."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    n = max(1, round(len(examples) * fraction))
+    return random.Random(seed).sample(list(examples), n)
+
+
+def text_ids(tower, text: str, max_tokens: int = 128) -> torch.Tensor:
+    """BOS + tokens + EOS of a text tower."""
+    ids = tower.tokenizer(text, add_special_tokens=False).input_ids[: max_tokens - 2]
+    return torch.tensor([tower.bos_token_id, *ids, tower.eos_token_id])
+
+
+def speech_ids(tower, units: torch.Tensor, max_units: int = 1500) -> torch.Tensor:
+    """BOS + units (shifted past the specials) + EOS of a speech tower."""
+    return tower.tokenizer.encode(units[: max_units - 2])
+
+
+def pad(seqs: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad 1-D sequences -> ids (B, T), mask (B, T)."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(seqs), width, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)], mask[i, : len(s)] = s, 1
+    return ids, mask
+
+
+def make_segments(model, batch: Sequence[dict], task: str) -> list[Segment]:
+    """ASR: [speech (input), text (loss)]; TTS: [text (input), speech (loss)]."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    sp, tx = model.tower("speech"), model.tower("text")
+    speech = pad([speech_ids(sp, ex["units"]) for ex in batch], sp.pad_token_id)
+    text = pad([text_ids(tx, ex["text"]) for ex in batch], tx.pad_token_id)
+    if task == "asr":
+        return [Segment("speech", *speech), Segment("text", *text, loss=True)]
+    return [Segment("text", *text), Segment("speech", *speech, loss=True)]
+
+
+def batches(examples: Sequence[dict], batch_size: int, seed: int, start_step: int = 0) -> Iterator[list[dict]]:
+    """An endless, seeded stream of batches, length-bucketed for less padding; resumable at a step.
+
+    Epoch e is a fixed permutation from (seed, e), so the stream after ``start_step`` batches is
+    the same whether or not the run was interrupted.
+    """
+    per_epoch = max(1, len(examples) // batch_size)
+    epoch, skip = divmod(start_step, per_epoch)
+    while True:
+        rng = random.Random(seed * 100_003 + epoch)
+        order = list(range(len(examples)))
+        rng.shuffle(order)
+        # sort within chunks of 50 batches by length, then shuffle the batches
+        chunk = batch_size * 50
+        order = [i for c in range(0, len(order), chunk)
+                 for i in sorted(order[c:c + chunk], key=lambda i: len(examples[i]["units"]))]
+        groups = [order[i:i + batch_size] for i in range(0, per_epoch * batch_size, batch_size)]
+        rng.shuffle(groups)
+        for g in groups[skip:]:
+            yield [examples[i] for i in g]
+        epoch, skip = epoch + 1, 0
+
+
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+
+
+def librivox_examples(codec) -> list[dict]:
+    """The 5 real human read-speech clips of Debian's pocketsphinx-testdata, with units and transcripts."""
+    import re
+
+    from towers.audio import load_audio
+
+    if not (LIBRIVOX / "transcription").exists():
+        return []
+    out = []
+    for line in (LIBRIVOX / "transcription").read_text().splitlines():
+        m = re.match(r"<s> (.*) </s> \((.*)\)", line.strip())
+        if m:
+            path = LIBRIVOX / f"{m.group(2)}.wav"
+            wave, sr = load_audio(path, target_sr=codec.sample_rate)
+            out.append({"id": m.group(2), "text": m.group(1), "audio_filepath": str(path), "voice": "librivox",
+                        "units": codec.encode(wave, sr).long()})
+    return out

@@ -1,0 +1,275 @@
+"""Recipes as data: one flat JSON config per experiment, one `run()` for every task.
+
+Tasks:
+  pretrain_speech   next-unit LM on the corpus' unpaired speech -> a speech tower directory
+  asr / tts         zip the speech tower with the text tower and train the zip for one direction
+  joint             one zip trained on ASR and TTS batches in turn (both directions)
+
+Every run writes ``<out>/results.json`` and appends a row to ``recipes/RESULTS.md`` with the exact
+command, data size, steps, wall time, machine and git hash.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from zipper.config import ConfigError, ZipperConfig
+from zipper.train import TrainConfig, fit
+
+TASKS = ("pretrain_speech", "asr", "tts", "joint")
+RESULTS_MD = Path(__file__).resolve().parent.parent / "recipes" / "RESULTS.md"
+
+
+@dataclass
+class RecipeConfig:
+    command: str = ""  # the command that runs this config, recorded with its results
+    task: str = "asr"
+    out: str = "runs/asr"
+    corpus: str = "data/corpus-small"
+    corpus_size: str = "small"  # built with towers.corpus if the corpus directory is missing
+    codec: str = "default"  # "default" = towers/assets/codec-default, or a codec directory
+    text_tower: str = "smollm2-135m"
+    speech_tower: str = "runs/speech-tower"  # read by asr/tts/joint, written by pretrain_speech
+    speech_tower_size: str = "tiny"  # pretrain_speech: tiny | small | base
+    # the zip
+    directions: list[str] = field(default_factory=lambda: ["speech->text"])
+    cross_attention_interval_speech: int = 0  # 0 = auto (about 8 zip points)
+    cross_attention_interval_text: int = 0
+    projection_layers: int = 3
+    ffn_mult: int = 2
+    input_projection: bool = True
+    train_speech_tower: bool = False  # the paper unfreezes it for TTS
+    lora_rank: int = 0  # LoRA on the speech tower instead of full unfreezing
+    # training
+    steps: int = 1000
+    batch_size: int = 8
+    lr: float = 3e-4
+    warmup_steps: int = 50
+    eval_every: int = 0
+    seed: int = 0
+    data_fraction: float = 1.0  # the limited-aligned-data sweep: 0.01, 0.1, 1.0
+    max_minutes: float = 0.0  # > 0: stop training after this much wall time (the demo's budget)
+    max_units: int = 600  # crop speech longer than this (units) in training
+    # evaluation
+    eval_utts: int = 100
+    eval_beams: list[int] = field(default_factory=lambda: [1])
+    eval_real_speech: bool = True  # also the LibriVox clips of pocketsphinx-testdata (ASR)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(f"task must be one of {TASKS}, got {self.task!r}")
+        if not 0 < self.data_fraction <= 1:
+            raise ConfigError(f"data_fraction must be in (0, 1], got {self.data_fraction}")
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "RecipeConfig":
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path} is not valid JSON: {e}") from None
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known) if isinstance(data, dict) else ["<not an object>"]
+        if unknown:
+            raise ConfigError(f"{path}: unknown keys {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, warmup_steps=self.warmup_steps,
+                           eval_every=self.eval_every, save_every=max(self.eval_every, self.steps // 4) or self.steps,
+                           seed=self.seed, max_minutes=self.max_minutes)
+
+
+def load_codec(ref: str):
+    from towers.codec import SpeechCodec, load_default_codec
+
+    return load_default_codec() if ref == "default" else SpeechCodec.from_pretrained(ref)
+
+
+def ensure_corpus(cfg: RecipeConfig) -> Path:
+    from towers.corpus import build_corpus
+
+    path = Path(cfg.corpus)
+    if not (path / "test.jsonl").exists():
+        print(f"[zipper] building the {cfg.corpus_size} corpus in {path} (offline TTS voices)")
+        build_corpus(path, size=cfg.corpus_size)
+    return path
+
+
+def build_zip(cfg: RecipeConfig, speech, text):
+    from zipper.model import ZipperModel
+
+    return ZipperModel.from_towers(
+        [speech, text], directions=cfg.directions,
+        cross_attention_interval=[cfg.cross_attention_interval_speech, cfg.cross_attention_interval_text],
+        projection_layers=cfg.projection_layers, ffn_mult=cfg.ffn_mult, input_projection=cfg.input_projection,
+        frozen=[not cfg.train_speech_tower, True], lora_rank=cfg.lora_rank,
+        lora_towers=["speech"] if cfg.lora_rank else [])
+
+
+def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:
+    """Run one recipe end to end; returns (and writes) its results."""
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    corpus = ensure_corpus(cfg)
+    codec = load_codec(cfg.codec)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    if cfg.task == "pretrain_speech":
+        results = _pretrain_speech(cfg, corpus, codec, out)
+    else:
+        results = _zip(cfg, corpus, codec, out)
+    results.update(task=cfg.task, command=cfg.command or f"zipper train {out / 'recipe.json'}",
+                   started=started.isoformat(timespec="seconds"), machine=machine(), git=git_hash())
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    if results_md is not None:
+        append_results_row(cfg, results, results_md)
+    return results
+
+
+def _pretrain_speech(cfg: RecipeConfig, corpus: Path, codec, out: Path) -> dict:
+    from towers.speech_lm import lm_batches, lm_loss, new_speech_tower, unit_perplexity
+    from zipper.data import load_split
+
+    train = [ex["units"] for ex in load_split(corpus, "unpaired_speech", codec)]
+    train += [ex["units"] for ex in load_split(corpus, "train", codec)]  # their audio, not their text
+    held_out = [ex["units"] for ex in load_split(corpus, "test", codec)][: cfg.eval_utts]
+    tower = new_speech_tower(codec.vocab_size, cfg.speech_tower_size, seed=cfg.seed)
+    tok = tower.tokenizer
+    for p in tower.model.parameters():
+        p.requires_grad_(True)
+    ppl0 = unit_perplexity(tower.model, held_out, tok)
+    res = fit(tower.model, lm_loss, lambda s: lm_batches(train, tok, cfg.batch_size, cfg.seed, s, cfg.max_units),
+              cfg.train_config(), out, eval_fn=lambda: {"heldout_unit_ppl": round(unit_perplexity(tower.model, held_out, tok), 2)},
+              desc="pretrain speech tower")
+    tower.model.eval()
+    tower.save_pretrained(cfg.speech_tower)
+    hours = sum(len(u) for u in train) / codec.units_per_second / 3600
+    return {"metrics": {"heldout_unit_ppl_init": round(ppl0, 2), **res["evals"][-1]}, "train_utts": len(train),
+            "train_hours": round(hours, 3), "steps": res["steps"], "wall_s": res["wall_s"],
+            "speech_tower": cfg.speech_tower, "params": tower.num_parameters()}
+
+
+def _zip(cfg: RecipeConfig, corpus: Path, codec, out: Path) -> dict:
+    from towers import load_tower
+    from zipper.data import batches, librivox_examples, load_split, make_segments, subset
+    from zipper.tasks import asr_metrics, tts_metrics
+
+    text = load_tower(cfg.text_tower, modality="text")
+    speech = load_tower(cfg.speech_tower, modality="speech")
+    model = build_zip(cfg, speech, text)
+    counts = model.parameter_counts()
+    print(f"[zipper] trainable {counts['trainable']:,} / frozen {counts['frozen']:,} parameters")
+    train = subset(load_split(corpus, "train", codec), cfg.data_fraction, cfg.seed)
+    for ex in train:
+        ex["units"] = ex["units"][: cfg.max_units]
+    dev = load_split(corpus, "dev", codec)[: max(8, cfg.eval_utts // 4)]
+    test = load_split(corpus, "test", codec)[: cfg.eval_utts]
+    tasks = ["asr", "tts"] if cfg.task == "joint" else [cfg.task]
+
+    def loss_fn(m, item):
+        task, batch = item  # joint: ASR and TTS batches alternate by step
+        return m(make_segments(getattr(m, "module", m), batch, task)).loss
+
+    def stream(start: int):
+        for i, b in enumerate(batches(train, cfg.batch_size, cfg.seed, start)):
+            yield tasks[(start + i) % len(tasks)], b
+
+    def evaluate() -> dict:
+        metrics = {}
+        if "asr" in tasks:
+            metrics["dev_wer"] = asr_metrics(model, dev)["wer"]
+        if "tts" in tasks:  # the speech tower's loss on dev is the cheap TTS signal
+            with torch.no_grad():
+                metrics["dev_tts_loss"] = round(model(make_segments(model, dev[:16], "tts")).loss.item(), 3)
+        return metrics
+
+    res = fit(model, loss_fn, stream, cfg.train_config(), out,
+              eval_fn=evaluate, desc=f"zip {cfg.task}")
+    model.save_pretrained(out / "model")
+    codec.save_pretrained(out / "model" / "codec")  # the model directory is self-contained
+    metrics: dict = {}
+    if "asr" in tasks:
+        for beams in cfg.eval_beams:
+            metrics[f"test_asr_beam{beams}"] = asr_metrics(model, test, num_beams=beams, show=3)
+        real = librivox_examples(codec) if cfg.eval_real_speech else []
+        if real:
+            metrics["librivox_asr_beam1"] = asr_metrics(model, real, show=5)
+    if "tts" in tasks:
+        from towers.judges import WhisperJudge
+
+        metrics["test_tts"] = tts_metrics(model, test[: min(len(test), 50)], codec, WhisperJudge(), show=3)
+    hours = sum(float(ex.get("duration", 0)) for ex in train) / 3600
+    return {"metrics": metrics, "train_utts": len(train), "train_hours": round(hours, 3), "steps": res["steps"],
+            "wall_s": res["wall_s"], "final_train_loss": res["history"][-1] if res["history"] else None,
+            "dev_curve": res["evals"], "params": counts}
+
+
+def machine() -> str:
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    import os
+
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {gpu}"
+
+
+def git_hash() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _headline(results: dict) -> str:
+    m = results.get("metrics", {})
+    parts = []
+    for k, v in m.items():
+        if isinstance(v, dict):
+            parts += [f"{k}.{kk}={vv}" for kk, vv in v.items() if kk in ("wer", "cer", "judge_wer_vs_gold",
+                                                                         "judge_wer_vs_reference_transcript",
+                                                                         "reference_audio_judge_wer")]
+        else:
+            parts.append(f"{k}={v}")
+    return "; ".join(parts)
+
+
+def append_results_row(cfg: RecipeConfig, results: dict, path: Path = RESULTS_MD) -> None:
+    """One row per run in recipes/RESULTS.md (ESPnet style): numbers next to the command that made them."""
+    if not path.parent.exists():
+        return
+    if not path.exists():
+        path.write_text("# Recipe results\n\nEvery row was appended by `zipper.recipe.run` at the end of the run "
+                        "it describes. Re-run the command in its row to reproduce it.\n\n"
+                        "| date (UTC) | task | results | train utts (h) | steps | wall s | machine | git | command |\n"
+                        "|---|---|---|---|---|---|---|---|---|\n")
+    row = (f"| {results['started'][:16]} | {cfg.task} | {_headline(results)} | {results.get('train_utts')} "
+           f"({results.get('train_hours')}) | {results.get('steps')} | {results.get('wall_s')} | {results['machine']} | "
+           f"{results['git']} | `{results['command']}` |\n")
+    with open(path, "a") as fh:
+        fh.write(row)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description="Run a zipper recipe from its JSON config.")
+    p.add_argument("config", help="recipe JSON (see recipes/configs/)")
+    p.add_argument("--steps", type=int, help="override the number of training steps")
+    p.add_argument("--out", help="override the output directory")
+    a = p.parse_args(argv)
+    cfg = RecipeConfig.from_json(a.config)
+    if a.steps:
+        cfg.steps = a.steps
+    if a.out:
+        cfg.out = a.out
+    cfg.command = cfg.command or " ".join(["zipper", "train", *sys.argv[1:]])
+    run(cfg)
+    return 0

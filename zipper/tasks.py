@@ -1,0 +1,91 @@
+"""ASR and TTS with a zipped speech+text model: inference and evaluation on held-out examples.
+
+ASR: [speech units] -> text, scored by WER/CER against the gold text (towers.judges, jiwer 4).
+TTS: [text] -> speech units -> audio (codec), scored by an independent judge (Whisper base) against
+the gold text and against the judge's transcript of the reference recording (the paper's two references).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from zipper.data import pad, speech_ids, text_ids
+from zipper.model import Segment
+
+
+def _chunks(items: Sequence, n: int):
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+@torch.no_grad()
+def transcribe_units(model, units: Sequence[torch.Tensor], num_beams: int = 1, batch_size: int = 8,
+                     max_new_tokens: int = 96, progress: bool = False) -> list[str]:
+    """Speech units (one LongTensor per utterance) -> transcripts."""
+    from tqdm.auto import tqdm
+
+    sp, tx = model.tower("speech"), model.tower("text")
+    out: list[str] = []
+    step = 1 if num_beams > 1 else batch_size
+    for chunk in tqdm(list(_chunks(units, step)), desc="transcribing", disable=not progress):
+        ids, mask = pad([speech_ids(sp, u) for u in chunk], sp.pad_token_id)
+        # ~25 units/s of speech carry ~3 words/s (~4 tokens): a budget of units/3 + 10 tokens is ample
+        budget = min(max_new_tokens, max(len(u) for u in chunk) // 3 + 10)
+        gen = model.generate([Segment("speech", ids, mask)], ["text"], max_new_tokens=budget,
+                             num_beams=num_beams)[0]
+        for row, m in zip(gen.input_ids, gen.attention_mask):
+            out.append(tx.tokenizer.decode(row[m.bool()].tolist(), skip_special_tokens=True).strip())
+    return out
+
+
+@torch.no_grad()
+def speak_units(model, texts: Sequence[str], batch_size: int = 8, units_per_word: float = 16.0,
+                do_sample: bool = False, temperature: float = 1.0, top_k: int = 0,
+                generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    """Texts -> generated speech units (unit ids, specials removed)."""
+    sp, tx = model.tower("speech"), model.tower("text")
+    out: list[torch.Tensor] = []
+    for chunk in _chunks(list(texts), batch_size):
+        ids, mask = pad([text_ids(tx, t) for t in chunk], tx.pad_token_id)
+        budget = int(max(len(t.split()) for t in chunk) * units_per_word + 25)
+        gen = model.generate([Segment("text", ids, mask)], ["speech"], max_new_tokens=budget, do_sample=do_sample,
+                             temperature=temperature, top_k=top_k, generator=generator)[0]
+        for row, m in zip(gen.input_ids, gen.attention_mask):
+            out.append(sp.tokenizer.decode(torch.cat([torch.tensor([sp.bos_token_id]), row[m.bool()]])))
+    return out
+
+
+def asr_metrics(model, examples: Sequence[dict], num_beams: int = 1, batch_size: int = 8, show: int = 0) -> dict:
+    from towers.judges import cer, wer
+
+    hyps = transcribe_units(model, [ex["units"] for ex in examples], num_beams=num_beams, batch_size=batch_size)
+    refs = [ex["text"] for ex in examples]
+    w, c = wer(refs, hyps), cer(refs, hyps)
+    metrics = {"wer": round(100 * w.wer, 2), "cer": round(100 * c.cer, 2), "n_utts": len(refs),
+               "n_words": w.n_ref_words}
+    if show:
+        metrics["examples"] = [{"ref": r, "hyp": h} for r, h in zip(refs[:show], hyps[:show])]
+    return metrics
+
+
+def tts_metrics(model, examples: Sequence[dict], codec, judge, batch_size: int = 8, show: int = 0) -> dict:
+    """Judge-WER of generated speech vs gold text, and vs the judge's transcript of the reference audio."""
+    from towers.audio import load_audio
+    from towers.judges import wer
+
+    texts = [ex["text"] for ex in examples]
+    units = speak_units(model, texts, batch_size=batch_size)
+    waves = [codec.decode(u)[0].numpy() if len(u) else torch.zeros(1600).numpy() for u in units]
+    heard = judge.transcribe(waves)
+    heard_ref = judge.transcribe([load_audio(ex["audio_filepath"], target_sr=16000)[0] for ex in examples])
+    metrics = {
+        "judge_wer_vs_gold": round(100 * wer(texts, heard).wer, 2),
+        "judge_wer_vs_reference_transcript": round(100 * wer(heard_ref, heard).wer, 2),
+        "reference_audio_judge_wer": round(100 * wer(texts, heard_ref).wer, 2),
+        "mean_units": round(sum(len(u) for u in units) / max(1, len(units)), 1),
+        "n_utts": len(texts),
+    }
+    if show:
+        metrics["examples"] = [{"text": t, "judge_heard": h} for t, h in zip(texts[:show], heard[:show])]
+    return metrics

@@ -1,0 +1,174 @@
+"""One training loop for every recipe (zips, speech-tower pretraining, baselines), on accelerate.
+
+The same code runs on CPU, one GPU (bf16 when available) or ``accelerate launch`` / ``torchrun``.
+Checkpoints hold only trainable tensors + optimizer state, as safetensors, written to a temporary
+directory and renamed into place with a ``COMPLETE`` marker; `fit` resumes from the latest complete one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+COMPLETE = "COMPLETE"
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 8
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    eval_every: int = 0  # 0 = only at the end
+    save_every: int = 0  # 0 = only at the end
+    log_every: int = 10
+    seed: int = 0
+    mixed_precision: str = "auto"  # auto = bf16 on a GPU that supports it, else no
+    max_minutes: float = 0.0  # > 0: stop (evaluate, checkpoint) once this much wall time has passed
+
+
+def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
+    def f(step: int) -> float:  # linear warmup, cosine decay to 10%
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return f
+
+
+def _trainable(model) -> dict[str, torch.Tensor]:
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def save_checkpoint(dirpath: Path, model, optimizer, scheduler, step: int, extra: dict | None = None) -> Path:
+    """Write ``checkpoints/step-N`` atomically: temp dir, fsync, rename, then the COMPLETE marker."""
+    from safetensors.torch import save_file
+
+    final = dirpath / f"step-{step:07d}"
+    dirpath.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dirpath))
+    try:
+        names = {id(p): n for n, p in _trainable(model).items()}
+        save_file({n: p.detach().cpu().contiguous() for n, p in _trainable(model).items()}, str(tmp / "trainable.safetensors"))
+        opt_tensors, opt_meta = {}, {}
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                for k, v in optimizer.state.get(p, {}).items():
+                    if torch.is_tensor(v):
+                        opt_tensors[f"{names[id(p)]}::{k}"] = v.detach().cpu().contiguous()
+                    else:
+                        opt_meta[f"{names[id(p)]}::{k}"] = v
+        save_file(opt_tensors or {"_empty": torch.zeros(0)}, str(tmp / "optimizer.safetensors"))
+        state = {"step": step, "scheduler": scheduler.state_dict(), "optimizer_scalars": opt_meta,
+                 "torch_rng": torch.get_rng_state().tolist(), **(extra or {})}
+        (tmp / "trainer_state.json").write_text(json.dumps(state))
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        (final / COMPLETE).write_text("ok\n")
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return final
+
+
+def latest_checkpoint(dirpath: Path) -> Path | None:
+    done = sorted(p for p in dirpath.glob("step-*") if (p / COMPLETE).exists()) if dirpath.exists() else []
+    return done[-1] if done else None
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
+    from safetensors.torch import load_file
+
+    params = _trainable(model)
+    weights = load_file(str(path / "trainable.safetensors"))
+    if set(weights) != set(params):
+        raise ValueError(f"checkpoint {path} does not match the model's trainable parameters")
+    state = json.loads((path / "trainer_state.json").read_text())
+    opt_tensors = load_file(str(path / "optimizer.safetensors"))
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(weights[n])
+    for n, p in params.items():
+        entry = {k.split("::", 1)[1]: v for k, v in opt_tensors.items() if k.startswith(n + "::")}
+        entry.update({k.split("::", 1)[1]: v for k, v in state["optimizer_scalars"].items() if k.startswith(n + "::")})
+        if entry:
+            optimizer.state[p] = entry
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+    return state
+
+
+def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: TrainConfig, out_dir: str | Path,
+        eval_fn: Callable[[], dict] | None = None, desc: str = "train") -> dict:
+    """Train ``model`` for ``cfg.steps`` steps, resuming from ``out_dir/checkpoints`` if possible.
+
+    Args:
+        loss_fn: ``loss_fn(model, batch) -> scalar loss`` (model is the unwrapped module).
+        batch_stream: ``batch_stream(start_step) -> iterator of batches`` (seeded, resumable).
+        eval_fn: called every ``cfg.eval_every`` steps and at the end; returns a dict of metrics.
+    Returns: ``{"history": [...], "evals": [...], "wall_s", "steps"}``.
+    """
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    mp = cfg.mixed_precision
+    if mp == "auto":
+        mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    accelerator = Accelerator(mixed_precision=mp)
+    torch.manual_seed(cfg.seed)
+    out_dir, ckpt_dir = Path(out_dir), Path(out_dir) / "checkpoints"
+    optimizer = torch.optim.AdamW(list(_trainable(model).values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
+    start, history, evals = 0, [], []
+    last = latest_checkpoint(ckpt_dir)
+    if last is not None:
+        state = load_checkpoint(last, model, optimizer, scheduler)
+        start, history, evals = state["step"], state.get("history", []), state.get("evals", [])
+        accelerator.print(f"[{desc}] resuming from {last} (step {start})")
+    model, optimizer = accelerator.prepare(model, optimizer)
+    raw = accelerator.unwrap_model(model)
+    stream = batch_stream(start)
+    t0 = time.time()
+    bar = tqdm(range(start, cfg.steps), desc=desc, disable=not accelerator.is_main_process, dynamic_ncols=True)
+    for step in bar:
+        model.train()
+        with accelerator.autocast():
+            loss = loss_fn(model, next(stream))
+        accelerator.backward(loss)
+        if cfg.grad_clip:
+            accelerator.clip_grad_norm_(list(_trainable(raw).values()), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        history.append(round(loss.item(), 5))
+        if (step + 1) % cfg.log_every == 0:
+            bar.set_postfix(loss=f"{sum(history[-cfg.log_every:]) / cfg.log_every:.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
+        out_of_time = bool(cfg.max_minutes) and time.time() - t0 > 60 * cfg.max_minutes
+        is_last = step + 1 == cfg.steps or out_of_time
+        if eval_fn is not None and (is_last or (cfg.eval_every and (step + 1) % cfg.eval_every == 0)):
+            model.eval()
+            metrics = {"step": step + 1, **eval_fn()}
+            evals.append(metrics)
+            accelerator.print(f"[{desc}] step {step + 1}: " + ", ".join(f"{k}={v}" for k, v in metrics.items() if k != "step"))
+        if accelerator.is_main_process and (is_last or (cfg.save_every and (step + 1) % cfg.save_every == 0)):
+            save_checkpoint(ckpt_dir, raw, optimizer, scheduler, step + 1, {"history": history, "evals": evals,
+                                                                          "config": asdict(cfg)})
+        if out_of_time:
+            accelerator.print(f"[{desc}] time budget of {cfg.max_minutes} min reached at step {step + 1}")
+            break
+    accelerator.end_training()
+    return {"history": history, "evals": evals, "wall_s": round(time.time() - t0, 1), "steps": len(history)}
