@@ -253,3 +253,13 @@ def test_cli_voices_and_errors(capsys):
     assert main(["build", "--out", "/tmp/zz-never", "--hours", "-1"]) == 2
     with pytest.raises(SystemExit):
         main(["build", "--help"])
+
+
+def test_text_sources_knob(sentences):
+    items, _, _ = plan_corpus(0.02, text_sources=("fortunes",))
+    fortunes = set(load_sentences(sources=("fortunes",)))
+    assert items and all(i.text in fortunes for i in items)
+    assert len(fortunes) < len(sentences)
+    # the held-out cut is per sentence, so it agrees across source sets
+    pools_all, pools_f = split_sentences(sentences), split_sentences(sorted(fortunes))
+    assert set(pools_f["test"]) <= set(pools_all["test"]) | (fortunes - set(sentences))
