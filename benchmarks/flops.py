@@ -23,7 +23,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks import common
-from benchmarks.train_step import build_towers, make_segments, make_step, zip_model
+from benchmarks.train_step import TowersOnly, build_towers, make_segments, make_step, zip_model
 
 NAME = "flops"
 
@@ -44,6 +44,14 @@ def parse_args(argv=None):
     return args
 
 
+def count_flops(step) -> tuple[int, dict]:
+    """Counted FLOPs of one call of ``step`` (forward + backward); -> total, by op."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    return counter.get_total_flops(), {str(k): int(v) for k, v in counter.get_flop_counts().get("Global", {}).items()}
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     towers = build_towers(args)
@@ -52,11 +60,13 @@ def main(argv=None) -> dict:
     model = zip_model(towers, args.interval)
     step = make_step(model, lambda: model(segments).loss)
     step()  # allocate AdamW state outside the counted step
-    counter = FlopCounterMode(display=False)
-    with counter:
-        step()
-    flops = counter.get_total_flops()
-    by_op = {str(k): int(v) for k, v in counter.get_flop_counts().get("Global", {}).items()}
+    flops, by_op = count_flops(step)
+    # The same count for train_step's baselines: a noise-free view of what zipping adds.
+    baselines = {}
+    for label, both in (("towers_only", False), ("towers_both", True)):
+        base = TowersOnly(towers, both_losses=both)
+        baselines[label] = count_flops(make_step(base, lambda base=base: base(segments)))[0]
+    flops_ratios = {f"zipped_over_{k}": flops / v for k, v in baselines.items()}
 
     n = args.matmul_size
     a, b = torch.randn(n, n), torch.randn(n, n)
@@ -75,7 +85,7 @@ def main(argv=None) -> dict:
     peak = [2 * n**3 / t for t in mm_best]
     achieved = [flops / t for t in times["step"]]
     util = common.summarize([x / p for x, p in zip(achieved, peak)])
-    result = {"step_flops": flops, "flops_by_op": by_op, "step_s": common.summarize(times["step"]),
+    result = {"step_flops": flops, "flops_by_op": by_op, "baseline_flops": baselines, "flops_ratios": flops_ratios, "step_s": common.summarize(times["step"]),
               "achieved_flop_s": common.summarize(achieved), "matmul_peak_flop_s": common.summarize(peak),
               "matmul_peak_best_flop_s": max(peak), "utilisation": util,
               "utilisation_vs_best_peak": flops / common.summarize(times["step"])["median"] / max(peak),
@@ -91,7 +101,10 @@ def main(argv=None) -> dict:
                         {"quantity": f"matmul {n}^2 peak GFLOP/s", "median [IQR]": common.fmt_stat(result["matmul_peak_flop_s"], 1e-9)},
                         {"quantity": "utilisation (per round)", "median [IQR]": common.fmt_stat(util)}],
                        ["quantity", "median [IQR]"], "Achieved FLOP/s vs matmul peak")
-    headline = (f"{flops / 1e9:.1f} GFLOP/step; achieved {result['achieved_flop_s']['median'] / 1e9:.1f} GFLOP/s vs "
+    print("counted FLOPs, zipped / towers-only (text loss): %.2fx; zipped / towers-only (both losses): %.2fx"
+          % (flops_ratios["zipped_over_towers_only"], flops_ratios["zipped_over_towers_both"]))
+    headline = (f"{flops / 1e9:.1f} GFLOP/step (zipped/towers-only FLOPs {flops_ratios['zipped_over_towers_only']:.2f}x, "
+                f"/towers-both {flops_ratios['zipped_over_towers_both']:.2f}x); achieved {result['achieved_flop_s']['median'] / 1e9:.1f} GFLOP/s vs "
                 f"matmul peak {result['matmul_peak_flop_s']['median'] / 1e9:.1f} GFLOP/s "
                 f"({torch.get_num_threads()} thr): utilisation {common.fmt_stat(util)}")
     common.write_results(NAME, args, result, headline)

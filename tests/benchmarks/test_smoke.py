@@ -12,7 +12,7 @@ EXPECTED = {
     "train_step": {"rows", "full_finetune", "memory", "definition"},
     "decode": {"rows", "per_token_latency", "batching", "beam", "setup"},
     "scaling": {"rows", "sdpa", "interval"},
-    "flops": {"step_flops", "achieved_flop_s", "matmul_peak_flop_s", "utilisation"},
+    "flops": {"step_flops", "achieved_flop_s", "matmul_peak_flop_s", "utilisation", "flops_ratios"},
 }
 COMMON = {"benchmark", "command", "date", "git", "machine", "args", "headline"}
 
