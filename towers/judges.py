@@ -40,6 +40,7 @@ __all__ = [
     "wer",
     "cer",
     "whisper_base_dir",
+    "default_cache_dir",
     "WhisperJudge",
     "PocketsphinxJudge",
     "JudgeError",
