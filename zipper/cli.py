@@ -17,6 +17,10 @@ def _load_model(path: str):
 
     if not Path(path).is_dir():
         raise FileNotFoundError(f"no trained model directory at {path}")
+    if (Path(path) / "single_decoder.json").exists():
+        from zipper.baseline import SingleDecoder
+
+        return SingleDecoder.from_pretrained(path)
     return ZipperModel.from_pretrained(path)
 
 
@@ -89,7 +93,7 @@ def cmd_eval(a) -> int:
     test = load_split(cfg.corpus, "test", codec)[: cfg.eval_utts]
     results = {}
     if cfg.task in ("asr", "joint"):
-        for beams in cfg.eval_beams:
+        for beams in cfg.eval_beams if cfg.model == "zipper" else [1]:
             results[f"test_asr_beam{beams}"] = asr_metrics(model, test, num_beams=beams)
         if cfg.eval_real_speech:
             results["librivox_asr_beam1"] = asr_metrics(model, librivox_examples(codec), show=5)

@@ -39,6 +39,7 @@ class RecipeConfig:
     text_tower: str = "smollm2-135m"
     speech_tower: str = "runs/speech-tower"  # read by asr/tts/joint, written by pretrain_speech
     speech_tower_size: str = "tiny"  # pretrain_speech: tiny | small | base
+    model: str = "zipper"  # or "single_decoder": the paper's baseline (text LM + unit vocabulary, fully tuned)
     # the zip
     directions: list[str] = field(default_factory=lambda: ["speech->text"])
     cross_attention_interval_speech: int = 0  # 0 = auto (about 8 zip points)
@@ -66,6 +67,8 @@ class RecipeConfig:
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ConfigError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.model not in ("zipper", "single_decoder"):
+            raise ConfigError(f"model must be 'zipper' or 'single_decoder', got {self.model!r}")
         if not 0 < self.data_fraction <= 1:
             raise ConfigError(f"data_fraction must be in (0, 1], got {self.data_fraction}")
 
@@ -164,8 +167,12 @@ def _zip(cfg: RecipeConfig, corpus: Path, codec, out: Path) -> dict:
     from zipper.tasks import asr_metrics, tts_metrics
 
     text = load_tower(cfg.text_tower, modality="text")
-    speech = load_tower(cfg.speech_tower, modality="speech")
-    model = build_zip(cfg, speech, text)
+    if cfg.model == "single_decoder":
+        from zipper.baseline import SingleDecoder
+
+        model = SingleDecoder(text, codec.vocab_size)
+    else:
+        model = build_zip(cfg, load_tower(cfg.speech_tower, modality="speech"), text)
     counts = model.parameter_counts()
     print(f"[zipper] trainable {counts['trainable']:,} / frozen {counts['frozen']:,} parameters")
     train = subset(load_split(corpus, "train", codec), cfg.data_fraction, cfg.seed)
@@ -198,7 +205,7 @@ def _zip(cfg: RecipeConfig, corpus: Path, codec, out: Path) -> dict:
     codec.save_pretrained(out / "model" / "codec")  # the model directory is self-contained
     metrics: dict = {}
     if "asr" in tasks:
-        for beams in cfg.eval_beams:
+        for beams in cfg.eval_beams if cfg.model == "zipper" else [1]:
             metrics[f"test_asr_beam{beams}"] = asr_metrics(model, test, num_beams=beams, show=3)
         real = librivox_examples(codec) if cfg.eval_real_speech else []
         if real:

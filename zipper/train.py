@@ -79,6 +79,8 @@ def save_checkpoint(dirpath: Path, model, optimizer, scheduler, step: int, extra
             shutil.rmtree(final)
         tmp.rename(final)
         (final / COMPLETE).write_text("ok\n")
+        for old in sorted(p for p in dirpath.glob("step-*") if p != final)[:-1]:  # keep the latest two
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

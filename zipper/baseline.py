@@ -1,0 +1,156 @@
+"""The paper's "Single Decoder" baseline: the text LM with its vocabulary expanded by the speech units.
+
+Speech token ``i`` of the speech tower's vocabulary (units + its pad/bos/eos) becomes text-LM token
+``V_text + i``; the new embedding rows start at the mean of the old ones, and the whole model is
+fine-tuned. It speaks the same interface as `ZipperModel` (``forward(segments)``, ``generate``,
+``tower(modality)``), so recipes, metrics and the training loop treat both models identically:
+segments are concatenated into one sequence, and generation is restricted to the output modality's
+part of the vocabulary (as Zipper's per-tower heads are).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from towers.tower import Tower
+from towers.units import UnitTokenizer
+from zipper.model import Segment, ZipperOutput
+
+
+@dataclass
+class SpeechVocab:
+    """What recipes need of the speech side when there is no speech tower."""
+
+    tokenizer: UnitTokenizer
+    modality: str = "speech"
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
+
+    bos_token_id, eos_token_id, pad_token_id = UnitTokenizer.bos_token_id, UnitTokenizer.eos_token_id, UnitTokenizer.pad_token_id
+
+
+class SingleDecoder(nn.Module):
+    def __init__(self, text: Tower, n_units: int):
+        super().__init__()
+        self.text = text
+        self.speech = SpeechVocab(UnitTokenizer(n_units))
+        self.text_vocab = text.vocab_size
+        self.lm = text.model
+        old = self.lm.get_input_embeddings().weight.detach()
+        self.lm.resize_token_embeddings(self.text_vocab + self.speech.vocab_size, mean_resizing=False)
+        with torch.no_grad():
+            self.lm.get_input_embeddings().weight[self.text_vocab:] = old.mean(0)
+            out = self.lm.get_output_embeddings()
+            if out.weight.data_ptr() != self.lm.get_input_embeddings().weight.data_ptr():
+                out.weight[self.text_vocab:] = out.weight[: self.text_vocab].mean(0)
+        for p in self.lm.parameters():
+            p.requires_grad_(True)  # fully tuned, as in the paper
+        self.eval()
+
+    def tower(self, modality: str):
+        return {"text": self.text, "speech": self.speech}[modality]
+
+    def parameter_counts(self) -> dict[str, int]:
+        n = sum(p.numel() for p in self.parameters())
+        return {"trainable": n, "frozen": 0, "total": n}
+
+    def _offset(self, modality: str) -> int:
+        return 0 if modality == "text" else self.text_vocab
+
+    def _vocab(self, modality: str) -> int:  # the text Tower now reports the expanded size
+        return self.text_vocab if modality == "text" else self.speech.vocab_size
+
+    def _join(self, segments: Sequence[Segment]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = torch.cat([s.input_ids + self._offset(s.modality) for s in segments], 1)  # (B, sum T)
+        mask = torch.cat([s.mask() for s in segments], 1)  # holes where a segment was padded
+        return ids, mask
+
+    def _run(self, ids, mask, cache=None, past_mask=None):
+        full = mask if past_mask is None else torch.cat([past_mask, mask], 1)
+        pos = (full.long().cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]
+        return self.lm(input_ids=ids, attention_mask=full.long(), position_ids=pos, past_key_values=cache,
+                       use_cache=cache is not None).logits
+
+    def forward(self, segments: Sequence[Segment]) -> ZipperOutput:
+        ids, mask = self._join(segments)
+        logits = self._run(ids, mask)
+        out, start, total, count = [], 0, None, 0
+        for s in segments:
+            t = s.input_ids.shape[1]
+            off, v = self._offset(s.modality), self._vocab(s.modality)
+            seg_logits = logits[:, start:start + t, off:off + v]  # this modality's head
+            out.append(seg_logits)
+            if s.loss:
+                m = s.mask()[:, 1:] & s.mask()[:, :-1]
+                nll = F.cross_entropy(seg_logits[:, :-1].flatten(0, 1).float(), s.input_ids[:, 1:].flatten(),
+                                      reduction="none")
+                total = (nll * m.flatten()).sum() + (0 if total is None else total)
+                count += int(m.sum())
+            start += t
+        return ZipperOutput(loss=total / max(count, 1) if total is not None else None, logits=out,
+                            num_loss_tokens=count)
+
+    @torch.no_grad()
+    def generate(self, prompt: Sequence[Segment], output_modalities: Sequence[str] = ("text",),
+                 max_new_tokens: int = 128, do_sample: bool = False, temperature: float = 1.0, top_k: int = 0,
+                 top_p: float = 1.0, num_beams: int = 1, generator: torch.Generator | None = None, **_) -> list[Segment]:
+        from transformers import DynamicCache
+
+        from zipper.generation import pick_next
+
+        if len(output_modalities) != 1 or num_beams != 1:
+            raise ValueError("the single-decoder baseline generates one modality, without beam search")
+        m = output_modalities[0]
+        tower, off = self.tower(m), self._offset(m)
+        ids, mask = self._join(prompt)
+        batch = ids.shape[0]
+        step = torch.full((batch, 1), tower.bos_token_id + off)
+        step_mask = torch.ones(batch, 1, dtype=torch.bool)
+        cache = DynamicCache()
+        logits = self._run(torch.cat([ids, step], 1), torch.cat([mask, step_mask], 1), cache)
+        past = torch.cat([mask, step_mask], 1)
+        tokens, finished = [], torch.zeros(batch, dtype=torch.bool)
+        for _ in range(max_new_tokens):
+            head = logits[:, -1, off:off + self._vocab(m)]
+            nxt = pick_next(head, do_sample, temperature, top_k, top_p, generator).masked_fill(finished, tower.pad_token_id)
+            real = ~finished
+            finished = finished | (nxt == tower.eos_token_id)
+            tokens.append(torch.where(real & (nxt != tower.eos_token_id), nxt, -1))
+            if finished.all():
+                break
+            logits = self._run((nxt + off)[:, None], real[:, None], cache, past)
+            past = torch.cat([past, real[:, None]], 1)
+        gen = torch.stack(tokens, 1) if tokens else torch.zeros(batch, 0, dtype=torch.long)
+        keep = gen >= 0
+        return [Segment(m, gen.masked_fill(~keep, tower.pad_token_id), keep.long())]
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().clone().contiguous() for k, v in self.lm.state_dict().items()}
+        save_file(state, str(path / "single_decoder.safetensors"))
+        (path / "single_decoder.json").write_text(json.dumps({"text_tower": self.text.source,
+                                                              "n_units": self.speech.tokenizer.n_units}) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, text: Tower | None = None) -> "SingleDecoder":
+        from safetensors.torch import load_file
+
+        from towers import load_tower
+
+        path = Path(path)
+        meta = json.loads((path / "single_decoder.json").read_text())
+        model = cls(text or load_tower(meta["text_tower"], modality="text"), meta["n_units"])
+        model.lm.load_state_dict(load_file(str(path / "single_decoder.safetensors")), strict=False)
+        return model
