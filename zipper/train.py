@@ -110,6 +110,8 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
         if entry:
             optimizer.state[p] = entry
     scheduler.load_state_dict(state["scheduler"])
+    for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr()):  # load_state_dict does not do this
+        group["lr"] = lr
     torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
     return state
 

@@ -1,0 +1,104 @@
+"""Training checkpoints: exact resume, and a save that fails part-way loses nothing."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import tiny_tower
+from zipper import Segment, ZipperModel
+from zipper.train import TrainConfig, fit, latest_checkpoint
+
+
+def _model():
+    speech = tiny_tower("llama", "speech", vocab=40, hidden=32, layers=2, seed=1)
+    text = tiny_tower("gpt2", "text", vocab=56, hidden=32, layers=2, seed=2)
+    return ZipperModel.from_towers([speech, text], directions=["speech->text"], dropout=0.1)
+
+
+def _stream(start: int):
+    step = start
+    while True:  # batch k depends only on k: the data position is restored exactly
+        g = torch.Generator().manual_seed(step)
+        yield torch.randint(3, 40, (2, 6), generator=g), torch.randint(3, 56, (2, 5), generator=g)
+        step += 1
+
+
+def _loss(model, batch):
+    s, t = batch
+    return model([Segment("speech", s), Segment("text", t, loss=True)]).loss
+
+
+def _cfg(steps, **kw):
+    return TrainConfig(steps=steps, batch_size=2, lr=1e-2, warmup_steps=2, log_every=1, seed=0, **kw)
+
+
+def test_resume_is_bitwise_exact(tmp_path):
+    torch.use_deterministic_algorithms(True)
+    try:
+        straight = _model()
+        full = fit(straight, _loss, _stream, _cfg(8), tmp_path / "a")
+        first = _model()
+        fit(first, _loss, _stream, _cfg(8, max_minutes=1e-9), tmp_path / "b")  # stops after step 1
+        assert latest_checkpoint(tmp_path / "b" / "checkpoints").name == "step-0000001"
+        resumed = _model()  # a fresh model, as in a new process
+        rest = fit(resumed, _loss, _stream, _cfg(8), tmp_path / "b")
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert rest["history"] == full["history"]  # every loss, bit for bit (dropout RNG restored too)
+    a, b = straight.zip_state_dict(), resumed.zip_state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    model = _model()
+    fit(model, _loss, _stream, _cfg(2), tmp_path)
+    good = latest_checkpoint(tmp_path / "checkpoints")
+    import safetensors.torch
+
+    calls = {"n": 0}
+    real = safetensors.torch.save_file
+
+    def flaky(*args, **kwargs):  # the optimizer file fails after the weights were written
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", flaky)
+    with pytest.raises(OSError, match="disk full"):
+        fit(_model(), _loss, _stream, _cfg(3), tmp_path)
+    monkeypatch.undo()
+    assert latest_checkpoint(tmp_path / "checkpoints") == good
+    assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".tmp")]
+    res = fit(_model(), _loss, _stream, _cfg(3), tmp_path)  # resumes from step 2 and finishes
+    assert res["steps"] == 3
+
+
+def test_sigkill_during_save_keeps_previous_checkpoint(tmp_path):
+    """A process killed while writing a checkpoint leaves the previous one loadable."""
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+        import safetensors.torch
+        from tests.reliability.test_checkpoints import _model, _loss, _stream, _cfg
+        from zipper.train import fit
+        out = {str(tmp_path)!r}
+        fit(_model(), _loss, _stream, _cfg(2), out)
+        real = safetensors.torch.save_file
+        def killed(*a, **k):
+            real(*a, **k)
+            os.kill(os.getpid(), signal.SIGKILL)  # dies mid-checkpoint, after one file
+        safetensors.torch.save_file = killed
+        fit(_model(), _loss, _stream, _cfg(3), out)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    assert latest_checkpoint(tmp_path / "checkpoints").name == "step-0000002"
+    assert fit(_model(), _loss, _stream, _cfg(3), tmp_path)["steps"] == 3
