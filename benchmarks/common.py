@@ -50,6 +50,7 @@ def make_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed for token ids and fresh weights")
     p.add_argument("--out", type=Path, default=BENCH_DIR,
                    help="where results go: OUT/results/<name>.json and a row appended to OUT/RESULTS.md")
+    p.add_argument("--tag", default="", help="results go to results/<name>-<tag>.json (keeps an earlier run's file)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # internal: subprocess memory probe
     return p
 
@@ -196,7 +197,17 @@ def rss_bytes() -> int:
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far (Linux reports ru_maxrss in KiB)."""
+    """Peak resident set size of this process's own address space (VmHWM).
+
+    Not ``ru_maxrss``: Linux carries it across fork + exec, so a probe subprocess started by a
+    parent holding 6 GiB reports the parent's 6 GiB (measured: every probe read the same value).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
@@ -251,7 +262,8 @@ def git_hash() -> str:
     try:
         h = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
                            timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "zipper", "towers", "benchmarks"], cwd=REPO,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "zipper", "towers", "benchmarks",
+                                ":!benchmarks/results", ":!benchmarks/RESULTS.md"], cwd=REPO,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return (h or "unknown") + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -294,7 +306,7 @@ def write_results(name: str, args: argparse.Namespace, results: dict, headline: 
     }
     out = Path(args.out)
     (out / "results").mkdir(parents=True, exist_ok=True)
-    path = out / "results" / f"{name}.json"
+    path = out / "results" / (f"{name}-{args.tag}.json" if getattr(args, "tag", "") else f"{name}.json")
     path.write_text(json.dumps(record, indent=2, default=str) + "\n")
     md = out / "RESULTS.md"
     if not md.exists():
