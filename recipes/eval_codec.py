@@ -116,6 +116,9 @@ def main(argv=None):
         if args.mel_baseline:
             row["wer_mel_gl"] = wer(refs, [i["hyp_mel_gl"] for i in sub])
         row["ratio"] = row["wer_codec"] / max(row["wer_original"], 1e-9)
+        # robust to Whisper's repetition loops (one looping clip can add hundreds of insertions)
+        row["median_utt_wer_original"] = float(np.median([wer([i["ref"]], [i["hyp_original"]]) for i in sub]))
+        row["median_utt_wer_codec"] = float(np.median([wer([i["ref"]], [i["hyp_codec"]]) for i in sub]))
         rows.append(row)
         if set_name.startswith("held-out"):  # per-voice breakdown
             for v in sorted({i["voice"] for i in sub}):
@@ -127,10 +130,12 @@ def main(argv=None):
               "seconds": round(time.time() - t0, 1), "table": rows, "items": items}
     (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     print(f"codec {args.codec}: {codec.units_per_second:g} units/s, vocab {codec.vocab_size}, judge {args.judge}")
-    print("| set | utts | voices | min | WER original | WER codec | ratio |" + (" WER mel->GL |" if args.mel_baseline else ""))
+    print("| set | utts | voices | min | WER original | WER codec | ratio | median utt WER orig / codec |"
+          + (" WER mel->GL |" if args.mel_baseline else ""))
     for r in rows:
         print(f"| {r['set']} | {r['utterances']} | {r['voices']} | {r['minutes']} | {r['wer_original']:.1%} | "
-              f"{r['wer_codec']:.1%} | {r['ratio']:.2f} |" + (f" {r['wer_mel_gl']:.1%} |" if args.mel_baseline else ""))
+              f"{r['wer_codec']:.1%} | {r['ratio']:.2f} | {r['median_utt_wer_original']:.1%} / "
+              f"{r['median_utt_wer_codec']:.1%} |" + (f" {r['wer_mel_gl']:.1%} |" if args.mel_baseline else ""))
 
 
 if __name__ == "__main__":

@@ -91,6 +91,8 @@ DEFAULT_CODEC_DIR = Path(__file__).parent / "assets" / "codec-default"
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".npy", ".npz", ".joblib")
 
 CODEC_TYPES: dict[str, type["SpeechCodec"]] = {}
+# codec types defined in other modules of this package, imported on first use
+_LAZY_CODEC_MODULES = {"whisper_kmeans": "towers.whisper_units"}
 
 
 class CodecFormatError(ValueError):
@@ -237,6 +239,10 @@ class SpeechCodec(ABC):
         version = config.pop("format_version", None)
         if version != FORMAT_VERSION:
             raise CodecFormatError(f"{cfg_path}: format_version {version!r}, expected {FORMAT_VERSION}")
+        if ctype not in CODEC_TYPES and ctype in _LAZY_CODEC_MODULES:
+            import importlib
+
+            importlib.import_module(_LAZY_CODEC_MODULES[ctype])
         if ctype not in CODEC_TYPES:
             raise CodecFormatError(f"{cfg_path}: unknown codec_type {ctype!r} (known: {sorted(CODEC_TYPES)})")
         target = CODEC_TYPES[ctype]
@@ -264,6 +270,7 @@ class MelUnitCodecConfig:
     f_max: float = 8_000.0
     stride: int = 2  # mel frames per unit: 50 / 2 = 25 units/s
     context: int = 4  # mel frames stacked into one unit's feature, centred on the unit
+    mean_norm: bool = True  # subtract the utterance's mean log-mel before k-means (else global scale only)
     vocab_size: int = 1024
     dec_channels: int = 192
     dec_unit_dilations: list = field(default_factory=lambda: [1, 2, 4, 8, 1, 2])
@@ -326,7 +333,8 @@ class MelUnitCodec(SpeechCodec):
     def unit_features(self, log_mel: torch.Tensor) -> torch.Tensor:
         """``(T, n_mels)`` log-mel -> ``(ceil(T / stride), context * n_mels)`` k-means features."""
         c = self.config
-        x = (log_mel - log_mel.mean(0, keepdim=True)) / self.feat_std  # (T, n_mels)
+        centre = log_mel.mean(0, keepdim=True) if c.mean_norm else 0.0
+        x = (log_mel - centre) / self.feat_std  # (T, n_mels)
         n_units = -(-x.shape[0] // c.stride)
         left = (c.context - c.stride) // 2
         # frame index of each (unit, context slot), clamped at the edges (edge replication)

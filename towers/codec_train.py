@@ -53,7 +53,7 @@ def train_mel_unit_codec(
         x, _ = preprocess(w, sample_rate, target_sr=c.sample_rate, max_seconds=None, return_tensor=True)
         with torch.no_grad():
             mels.append(shell.mel(x))  # (T, n_mels)
-    centred = torch.cat([m - m.mean(0, keepdim=True) for m in mels])  # (sum T, n_mels)
+    centred = torch.cat([m - m.mean(0, keepdim=True) if c.mean_norm else m for m in mels])  # (sum T, n_mels)
     shell.feat_std = centred.std(0).clamp_min(1e-3)  # (n_mels,)
     feats = [shell.unit_features(m) for m in mels]  # [(U_i, context * n_mels)]
     all_feats = torch.cat(feats)
