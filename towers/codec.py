@@ -67,6 +67,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from towers.audio import EmptyAudioError, preprocess
+from towers.safefile import safetensors_problem
 from towers.kmeans import assign
 from towers.unit_decoder import UnitToMel
 from towers.vocoder import GriffinLimVocoder, LogMel
@@ -112,15 +113,9 @@ def register_codec(name: str):
 
 def _check_safetensors_bytes(path: Path) -> None:
     """Refuse anything that is not a safetensors file before any loader touches it."""
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if head[:1] == b"\x80" or head[:2] == b"PK" or head[:1] in (b"c", b"("):
-        raise CodecFormatError(
-            f"{path} looks like a pickle / torch.save archive; refusing to unpickle it "
-            "(codecs load from safetensors only)"
-        )
-    if len(head) < 9 or head[8:9] != b"{":
-        raise CodecFormatError(f"{path} is not a safetensors file")
+    problem = safetensors_problem(path)
+    if problem:
+        raise CodecFormatError(problem + " (codecs load from safetensors only)")
 
 
 class SpeechCodec(ABC):

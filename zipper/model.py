@@ -23,6 +23,7 @@ import math
 import os
 import shutil
 import tempfile
+import weakref
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -32,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from towers.safefile import safetensors_problem
 from towers.tower import Tower, load_tower
 from zipper.config import ConfigError, ZipperConfig
 from zipper.fusion import GatedCrossAttention, InputProjection
@@ -82,14 +84,14 @@ class _Done:
 class _ZipCall:
     """What one tower forward hands its layer hooks: blocks with precomputed memory, and a record."""
 
-    owner: int
+    owner: object
     blocks: dict[int, list[tuple[GatedCrossAttention, torch.Tensor, torch.Tensor, torch.Tensor]]]
     states: dict[int, torch.Tensor] | None = field(default_factory=dict)
 
 
-def _zip_hook(owner: int, layer_idx: int, module, args, kwargs, output):
+def _zip_hook(owner: object, layer_idx: int, module, args, kwargs, output):
     call = kwargs.get("zipper_call")
-    if call is None or call.owner != owner:
+    if call is None or call.owner is not owner:
         return None  # a plain tower forward: untouched
     h = output[0] if isinstance(output, tuple) else output  # (B, T, D)
     for block, k, v, key_mask in call.blocks.get(layer_idx, ()):
@@ -97,6 +99,11 @@ def _zip_hook(owner: int, layer_idx: int, module, args, kwargs, output):
     if call.states is not None:
         call.states[layer_idx] = h
     return (h, *output[1:]) if isinstance(output, tuple) else h
+
+
+def _remove_hooks(handles) -> None:
+    for h in handles:
+        h.remove()
 
 
 class ZipperModel(nn.Module):
@@ -128,10 +135,14 @@ class ZipperModel(nn.Module):
             {m: InputProjection(t.hidden_size, config.input_projection_layers) for m, t in self.tower_objs.items()}
             if config.input_projection else {}
         )
+        # The hooks key on a private token (never id(self), which Python reuses) and are removed when
+        # this model is garbage-collected or unzipped, so towers can be zipped again and again.
+        self._token = object()
         self._hooks = [
-            t.layers[j].register_forward_hook(partial(_zip_hook, id(self), j), with_kwargs=True)
+            t.layers[j].register_forward_hook(partial(_zip_hook, self._token, j), with_kwargs=True)
             for m, t in self.tower_objs.items() for j in self.zip_layers[m]
         ]
+        self._finalizer = weakref.finalize(self, _remove_hooks, self._hooks)
         self._set_trainability()
         counts = self.parameter_counts()
         logger.info("zipper: %s trainable / %s frozen parameters", f"{counts['trainable']:,}", f"{counts['frozen']:,}")
@@ -208,6 +219,10 @@ class ZipperModel(nn.Module):
         assert actual == expected, f"trainability mismatch: {sorted(actual ^ expected)[:5]}"
         self.eval()  # like a freshly loaded HF model; call .train() to train
 
+    def unzip(self) -> None:
+        """Detach this zip from its towers (remove the layer hooks); the towers work alone as before."""
+        self._finalizer()
+
     def parameter_counts(self) -> dict[str, int]:
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         total = sum(p.numel() for p in self.parameters())
@@ -260,7 +275,9 @@ class ZipperModel(nn.Module):
             embeds = self.input_projections[modality](embeds)
         full_mask = mask if past_mask is None else torch.cat([past_mask, mask], dim=1)  # (B, P + T)
         position_ids = (full_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -input_ids.shape[1]:]
-        call = _ZipCall(id(self), memory, {} if record else None)
+        if not self._finalizer.alive:
+            raise RuntimeError("this ZipperModel was unzipped from its towers")
+        call = _ZipCall(self._token, memory, {} if record else None)
         out = tower.model(inputs_embeds=embeds, attention_mask=full_mask.long(), position_ids=position_ids,
                           past_key_values=cache, use_cache=cache is not None, zipper_call=call)
         return out.logits, call.states
@@ -360,10 +377,9 @@ class ZipperModel(nn.Module):
             pickles = [p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES]
             hint = f" (found pickle files {pickles}; zipper never unpickles)" if pickles else ""
             raise CheckpointError(f"{path} has no {WEIGHTS_NAME}{hint}")
-        with open(weights, "rb") as fh:
-            head = fh.read(2)
-        if head[:1] == b"\x80" or head == b"PK":  # pickle protocol / zip (torch.save) magic
-            raise CheckpointError(f"{weights} is a pickle/torch.save file, not safetensors; refusing to load it")
+        problem = safetensors_problem(weights)
+        if problem:
+            raise CheckpointError(problem)
         config = ZipperConfig.from_json(path / CONFIG_NAME)
         if towers is None:
             if any(r is None for r in config.towers):

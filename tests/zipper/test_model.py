@@ -170,3 +170,28 @@ def test_three_towers(pair):
     a = model([Segment("speech", s), Segment("image", i), Segment("text", t)]).logits[2]
     b = model([Segment("speech", s), Segment("image", i.flip(1)), Segment("text", t)]).logits[2]
     assert not torch.allclose(a, b)
+
+
+def test_rezipping_the_same_towers_never_stacks_hooks(pair):
+    """Hooks go away with their model (or unzip()); a new zip over the same towers sees only its own."""
+    import gc
+
+    speech, text = pair
+    s, t = _ids(40, 1, 5, 0), _ids(56, 1, 4, 1)
+    reference = None
+    for _ in range(12):  # Python reuses ids of collected objects: a key on id(self) would misfire here
+        torch.manual_seed(0)  # identical zip weights every time
+        model = ZipperModel.from_towers([speech, text], directions=["speech->text"], cross_attention_interval=[1, 1])
+        open_gates(model)
+        logits = model([Segment("speech", s), Segment("text", t)]).logits[1]
+        reference = logits if reference is None else reference
+        assert torch.equal(logits, reference)
+        assert len(text.layers[0]._forward_hooks) == 1
+        del model
+        gc.collect()
+    assert len(text.layers[0]._forward_hooks) == 0
+    model = ZipperModel.from_towers([speech, text], directions=["speech->text"])
+    model.unzip()
+    assert len(text.layers[0]._forward_hooks) == 0
+    with pytest.raises(RuntimeError, match="unzipped"):
+        model([Segment("speech", s), Segment("text", t)])
