@@ -9,3 +9,5 @@ test: setup
 	.venv/bin/python -m pytest -q
 test-slow: setup
 	.venv/bin/python -m pytest -q -m slow
+bench-smoke: setup
+	for b in train_step decode scaling flops; do .venv/bin/python -m benchmarks.$$b --smoke --out runs/bench-smoke || exit 1; done

@@ -123,6 +123,23 @@ def cmd_data_build(a) -> int:
     return main(["build", "--size", a.size, "--out", a.out])
 
 
+def cmd_codec_roundtrip(a) -> int:
+    from towers.audio import load_audio, save_audio
+    from towers.codec import SpeechCodec, load_default_codec
+
+    out = Path(a.output)
+    if out.exists() and not a.overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    codec = load_default_codec() if a.codec == "default" else SpeechCodec.from_pretrained(a.codec)
+    wave, sr = load_audio(a.audio, target_sr=codec.sample_rate, max_seconds=a.max_seconds)
+    units = codec.encode(wave, sr)
+    rebuilt, rate = codec.decode(units)
+    save_audio(out, rebuilt.numpy(), rate, overwrite=a.overwrite)
+    print(f"{a.audio}: {len(wave) / sr:.2f} s -> {len(units)} units ({len(units) / (len(wave) / sr):.1f}/s, "
+          f"vocabulary {codec.vocab_size}) -> {out}")
+    return 0
+
+
 def cmd_demo(a) -> int:
     from zipper.demo import run_demo
 
@@ -167,6 +184,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     tw = sub.add_parser("towers", help="list registered towers")
     tw.set_defaults(fn=cmd_towers)
+
+    c = sub.add_parser("codec", help="speech codec tools")
+    csub = c.add_subparsers(dest="codec_command", required=True)
+    rt = csub.add_parser("roundtrip", help="audio -> units -> audio, to hear what the codec keeps")
+    rt.add_argument("audio", help="input audio file")
+    rt.add_argument("-o", "--output", required=True, help="output .wav path")
+    rt.add_argument("--codec", default="default", help="codec directory (default: the shipped codec)")
+    rt.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    rt.add_argument("--max-seconds", type=float, default=60.0, help="refuse longer audio")
+    rt.set_defaults(fn=cmd_codec_roundtrip)
 
     data = sub.add_parser("data", help="corpus tools")
     dsub = data.add_subparsers(dest="data_command", required=True)

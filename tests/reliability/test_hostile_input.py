@@ -1,0 +1,139 @@
+"""Hostile input end to end: every bad input to the CLI gets one `zipper: error:` line and exit 2,
+no traceback, and nothing is overwritten. Plus a scan of the code for unsafe loading."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from zipper.cli import main as cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A small trained-shape model directory (tiny towers, tiny codec), built offline in seconds."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from towers import Tower, load_tower, new_speech_tower
+    from towers.codec_train import train_tiny_codec
+    from zipper import ZipperModel
+
+    root = tmp_path_factory.mktemp("hostile")
+    tok = load_tower("smollm2-135m").tokenizer
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=4, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    Tower(LlamaForCausalLM(cfg).eval(), "text", tok).save_pretrained(root / "text")
+    new_speech_tower(32, "tiny").save_pretrained(root / "speech")
+    model = ZipperModel.from_towers([load_tower(root / "speech"), load_tower(root / "text")],
+                                    directions=["speech->text", "text->speech"])
+    model.save_pretrained(root / "model")
+    train_tiny_codec(vocab_size=32).save_pretrained(root / "model" / "codec")
+    return root
+
+
+def _bad(capsys, argv) -> str:
+    assert cli(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zipper: error:") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def _wav(path: Path, data: np.ndarray, sr: int = 16000) -> str:
+    sf.write(path, data, sr, subtype="FLOAT" if data.dtype == np.float32 else "PCM_16")  # FLOAT keeps NaN
+    return str(path)
+
+
+def test_transcribe_rejects_bad_audio(model_dir, tmp_path, capsys):
+    m = str(model_dir / "model")
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "garbage.wav").write_bytes(b"RIFF\x00\x00garbage" * 10)
+    nan = np.zeros(16000, dtype=np.float32)
+    nan[100] = np.nan
+    cases = {
+        "missing": str(tmp_path / "nope.wav"),
+        "empty file": str(tmp_path / "empty.wav"),
+        "garbage": str(tmp_path / "garbage.wav"),
+        "zero samples": _wav(tmp_path / "zero.wav", np.zeros(0, dtype=np.float32)),
+        "NaN": _wav(tmp_path / "nan.wav", nan),
+        "too long": _wav(tmp_path / "long.wav", np.zeros(16000 * 70, dtype=np.int16)),
+        "a directory": str(tmp_path),
+        "not audio": str(ROOT / "pyproject.toml"),
+    }
+    for name, path in cases.items():
+        _bad(capsys, ["transcribe", path, "--model", m])
+    _bad(capsys, ["transcribe", cases["NaN"], "--model", str(tmp_path / "no-model")])
+
+
+def test_speak_rejects_bad_text_and_outputs(model_dir, tmp_path, capsys):
+    m = str(model_dir / "model")
+    for text in ["", "   \n\t", "x" * 5000]:
+        _bad(capsys, ["speak", text, "--model", m, "-o", str(tmp_path / "a.wav")])
+    _bad(capsys, ["speak", "hello", "--model", m, "-o", str(tmp_path / "no" / "dir" / "a.wav")])
+    keep = tmp_path / "keep.wav"
+    keep.write_bytes(b"precious")
+    _bad(capsys, ["speak", "hello", "--model", m, "-o", str(keep)])
+    assert keep.read_bytes() == b"precious"
+
+
+def test_speak_handles_unknown_characters(model_dir, tmp_path, capsys):
+    out = tmp_path / "u.wav"
+    rc = cli(["speak", "naïve café ☃ 漢字 \u200b", "--model", str(model_dir / "model"), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert (rc == 0 and out.stat().st_size > 44) or (rc == 2 and err.startswith("zipper: error:"))
+
+
+def test_train_and_eval_reject_bad_configs(tmp_path, capsys):
+    bad = {"missing": None, "not json": "{oops", "a list": "[1, 2]", "unknown key": json.dumps({"taks": "asr"}),
+           "code": json.dumps({"_target_": "os.system"}), "bad task": json.dumps({"task": "rm -rf"}),
+           "bad fraction": json.dumps({"data_fraction": 5})}
+    for name, text in bad.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.json"
+        if text is not None:
+            path.write_text(text)
+        _bad(capsys, ["train", str(path)])
+        _bad(capsys, ["eval", str(path)])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=4096))
+def test_fuzzed_audio_bytes(model_dir, tmp_path, capsys, blob):
+    path = tmp_path / "fuzz.wav"
+    path.write_bytes(blob)
+    rc = cli(["transcribe", str(path), "--model", str(model_dir / "model")])
+    err = capsys.readouterr().err
+    assert rc in (0, 2) and "Traceback" not in err
+
+
+def test_random_bytes_in_a_subprocess(model_dir, tmp_path):
+    """The real entry point, in its own process with a time limit: no hang, no traceback."""
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        path = tmp_path / f"r{i}.wav"
+        path.write_bytes(b"RIFF" + rng.integers(0, 256, 2000, dtype=np.uint8).tobytes())
+        proc = subprocess.run([sys.executable, "-m", "zipper.cli", "transcribe", str(path), "--model",
+                               str(model_dir / "model")], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.startswith("zipper: error:")
+
+
+def test_no_unsafe_loading_in_the_code():
+    """No torch.load without weights_only=True, no pickle loading, no trust_remote_code=True default."""
+    offenders = []
+    for path in [*ROOT.glob("zipper/**/*.py"), *ROOT.glob("towers/**/*.py"), *ROOT.glob("recipes/**/*.py"),
+                 *ROOT.glob("benchmarks/**/*.py")]:
+        text = path.read_text()
+        for m in re.finditer(r"torch\.load\(([^)]*)\)", text):
+            if "weights_only=True" not in m.group(1):
+                offenders.append(f"{path.name}: {m.group(0)}")
+        offenders += [f"{path.name}: pickle.load" for _ in re.finditer(r"pickle\.loads?\(", text)]
+        offenders += [f"{path.name}: trust_remote_code=True" for _ in re.finditer(r"trust_remote_code\s*=\s*True", text)]
+    assert not offenders, offenders
