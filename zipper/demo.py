@@ -37,8 +37,9 @@ def run_demo(out: str = "runs/demo", minutes: float = 5.0, corpus_hours: float =
     _say(1, f"corpus: {corpus_hours} h of offline synthetic speech in {corpus} (cached after the first run)")
     if not (corpus / "test.jsonl").exists():
         build_corpus(corpus, hours=corpus_hours)
-    stats = json.loads((corpus / "corpus.json").read_text()).get("stats", {})
-    print(f"  splits: {stats or 'see corpus.json'}")
+    info = json.loads((corpus / "corpus.json").read_text())
+    print(f"  utterances per split: {info['count_by_split']}; hours: {info['hours_by_split']}")
+    print(f"  held-out test voices (never trained on): {', '.join(info['voices']['test'])}")
 
     _say(2, "towers: the real SmolLM2-135M text tower (frozen) and the shipped speech codec")
     codec = load_codec("default")
@@ -58,10 +59,11 @@ def run_demo(out: str = "runs/demo", minutes: float = 5.0, corpus_hours: float =
         print("  cached from an earlier run")
 
     _say(4, f"zip: both directions (ASR and TTS batches in turn), {minutes:g} minutes of training")
+    # about one step per second on 2 cores: size the schedule to the budget, and let the budget cap it
     zip_dir = root / "zip"
     res = run(RecipeConfig(task="joint", out=str(zip_dir), directions=["speech->text", "text->speech"],
                            cross_attention_interval_text=6, cross_attention_interval_speech=1, ffn_mult=2,
-                           steps=100_000, max_minutes=minutes, batch_size=8, lr=5e-4, warmup_steps=30,
+                           steps=max(20, int(60 * minutes)), max_minutes=minutes, batch_size=8, lr=5e-4, warmup_steps=30,
                            eval_utts=40, eval_beams=[1], command="zipper demo", **base), results_md=None)
     model_dir = zip_dir / "model"
     print(f"  trained {res['steps']} steps in {res['wall_s']} s; trainable {res['params']['trainable']:,} / "
@@ -74,6 +76,8 @@ def run_demo(out: str = "runs/demo", minutes: float = 5.0, corpus_hours: float =
     _say(5, "ASR on held-out voices and sentences, and on real human read speech")
     m = res["metrics"].get("test_asr_beam1") or asr_metrics(model, test)
     print(f"  held-out synthetic voices: WER {m['wer']}%  CER {m['cer']}%  ({m['n_utts']} utterances)")
+    print("  (WER = (substitutions + deletions + insertions) / reference words: above 100% means the model still\n"
+          "   writes fluent text of its own rather than the transcript; it falls with training, see recipes/)")
     real = librivox_examples(codec)
     if real:
         hyp = transcribe_units(model, [real[0]["units"]])[0]
