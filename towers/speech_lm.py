@@ -38,6 +38,16 @@ def new_speech_tower(n_units: int, size: str = "small", max_positions: int = 409
     return Tower(model=model, modality="speech", tokenizer=tok)
 
 
+def pad_rows(rows: list[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad 1-D id sequences -> ids (B, T), mask (B, T)."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for k, r in enumerate(rows):
+        ids[k, : len(r)], mask[k, : len(r)] = r, 1
+    return ids, mask
+
+
 def lm_batches(sequences: list[torch.Tensor], tok: UnitTokenizer, batch_size: int, seed: int, start_step: int = 0,
                max_len: int = 512):
     """Endless seeded batches of BOS+units+EOS token windows (random crops of long utterances), resumable."""
@@ -58,12 +68,7 @@ def lm_batches(sequences: list[torch.Tensor], tok: UnitTokenizer, batch_size: in
                     ids = ids[a:a + max_len]
                 rows.append(ids)
             if step >= start_step:
-                width = max(len(r) for r in rows)
-                ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
-                mask = torch.zeros_like(ids)
-                for k, r in enumerate(rows):
-                    ids[k, : len(r)], mask[k, : len(r)] = r, 1
-                yield ids, mask
+                yield pad_rows(rows, tok.pad_token_id)
             step += 1
         epoch += 1
 
@@ -86,12 +91,7 @@ def unit_perplexity(model, sequences: list[torch.Tensor], tok: UnitTokenizer, ba
     model.eval()
     total, count = 0.0, 0
     for i in range(0, len(sequences), batch_size):
-        rows = [tok.encode(s)[:max_len] for s in sequences[i:i + batch_size]]
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for k, r in enumerate(rows):
-            ids[k, : len(r)], mask[k, : len(r)] = r, 1
+        ids, mask = pad_rows([tok.encode(s)[:max_len] for s in sequences[i:i + batch_size]], tok.pad_token_id)
         logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
         nll = F.cross_entropy(logits.flatten(0, 1).float(), ids[:, 1:].flatten(), reduction="none")
         m = mask[:, 1:].flatten().float()

@@ -14,6 +14,7 @@ from typing import Iterator, Sequence
 
 import torch
 
+from towers.speech_lm import pad_rows
 from zipper.model import Segment
 
 TASKS = ("asr", "tts")  # asr: [speech] -> [text]; tts: [text] -> [speech]
@@ -79,12 +80,7 @@ def speech_ids(tower, units: torch.Tensor, max_units: int = 1500) -> torch.Tenso
 
 def pad(seqs: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad 1-D sequences -> ids (B, T), mask (B, T)."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(seqs), width, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)], mask[i, : len(s)] = s, 1
-    return ids, mask
+    return pad_rows(list(seqs), pad_id)
 
 
 def make_segments(model, batch: Sequence[dict], task: str) -> list[Segment]:
