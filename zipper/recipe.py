@@ -15,7 +15,6 @@ import datetime
 import json
 import platform
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,13 +124,13 @@ def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:
     (out / "recipe.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     corpus = ensure_corpus(cfg)
     codec = load_codec(cfg.codec)
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started, commit = datetime.datetime.now(datetime.timezone.utc), git_hash()  # the code this run imports
     if cfg.task == "pretrain_speech":
         results = _pretrain_speech(cfg, corpus, codec, out)
     else:
         results = _zip(cfg, corpus, codec, out)
     results.update(task=cfg.task, command=cfg.command or f"zipper train {out / 'recipe.json'}",
-                   started=started.isoformat(timespec="seconds"), machine=machine(), git=git_hash())
+                   started=started.isoformat(timespec="seconds"), machine=machine(), git=commit)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     if results_md is not None:
         append_results_row(cfg, results, results_md)
@@ -243,7 +242,7 @@ def _headline(results: dict) -> str:
             parts += [f"{k}.{kk}={vv}" for kk, vv in v.items() if kk in ("wer", "cer", "judge_wer_vs_gold",
                                                                          "judge_wer_vs_reference_transcript",
                                                                          "reference_audio_judge_wer")]
-        else:
+        elif k != "step":
             parts.append(f"{k}={v}")
     return "; ".join(parts)
 
@@ -277,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.steps = a.steps
     if a.out:
         cfg.out = a.out
-    cfg.command = cfg.command or " ".join(["zipper", "train", *sys.argv[1:]])
+    overrides = [f"--steps {a.steps}"] * bool(a.steps) + [f"--out {a.out}"] * bool(a.out)
+    cfg.command = " ".join([cfg.command or f"zipper train {a.config}", *overrides])  # what was really run
     run(cfg)
     return 0
