@@ -131,10 +131,9 @@ class ZipperModel(nn.Module):
                                     config.ffn_mult, config.dropout)
                 for _ in self.zip_layers[dst]
             )
+        projected = (config.input_projection_towers or config.modalities) if config.input_projection else []
         self.input_projections = nn.ModuleDict(
-            {m: InputProjection(t.hidden_size, config.input_projection_layers) for m, t in self.tower_objs.items()}
-            if config.input_projection else {}
-        )
+            {m: InputProjection(self.tower_objs[m].hidden_size, config.input_projection_layers) for m in projected})
         # The hooks key on a private token (never id(self), which Python reuses) and are removed when
         # this model is garbage-collected or unzipped, so towers can be zipped again and again.
         self._token = object()

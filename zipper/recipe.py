@@ -46,6 +46,7 @@ class RecipeConfig:
     projection_layers: int = 3
     ffn_mult: int = 2
     input_projection: bool = True
+    input_projection_towers: list[str] = field(default_factory=list)  # empty = all towers
     train_speech_tower: bool = False  # the paper unfreezes it for TTS
     lora_rank: int = 0  # LoRA on the speech tower instead of full unfreezing
     # training
@@ -112,6 +113,7 @@ def build_zip(cfg: RecipeConfig, speech, text):
         [speech, text], directions=cfg.directions,
         cross_attention_interval=[cfg.cross_attention_interval_speech, cfg.cross_attention_interval_text],
         projection_layers=cfg.projection_layers, ffn_mult=cfg.ffn_mult, input_projection=cfg.input_projection,
+        input_projection_towers=cfg.input_projection_towers,
         frozen=[not cfg.train_speech_tower, True], lora_rank=cfg.lora_rank,
         lora_towers=["speech"] if cfg.lora_rank else [])
 

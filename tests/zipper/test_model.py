@@ -195,3 +195,20 @@ def test_rezipping_the_same_towers_never_stacks_hooks(pair):
     assert len(text.layers[0]._forward_hooks) == 0
     with pytest.raises(RuntimeError, match="unzipped"):
         model([Segment("speech", s), Segment("text", t)])
+
+
+def test_input_projection_per_tower_skips_source_backward(pair):
+    """Without an input projection on the frozen source tower, no gradient flows through that tower."""
+    speech, text = pair
+    model = ZipperModel.from_towers([speech, text], directions=["speech->text"], input_projection_towers=["text"])
+    assert list(model.input_projections) == ["text"]
+    s, t = _ids(40, 2, 6, 0), _ids(56, 2, 5, 1)
+    seen = []
+    handle = speech.layers[0].register_full_backward_hook(lambda *a: seen.append(1))
+    model.train()
+    model([Segment("speech", s), Segment("text", t, loss=True)]).loss.backward()
+    handle.remove()
+    assert not seen  # the speech tower ran without autograd work
+    assert torch.equal(model([Segment("speech", s), Segment("text", t)]).logits[1], text.model(input_ids=t).logits)
+    with pytest.raises(ConfigError, match="input_projection_towers"):
+        ZipperModel.from_towers([speech, text], directions=["speech->text"], input_projection_towers=["image"])
