@@ -45,9 +45,7 @@ def generate(model: "ZipperModel", prompt: Sequence["Segment"], output_modalitie
              use_cache: bool = True, generator: torch.Generator | None = None) -> list["Segment"]:
     """Generate one segment per output modality. Returns Segments of generated tokens, without BOS and
     EOS, right-padded with the tower's pad id; ``attention_mask`` marks the real tokens."""
-    from transformers import DynamicCache
-
-    from zipper.model import Segment, _Done
+    from zipper.model import Segment
 
     model.check_segments(prompt)
     if isinstance(max_new_tokens, int):
@@ -65,27 +63,18 @@ def generate(model: "ZipperModel", prompt: Sequence["Segment"], output_modalitie
     try:
         batch = prompt[0].input_ids.shape[0]
         segments, outputs = list(prompt), []
-        history, tower_state = [], {}
-        if use_cache:
-            for s in prompt:  # run the prompt once; every tower keeps a cache in case it speaks again
-                mask = s.mask()
-                cache, past = tower_state.get(s.modality, (DynamicCache(), None))
-                _, states = model.tower_forward(s.modality, s.input_ids, mask, model.memory_for(s.modality, history),
-                                                cache, past)
-                tower_state[s.modality] = (cache, mask if past is None else torch.cat([past, mask], 1))
-                history.append(_Done(s.modality, states, mask))
+        # the prompt runs once; every tower keeps a cache in case it speaks again (beam search always caches)
+        cached = use_cache or num_beams > 1
+        history, tower_state = model.run_segments(prompt, cache_all=True)[1:] if cached else ([], {})
+        sampling = dict(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
         for i, (m, n_new) in enumerate(zip(output_modalities, max_new_tokens)):
-            more_after = i + 1 < len(output_modalities)
             if num_beams > 1:
                 ids = _beam_search(model, m, history, tower_state, batch, n_new, num_beams, length_penalty)
             elif use_cache:
-                ids = _decode_cached(model, m, history, tower_state, batch, n_new, more_after,
-                                     dict(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
-                                          generator=generator))
+                ids = _decode_cached(model, m, history, tower_state, batch, n_new, i + 1 < len(output_modalities),
+                                     sampling)
             else:
-                ids = _decode_uncached(model, m, segments, batch, n_new,
-                                       dict(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
-                                            generator=generator))
+                ids = _decode_uncached(model, m, segments, batch, n_new, sampling)
             tower = model.tower(m)
             full = Segment(m, ids, _real_mask(ids, tower.eos_token_id))  # BOS ... EOS (then padding)
             full.input_ids = full.input_ids.masked_fill(~full.mask(), tower.pad_token_id)

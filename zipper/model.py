@@ -297,24 +297,36 @@ class ZipperModel(nn.Module):
             if s.input_ids.min() < 0 or s.input_ids.max() >= vocab:
                 raise ValueError(f"segment {s.modality!r}: token ids must lie in [0, {vocab})")
 
-    def forward(self, segments: Sequence[Segment]) -> ZipperOutput:
-        """Run the segments in order; loss = mean next-token NLL over the segments marked ``loss``."""
+    def run_segments(self, segments: Sequence[Segment], cache_all: bool = False):
+        """Run segments in order -> (logits per segment, history of states, per-tower (cache, mask)).
+
+        A tower that appears again continues from its KV cache; ``cache_all`` keeps a cache for every
+        tower (generation continues after the last segment)."""
         from transformers import DynamicCache
 
-        self.check_segments(segments)
+        repeats = {m: sum(s.modality == m for s in segments) for m in self.tower_objs}
         history: list[_Done] = []
         tower_state: dict[str, tuple] = {}
-        repeats = {m: sum(s.modality == m for s in segments) for m in self.tower_objs}
-        logits_out, total, count = [], None, 0
+        logits_out = []
         for s in segments:
             mask = s.mask()
-            cache, past_mask = tower_state.get(s.modality, (DynamicCache() if repeats[s.modality] > 1 else None, None))
+            fresh = DynamicCache() if cache_all or repeats[s.modality] > 1 else None
+            cache, past_mask = tower_state.get(s.modality, (fresh, None))
             logits, states = self.tower_forward(s.modality, s.input_ids, mask, self.memory_for(s.modality, history),
                                                 cache, past_mask)
             tower_state[s.modality] = (cache, mask if past_mask is None else torch.cat([past_mask, mask], 1))
             history.append(_Done(s.modality, states, mask))
             logits_out.append(logits)
+        return logits_out, history, tower_state
+
+    def forward(self, segments: Sequence[Segment]) -> ZipperOutput:
+        """Run the segments in order; loss = mean next-token NLL over the segments marked ``loss``."""
+        self.check_segments(segments)
+        logits_out, _, _ = self.run_segments(segments)
+        total, count = None, 0
+        for s, logits in zip(segments, logits_out):
             if s.loss:
+                mask = s.mask()
                 target_mask = mask[:, 1:] & mask[:, :-1]
                 nll = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), s.input_ids[:, 1:].flatten(),
                                       reduction="none")

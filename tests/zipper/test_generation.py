@@ -79,6 +79,13 @@ def test_beam_one_equals_greedy(model):
     assert torch.equal(beam.input_ids[:, :n], greedy.input_ids)
 
 
+def test_beam_search_sees_the_prompt_with_or_without_use_cache(model):
+    prompt = [Segment("speech", _speech(2, 8, 5))]
+    a = model.generate(prompt, ["text"], max_new_tokens=10, num_beams=3)[0]
+    b = model.generate(prompt, ["text"], max_new_tokens=10, num_beams=3, use_cache=False)[0]
+    assert torch.equal(a.input_ids, b.input_ids)
+
+
 def test_beam_search_scores_at_least_greedy(model):
     """With length_penalty=0 beam search maximises total log-prob: never below greedy's sequence."""
     prompt = [Segment("speech", _speech(1, 8, 6))]
