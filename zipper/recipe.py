@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from zipper.config import ConfigError, ZipperConfig
+from zipper.config import ConfigError
 from zipper.train import TrainConfig, fit
 
 TASKS = ("pretrain_speech", "asr", "tts", "joint")
