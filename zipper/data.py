@@ -78,18 +78,13 @@ def speech_ids(tower, units: torch.Tensor, max_units: int = 1500) -> torch.Tenso
     return tower.tokenizer.encode(units[: max_units - 2])
 
 
-def pad(seqs: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad 1-D sequences -> ids (B, T), mask (B, T)."""
-    return pad_rows(list(seqs), pad_id)
-
-
 def make_segments(model, batch: Sequence[dict], task: str) -> list[Segment]:
     """ASR: [speech (input), text (loss)]; TTS: [text (input), speech (loss)]."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     sp, tx = model.tower("speech"), model.tower("text")
-    speech = pad([speech_ids(sp, ex["units"]) for ex in batch], sp.pad_token_id)
-    text = pad([text_ids(tx, ex["text"]) for ex in batch], tx.pad_token_id)
+    speech = pad_rows([speech_ids(sp, ex["units"]) for ex in batch], sp.pad_token_id)
+    text = pad_rows([text_ids(tx, ex["text"]) for ex in batch], tx.pad_token_id)
     if task == "asr":
         return [Segment("speech", *speech), Segment("text", *text, loss=True)]
     return [Segment("text", *text), Segment("speech", *speech, loss=True)]
