@@ -13,6 +13,7 @@ EXPECTED = {
     "decode": {"rows", "per_token_latency", "batching", "beam", "setup"},
     "scaling": {"rows", "sdpa", "interval"},
     "flops": {"step_flops", "achieved_flop_s", "matmul_peak_flop_s", "utilisation", "flops_ratios"},
+    "rtf": {"asr", "tts", "setup"},
 }
 COMMON = {"benchmark", "command", "date", "git", "machine", "args", "headline"}
 
