@@ -76,7 +76,8 @@ def cmd_speak(a) -> int:
 def cmd_train(a) -> int:
     from zipper.recipe import main
 
-    return main([a.config] + (["--steps", str(a.steps)] if a.steps else []) + (["--out", a.out] if a.out else []))
+    return main([a.config] + (["--steps", str(a.steps)] if a.steps else []) + (["--out", a.out] if a.out else [])
+                + (["--results-md", a.results_md] if a.results_md else []))
 
 
 def cmd_eval(a) -> int:
@@ -175,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("config", help="recipe JSON")
     tr.add_argument("--steps", type=int, help="override the number of steps")
     tr.add_argument("--out", help="override the output directory")
+    tr.add_argument("--results-md", help="append the results row to this file instead of recipes/RESULTS.md "
+                                         "('none': no row)")
     tr.set_defaults(fn=cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate a trained recipe on held-out voices (and real speech)")

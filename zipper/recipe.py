@@ -7,6 +7,11 @@ Tasks:
 
 Every run writes ``<out>/results.json`` and appends a row to ``recipes/RESULTS.md`` with the exact
 command, data size, steps, wall time, machine and git hash.
+
+Multi-process: ``torchrun --nproc_per_node 2 -m zipper.recipe CONFIG`` (gloo on CPU, NCCL on GPUs).
+Rank 0 builds the corpus and unit caches first, every rank trains on its own share of each step's
+batches (global batch = processes x batch_size), evaluation is sharded and gathered, and rank 0 alone
+writes the model, results.json and the RESULTS.md row.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from pathlib import Path
 import torch
 
 from zipper.config import ConfigError
+from zipper.distributed import barrier, is_main_process
 from zipper.train import TrainConfig, fit
 
 TASKS = ("pretrain_speech", "asr", "tts", "joint")
@@ -119,23 +125,36 @@ def build_zip(cfg: RecipeConfig, speech, text):
 
 
 def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:
-    """Run one recipe end to end; returns (and writes) its results."""
+    """Run one recipe end to end; returns (and, on rank 0, writes) its results."""
+    from accelerate import PartialState
+
+    from zipper.data import load_split
+
+    # starts the process group under torchrun / accelerate launch (gloo without a GPU); a no-op alone
+    state = PartialState(cpu=not torch.cuda.is_available())
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
-    corpus = ensure_corpus(cfg)
-    codec = load_codec(cfg.codec)
+    with state.main_process_first():  # rank 0 builds the corpus and the unit caches, the others then read them
+        if state.is_main_process:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "recipe.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+        corpus = ensure_corpus(cfg)
+        codec = load_codec(cfg.codec)
+        for split in ("unpaired_speech",) * (cfg.task == "pretrain_speech") + ("train", "dev", "test"):
+            load_split(corpus, split, codec, progress=state.is_main_process)
     started, commit = datetime.datetime.now(datetime.timezone.utc), git_hash()  # the code this run imports
     if cfg.task == "pretrain_speech":
         results = _pretrain_speech(cfg, corpus, codec, out)
     else:
         results = _zip(cfg, corpus, codec, out)
     results.update(task=cfg.task, command=cfg.command or f"zipper train {out / 'recipe.json'}",
-                   started=started.isoformat(timespec="seconds"), machine=machine(), git=commit)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    if results_md is not None:
-        append_results_row(cfg, results, results_md)
+                   started=started.isoformat(timespec="seconds"), machine=machine(), git=commit,
+                   processes=state.num_processes)
+    if state.is_main_process:
+        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        if results_md is not None:
+            append_results_row(cfg, results, results_md)
+    state.destroy_process_group()
     return results
 
 
@@ -153,9 +172,11 @@ def _pretrain_speech(cfg: RecipeConfig, corpus: Path, codec, out: Path) -> dict:
     ppl0 = unit_perplexity(tower.model, held_out, tok)
     res = fit(tower.model, lm_loss, lambda s: lm_batches(train, tok, cfg.batch_size, cfg.seed, s, cfg.max_units),
               cfg.train_config(), out, eval_fn=lambda: {"heldout_unit_ppl": round(unit_perplexity(tower.model, held_out, tok), 2)},
-              desc="pretrain speech tower")
+              desc="pretrain speech tower", end_training=False)
     tower.model.eval()
-    tower.save_pretrained(cfg.speech_tower)
+    if is_main_process():
+        tower.save_pretrained(cfg.speech_tower)
+    barrier()  # the tower is on disk before any rank goes on to use it
     hours = sum(len(u) for u in train) / codec.units_per_second / 3600
     return {"metrics": {"heldout_unit_ppl_init": round(ppl0, 2), **res["evals"][-1]}, "train_utts": len(train),
             "train_hours": round(hours, 3), "steps": res["steps"], "wall_s": res["wall_s"],
@@ -201,9 +222,10 @@ def _zip(cfg: RecipeConfig, corpus: Path, codec, out: Path) -> dict:
         return metrics
 
     res = fit(model, loss_fn, stream, cfg.train_config(), out,
-              eval_fn=evaluate, desc=f"zip {cfg.task}")
-    model.save_pretrained(out / "model")
-    codec.save_pretrained(out / "model" / "codec")  # the model directory is self-contained
+              eval_fn=evaluate, desc=f"zip {cfg.task}", end_training=False)
+    if is_main_process():
+        model.save_pretrained(out / "model")
+        codec.save_pretrained(out / "model" / "codec")  # the model directory is self-contained
     metrics: dict = {}
     if "asr" in tasks:
         for beams in cfg.eval_beams if cfg.model == "zipper" else [1]:
@@ -272,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("config", help="recipe JSON (see recipes/configs/)")
     p.add_argument("--steps", type=int, help="override the number of training steps")
     p.add_argument("--out", help="override the output directory")
+    p.add_argument("--results-md", help="append the results row to this file instead of recipes/RESULTS.md "
+                                        "('none': no row)")
     a = p.parse_args(argv)
     cfg = RecipeConfig.from_json(a.config)
     if a.steps:
@@ -280,5 +304,5 @@ def main(argv: list[str] | None = None) -> int:
         cfg.out = a.out
     overrides = [f"--steps {a.steps}"] * bool(a.steps) + [f"--out {a.out}"] * bool(a.out)
     cfg.command = " ".join([cfg.command or f"zipper train {a.config}", *overrides])  # what was really run
-    run(cfg)
+    run(cfg, results_md=RESULTS_MD if a.results_md is None else None if a.results_md == "none" else Path(a.results_md))
     return 0

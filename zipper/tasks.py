@@ -3,6 +3,8 @@
 ASR: [speech units] -> text, scored by WER/CER against the gold text (towers.judges, jiwer 4).
 TTS: [text] -> speech units -> audio (codec), scored by an independent judge (Whisper base) against
 the gold text and against the judge's transcript of the reference recording (the paper's two references).
+Under several processes the metrics shard their utterances across ranks and gather the outputs
+(`zipper.distributed`), so every rank returns the same numbers a single process would.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import torch
 
 from towers.speech_lm import pad_rows
 from zipper.data import speech_ids, text_ids
+from zipper.distributed import map_sharded
 from zipper.model import Segment
 
 
@@ -60,7 +63,8 @@ def speak_units(model, texts: Sequence[str], batch_size: int = 8, units_per_word
 def asr_metrics(model, examples: Sequence[dict], num_beams: int = 1, batch_size: int = 8, show: int = 0) -> dict:
     from towers.judges import cer, wer
 
-    hyps = transcribe_units(model, [ex["units"] for ex in examples], num_beams=num_beams, batch_size=batch_size)
+    hyps = map_sharded(lambda units: transcribe_units(model, units, num_beams=num_beams, batch_size=batch_size),
+                       [ex["units"] for ex in examples])
     refs = [ex["text"] for ex in examples]
     w, c = wer(refs, hyps), cer(refs, hyps)
     metrics = {"wer": round(100 * w.wer, 2), "cer": round(100 * c.cer, 2), "n_utts": len(refs),
@@ -75,11 +79,15 @@ def tts_metrics(model, examples: Sequence[dict], codec, judge, batch_size: int =
     from towers.audio import load_audio
     from towers.judges import wer
 
+    def speak_and_hear(texts: list[str]) -> list[tuple[torch.Tensor, str]]:
+        units = speak_units(model, texts, batch_size=batch_size)
+        waves = [codec.decode(u)[0].numpy() if len(u) else torch.zeros(1600).numpy() for u in units]
+        return list(zip(units, judge.transcribe(waves)))
+
     texts = [ex["text"] for ex in examples]
-    units = speak_units(model, texts, batch_size=batch_size)
-    waves = [codec.decode(u)[0].numpy() if len(u) else torch.zeros(1600).numpy() for u in units]
-    heard = judge.transcribe(waves)
-    heard_ref = judge.transcribe([load_audio(ex["audio_filepath"], target_sr=16000)[0] for ex in examples])
+    units, heard = map(list, zip(*map_sharded(speak_and_hear, texts))) if texts else ([], [])
+    heard_ref = map_sharded(lambda exs: judge.transcribe([load_audio(ex["audio_filepath"], target_sr=16000)[0]
+                                                          for ex in exs]), examples)
     metrics = {
         "judge_wer_vs_gold": round(100 * wer(texts, heard).wer, 2),
         "judge_wer_vs_reference_transcript": round(100 * wer(heard_ref, heard).wer, 2),

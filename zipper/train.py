@@ -1,11 +1,16 @@
 """One training loop for every recipe (zips, speech-tower pretraining, baselines), on accelerate.
 
-The same code runs on CPU, one GPU (bf16 when available) or ``accelerate launch`` / ``torchrun``.
+The same code runs on CPU, one GPU (bf16 when available) or several processes (``torchrun
+--nproc_per_node N``, ``accelerate launch``; gloo on CPU, NCCL on GPUs). With N processes each step
+takes N per-rank batches (rank r gets batches r, r+N, ... of the stream, so the global batch is N x
+batch_size and resuming stays exact), DDP averages the gradients of the trainable tensors only (frozen
+towers have ``requires_grad=False`` and DDP never registers them), and rank 0 alone writes checkpoints.
 Checkpoints hold only trainable tensors + optimizer state, as safetensors, written to a temporary
 directory and renamed into place with a ``COMPLETE`` marker; `fit` resumes from the latest complete one.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -117,22 +122,31 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
 
 
 def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: TrainConfig, out_dir: str | Path,
-        eval_fn: Callable[[], dict] | None = None, desc: str = "train") -> dict:
+        eval_fn: Callable[[], dict] | None = None, desc: str = "train", end_training: bool = True) -> dict:
     """Train ``model`` for ``cfg.steps`` steps, resuming from ``out_dir/checkpoints`` if possible.
 
     Args:
-        loss_fn: ``loss_fn(model, batch) -> scalar loss`` (model is the unwrapped module).
-        batch_stream: ``batch_stream(start_step) -> iterator of batches`` (seeded, resumable).
-        eval_fn: called every ``cfg.eval_every`` steps and at the end; returns a dict of metrics.
-    Returns: ``{"history": [...], "evals": [...], "wall_s", "steps"}``.
+        loss_fn: ``loss_fn(model, batch) -> scalar loss``; ``model`` may be DDP-wrapped (call it, or use
+            ``getattr(model, "module", model)`` for attributes).
+        batch_stream: ``batch_stream(start) -> iterator of batches`` (seeded, resumable: the stream after
+            ``start`` batches); with N processes it is called with ``start = step * N``.
+        eval_fn: called on every rank every ``cfg.eval_every`` steps and at the end (shard the work with
+            `zipper.distributed.map_sharded`); returns a dict of metrics.
+        end_training: end the run (accelerate's ``end_training``: destroys the process group). Pass False
+            to keep it for a sharded evaluation afterwards, and call `end_training` yourself.
+    Returns: ``{"history": [...] (loss averaged over ranks), "evals": [...], "wall_s", "steps"}``.
     """
     from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
     from tqdm.auto import tqdm
 
     mp = cfg.mixed_precision
     if mp == "auto":
         mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    accelerator = Accelerator(mixed_precision=mp)
+    # a joint (ASR + TTS) zip leaves one direction's blocks unused in each batch: let DDP see that
+    # cpu=True on a machine without a GPU: accelerate only starts a multi-process CPU (gloo) group then
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mp, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    rank, world = accelerator.process_index, accelerator.num_processes
     torch.manual_seed(cfg.seed)
     out_dir, ckpt_dir = Path(out_dir), Path(out_dir) / "checkpoints"
     optimizer = torch.optim.AdamW(list(_trainable(model).values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -145,7 +159,7 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
         accelerator.print(f"[{desc}] resuming from {last} (step {start})")
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
-    stream = batch_stream(start)
+    stream = itertools.islice(batch_stream(start * world), rank, None, world)  # this rank's share
     t0 = time.time()
     bar = tqdm(range(start, cfg.steps), desc=desc, disable=not accelerator.is_main_process, dynamic_ncols=True)
     for step in bar:
@@ -158,10 +172,12 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        history.append(round(loss.item(), 5))
+        history.append(round(accelerator.reduce(loss.detach(), "mean").item(), 5))
         if (step + 1) % cfg.log_every == 0:
             bar.set_postfix(loss=f"{sum(history[-cfg.log_every:]) / cfg.log_every:.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
         out_of_time = bool(cfg.max_minutes) and time.time() - t0 > 60 * cfg.max_minutes
+        if cfg.max_minutes and world > 1:  # every rank must stop at the same step, or the others hang
+            out_of_time = accelerator.reduce(torch.tensor(float(out_of_time), device=accelerator.device), "sum").item() > 0
         is_last = step + 1 == cfg.steps or out_of_time
         if eval_fn is not None and (is_last or (cfg.eval_every and (step + 1) % cfg.eval_every == 0)):
             model.eval()
@@ -174,5 +190,7 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
         if out_of_time:
             accelerator.print(f"[{desc}] time budget of {cfg.max_minutes} min reached at step {step + 1}")
             break
-    accelerator.end_training()
+    accelerator.wait_for_everyone()  # rank 0's checkpoint is complete before any rank returns
+    if end_training:
+        accelerator.end_training()
     return {"history": history, "evals": evals, "wall_s": round(time.time() - t0, 1), "steps": len(history)}

@@ -1,7 +1,6 @@
 """Training checkpoints: exact resume, and a save that fails part-way loses nothing."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

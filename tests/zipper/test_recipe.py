@@ -103,3 +103,27 @@ def write_config(root: Path, name: str, **kw) -> Path:
     path = root / f"{name}.json"
     path.write_text(json.dumps({"out": str(root / name), **kw}))
     return path
+
+
+def test_asr_recipe_under_torchrun_two_processes(world):
+    """`torchrun --nproc_per_node 2` (gloo on CPU): one model, one results row, two ranks' data per step."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    root, base, _ = world
+    config = write_config(root, "ddp", task="asr", steps=2, **base)
+    with socket.socket() as s:  # a free port, so parallel runs do not collide on torchrun's default
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(port), "-m", "zipper.cli", "train", str(config), "--results-md", str(root / "ddp.md")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((root / "ddp" / "results.json").read_text())
+    assert res["processes"] == 2 and res["steps"] == 2 and "test_asr_beam1" in res["metrics"]
+    rows = [line for line in (root / "ddp.md").read_text().splitlines() if "| asr |" in line]
+    assert len(rows) == 1  # written by rank 0 only
+    assert (root / "ddp" / "model" / "zipper.safetensors").exists()
+    assert (root / "ddp" / "checkpoints" / "step-0000002" / "COMPLETE").exists()
