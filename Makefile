@@ -10,4 +10,4 @@ test: setup
 test-slow: setup
 	.venv/bin/python -m pytest -q -m slow
 bench-smoke: setup
-	for b in train_step decode scaling flops; do .venv/bin/python -m benchmarks.$$b --smoke --out runs/bench-smoke || exit 1; done
+	for b in train_step decode scaling flops rtf soak; do .venv/bin/python -m benchmarks.$$b --smoke --out runs/bench-smoke || exit 1; done

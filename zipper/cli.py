@@ -99,9 +99,10 @@ def cmd_eval(a) -> int:
         if cfg.eval_real_speech:
             results["librivox_asr_beam1"] = asr_metrics(model, librivox_examples(codec), show=5)
     if cfg.task in ("tts", "joint"):
-        from towers.judges import WhisperJudge
+        from towers.judges import MosJudge, WhisperJudge
 
-        results["test_tts"] = tts_metrics(model, test[:50], codec, WhisperJudge(), show=3)
+        results["test_tts"] = tts_metrics(model, test[:50], codec, WhisperJudge(), show=3,
+                                          mos_judge=MosJudge() if cfg.eval_mos else None)
     print(json.dumps(results, indent=2))
     return 0
 

@@ -69,6 +69,7 @@ class RecipeConfig:
     eval_utts: int = 100
     eval_beams: list[int] = field(default_factory=lambda: [1])
     eval_real_speech: bool = True  # also the LibriVox clips of pocketsphinx-testdata (ASR)
+    eval_mos: bool = True  # TTS: DNSMOS of generated and reference audio (towers.judges.MosJudge, ~3 s a clip)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -234,9 +235,10 @@ def _zip(cfg: RecipeConfig, corpus: Path, codec, out: Path) -> dict:
         if real:
             metrics["librivox_asr_beam1"] = asr_metrics(model, real, show=5)
     if "tts" in tasks:
-        from towers.judges import WhisperJudge
+        from towers.judges import MosJudge, WhisperJudge
 
-        metrics["test_tts"] = tts_metrics(model, test[: min(len(test), 50)], codec, WhisperJudge(), show=3)
+        metrics["test_tts"] = tts_metrics(model, test[: min(len(test), 50)], codec, WhisperJudge(), show=3,
+                                          mos_judge=MosJudge() if cfg.eval_mos else None)
     hours = sum(float(ex.get("duration", 0)) for ex in train) / 3600
     return {"metrics": metrics, "train_utts": len(train), "train_hours": round(hours, 3), "steps": res["steps"],
             "wall_s": res["wall_s"], "final_train_loss": res["history"][-1] if res["history"] else None,
@@ -265,7 +267,8 @@ def _headline(results: dict) -> str:
         if isinstance(v, dict):
             parts += [f"{k}.{kk}={vv}" for kk, vv in v.items() if kk in ("wer", "cer", "judge_wer_vs_gold",
                                                                          "judge_wer_vs_reference_transcript",
-                                                                         "reference_audio_judge_wer")]
+                                                                         "reference_audio_judge_wer", "dnsmos_ovrl",
+                                                                         "reference_audio_dnsmos_ovrl")]
         elif k != "step":
             parts.append(f"{k}={v}")
     return "; ".join(parts)

@@ -74,20 +74,31 @@ def asr_metrics(model, examples: Sequence[dict], num_beams: int = 1, batch_size:
     return metrics
 
 
-def tts_metrics(model, examples: Sequence[dict], codec, judge, batch_size: int = 8, show: int = 0) -> dict:
-    """Judge-WER of generated speech vs gold text, and vs the judge's transcript of the reference audio."""
+def tts_metrics(model, examples: Sequence[dict], codec, judge, batch_size: int = 8, show: int = 0,
+                mos_judge=None) -> dict:
+    """Judge-WER of generated speech vs gold text, and vs the judge's transcript of the reference audio.
+
+    With ``mos_judge`` (`towers.judges.MosJudge`), also DNSMOS of the generated and the reference audio
+    (naturalness, 1..5; empty generations are left out of the MOS mean and counted in ``empty_outputs``).
+    """
     from towers.audio import load_audio
     from towers.judges import wer
 
-    def speak_and_hear(texts: list[str]) -> list[tuple[torch.Tensor, str]]:
+    def speak_and_hear(texts: list[str]) -> list[tuple[torch.Tensor, str, float | None]]:
         units = speak_units(model, texts, batch_size=batch_size)
         waves = [codec.decode(u)[0].numpy() if len(u) else torch.zeros(1600).numpy() for u in units]
-        return list(zip(units, judge.transcribe(waves)))
+        mos = [mos_judge.score_one((w, codec.sample_rate))["ovrl"] if mos_judge is not None and len(u) else None
+               for u, w in zip(units, waves)]
+        return list(zip(units, judge.transcribe(waves), mos))
+
+    def hear_reference(exs: list[dict]) -> list[tuple[str, float | None]]:
+        waves = [load_audio(ex["audio_filepath"], target_sr=16000)[0] for ex in exs]
+        mos = [mos_judge.score_one((w, 16000))["ovrl"] if mos_judge is not None else None for w in waves]
+        return list(zip(judge.transcribe(waves), mos))
 
     texts = [ex["text"] for ex in examples]
-    units, heard = map(list, zip(*map_sharded(speak_and_hear, texts))) if texts else ([], [])
-    heard_ref = map_sharded(lambda exs: judge.transcribe([load_audio(ex["audio_filepath"], target_sr=16000)[0]
-                                                          for ex in exs]), examples)
+    units, heard, mos = map(list, zip(*map_sharded(speak_and_hear, texts))) if texts else ([], [], [])
+    heard_ref, mos_ref = map(list, zip(*map_sharded(hear_reference, examples))) if texts else ([], [])
     metrics = {
         "judge_wer_vs_gold": round(100 * wer(texts, heard).wer, 2),
         "judge_wer_vs_reference_transcript": round(100 * wer(heard_ref, heard).wer, 2),
@@ -95,6 +106,11 @@ def tts_metrics(model, examples: Sequence[dict], codec, judge, batch_size: int =
         "mean_units": round(sum(len(u) for u in units) / max(1, len(units)), 1),
         "n_utts": len(texts),
     }
+    if mos_judge is not None and texts:
+        scored = [m for m in mos if m is not None]
+        metrics.update(dnsmos_ovrl=round(sum(scored) / len(scored), 3) if scored else None,
+                       reference_audio_dnsmos_ovrl=round(sum(mos_ref) / len(mos_ref), 3),
+                       empty_outputs=len(mos) - len(scored))
     if show:
         metrics["examples"] = [{"text": t, "judge_heard": h} for t, h in zip(texts[:show], heard[:show])]
     return metrics

@@ -65,6 +65,7 @@ def test_tts_zip_and_speak(world, capsys):
     res = run(cfg, results_md=None)
     tts = res["metrics"]["test_tts"]
     assert tts["n_utts"] == 2 and tts["judge_wer_vs_gold"] >= 0 and tts["reference_audio_judge_wer"] >= 0
+    assert 1 <= tts["reference_audio_dnsmos_ovrl"] <= 5 and tts["empty_outputs"] + bool(tts["dnsmos_ovrl"]) >= 1
     out = root / "hello.wav"
     assert cli(["speak", "hello world", "--model", str(root / "tts" / "model"), "-o", str(out)]) == 0
     assert out.stat().st_size > 44
