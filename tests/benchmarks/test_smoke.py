@@ -12,6 +12,7 @@ EXPECTED = {
     "train_step": {"rows", "full_finetune", "memory", "definition"},
     "decode": {"rows", "per_token_latency", "batching", "beam", "setup"},
     "scaling": {"rows", "sdpa", "interval"},
+    "soak": {"verdict", "passed", "samples", "train_s", "generate_s"},
     "flops": {"step_flops", "achieved_flop_s", "matmul_peak_flop_s", "utilisation", "flops_ratios"},
     "rtf": {"asr", "tts", "setup"},
 }

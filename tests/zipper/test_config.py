@@ -64,3 +64,16 @@ def test_fuzzed_configs_valid_or_config_error(data):
     except ConfigError:
         return
     assert ZipperConfig.from_dict(json.loads(cfg.to_json())) == cfg
+
+
+def test_accelerate_configs_are_valid():
+    """The multi-process configs in recipes/accelerate load as accelerate configs (keys and types checked)."""
+    from pathlib import Path
+
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    files = sorted((Path(__file__).parents[2] / "recipes" / "accelerate").glob("*.yaml"))
+    assert len(files) >= 3
+    for f in files:
+        cfg = ClusterConfig.from_yaml_file(f)
+        assert cfg.num_processes >= 2 and str(f.name) in f.read_text().splitlines()[1]  # names its own command
