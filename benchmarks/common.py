@@ -211,6 +211,49 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def reset_peak_rss() -> bool:
+    """Reset this process's VmHWM to its current RSS (``echo 5 > /proc/self/clear_refs``, Linux 4.0+).
+
+    Without it a probe's VmHWM is the peak of its whole life, tower loading included (safetensors
+    reads, a GGUF dequantisation), which can hide the step's own peak. -> whether it worked."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def trim_heap() -> None:
+    """gc + glibc ``malloc_trim(0)``: give freed heap back to the OS so the RSS before a probed step
+    is what is live, not what loading left behind in malloc's free lists."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def step_memory(step: Callable[[], object]) -> dict:
+    """Run ``step`` once in this (fresh probe) process; -> its memory, all in bytes:
+
+    ``rss_before_step``; ``peak_rss``: the high-water mark *of the step* (VmHWM reset just before
+    it; if the reset is not possible, of the whole process: ``peak_rss_scope`` says which);
+    ``step_peak_growth`` = peak_rss - rss_before_step; ``load_peak_rss``: VmHWM before the step
+    (building towers and zip); ``rss_after_step``.
+    """
+    trim_heap()
+    load_peak = peak_rss_bytes()
+    before = rss_bytes()
+    scope = "step" if reset_peak_rss() else "process"
+    step()
+    peak = peak_rss_bytes()
+    return {"rss_before_step": before, "peak_rss": peak, "peak_rss_scope": scope,
+            "step_peak_growth": peak - before, "load_peak_rss": load_peak, "rss_after_step": rss_bytes()}
+
+
 def child_report(data: dict) -> None:
     """Called in a probe subprocess: print its result for `run_child`."""
     print(CHILD_MARK + json.dumps(data), flush=True)
@@ -219,7 +262,8 @@ def child_report(data: dict) -> None:
 def run_child(module: str, args: argparse.Namespace, spec: dict, timeout: float = 900) -> dict:
     """Re-run ``python -m <module> --child <spec>`` with the parent's shared options; -> its report.
 
-    Peak memory is per process, so each configuration whose peak we want runs in its own process.
+    Peak memory is per process, so each configuration whose peak we want runs in its own fresh
+    process (and `step_memory` there resets the high-water mark just before the step).
     """
     cmd = [sys.executable, "-m", module, "--child", json.dumps(spec), "--seed", str(args.seed),
            "--warmup", "1", "--steps", "1"]

@@ -10,7 +10,8 @@ base speech tower(s), batch 2 by default:
     [speech 5 s, speech2 5 s, text];
 
 with each configuration's step time (interleaved rounds, ratios against the 2-tower 5 s step), peak
-RSS of one step in its own subprocess, and a torch.profiler breakdown of one step by op class:
+RSS of one step in its own fresh subprocess (VmHWM reset just before the step, so tower loading does
+not count; `common.step_memory`), and a torch.profiler breakdown of one step by op class:
 attention (SDPA kernels and their backward), matmul (mm/addmm/bmm/...), other. Also checks that
 scaled_dot_product_attention is used everywhere it can be: each tower's
 ``config._attn_implementation`` and the attention kernels the profiler saw (an ``aten::bmm`` +
@@ -125,9 +126,7 @@ def run_child(args) -> None:
     towers, model = build(args, spec["towers"])
     segs = segments_for(towers, spec["towers"], spec["speech_len"], spec["batch"], spec["text_len"], args.seed)
     step = make_step(model, lambda: model(segs).loss)
-    before = common.rss_bytes()
-    step()
-    common.child_report({"rss_before_step": before, "peak_rss": common.peak_rss_bytes()})
+    common.child_report(common.step_memory(step))
 
 
 def main(argv=None) -> dict:
@@ -163,8 +162,11 @@ def main(argv=None) -> dict:
         "attn %": f"{100 * r['profile']['share'].get('attention', 0):.1f}" if "profile" in r else "-",
         "matmul %": f"{100 * r['profile']['share'].get('matmul', 0):.1f}" if "profile" in r else "-",
         "other %": f"{100 * r['profile']['share'].get('other', 0):.1f}" if "profile" in r else "-",
-        "peak RSS MiB": f"{common.mib(r['peak_rss']):.0f}" if "peak_rss" in r else "-"} for r in rows],
-        ["config", "tokens/batch", "step s", "vs first", "attn %", "matmul %", "other %", "peak RSS MiB"],
+        "RSS before MiB": f"{common.mib(r['rss_before_step']):.0f}" if "peak_rss" in r else "-",
+        "peak RSS MiB": f"{common.mib(r['peak_rss']):.0f}" if "peak_rss" in r else "-",
+        "step growth MiB": f"{common.mib(r['step_peak_growth']):.0f}" if "peak_rss" in r else "-"} for r in rows],
+        ["config", "tokens/batch", "step s", "vs first", "attn %", "matmul %", "other %", "RSS before MiB",
+         "peak RSS MiB", "step growth MiB"],
         "Zipped training step vs speech length and tower count (median [IQR])")
     check = sdpa_check(towers, [r["profile"] for r in rows if "profile" in r])
     print("SDPA:", json.dumps(check))
@@ -176,8 +178,16 @@ def main(argv=None) -> dict:
     if "profile" in two[-1]:
         headline += (f"; attention share {100 * two[0]['profile']['share'].get('attention', 0):.0f}% -> "
                      f"{100 * two[-1]['profile']['share'].get('attention', 0):.0f}% of op time")
+    if "peak_rss" in two[0]:
+        headline += ("; step peak RSS MiB (growth over the RSS before the step): "
+                     + ", ".join(f"{r['speech_len']}u {common.mib(r['peak_rss']):.0f} (+{common.mib(r['step_peak_growth']):.0f})"
+                                 for r in two)
+                     + f", 3 towers {common.mib(three['peak_rss']):.0f} (+{common.mib(three['step_peak_growth']):.0f})")
     headline += f"; towers sdpa: {set(check['towers_attn_implementation'].values())}, fusion sdpa: {check['fusion_uses_sdpa']}"
-    results = {"rows": rows, "sdpa": check, "interval": models[2].config.cross_attention_interval}
+    results = {"rows": rows, "sdpa": check, "interval": models[2].config.cross_attention_interval,
+               "memory_definition": "per row, one zipped step in its own fresh subprocess: peak_rss = VmHWM reset "
+                                    "just before the step (peak_rss_scope 'step'), step_peak_growth = peak_rss - "
+                                    "rss_before_step, load_peak_rss = VmHWM while building towers and zip"}
     common.write_results(NAME, args, results, headline)
     return results
 

@@ -44,8 +44,43 @@ def test_smoke_writes_results(name, tmp_path, isolated_torch):
 def test_smoke_numbers_are_sane(tmp_path, isolated_torch):
     from benchmarks import train_step
 
-    res = train_step.main(["--smoke", "--no-memory", "--no-full-ft", "--intervals", "auto", "--out", str(tmp_path)])
+    res = train_step.main(["--smoke", "--no-memory", "--no-full-ft", "--intervals", "auto",
+                           "--input-projection-towers", "text", "--out", str(tmp_path)])
     row = res["rows"][0]
     assert row["zipped_s"]["median"] > 0 and row["towers_only_s"]["median"] > 0
     assert row["trainable_params"] > row["towers_only_trainable_params"] > 0
     assert 0 < row["ratio_vs_towers_only"]["median"] < 100
+    # the text-only input projection variant, timed in the same rounds: one projection fewer
+    assert row["proj_towers"] == ["text"] and row["zipped_proj_s"]["n"] == row["zipped_s"]["n"]
+    assert 0 < row["proj_trainable_params"] < row["trainable_params"]
+    assert 0 < row["proj_ratio_vs_towers_only"]["median"] < 100
+    headline = json.loads((tmp_path / "results" / "train_step.json").read_text())["headline"]
+    assert "all towers" in headline and "text only" in headline
+
+
+def test_step_memory_is_the_steps_own_peak():
+    """The probe's peak excludes what the process touched before the step (tower loading)."""
+    from benchmarks import common
+
+    big = torch.ones(64 * 2**20)  # 256 MiB touched, then freed: a loading-time peak
+    del big
+    mem = common.step_memory(lambda: torch.ones(8 * 2**20).sum())  # a 32 MiB step
+    assert mem["peak_rss_scope"] == "step"  # Linux: VmHWM reset through /proc/self/clear_refs
+    assert mem["load_peak_rss"] - mem["rss_before_step"] > 200 * 2**20
+    assert 16 * 2**20 < mem["step_peak_growth"] < 128 * 2**20
+    assert mem["peak_rss"] == mem["rss_before_step"] + mem["step_peak_growth"]
+
+
+def test_scaling_memory_probe_grows_with_speech_length():
+    """Each probe is a fresh process measuring its own step: a longer speech segment peaks higher
+    (the old probes read the parent's inherited ru_maxrss: one value for every configuration)."""
+    import argparse
+
+    from benchmarks import common
+
+    args = argparse.Namespace(seed=0, tiny=True, threads=1)
+    short, long = (common.run_child("benchmarks.scaling", args, {"towers": 2, "speech_len": n, "batch": 2,
+                                                                 "text_len": 30}) for n in (25, 750))
+    assert short["peak_rss_scope"] == long["peak_rss_scope"] == "step"
+    assert long["step_peak_growth"] > short["step_peak_growth"] + 50 * 2**20
+    assert long["peak_rss"] > short["peak_rss"]
