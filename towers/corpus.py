@@ -79,7 +79,7 @@ FORTUNES_DIR = Path("/usr/share/games/fortunes")
 GCIDE_PATH = Path("/usr/share/dictd/gcide.dict.dz")
 
 # Size presets: hours of audio over all audio splits (train + dev + test + unpaired speech).
-SIZES: dict[str, float] = {"tiny": 2.0 / 60.0, "small": 1.0, "base": 30.0}
+SIZES: dict[str, float] = {"tiny": 2.0 / 60.0, "small": 1.0, "medium": 6.0, "base": 30.0}
 
 SPLITS = ("train", "dev", "test", "unpaired_speech")
 # Share of the audio hours per split.
@@ -639,7 +639,7 @@ def build_corpus(
     Args:
         out_dir: corpus directory (created).
         hours: audio hours over train+dev+test+unpaired speech; overrides ``size``.
-        size: preset name in :data:`SIZES` (``tiny`` ~2 min, ``small`` ~1 h, ``base`` ~30 h).
+        size: preset name in :data:`SIZES` (``tiny`` ~2 min, ``small`` ~1 h, ``medium`` ~6 h, ``base`` ~30 h).
         seed: sentence order, voice rotation and augmentation draws.
         num_workers: synthesis processes (``<= 1``: in this process).
         augment_prob: probability that a train / unpaired-speech utterance is augmented.

@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="corpus tools")
     dsub = data.add_subparsers(dest="data_command", required=True)
     b = dsub.add_parser("build", help="build an offline paired speech/text corpus")
-    b.add_argument("--size", default="tiny", help="tiny (~2 min), small (~1 h) or base (~30 h)")
+    b.add_argument("--size", default="tiny", help="tiny (~2 min), small (~1 h), medium (~6 h) or base (~30 h)")
     b.add_argument("--out", required=True, help="output directory")
     b.set_defaults(fn=cmd_data_build)
     return p
