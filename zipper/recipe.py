@@ -59,6 +59,7 @@ class RecipeConfig:
     steps: int = 1000
     batch_size: int = 8
     lr: float = 3e-4
+    gate_lr_mult: float = 1.0  # learning rate of the tanh gates = lr x this
     warmup_steps: int = 50
     eval_every: int = 0
     seed: int = 0
@@ -94,7 +95,7 @@ class RecipeConfig:
     def train_config(self) -> TrainConfig:
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, warmup_steps=self.warmup_steps,
                            eval_every=self.eval_every, save_every=max(self.eval_every, self.steps // 4) or self.steps,
-                           seed=self.seed, max_minutes=self.max_minutes)
+                           seed=self.seed, max_minutes=self.max_minutes, gate_lr_mult=self.gate_lr_mult)
 
 
 def load_codec(ref: str):

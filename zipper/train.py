@@ -40,6 +40,7 @@ class TrainConfig:
     seed: int = 0
     mixed_precision: str = "auto"  # auto = bf16 on a GPU that supports it, else no
     max_minutes: float = 0.0  # > 0: stop (evaluate, checkpoint) once this much wall time has passed
+    gate_lr_mult: float = 1.0  # learning-rate multiplier for the zero-initialised tanh gates (names ending "gate")
 
 
 def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
@@ -149,7 +150,12 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
     rank, world = accelerator.process_index, accelerator.num_processes
     torch.manual_seed(cfg.seed)
     out_dir, ckpt_dir = Path(out_dir), Path(out_dir) / "checkpoints"
-    optimizer = torch.optim.AdamW(list(_trainable(model).values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    params = _trainable(model)
+    gates = [p for n, p in params.items() if n.endswith("gate")]
+    groups = [{"params": [p for n, p in params.items() if not n.endswith("gate")]}]
+    if gates:  # short budgets: zero-init gates open slowly at the blocks' learning rate
+        groups.append({"params": gates, "lr": cfg.lr * cfg.gate_lr_mult, "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
     start, history, evals = 0, [], []
     last = latest_checkpoint(ckpt_dir)
