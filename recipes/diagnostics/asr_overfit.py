@@ -30,5 +30,5 @@ t0 = time.time()
 res = fit(model, loss_fn, lambda s: batches(train, 8, 0, s), TrainConfig(steps=steps, lr=lr, warmup_steps=20, log_every=10, gate_lr_mult=gmult),
           f"runs/overfit/run-{n}-{steps}-{lr}-{proj}-{gmult}-{players}", eval_fn=lambda: {"train_wer": asr_metrics(model, train[:16])["wer"]}, desc="overfit")
 h = res["history"]
-print(json.dumps({"n": n, "steps": steps, "lr": lr, "proj": proj, "gate_lr_mult": gmult, "projection_layers": players, "loss_curve": [round(sum(h[i:i+20])/20, 3) for i in range(0, len(h), 20)],
+print(json.dumps({"n": n, "steps": steps, "lr": lr, "proj": proj, "gate_lr_mult": gmult, "projection_layers": players, "loss_curve": [round(sum(h[i:i+20]) / len(h[i:i+20]), 3) for i in range(0, len(h), 20)],
                   "evals": res["evals"], "wall": round(time.time() - t0), "examples": asr_metrics(model, train[:4], show=4)["examples"]}, indent=1))
