@@ -779,7 +779,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     b = sub.add_parser("build", help="build, resume or verify a corpus directory")
     b.add_argument("--out", required=True, help="output corpus directory (created; reruns resume)")
     b.add_argument("--size", default="tiny", choices=sorted(SIZES),
-                   help="preset: tiny (~2 min audio), small (~1 h), base (~30 h); default tiny")
+                   help="preset: tiny (~2 min audio), small (~1 h), medium (~6 h), base (~30 h); default tiny")
     b.add_argument("--hours", type=float, default=None, help="audio hours over all audio splits; overrides --size")
     b.add_argument("--seed", type=int, default=0, help="sentence order, voice rotation, augmentation draws")
     b.add_argument("--workers", type=int, default=2, help="synthesis processes (default 2)")
