@@ -293,6 +293,16 @@ def _as_list(items) -> list:
     return list(items)
 
 
+def _map_clips(fn, items, progress: bool, desc: str) -> list:
+    """``fn`` over every clip of ``items`` (one clip or a sequence), in order, with an optional progress bar."""
+    items = _as_list(items)
+    if progress:
+        from tqdm.auto import tqdm
+
+        items = tqdm(items, desc=desc, unit="clip")
+    return [fn(x) for x in items]
+
+
 # --------------------------------------------------------------------------------------------
 # Whisper base (CTranslate2) judge
 # --------------------------------------------------------------------------------------------
@@ -427,13 +437,7 @@ class WhisperJudge:
         A single path/array is accepted too and gives a one-element list. Bad audio raises the
         :mod:`towers.audio` error for it.
         """
-        items = _as_list(items)
-        it = items
-        if progress:
-            from tqdm.auto import tqdm
-
-            it = tqdm(items, desc="whisper judge", unit="clip")
-        return [self.transcribe_one(x) for x in it]
+        return _map_clips(self.transcribe_one, items, progress, "whisper judge")
 
     def score(self, items: Sequence[AudioLike], texts: Sequence[str]) -> ErrorRate:
         """Judge-WER of ``items`` against gold ``texts`` (both normalised)."""
@@ -475,13 +479,7 @@ class PocketsphinxJudge:
         return " ".join(w for w in words if not (w.startswith("<") or w.startswith("[")))
 
     def transcribe(self, items: Sequence[AudioLike] | AudioLike, progress: bool = False) -> list[str]:
-        items = _as_list(items)
-        it = items
-        if progress:
-            from tqdm.auto import tqdm
-
-            it = tqdm(items, desc="pocketsphinx judge", unit="clip")
-        return [self.transcribe_one(x) for x in it]
+        return _map_clips(self.transcribe_one, items, progress, "pocketsphinx judge")
 
     def score(self, items: Sequence[AudioLike], texts: Sequence[str]) -> ErrorRate:
         return wer(list(texts), self.transcribe(items))
@@ -679,13 +677,7 @@ class MosJudge:
 
     def score_each(self, items: Sequence[AudioLike] | AudioLike, progress: bool = False) -> list[dict]:
         """Per-clip :meth:`score_one` results, in order (a single clip gives a one-element list)."""
-        items = _as_list(items)
-        it = items
-        if progress:
-            from tqdm.auto import tqdm
-
-            it = tqdm(items, desc="dnsmos judge", unit="clip")
-        return [self.score_one(x) for x in it]
+        return _map_clips(self.score_one, items, progress, "dnsmos judge")
 
     def score(self, items: Sequence[AudioLike] | AudioLike, progress: bool = False) -> dict:
         """Summary over clips: ``{"n_clips", "ovrl_mean", "ovrl_median", "sig_mean", "sig_median",
