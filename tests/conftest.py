@@ -49,6 +49,20 @@ def open_gates(model, value: float = 0.7, block_scale: float = 1.0) -> None:
                 p.mul_(block_scale)
 
 
+def train_steps(model, segments, steps: int = 3, lr: float = 1e-2) -> list[float]:
+    """A few AdamW steps on one batch of segments (trainable tensors only); -> the losses."""
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = model(segments).loss
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
 @pytest.fixture
 def pair():
     """A llama speech tower (4 layers, width 32) and a gpt_neox text tower (3 layers, width 48)."""

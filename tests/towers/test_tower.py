@@ -6,7 +6,7 @@ import pickle
 import pytest
 import torch
 
-from tests.conftest import tiny_tower
+from tests.conftest import tiny_tower, train_steps
 from towers import Tower, TowerError, UnitTokenizer, load_tower, new_speech_tower, register_tower
 from towers.registry import list_towers
 
@@ -101,15 +101,7 @@ def test_real_smollm2_zip_trains_and_generates():
     ids = torch.cat([torch.tensor([[text.bos_token_id]]), ids, torch.tensor([[text.eos_token_id]])], 1)
     units = torch.randint(3, speech.vocab_size, (1, 40))
     segs = [Segment("speech", units), Segment("text", ids, loss=True)]
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    model.train()
-    losses = []
-    for _ in range(4):
-        opt.zero_grad()
-        loss = model(segs).loss
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_steps(model, segs, steps=4, lr=1e-3)
     assert losses[-1] < losses[0]
     assert all(torch.equal(p, before[n]) for n, p in text.model.named_parameters())
     out = model.generate([Segment("speech", units)], ["text"], max_new_tokens=8)[0]

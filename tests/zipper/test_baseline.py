@@ -5,7 +5,7 @@ import copy
 
 import torch
 
-from tests.conftest import tiny_tower
+from tests.conftest import tiny_tower, train_steps
 from zipper import Segment
 from zipper.baseline import SingleDecoder
 
@@ -29,15 +29,7 @@ def test_asr_loss_trains_and_generation_matches_forward():
     s = torch.randint(3, 23, (2, 9))
     t = torch.cat([torch.ones(2, 1, dtype=torch.long), torch.randint(3, 56, (2, 5))], 1)
     segs = [Segment("speech", s), Segment("text", t, loss=True)]
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    model.train()
-    losses = []
-    for _ in range(5):
-        opt.zero_grad()
-        loss = model(segs).loss
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_steps(model, segs, steps=5, lr=1e-2)
     assert losses[-1] < losses[0]
     model.eval()
     gen = model.generate([Segment("speech", s)], ["text"], max_new_tokens=6)[0]

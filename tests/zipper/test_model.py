@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import open_gates, tiny_tower
+from tests.conftest import open_gates, tiny_tower, train_steps
 from zipper import ConfigError, Segment, ZipperModel
 
 ARCHS = ["llama", "gpt2", "gpt_neox", "qwen2"]
@@ -49,19 +49,6 @@ def test_parameter_names_unchanged_and_counts(pair):
     assert counts["trainable"] > 0 and not any(p.requires_grad for p in text.model.parameters())
 
 
-def _train(model, segments, steps=3, lr=1e-2):
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    model.train()
-    losses = []
-    for _ in range(steps):
-        opt.zero_grad()
-        loss = model(segments).loss
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return losses
-
-
 def _interleaved(s, t):
     # [speech, text, speech]: both directions receive memory, so every block is used.
     return [Segment("speech", s, loss=True), Segment("text", t, loss=True), Segment("speech", s.flip(1), loss=True)]
@@ -74,7 +61,7 @@ def test_training_changes_only_zip_and_reaches_every_trainable_param(pair):
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     segs = _interleaved(_ids(40, 2, 8, 0), _ids(56, 2, 5, 1))
-    losses = _train(model, segs)
+    losses = train_steps(model, segs)
     assert losses[-1] < losses[0]
     for n, p in model.named_parameters():
         if n in frozen:
@@ -89,7 +76,7 @@ def test_training_changes_only_zip_and_reaches_every_trainable_param(pair):
     assert not dead, f"no gradient reached {dead}"
 
 
-def test_lora_only_adapters_train(pair):
+def test_lora_only_adapterstrain_steps(pair):
     speech, text = pair
     model = ZipperModel.from_towers([speech, text], directions=["speech->text"], lora_rank=4,
                                     lora_towers=["speech"])
@@ -100,7 +87,7 @@ def test_lora_only_adapters_train(pair):
     assert torch.equal(model([Segment("speech", s), Segment("text", t)]).logits[1], bare)  # LoRA B = 0 at init
     base = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
-    _train(model, [Segment("speech", s), Segment("text", t, loss=True)], steps=4)
+    train_steps(model, [Segment("speech", s), Segment("text", t, loss=True)], steps=4)
     assert all(torch.equal(p, base[n]) for n, p in model.named_parameters() if n in base)
     assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters() if n in before)
 
