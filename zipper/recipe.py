@@ -142,13 +142,13 @@ def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:
             (out / "recipe.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
         corpus = ensure_corpus(cfg)
         codec = load_codec(cfg.codec)
-        for split in ("unpaired_speech",) * (cfg.task == "pretrain_speech") + ("train", "dev", "test"):
-            load_split(corpus, split, codec, progress=state.is_main_process)
+        needed = ("unpaired_speech", "train", "test") if cfg.task == "pretrain_speech" else ("train", "dev", "test")
+        splits = {name: load_split(corpus, name, codec, progress=state.is_main_process) for name in needed}
     started, commit = datetime.datetime.now(datetime.timezone.utc), git_hash()  # the code this run imports
     if cfg.task == "pretrain_speech":
-        results = _pretrain_speech(cfg, corpus, codec, out)
+        results = _pretrain_speech(cfg, splits, codec, out)
     else:
-        results = _zip(cfg, corpus, codec, out)
+        results = _zip(cfg, splits, codec, out)
     results.update(task=cfg.task, command=cfg.command or f"zipper train {out / 'recipe.json'}",
                    started=started.isoformat(timespec="seconds"), machine=machine(), git=commit,
                    processes=state.num_processes)
@@ -160,13 +160,12 @@ def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:
     return results
 
 
-def _pretrain_speech(cfg: RecipeConfig, corpus: Path, codec, out: Path) -> dict:
+def _pretrain_speech(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> dict:
     from towers.speech_lm import lm_batches, lm_loss, new_speech_tower, unit_perplexity
-    from zipper.data import load_split
 
-    train = [ex["units"] for ex in load_split(corpus, "unpaired_speech", codec)]
-    train += [ex["units"] for ex in load_split(corpus, "train", codec)]  # their audio, not their text
-    held_out = [ex["units"] for ex in load_split(corpus, "test", codec)][: cfg.eval_utts]
+    train = [ex["units"] for ex in splits["unpaired_speech"]]
+    train += [ex["units"] for ex in splits["train"]]  # their audio, not their text
+    held_out = [ex["units"] for ex in splits["test"]][: cfg.eval_utts]
     tower = new_speech_tower(codec.vocab_size, cfg.speech_tower_size, seed=cfg.seed)
     tok = tower.tokenizer
     for p in tower.model.parameters():
@@ -185,9 +184,9 @@ def _pretrain_speech(cfg: RecipeConfig, corpus: Path, codec, out: Path) -> dict:
             "speech_tower": cfg.speech_tower, "params": tower.num_parameters()}
 
 
-def _zip(cfg: RecipeConfig, corpus: Path, codec, out: Path) -> dict:
+def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> dict:
     from towers import load_tower
-    from zipper.data import batches, librivox_examples, load_split, make_segments, subset
+    from zipper.data import batches, librivox_examples, make_segments, subset
     from zipper.tasks import asr_metrics, tts_metrics
 
     text = load_tower(cfg.text_tower, modality="text")
@@ -199,11 +198,11 @@ def _zip(cfg: RecipeConfig, corpus: Path, codec, out: Path) -> dict:
         model = build_zip(cfg, load_tower(cfg.speech_tower, modality="speech"), text)
     counts = model.parameter_counts()
     print(f"[zipper] trainable {counts['trainable']:,} / frozen {counts['frozen']:,} parameters")
-    train = subset(load_split(corpus, "train", codec), cfg.data_fraction, cfg.seed)
+    train = subset(splits["train"], cfg.data_fraction, cfg.seed)
     for ex in train:
         ex["units"] = ex["units"][: cfg.max_units]
-    dev = load_split(corpus, "dev", codec)[: max(8, cfg.eval_utts // 4)]
-    test = load_split(corpus, "test", codec)[: cfg.eval_utts]
+    dev = splits["dev"][: max(8, cfg.eval_utts // 4)]
+    test = splits["test"][: cfg.eval_utts]
     tasks = ["asr", "tts"] if cfg.task == "joint" else [cfg.task]
 
     def loss_fn(m, item):
