@@ -21,7 +21,7 @@ from torch import nn
 
 from towers.tower import Tower
 from towers.units import UnitTokenizer
-from zipper.model import Segment, ZipperOutput
+from zipper.model import Segment, ZipperOutput, loss_targets
 
 
 @dataclass
@@ -39,9 +39,13 @@ class SpeechVocab:
 
 
 class SingleDecoder(nn.Module):
-    def __init__(self, text: Tower, n_units: int):
+    def __init__(self, text: Tower, n_units: int, text_prefix_ids: Sequence[int] = ()):
         super().__init__()
         self.text = text
+        self.text_prefix_ids = [int(i) for i in text_prefix_ids]  # forced after the text BOS, as ZipperConfig.prefix_ids
+        if any(not 0 <= i < text.vocab_size for i in self.text_prefix_ids) or text.eos_token_id in self.text_prefix_ids:
+            raise ValueError(f"text_prefix_ids {self.text_prefix_ids} must be ids below {text.vocab_size}, "
+                             f"without EOS {text.eos_token_id}")
         self.speech = SpeechVocab(UnitTokenizer(n_units))
         self.text_vocab = text.vocab_size
         self.lm = text.model
@@ -58,6 +62,11 @@ class SingleDecoder(nn.Module):
 
     def tower(self, modality: str):
         return {"text": self.text, "speech": self.speech}[modality]
+
+    def start_ids(self, modality: str) -> torch.Tensor:
+        """(S,) BOS (+ the text prefix for text), in the modality's own ids: what ZipperModel.start_ids is."""
+        prefix = self.text_prefix_ids if modality == "text" else []
+        return torch.tensor([self.tower(modality).bos_token_id, *prefix], dtype=torch.long)
 
     def parameter_counts(self) -> dict[str, int]:
         n = sum(p.numel() for p in self.parameters())
@@ -90,7 +99,7 @@ class SingleDecoder(nn.Module):
             seg_logits = logits[:, start:start + t, off:off + v]  # this modality's head
             out.append(seg_logits)
             if s.loss:
-                m = s.mask()[:, 1:] & s.mask()[:, :-1]
+                m = loss_targets(s, self.start_ids(s.modality))
                 nll = F.cross_entropy(seg_logits[:, :-1].flatten(0, 1).float(), s.input_ids[:, 1:].flatten(),
                                       reduction="none")
                 total = (nll * m.flatten()).sum() + (0 if total is None else total)
@@ -113,8 +122,8 @@ class SingleDecoder(nn.Module):
         tower, off = self.tower(m), self._offset(m)
         ids, mask = self._join(prompt)
         batch = ids.shape[0]
-        step = torch.full((batch, 1), tower.bos_token_id + off)
-        step_mask = torch.ones(batch, 1, dtype=torch.bool)
+        step = (self.start_ids(m) + off).expand(batch, -1)  # (B, S)
+        step_mask = torch.ones_like(step, dtype=torch.bool)
         cache = DynamicCache()
         logits = self._run(torch.cat([ids, step], 1), torch.cat([mask, step_mask], 1), cache)
         past = torch.cat([mask, step_mask], 1)
@@ -141,7 +150,8 @@ class SingleDecoder(nn.Module):
         state = {k: v.detach().clone().contiguous() for k, v in self.lm.state_dict().items()}
         save_file(state, str(path / "single_decoder.safetensors"))
         (path / "single_decoder.json").write_text(json.dumps({"text_tower": self.text.source,
-                                                              "n_units": self.speech.tokenizer.n_units}) + "\n")
+                                                              "n_units": self.speech.tokenizer.n_units,
+                                                              "text_prefix_ids": self.text_prefix_ids}) + "\n")
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, text: Tower | None = None) -> "SingleDecoder":
@@ -151,6 +161,7 @@ class SingleDecoder(nn.Module):
 
         path = Path(path)
         meta = json.loads((path / "single_decoder.json").read_text())
-        model = cls(text or load_tower(meta["text_tower"], modality="text"), meta["n_units"])
+        model = cls(text or load_tower(meta["text_tower"], modality="text"), meta["n_units"],
+                    meta.get("text_prefix_ids", []))
         model.lm.load_state_dict(load_file(str(path / "single_decoder.safetensors")), strict=False)
         return model

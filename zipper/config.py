@@ -40,6 +40,11 @@ class ZipperConfig:
     lora_alpha: int = 16
     lora_dropout: float = 0.0
     lora_towers: list[str] = field(default_factory=list)  # modalities that get LoRA adapters
+    # Token ids forced after BOS in every segment of a tower (training and generation); empty = none.
+    # A text tower's first word is then predicted from an ordinary position, not from BOS: in SmolLM2
+    # the BOS position is a massive-activation attention sink (state norm ~25,000 vs ~600) that a zip
+    # update cannot steer (recipes/diagnostics/README.md). E.g. [[], ids of "Text:"] for [speech, text].
+    prefix_ids: list[list[int]] = field(default_factory=list)
     # Recorded from the towers when the model is built; checked when a saved zip is loaded.
     tower_hidden_sizes: list[int] = field(default_factory=list)
     tower_num_layers: list[int] = field(default_factory=list)
@@ -52,7 +57,7 @@ class ZipperConfig:
             raise ConfigError(f"a zip needs at least 2 towers, got modalities={self.modalities}")
         if len(set(self.modalities)) != n:
             raise ConfigError(f"modalities must be distinct, got {self.modalities}")
-        for name in ("towers", "cross_attention_interval", "frozen", "tower_hidden_sizes",
+        for name in ("towers", "cross_attention_interval", "frozen", "prefix_ids", "tower_hidden_sizes",
                      "tower_num_layers", "tower_vocab_sizes"):
             value = getattr(self, name)
             if value and len(value) != n:
@@ -71,6 +76,8 @@ class ZipperConfig:
             for m in getattr(self, name):
                 if m not in self.modalities:
                     raise ConfigError(f"{name} names {m!r}, not one of {self.modalities}")
+        if any(i < 0 for ids in self.prefix_ids for i in ids):
+            raise ConfigError(f"prefix_ids must be token ids >= 0, got {self.prefix_ids}")
         if self.projection_layers < 1 or self.input_projection_layers < 1 or self.ffn_mult < 1:
             raise ConfigError("projection_layers, input_projection_layers and ffn_mult must be >= 1")
         if self.num_heads < 0 or self.lora_rank < 0 or not 0.0 <= self.dropout < 1.0:

@@ -67,15 +67,20 @@ def subset(examples: Sequence[dict], fraction: float, seed: int = 0) -> list[dic
     return random.Random(seed).sample(list(examples), n)
 
 
-def text_ids(tower, text: str, max_tokens: int = 128) -> torch.Tensor:
-    """BOS + tokens + EOS of a text tower."""
-    ids = tower.tokenizer(text, add_special_tokens=False).input_ids[: max_tokens - 2]
-    return torch.tensor([tower.bos_token_id, *ids, tower.eos_token_id])
+def text_ids(tower, text: str, max_tokens: int = 128, start: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
+    """start (default BOS; a model's ``start_ids("text")`` adds its forced prefix) + tokens + EOS."""
+    start = [tower.bos_token_id] if start is None else [int(i) for i in start]
+    ids = tower.tokenizer(text, add_special_tokens=False).input_ids[: max_tokens - len(start) - 1]
+    return torch.tensor([*start, *ids, tower.eos_token_id])
 
 
-def speech_ids(tower, units: torch.Tensor, max_units: int = 1500) -> torch.Tensor:
-    """BOS + units (shifted past the specials) + EOS of a speech tower."""
-    return tower.tokenizer.encode(units[: max_units - 2])
+def speech_ids(tower, units: torch.Tensor, max_units: int = 1500,
+               start: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
+    """start (default BOS) + units (shifted past the specials) + EOS of a speech tower."""
+    if start is None:
+        return tower.tokenizer.encode(units[: max_units - 2])
+    start = torch.as_tensor(start, dtype=torch.long)
+    return torch.cat([start, tower.tokenizer.encode(units[: max_units - len(start) - 1], add_bos=False)])
 
 
 def make_segments(model, batch: Sequence[dict], task: str) -> list[Segment]:
@@ -83,8 +88,8 @@ def make_segments(model, batch: Sequence[dict], task: str) -> list[Segment]:
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     sp, tx = model.tower("speech"), model.tower("text")
-    speech = pad_rows([speech_ids(sp, ex["units"]) for ex in batch], sp.pad_token_id)
-    text = pad_rows([text_ids(tx, ex["text"]) for ex in batch], tx.pad_token_id)
+    speech = pad_rows([speech_ids(sp, ex["units"], start=model.start_ids("speech")) for ex in batch], sp.pad_token_id)
+    text = pad_rows([text_ids(tx, ex["text"], start=model.start_ids("text")) for ex in batch], tx.pad_token_id)
     if task == "asr":
         return [Segment("speech", *speech), Segment("text", *text, loss=True)]
     return [Segment("text", *text), Segment("speech", *speech, loss=True)]

@@ -2,8 +2,8 @@
 
 The prompt segments (e.g. the speech to transcribe) run once; each zip block's keys and values over
 them are computed once. The generating tower then decodes with its own KV cache, starting from its
-BOS token and stopping at its EOS, after which the next output modality (if any) starts and attends
-to everything before it, the segment just generated included: [text, speech] writes text, then
+BOS token and the config's forced prefix (``model.start_ids``) and stopping at its EOS, after which
+the next output modality (if any) starts and attends to everything before it, the segment just generated included: [text, speech] writes text, then
 speaks it, as in the paper.
 
 ``use_cache=False`` re-runs the full forward over all segments at each step: the slow reference
@@ -43,8 +43,8 @@ def generate(model: "ZipperModel", prompt: Sequence["Segment"], output_modalitie
              max_new_tokens: int | Sequence[int] = 128, do_sample: bool = False, temperature: float = 1.0,
              top_k: int = 0, top_p: float = 1.0, num_beams: int = 1, length_penalty: float = 1.0,
              use_cache: bool = True, generator: torch.Generator | None = None) -> list["Segment"]:
-    """Generate one segment per output modality. Returns Segments of generated tokens, without BOS and
-    EOS, right-padded with the tower's pad id; ``attention_mask`` marks the real tokens."""
+    """Generate one segment per output modality. Returns Segments of generated tokens, without the
+    forced start (BOS + prefix) and EOS, right-padded with the tower's pad id; ``attention_mask`` marks the real tokens."""
     from zipper.model import Segment
 
     model.check_segments(prompt)
@@ -76,28 +76,28 @@ def generate(model: "ZipperModel", prompt: Sequence["Segment"], output_modalitie
             else:
                 ids = _decode_uncached(model, m, segments, batch, n_new, sampling)
             tower = model.tower(m)
-            full = Segment(m, ids, _real_mask(ids, tower.eos_token_id))  # BOS ... EOS (then padding)
+            full = Segment(m, ids, _real_mask(ids, tower.eos_token_id))  # BOS prefix ... EOS (then padding)
             full.input_ids = full.input_ids.masked_fill(~full.mask(), tower.pad_token_id)
             segments.append(full)
-            outputs.append(_strip(full, tower))
+            outputs.append(_strip(full, tower, len(model.start_ids(m))))
         return outputs
     finally:
         model.train(was_training)
 
 
 def _real_mask(ids: torch.Tensor, eos: int) -> torch.Tensor:
-    """(B, T) with BOS first: True up to and including the first EOS."""
+    """(B, T) with the start first (never EOS): True up to and including the first EOS."""
     is_eos = (ids == eos).long()
     after_eos = (is_eos.cumsum(-1) - is_eos) > 0
     return ~after_eos
 
 
-def _strip(seg: "Segment", tower) -> "Segment":
-    """Drop BOS and EOS; keep right padding with the pad id."""
+def _strip(seg: "Segment", tower, n_start: int) -> "Segment":
+    """Drop the start (BOS + prefix, ``n_start`` tokens) and EOS; keep right padding with the pad id."""
     from zipper.model import Segment
 
-    ids = seg.input_ids[:, 1:]
-    mask = seg.mask()[:, 1:] & (ids != tower.eos_token_id)
+    ids = seg.input_ids[:, n_start:]
+    mask = seg.mask()[:, n_start:] & (ids != tower.eos_token_id)
     return Segment(seg.modality, ids.masked_fill(~mask, tower.pad_token_id), mask.long())
 
 
@@ -109,8 +109,8 @@ def _decode_cached(model, modality, history, tower_state, batch, max_new, record
     tower = model.tower(modality)
     memory = model.memory_for(modality, history)  # keys/values over earlier segments: computed once
     cache, past = tower_state.get(modality, (DynamicCache(), None))
-    step_ids = torch.full((batch, 1), tower.bos_token_id, dtype=torch.long)
-    step_mask = torch.ones(batch, 1, dtype=torch.bool)
+    step_ids = model.start_ids(modality).expand(batch, -1)  # (B, S): BOS + forced prefix
+    step_mask = torch.ones_like(step_ids, dtype=torch.bool)
     tokens, finished, chunks = [step_ids], torch.zeros(batch, dtype=torch.bool), []
     for _ in range(max_new):
         logits, states = model.tower_forward(modality, step_ids, step_mask, memory, cache, past, record=record)
@@ -124,7 +124,7 @@ def _decode_cached(model, modality, history, tower_state, batch, max_new, record
         tokens.append(step_ids)
         if finished.all():
             break
-    ids = torch.cat(tokens, 1)  # (B, 1 + n)
+    ids = torch.cat(tokens, 1)  # (B, S + n)
     if record:  # the last token has not been through the tower yet: later segments attend to it too
         _, states = model.tower_forward(modality, step_ids, step_mask, memory, cache, past, record=True)
         chunks.append(states)
@@ -140,7 +140,7 @@ def _decode_uncached(model, modality, segments, batch, max_new, sampling) -> tor
     from zipper.model import Segment
 
     tower = model.tower(modality)
-    ids = torch.full((batch, 1), tower.bos_token_id, dtype=torch.long)
+    ids = model.start_ids(modality).expand(batch, -1)  # (B, S)
     finished = torch.zeros(batch, dtype=torch.bool)
     for _ in range(max_new):
         out = model(list(segments) + [Segment(modality, ids, _real_mask(ids, tower.eos_token_id).long())])
@@ -163,12 +163,13 @@ def _beam_search(model, modality, history, tower_state, batch, max_new, k, lengt
     if past is not None:
         cache.batch_repeat_interleave(k)
         past = past.repeat_interleave(k, 0)
-    seqs = torch.full((batch * k, 1), tower.bos_token_id, dtype=torch.long)  # (B*K, t)
+    start = model.start_ids(modality)
+    seqs = start.expand(batch * k, -1)  # (B*K, t): BOS + forced prefix, then the generated tokens
     scores = torch.full((batch, k), float("-inf"))
     scores[:, 0] = 0.0  # all beams start identical: expand only the first
     done = [False] * batch
     hyps: list[list[tuple[float, torch.Tensor]]] = [[] for _ in range(batch)]
-    step_ids, step_mask = seqs, torch.ones(batch * k, 1, dtype=torch.bool)
+    step_ids, step_mask = seqs, torch.ones_like(seqs, dtype=torch.bool)
     for t in range(max_new):
         logits, _ = model.tower_forward(modality, step_ids, step_mask, memory, cache, past, record=False)
         past = step_mask if past is None else torch.cat([past, step_mask], 1)
@@ -204,7 +205,8 @@ def _beam_search(model, modality, history, tower_state, batch, max_new, k, lengt
     best = []
     for b in range(batch):
         if not hyps[b]:  # ran out of tokens: take the running beams
-            hyps[b] = [(float(scores[b, j]) / (seqs.shape[1] - 1) ** length_penalty, seqs[b * k + j]) for j in range(k)]
+            hyps[b] = [(float(scores[b, j]) / (seqs.shape[1] - len(start)) ** length_penalty, seqs[b * k + j])
+                       for j in range(k)]
         best.append(max(hyps[b], key=lambda h: h[0])[1])
     width = max(len(s) for s in best)
     return torch.stack([torch.cat([s, torch.full((width - len(s),), pad, dtype=torch.long)]) for s in best])

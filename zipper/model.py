@@ -106,6 +106,18 @@ def _remove_hooks(handles) -> None:
         h.remove()
 
 
+def loss_targets(seg: Segment, start: torch.Tensor) -> torch.Tensor:
+    """(B, T-1) which next-token targets of a segment count in the loss: real tokens, except the forced
+    start (BOS + prefix) of rows that begin with it, like labels of -100 on an HF prompt."""
+    mask = seg.mask()
+    targets = mask[:, 1:] & mask[:, :-1]
+    n = len(start)
+    if n > 1 and seg.input_ids.shape[1] >= n:
+        forced = (seg.input_ids[:, :n] == start).all(-1)  # (B,)
+        targets[:, :n - 1] &= ~forced[:, None]
+    return targets
+
+
 class ZipperModel(nn.Module):
     """Towers (frozen per config) + zip blocks. Build with `ZipperModel(config, towers)` or `from_towers`."""
 
@@ -182,6 +194,10 @@ class ZipperModel(nn.Module):
                        for t, a, s in zip(towers, actual, saved) if a != s]
                 raise ConfigError("towers do not match this zip: " + "; ".join(bad))
             setattr(config, name, actual)
+        for t, ids in zip(towers, config.prefix_ids):
+            if any(i >= t.vocab_size for i in ids) or t.eos_token_id in ids:
+                raise ConfigError(f"prefix_ids {ids} of tower {t.modality!r} must be ids below its vocabulary "
+                                  f"size {t.vocab_size}, without its EOS {t.eos_token_id}")
         for m in config.modalities:
             if config.num_heads and config.edges and any(dst == m for _, dst in config.edges):
                 width = towers[config.modalities.index(m)].hidden_size
@@ -238,6 +254,11 @@ class ZipperModel(nn.Module):
         if modality not in self.tower_objs:
             raise KeyError(f"no tower for modality {modality!r}; towers: {list(self.tower_objs)}")
         return self.tower_objs[modality]
+
+    def start_ids(self, modality: str) -> torch.Tensor:
+        """(S,) what every segment of this tower starts with: BOS, then the config's ``prefix_ids``."""
+        prefix = self.config.prefix_ids[self.config.modalities.index(modality)] if self.config.prefix_ids else []
+        return torch.tensor([self.tower(modality).bos_token_id, *prefix], dtype=torch.long)
 
     # -- running -------------------------------------------------------------------------------
     def _sources(self, dst: str) -> list[str]:
@@ -326,8 +347,7 @@ class ZipperModel(nn.Module):
         total, count = None, 0
         for s, logits in zip(segments, logits_out):
             if s.loss:
-                mask = s.mask()
-                target_mask = mask[:, 1:] & mask[:, :-1]
+                target_mask = loss_targets(s, self.start_ids(s.modality))
                 nll = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), s.input_ids[:, 1:].flatten(),
                                       reduction="none")
                 seg_total = (nll * target_mask.flatten()).sum()

@@ -55,6 +55,9 @@ class RecipeConfig:
     input_projection_towers: list[str] = field(default_factory=list)  # empty = all towers
     train_speech_tower: bool = False  # the paper unfreezes it for TTS
     lora_rank: int = 0  # LoRA on the speech tower instead of full unfreezing
+    # Forced after the text BOS in every text segment (ZipperConfig.prefix_ids; the baseline too), so the
+    # first word is not predicted from SmolLM2's BOS attention sink. "" = none.
+    text_prefix: str = "Text:"
     # training
     steps: int = 1000
     batch_size: int = 8
@@ -114,6 +117,15 @@ def ensure_corpus(cfg: RecipeConfig) -> Path:
     return path
 
 
+def text_prefix_ids(cfg: RecipeConfig, text) -> list[int]:
+    """The token ids of ``cfg.text_prefix`` in the text tower's tokenizer."""
+    if not cfg.text_prefix:
+        return []
+    if text.tokenizer is None:
+        raise ConfigError(f"text_prefix {cfg.text_prefix!r} needs a text tower with a tokenizer")
+    return list(text.tokenizer(cfg.text_prefix, add_special_tokens=False).input_ids)
+
+
 def build_zip(cfg: RecipeConfig, speech, text):
     from zipper.model import ZipperModel
 
@@ -123,7 +135,7 @@ def build_zip(cfg: RecipeConfig, speech, text):
         projection_layers=cfg.projection_layers, ffn_mult=cfg.ffn_mult, input_projection=cfg.input_projection,
         input_projection_towers=cfg.input_projection_towers,
         frozen=[not cfg.train_speech_tower, True], lora_rank=cfg.lora_rank,
-        lora_towers=["speech"] if cfg.lora_rank else [])
+        lora_towers=["speech"] if cfg.lora_rank else [], prefix_ids=[[], text_prefix_ids(cfg, text)])
 
 
 def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:
@@ -193,7 +205,7 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
     if cfg.model == "single_decoder":
         from zipper.baseline import SingleDecoder
 
-        model = SingleDecoder(text, codec.vocab_size)
+        model = SingleDecoder(text, codec.vocab_size, text_prefix_ids(cfg, text))
     else:
         model = build_zip(cfg, load_tower(cfg.speech_tower, modality="speech"), text)
     counts = model.parameter_counts()

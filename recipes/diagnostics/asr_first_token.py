@@ -12,7 +12,7 @@ from towers import load_tower
 from zipper.recipe import RecipeConfig, build_zip, load_codec
 from zipper.data import load_split, make_segments
 torch.set_num_threads(2)
-cfg = RecipeConfig(task="asr", speech_tower="runs/speech-tower-small", cross_attention_interval_speech=1,
+cfg = RecipeConfig(task="asr", speech_tower="runs/speech-tower-small", text_prefix="", cross_attention_interval_speech=1,
                    cross_attention_interval_text=4, input_projection_towers=["text"])
 codec = load_codec("default")
 train = load_split("data/corpus-small", "train", codec, progress=False)[:32]

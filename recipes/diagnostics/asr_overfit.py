@@ -20,7 +20,7 @@ n, steps, lr = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 proj = sys.argv[4] if len(sys.argv) > 4 else "all"
 gmult = float(sys.argv[5]) if len(sys.argv) > 5 else 1.0
 players = int(sys.argv[6]) if len(sys.argv) > 6 else 3
-cfg = RecipeConfig(task="asr", speech_tower="runs/speech-tower-small", cross_attention_interval_speech=1,
+cfg = RecipeConfig(task="asr", speech_tower="runs/speech-tower-small", text_prefix="", cross_attention_interval_speech=1,
                    cross_attention_interval_text=4, projection_layers=players, input_projection_towers=[] if proj == "all" else [proj])
 codec = load_codec("default")
 train = load_split("data/corpus-small", "train", codec)[:n]

@@ -16,7 +16,7 @@ import torch
 
 import zipper.data as data
 from towers import load_tower
-from zipper.recipe import RecipeConfig, build_zip, load_codec
+from zipper.recipe import RecipeConfig, build_zip, load_codec, text_prefix_ids
 from zipper.train import TrainConfig, fit
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -29,18 +29,10 @@ a = p.parse_args()
 torch.set_num_threads(a.threads)
 
 text = load_tower("smollm2-135m", modality="text")
-prefix = text.tokenizer(a.prefix, add_special_tokens=False).input_ids if a.prefix else []
-plain_text_ids = data.text_ids
-
-
-def text_ids(tower, s, max_tokens=128):  # BOS, prefix, words, EOS
-    ids = plain_text_ids(tower, s, max_tokens)
-    return torch.cat([ids[:1], torch.tensor(prefix, dtype=torch.long), ids[1:]]) if tower.modality == "text" else ids
-
-
-data.text_ids = text_ids  # make_segments looks it up at call time
 cfg = RecipeConfig(task="asr", speech_tower="runs/speech-tower-small", cross_attention_interval_speech=1,
-                   cross_attention_interval_text=4, projection_layers=1, input_projection_towers=["text"])
+                   cross_attention_interval_text=4, projection_layers=1, input_projection_towers=["text"],
+                   text_prefix=a.prefix)  # the library's forced prefix (ZipperConfig.prefix_ids)
+prefix = text_prefix_ids(cfg, text)
 codec = load_codec("default")
 train = data.load_split("data/corpus-small", "train", codec, progress=False)[: a.n]
 model = build_zip(cfg, load_tower(cfg.speech_tower, modality="speech"), text)

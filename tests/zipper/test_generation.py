@@ -9,12 +9,13 @@ from zipper import Segment, ZipperModel
 from zipper.generation import pick_next
 
 
-@pytest.fixture
-def model():
+@pytest.fixture(params=[[], [[4], [11, 12]]], ids=["bos", "bos+prefix"])
+def model(request):
+    """Every invariant holds with plain BOS starts and with forced prefixes (speech [4], text [11, 12])."""
     speech = tiny_tower("llama", "speech", vocab=40, hidden=32, layers=4, seed=1, init_std=0.4)
     text = tiny_tower("gpt_neox", "text", vocab=56, hidden=48, layers=3, seed=2, init_std=0.4)
     m = ZipperModel.from_towers([speech, text], directions=["speech->text", "text->speech"],
-                                cross_attention_interval=[1, 1])
+                                cross_attention_interval=[1, 1], prefix_ids=request.param)
     open_gates(m, 1.0, block_scale=30.0)  # the prompt must influence what is generated, or these tests prove nothing
     with torch.no_grad():  # EOS wins wherever token 45 (speech: 11) would: sequences end at varied lengths
         for tower, like in ((text, 45), (speech, 11)):
@@ -47,12 +48,12 @@ def test_cached_logits_match_full_forward(model):
     """Step-by-step logits of the cached path equal one full forward over the generated sequence."""
     prompt = [Segment("speech", _speech(2, 6, 4))]
     out = model.generate(prompt, ["text"], max_new_tokens=6)[0]
-    text = model.tower("text")
-    full = torch.cat([torch.full((2, 1), text.bos_token_id), out.input_ids], 1)
-    mask = torch.cat([torch.ones(2, 1, dtype=torch.long), out.attention_mask], 1)
+    start = model.start_ids("text")  # BOS (+ prefix): forced, never part of the output
+    full = torch.cat([start.expand(2, -1), out.input_ids], 1)
+    mask = torch.cat([torch.ones(2, len(start), dtype=torch.long), out.attention_mask], 1)
     logits = model(prompt + [Segment("text", full, mask)]).logits[1]
     # Greedy: each generated token is the argmax of the full-forward logits at the previous position.
-    pred = logits[:, :-1].argmax(-1)
+    pred = logits[:, len(start) - 1:-1].argmax(-1)
     real = out.attention_mask.bool()
     assert torch.equal(pred[real], out.input_ids[real])
 
@@ -92,10 +93,10 @@ def test_beam_search_scores_at_least_greedy(model):
     text = model.tower("text")
 
     def logprob(seg):
-        ids = torch.cat([torch.tensor([[text.bos_token_id]]), seg.input_ids[:, seg.attention_mask[0].bool()],
-                         torch.tensor([[text.eos_token_id]])], 1)
-        lp = model(prompt + [Segment("text", ids)]).logits[1][:, :-1].log_softmax(-1)
-        return float(lp.gather(-1, ids[:, 1:, None]).sum())
+        start = model.start_ids("text")[None]
+        ids = torch.cat([start, seg.input_ids[:, seg.attention_mask[0].bool()], torch.tensor([[text.eos_token_id]])], 1)
+        lp = model(prompt + [Segment("text", ids)]).logits[1][:, start.shape[1] - 1:-1].log_softmax(-1)
+        return float(lp.gather(-1, ids[:, start.shape[1]:, None]).sum())
 
     greedy = model.generate(prompt, ["text"], max_new_tokens=30)[0]
     beam = model.generate(prompt, ["text"], max_new_tokens=30, num_beams=4, length_penalty=0.0)[0]

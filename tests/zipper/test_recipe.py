@@ -51,6 +51,11 @@ def test_asr_zip_resume_and_cli(world, capsys):
     assert set(second["metrics"]["test_asr_beam1"]) >= {"wer", "cer", "n_utts"}
     model = root / "asr" / "model"
     assert (model / "zipper.safetensors").exists() and (model / "codec" / "codec.safetensors").exists()
+    saved = json.loads((model / "zipper_config.json").read_text())  # the default "Text:" prefix, persisted
+    from towers import load_tower
+
+    assert saved["prefix_ids"] == [[], load_tower(base["text_tower"]).tokenizer("Text:", add_special_tokens=False).input_ids]
+    assert len(saved["prefix_ids"][1]) == 2
     wav = read_first_test_wav(root)
     assert cli(["transcribe", wav, "--model", str(model)]) == 0
     capsys.readouterr()
