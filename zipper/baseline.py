@@ -63,6 +63,11 @@ class SingleDecoder(nn.Module):
     def tower(self, modality: str):
         return {"text": self.text, "speech": self.speech}[modality]
 
+    def config_dict(self) -> dict:
+        """What save_pretrained records (and training checkpoints check on resume)."""
+        return {"text_tower": self.text.source, "n_units": self.speech.tokenizer.n_units,
+                "text_prefix_ids": self.text_prefix_ids}
+
     def start_ids(self, modality: str) -> torch.Tensor:
         """(S,) BOS (+ the text prefix for text), in the modality's own ids: what ZipperModel.start_ids is."""
         prefix = self.text_prefix_ids if modality == "text" else []
@@ -149,9 +154,7 @@ class SingleDecoder(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().clone().contiguous() for k, v in self.lm.state_dict().items()}
         save_file(state, str(path / "single_decoder.safetensors"))
-        (path / "single_decoder.json").write_text(json.dumps({"text_tower": self.text.source,
-                                                              "n_units": self.speech.tokenizer.n_units,
-                                                              "text_prefix_ids": self.text_prefix_ids}) + "\n")
+        (path / "single_decoder.json").write_text(json.dumps(self.config_dict()) + "\n")
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, text: Tower | None = None) -> "SingleDecoder":

@@ -255,6 +255,10 @@ class ZipperModel(nn.Module):
             raise KeyError(f"no tower for modality {modality!r}; towers: {list(self.tower_objs)}")
         return self.tower_objs[modality]
 
+    def config_dict(self) -> dict:
+        """The zip's config as plain JSON data (recorded in training checkpoints, checked on resume)."""
+        return self.config.to_dict()
+
     def start_ids(self, modality: str) -> torch.Tensor:
         """(S,) what every segment of this tower starts with: BOS, then the config's ``prefix_ids``."""
         prefix = self.config.prefix_ids[self.config.modalities.index(modality)] if self.config.prefix_ids else []

@@ -52,6 +52,13 @@ def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
     return f
 
 
+def model_signature(model) -> dict:
+    """What a checkpoint must have been trained with to resume into ``model``: its config, without the
+    tower load references (a tower may move). Models without ``config_dict()`` give {} (unchecked)."""
+    describe = getattr(model, "config_dict", None)
+    return {k: v for k, v in describe().items() if k not in ("towers", "text_tower")} if describe else {}
+
+
 def _trainable(model) -> dict[str, torch.Tensor]:
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
@@ -106,6 +113,12 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
     if set(weights) != set(params):
         raise ValueError(f"checkpoint {path} does not match the model's trainable parameters")
     state = json.loads((path / "trainer_state.json").read_text())
+    saved, now = state.get("model_config"), model_signature(model)
+    if saved is not None and saved != now:  # same tensors, different meaning (e.g. another prefix): refuse
+        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        raise ValueError(f"checkpoint {path} was trained with a different model config ({', '.join(diff)}: "
+                         f"{[saved.get(k) for k in diff]} there, {[now.get(k) for k in diff]} now); "
+                         "train into a fresh output directory")
     opt_tensors = load_file(str(path / "optimizer.safetensors"))
     with torch.no_grad():
         for n, p in params.items():
@@ -192,7 +205,8 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
             accelerator.print(f"[{desc}] step {step + 1}: " + ", ".join(f"{k}={v}" for k, v in metrics.items() if k != "step"))
         if accelerator.is_main_process and (is_last or (cfg.save_every and (step + 1) % cfg.save_every == 0)):
             save_checkpoint(ckpt_dir, raw, optimizer, scheduler, step + 1, {"history": history, "evals": evals,
-                                                                          "config": asdict(cfg)})
+                                                                          "config": asdict(cfg),
+                                                                          "model_config": model_signature(raw)})
         if out_of_time:
             accelerator.print(f"[{desc}] time budget of {cfg.max_minutes} min reached at step {step + 1}")
             break

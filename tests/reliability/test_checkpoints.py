@@ -101,3 +101,15 @@ def test_sigkill_during_save_keeps_previous_checkpoint(tmp_path):
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     assert latest_checkpoint(tmp_path / "checkpoints").name == "step-0000002"
     assert fit(_model(), _loss, _stream, _cfg(3), tmp_path)["steps"] == 3
+
+
+def test_resume_refuses_a_checkpoint_of_another_model_config(tmp_path):
+    """Same trainable tensors, different meaning (here a forced text prefix): resuming would silently
+    continue the wrong model, so it is refused with the differing keys; the checkpoint is kept."""
+    fit(_model(), _loss, _stream, _cfg(2), tmp_path)
+    other = _model()
+    other.config.prefix_ids = [[], [7]]
+    with pytest.raises(ValueError, match=r"different model config \(prefix_ids: \[\[\]\] there, \[\[\[\], \[7\]\]\] now"):
+        fit(other, _loss, _stream, _cfg(3), tmp_path)
+    assert latest_checkpoint(tmp_path / "checkpoints").name == "step-0000002"
+    assert fit(_model(), _loss, _stream, _cfg(3), tmp_path)["steps"] == 3  # the same config still resumes
