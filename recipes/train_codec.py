@@ -5,6 +5,11 @@
 
 Input: a JSONL manifest (one object per line with ``audio_filepath``; other keys ignored; relative
 paths are relative to the manifest) or a directory of audio files (``--wav-dir``, recursive).
+``--units-from CODEC_DIR`` keeps that codec's unit encoder (k-means centroids; for mel_kmeans also
+its feature scale) and trains only a new decoder on the given audio, e.g. a single-speaker decoder
+for speaker-invariant units. ``--states-cache FILE`` (whisper_kmeans) stores the Whisper encoder
+states of the files in a safetensors file and reuses them on the next run with the same files.
+
 Output: a codec directory (``codec_config.json`` + ``codec.safetensors``) loadable with
 ``towers.codec.SpeechCodec.from_pretrained``.
 """
@@ -45,6 +50,30 @@ def audio_paths(manifest: str | None, wav_dir: str | None, voices_exclude: set[s
     return paths
 
 
+def cached_whisper_states(cache: Path, paths: list[Path], waves: list, threads: int = 2) -> list[torch.Tensor]:
+    """Whisper encoder states of ``waves`` (16 kHz), read from ``cache`` if it holds those ``paths``."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from towers.audio import preprocess
+    from towers.whisper_units import WhisperEncoder, whisper_states
+
+    names = json.dumps([str(p.resolve()) for p in paths])
+    if cache.exists():
+        with safe_open(str(cache), "pt") as f:
+            if (f.metadata() or {}).get("paths") == names:
+                print(f"[codec] whisper states from {cache}", flush=True)
+                return [f.get_tensor(str(i)) for i in range(len(paths))]
+        print(f"[codec] {cache} was written for other files: recomputing", flush=True)
+    t0 = time.time()
+    states = whisper_states([preprocess(w, 16_000, target_sr=16_000, max_seconds=None)[0] for w in waves],
+                            encoder=WhisperEncoder(threads=threads), progress=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    save_file({str(i): s.contiguous() for i, s in enumerate(states)}, str(cache), metadata={"paths": names})
+    print(f"[codec] whisper states for {len(states)} clips in {time.time() - t0:.0f}s -> {cache}", flush=True)
+    return states
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="recipes/configs/codec_default.json",
@@ -58,6 +87,12 @@ def main(argv=None):
     ap.add_argument("--max-files", type=int, default=0, help="use at most this many files (0: all)")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=JSON",
                     help="override a config value, e.g. --set codec.vocab_size=512 --set train.dec_steps=500")
+    ap.add_argument("--units-from", metavar="CODEC_DIR",
+                    help="reuse this trained codec's units (centroids; same codec_type): skip k-means, train "
+                         "only the decoder")
+    ap.add_argument("--states-cache", metavar="FILE.safetensors",
+                    help="whisper_kmeans: load the encoder states from this file if it was written for the same "
+                         "audio files, else compute and write them")
     ap.add_argument("--fp16", action="store_true", help="store the tensors as float16 (half the file size)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = ap.parse_args(argv)
@@ -91,8 +126,20 @@ def main(argv=None):
     from tqdm import tqdm
 
     waves = [load_audio(p, target_sr=16_000)[0] for p in tqdm(paths, desc="loading audio", mininterval=2)]
+    extra = {}
+    if args.units_from:
+        from towers.codec import SpeechCodec
+
+        src = SpeechCodec.from_pretrained(args.units_from)
+        if src.codec_type != codec_type:
+            ap.error(f"--units-from {args.units_from} is a {src.codec_type!r} codec, config says {codec_type!r}")
+        extra["units_from"] = src
+    if args.states_cache:
+        if codec_type != "whisper_kmeans":
+            ap.error("--states-cache is for codec_type whisper_kmeans")
+        extra["states"] = cached_whisper_states(Path(args.states_cache), paths, waves, args.threads)
     t0 = time.time()
-    codec = train(waves, 16_000, codec_cfg, **cfg["train"])
+    codec = train(waves, 16_000, codec_cfg, **cfg["train"], **extra)
     out = codec.save_pretrained(args.out, dtype=torch.float16 if args.fp16 else None)
     n_params = sum(p.numel() for p in codec.decoder.parameters())
     size = (out / "codec.safetensors").stat().st_size / 1e6

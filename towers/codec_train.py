@@ -40,9 +40,23 @@ def train_mel_unit_codec(
     seed: int = 0,
     progress: bool = True,
     log_every: int = 100,
+    units_from: MelUnitCodec | None = None,
 ) -> MelUnitCodec:
-    """Train a :class:`MelUnitCodec` on ``waves`` (numpy/tensor ``(n,)``, all at ``sample_rate``)."""
+    """Train a :class:`MelUnitCodec` on ``waves`` (numpy/tensor ``(n,)``, all at ``sample_rate``).
+
+    ``units_from``: a trained codec whose unit encoder (``centroids``, ``feat_std``) is copied
+    instead of fitting k-means, so only the decoder is trained (e.g. a single-speaker decoder for
+    the same units). Its unit fields (rates, mel, ``stride``/``context``/``mean_norm``, vocab) must
+    equal ``config``'s.
+    """
     c = config or MelUnitCodecConfig()
+    if units_from is not None:
+        keys = ("sample_rate", "n_fft", "hop_length", "n_mels", "f_max", "stride", "context", "mean_norm",
+                "vocab_size")
+        diff = {k: (getattr(c, k), getattr(units_from.config, k)) for k in keys
+                if getattr(c, k) != getattr(units_from.config, k)}
+        if diff:
+            raise ValueError(f"units_from codec has other unit settings (config, units_from): {diff}")
     torch.manual_seed(seed)
     shell = MelUnitCodec(c, torch.zeros(c.vocab_size, c.context * c.n_mels), torch.ones(c.n_mels))
 
@@ -53,8 +67,11 @@ def train_mel_unit_codec(
         x, _ = preprocess(w, sample_rate, target_sr=c.sample_rate, max_seconds=None, return_tensor=True)
         with torch.no_grad():
             mels.append(shell.mel(x))  # (T, n_mels)
-    centred = torch.cat([m - m.mean(0, keepdim=True) if c.mean_norm else m for m in mels])  # (sum T, n_mels)
-    shell.feat_std = centred.std(0).clamp_min(1e-3)  # (n_mels,)
+    if units_from is not None:
+        shell.feat_std = units_from.feat_std.clone()
+    else:
+        centred = torch.cat([m - m.mean(0, keepdim=True) if c.mean_norm else m for m in mels])  # (sum T, n_mels)
+        shell.feat_std = centred.std(0).clamp_min(1e-3)  # (n_mels,)
     feats = [shell.unit_features(m) for m in mels]  # [(U_i, context * n_mels)]
     all_feats = torch.cat(feats)
     if progress:
@@ -66,7 +83,10 @@ def train_mel_unit_codec(
 
     # ---- k-means ----
     t0 = time.time()
-    shell.centroids = fit_kmeans(all_feats, c.vocab_size, n_iter=kmeans_iters, seed=seed, progress=progress)
+    if units_from is not None:
+        shell.centroids = units_from.centroids.clone()
+    else:
+        shell.centroids = fit_kmeans(all_feats, c.vocab_size, n_iter=kmeans_iters, seed=seed, progress=progress)
     units = [assign(f, shell.centroids) for f in feats]  # [(U_i,)]
     if progress:
         used = torch.unique(torch.cat(units)).numel()
@@ -153,25 +173,40 @@ def train_tiny_codec(waves: Sequence | None = None, sample_rate: int = 16_000, s
 def train_whisper_unit_codec(waves: Sequence, sample_rate: int = 16_000, config=None, kmeans_iters: int = 20,
                              kmeans_max_points: int = 200_000, dec_steps: int = 1_500, batch_size: int = 12,
                              crop_units: int = 96, lr: float = 2e-3, seed: int = 0, progress: bool = True,
-                             log_every: int = 100):
+                             log_every: int = 100, units_from=None, states: Sequence | None = None):
     """Train a :class:`towers.whisper_units.WhisperUnitCodec`: k-means over Whisper-base encoder
-    states, then the unit -> mel decoder (same trainer as the default codec)."""
+    states, then the unit -> mel decoder (same trainer as the default codec).
+
+    ``units_from``: a trained ``WhisperUnitCodec`` whose ``centroids`` are copied instead of fitting
+    k-means (same units; only the decoder is trained, e.g. on a single target speaker).
+    ``states``: the clips' encoder states if already computed (``whisper_states(waves)``, cached),
+    one ``(ceil(n_i / 320), 512)`` tensor per wave.
+    """
     from towers.whisper_units import WhisperUnitCodec, WhisperUnitCodecConfig, whisper_states
 
     c = config or WhisperUnitCodecConfig()
+    if units_from is not None and units_from.config.vocab_size != c.vocab_size:
+        raise ValueError(f"units_from has vocab {units_from.config.vocab_size}, config {c.vocab_size}")
     torch.manual_seed(seed)
     shell = WhisperUnitCodec(c, torch.zeros(c.vocab_size, 512))
     xs = [preprocess(w, sample_rate, target_sr=16_000, max_seconds=None)[0] for w in waves]
     t0 = time.time()
-    states = whisper_states(xs, progress=progress)  # [(T_i, 512)]
+    if states is None:
+        states = whisper_states(xs, progress=progress)  # [(T_i, 512)]
+    elif len(states) != len(xs):
+        raise ValueError(f"{len(states)} state tensors for {len(xs)} waves")
+    states = [torch.as_tensor(s).float() for s in states]
     with torch.no_grad():
         mels = [shell.mel(torch.from_numpy(x)) for x in xs]  # [(T_i (+1), n_mels)]
     if progress:
         print(f"[codec] whisper states for {len(xs)} clips in {time.time() - t0:.0f}s", flush=True)
-    pts = torch.cat(states)
-    if pts.shape[0] > kmeans_max_points:
-        pts = pts[torch.randperm(pts.shape[0], generator=torch.Generator().manual_seed(seed))[:kmeans_max_points]]
-    shell.centroids = fit_kmeans(pts, c.vocab_size, n_iter=kmeans_iters, seed=seed, progress=progress)
+    if units_from is not None:
+        shell.centroids = units_from.centroids.clone()
+    else:
+        pts = torch.cat(states)
+        if pts.shape[0] > kmeans_max_points:
+            pts = pts[torch.randperm(pts.shape[0], generator=torch.Generator().manual_seed(seed))[:kmeans_max_points]]
+        shell.centroids = fit_kmeans(pts, c.vocab_size, n_iter=kmeans_iters, seed=seed, progress=progress)
     units = [assign(s, shell.centroids) for s in states]
     train_unit_decoder(shell.decoder, units, mels, 1, dec_steps, batch_size, crop_units, lr, seed, progress,
                        log_every)

@@ -163,3 +163,35 @@ def test_shipped_default_codec_loads_and_roundtrips(wave):
     assert abs(units.numel() - 3.0 * c.units_per_second) <= 2
     out, sr = c.decode(units[:25])  # one second is enough to exercise the decoder + vocoder
     assert torch.isfinite(out).all() and abs(out.numel() / sr - 25 / c.units_per_second) < 0.1
+
+
+def test_units_from_reuses_the_unit_encoder_and_trains_only_the_decoder(codec):
+    from towers.codec_train import train_mel_unit_codec
+
+    other = synthetic_babble(seconds=2.0, n=3, seed=11)
+    c2 = train_mel_unit_codec(other, SR, codec.config, dec_steps=3, batch_size=2, crop_units=8, seed=1,
+                              progress=False, units_from=codec)
+    assert torch.equal(c2.centroids, codec.centroids) and torch.equal(c2.feat_std, codec.feat_std)
+    assert torch.equal(c2.encode(other[0], SR), codec.encode(other[0], SR))
+    assert not torch.equal(c2.decoder.out[2].weight, codec.decoder.out[2].weight)
+    bad = MelUnitCodec(codec.config, codec.centroids, codec.feat_std)
+    bad.config = type(codec.config)(**{**codec.config.__dict__, "stride": 1})
+    with pytest.raises(ValueError, match="stride"):
+        train_mel_unit_codec(other, SR, codec.config, dec_steps=1, progress=False, units_from=bad)
+
+
+def test_whisper_codec_units_from_and_given_states_skip_kmeans_and_encoder():
+    from towers.codec_train import train_whisper_unit_codec
+    from towers.whisper_units import WhisperUnitCodec, WhisperUnitCodecConfig
+
+    cfg = WhisperUnitCodecConfig(vocab_size=16, n_mels=20, dec_channels=8, dec_unit_dilations=[1], dec_kernel=3,
+                                 gl_iters=2)
+    g = torch.Generator().manual_seed(0)
+    src = WhisperUnitCodec(cfg, torch.randn(16, 512, generator=g))
+    waves = synthetic_babble(seconds=1.0, n=2, seed=3)
+    states = [torch.randn(-(-len(w) // 320), 512, generator=g) for w in waves]  # no Whisper run
+    c = train_whisper_unit_codec(waves, SR, cfg, dec_steps=2, batch_size=2, crop_units=8, progress=False,
+                                 units_from=src, states=states)
+    assert torch.equal(c.centroids, src.centroids)
+    with pytest.raises(ValueError, match="state tensors"):
+        train_whisper_unit_codec(waves, SR, cfg, dec_steps=1, progress=False, units_from=src, states=states[:1])

