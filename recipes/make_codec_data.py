@@ -11,26 +11,30 @@ piper joe, espeak en-us+f2 and en-gb-x-gbclan+m5). Writes runs/codec_data/{train
 import json, os, random, re, subprocess, sys, glob
 import numpy as np, soundfile as sf
 
-OUT = "runs/codec_data"; os.makedirs(f"{OUT}/wav", exist_ok=True)
-random.seed(0)
-sents = []
-for f in glob.glob("/usr/share/games/fortunes/*"):
-    if "." in os.path.basename(f): continue
-    try: txt = open(f, encoding="utf-8", errors="ignore").read()
-    except IsADirectoryError: continue
-    for chunk in txt.split("\n%\n"):
-        s = " ".join(chunk.split())
-        if re.fullmatch(r"[A-Za-z ,.'?!;-]+", s) and 6 <= len(s.split()) <= 18 and "--" not in s:
-            sents.append(s)
-sents = sorted(set(sents)); random.shuffle(sents)
-print(len(sents), "sentences")
+OUT = "runs/codec_data"
+
+
+def fortune_sentences() -> list[str]:
+    """The 6-18-word plain fortunes, sorted then shuffled with the global `random` (seed it first)."""
+    sents = []
+    for f in glob.glob("/usr/share/games/fortunes/*"):
+        if "." in os.path.basename(f): continue
+        try: txt = open(f, encoding="utf-8", errors="ignore").read()
+        except IsADirectoryError: continue
+        for chunk in txt.split("\n%\n"):
+            s = " ".join(chunk.split())
+            if re.fullmatch(r"[A-Za-z ,.'?!;-]+", s) and 6 <= len(s.split()) <= 18 and "--" not in s:
+                sents.append(s)
+    sents = sorted(set(sents)); random.shuffle(sents)
+    return sents
+
+
 ESPEAK_TRAIN = ["en-us+m1","en-us+m3","en-us+f1","en-us+f3","en-gb+m2","en-gb+f2","en-gb-scotland+m4","en-029+m6","en-gb-x-rp+f4","en-gb-x-gbcwmd+m7"]
 TRAIN = [("espeak", v) for v in ESPEAK_TRAIN] + [("flite","awb"),("flite","kal16"),("festival","kal_diphone"),("festival","ked_diphone")]
 TEST = [("flite","rms"),("flite","slt"),("festival","cmu_us_slt_arctic_hts"),("piper","joe"),("espeak","en-us+f2"),("espeak","en-gb-x-gbclan+m5")]
-N_TRAIN = int(sys.argv[1]) if len(sys.argv) > 1 else 45
-N_TEST = 10
 
 def to16k(path):
+    """Rewrite a WAV as 16 kHz mono PCM-16, peak 0.7; -> its duration in seconds."""
     x, sr = sf.read(path, dtype="float32")
     if x.ndim > 1: x = x.mean(1)
     if sr != 16000:
@@ -63,19 +67,26 @@ def festival_batch(voice, items):
     subprocess.run(["festival", "-b", f"{OUT}/f.scm"], check=True)
     return [to16k(p) for _, p in items]
 
-k = 0
-for split, voices, n in [("test", TEST, N_TEST), ("train", TRAIN, N_TRAIN)]:
-    rows = []
-    for engine, voice in voices:
-        items = []
-        for _ in range(n):
-            items.append((sents[k], f"{OUT}/wav/{split}_{engine}_{voice.replace('+','_')}_{k:05d}.wav")); k += 1
-        if engine == "festival":
-            durs = festival_batch(voice, items)
-        else:
-            durs = [synth(engine, voice, t, p) for t, p in items]
-        rows += [dict(audio_filepath=os.path.abspath(p), duration=round(d, 3), text=t, voice=f"{engine}:{voice}") for (t, p), d in zip(items, durs)]
-        print(split, engine, voice, round(sum(durs)), "s", flush=True)
-    with open(f"{OUT}/{split}.jsonl", "w") as f:
-        for r in rows: f.write(json.dumps(r) + "\n")
-    print(split, len(rows), "utts", round(sum(r["duration"] for r in rows)/60, 1), "min")
+if __name__ == "__main__":
+    os.makedirs(f"{OUT}/wav", exist_ok=True)
+    random.seed(0)
+    sents = fortune_sentences()
+    print(len(sents), "sentences")
+    N_TRAIN = int(sys.argv[1]) if len(sys.argv) > 1 else 45
+    N_TEST = 10
+    k = 0
+    for split, voices, n in [("test", TEST, N_TEST), ("train", TRAIN, N_TRAIN)]:
+        rows = []
+        for engine, voice in voices:
+            items = []
+            for _ in range(n):
+                items.append((sents[k], f"{OUT}/wav/{split}_{engine}_{voice.replace('+','_')}_{k:05d}.wav")); k += 1
+            if engine == "festival":
+                durs = festival_batch(voice, items)
+            else:
+                durs = [synth(engine, voice, t, p) for t, p in items]
+            rows += [dict(audio_filepath=os.path.abspath(p), duration=round(d, 3), text=t, voice=f"{engine}:{voice}") for (t, p), d in zip(items, durs)]
+            print(split, engine, voice, round(sum(durs)), "s", flush=True)
+        with open(f"{OUT}/{split}.jsonl", "w") as f:
+            for r in rows: f.write(json.dumps(r) + "\n")
+        print(split, len(rows), "utts", round(sum(r["duration"] for r in rows)/60, 1), "min")

