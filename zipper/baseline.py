@@ -21,7 +21,7 @@ from torch import nn
 
 from towers.tower import Tower
 from towers.units import UnitTokenizer
-from zipper.model import Segment, ZipperOutput, loss_targets
+from zipper.model import Segment, ZipperOutput, check_prefix_ids, loss_targets
 
 
 @dataclass
@@ -43,9 +43,7 @@ class SingleDecoder(nn.Module):
         super().__init__()
         self.text = text
         self.text_prefix_ids = [int(i) for i in text_prefix_ids]  # forced after the text BOS, as ZipperConfig.prefix_ids
-        if any(not 0 <= i < text.vocab_size for i in self.text_prefix_ids) or text.eos_token_id in self.text_prefix_ids:
-            raise ValueError(f"text_prefix_ids {self.text_prefix_ids} must be ids below {text.vocab_size}, "
-                             f"without EOS {text.eos_token_id}")
+        check_prefix_ids(text, self.text_prefix_ids)
         self.speech = SpeechVocab(UnitTokenizer(n_units))
         self.text_vocab = text.vocab_size
         self.lm = text.model

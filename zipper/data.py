@@ -88,8 +88,9 @@ def make_segments(model, batch: Sequence[dict], task: str) -> list[Segment]:
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     sp, tx = model.tower("speech"), model.tower("text")
-    speech = pad_rows([speech_ids(sp, ex["units"], start=model.start_ids("speech")) for ex in batch], sp.pad_token_id)
-    text = pad_rows([text_ids(tx, ex["text"], start=model.start_ids("text")) for ex in batch], tx.pad_token_id)
+    sp_start, tx_start = model.start_ids("speech"), model.start_ids("text")
+    speech = pad_rows([speech_ids(sp, ex["units"], start=sp_start) for ex in batch], sp.pad_token_id)
+    text = pad_rows([text_ids(tx, ex["text"], start=tx_start) for ex in batch], tx.pad_token_id)
     if task == "asr":
         return [Segment("speech", *speech), Segment("text", *text, loss=True)]
     return [Segment("text", *text), Segment("speech", *speech, loss=True)]

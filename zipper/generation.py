@@ -3,8 +3,8 @@
 The prompt segments (e.g. the speech to transcribe) run once; each zip block's keys and values over
 them are computed once. The generating tower then decodes with its own KV cache, starting from its
 BOS token and the config's forced prefix (``model.start_ids``) and stopping at its EOS, after which
-the next output modality (if any) starts and attends to everything before it, the segment just generated included: [text, speech] writes text, then
-speaks it, as in the paper.
+the next output modality (if any) starts and attends to everything before it, the segment just
+generated included: [text, speech] writes text, then speaks it, as in the paper.
 
 ``use_cache=False`` re-runs the full forward over all segments at each step: the slow reference
 that the cached path must match.
@@ -44,7 +44,8 @@ def generate(model: "ZipperModel", prompt: Sequence["Segment"], output_modalitie
              top_k: int = 0, top_p: float = 1.0, num_beams: int = 1, length_penalty: float = 1.0,
              use_cache: bool = True, generator: torch.Generator | None = None) -> list["Segment"]:
     """Generate one segment per output modality. Returns Segments of generated tokens, without the
-    forced start (BOS + prefix) and EOS, right-padded with the tower's pad id; ``attention_mask`` marks the real tokens."""
+    forced start (BOS + prefix) and EOS, right-padded with the tower's pad id; ``attention_mask``
+    marks the real tokens."""
     from zipper.model import Segment
 
     model.check_segments(prompt)

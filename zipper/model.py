@@ -106,6 +106,14 @@ def _remove_hooks(handles) -> None:
         h.remove()
 
 
+def check_prefix_ids(tower: Tower, ids: Sequence[int]) -> None:
+    """Forced prefix ids must be tokens of the tower and never its EOS, which would end the segment
+    before it starts."""
+    if any(not 0 <= i < tower.vocab_size for i in ids) or tower.eos_token_id in ids:
+        raise ConfigError(f"prefix_ids {list(ids)} of tower {tower.modality!r} must be ids below its vocabulary "
+                          f"size {tower.vocab_size}, without its EOS {tower.eos_token_id}")
+
+
 def loss_targets(seg: Segment, start: torch.Tensor) -> torch.Tensor:
     """(B, T-1) which next-token targets of a segment count in the loss: real tokens, except the forced
     start (BOS + prefix) of rows that begin with it, like labels of -100 on an HF prompt."""
@@ -195,9 +203,7 @@ class ZipperModel(nn.Module):
                 raise ConfigError("towers do not match this zip: " + "; ".join(bad))
             setattr(config, name, actual)
         for t, ids in zip(towers, config.prefix_ids):
-            if any(i >= t.vocab_size for i in ids) or t.eos_token_id in ids:
-                raise ConfigError(f"prefix_ids {ids} of tower {t.modality!r} must be ids below its vocabulary "
-                                  f"size {t.vocab_size}, without its EOS {t.eos_token_id}")
+            check_prefix_ids(t, ids)
         for m in config.modalities:
             if config.num_heads and config.edges and any(dst == m for _, dst in config.edges):
                 width = towers[config.modalities.index(m)].hidden_size

@@ -32,8 +32,9 @@ def transcribe_units(model, units: Sequence[torch.Tensor], num_beams: int = 1, b
     sp, tx = model.tower("speech"), model.tower("text")
     out: list[str] = []
     step = 1 if num_beams > 1 else batch_size
+    start = model.start_ids("speech")
     for chunk in tqdm(list(_chunks(units, step)), desc="transcribing", disable=not progress):
-        ids, mask = pad_rows([speech_ids(sp, u, start=model.start_ids("speech")) for u in chunk], sp.pad_token_id)
+        ids, mask = pad_rows([speech_ids(sp, u, start=start) for u in chunk], sp.pad_token_id)
         # ~25 units/s of speech carry ~3 words/s (~4 tokens): a budget of units/3 + 10 tokens is ample
         budget = min(max_new_tokens, max(len(u) for u in chunk) // 3 + 10)
         gen = model.generate([Segment("speech", ids, mask)], ["text"], max_new_tokens=budget,
@@ -50,8 +51,9 @@ def speak_units(model, texts: Sequence[str], batch_size: int = 8, units_per_word
     """Texts -> generated speech units (unit ids, specials removed)."""
     sp, tx = model.tower("speech"), model.tower("text")
     out: list[torch.Tensor] = []
+    start = model.start_ids("text")
     for chunk in _chunks(list(texts), batch_size):
-        ids, mask = pad_rows([text_ids(tx, t, start=model.start_ids("text")) for t in chunk], tx.pad_token_id)
+        ids, mask = pad_rows([text_ids(tx, t, start=start) for t in chunk], tx.pad_token_id)
         budget = int(max(len(t.split()) for t in chunk) * units_per_word + 25)
         gen = model.generate([Segment("text", ids, mask)], ["speech"], max_new_tokens=budget, do_sample=do_sample,
                              temperature=temperature, top_k=top_k, generator=generator)[0]

@@ -100,5 +100,5 @@ def test_single_decoder_uses_the_same_start_and_persists_it(tmp_path):
     assert torch.equal(logits[:, 2:-1].argmax(-1)[real], gen.input_ids[real])
     model.save_pretrained(tmp_path / "sd")
     assert SingleDecoder.from_pretrained(tmp_path / "sd", text=text()).text_prefix_ids == TEXT_PREFIX
-    with pytest.raises(ValueError, match="without EOS"):
+    with pytest.raises(ValueError, match="without its EOS 2"):  # the same check as ZipperModel's
         SingleDecoder(text(), n_units=20, text_prefix_ids=[2])
