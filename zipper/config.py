@@ -45,6 +45,10 @@ class ZipperConfig:
     # the BOS position is a massive-activation attention sink (state norm ~25,000 vs ~600) that a zip
     # update cannot steer (recipes/diagnostics/README.md). E.g. [[], ids of "Text:"] for [speech, text].
     prefix_ids: list[list[int]] = field(default_factory=list)
+    # Auxiliary CTC loss (zipper/ctc.py) on these edges, e.g. ["speech->text"] for ASR: loss =
+    # (1 - ctc_weight) * attention NLL + ctc_weight * CTC. Empty / 0.0 = off (the paper's plain zip).
+    ctc_directions: list[str] = field(default_factory=list)
+    ctc_weight: float = 0.0
     # Recorded from the towers when the model is built; checked when a saved zip is loaded.
     tower_hidden_sizes: list[int] = field(default_factory=list)
     tower_num_layers: list[int] = field(default_factory=list)
@@ -76,6 +80,12 @@ class ZipperConfig:
             for m in getattr(self, name):
                 if m not in self.modalities:
                     raise ConfigError(f"{name} names {m!r}, not one of {self.modalities}")
+        for d in self.ctc_directions:
+            if d not in self.directions:
+                raise ConfigError(f"ctc_directions entry {d!r} is not one of the zip's directions {self.directions}")
+        if not 0.0 <= self.ctc_weight < 1.0 or bool(self.ctc_directions) != (self.ctc_weight > 0):
+            raise ConfigError(f"ctc_weight must be in (0, 1) when ctc_directions is given and 0 otherwise, got "
+                              f"ctc_weight={self.ctc_weight}, ctc_directions={self.ctc_directions}")
         if any(i < 0 for ids in self.prefix_ids for i in ids):
             raise ConfigError(f"prefix_ids must be token ids >= 0, got {self.prefix_ids}")
         if self.projection_layers < 1 or self.input_projection_layers < 1 or self.ffn_mult < 1:

@@ -36,6 +36,7 @@ from torch import nn
 from towers.safefile import safetensors_problem
 from towers.tower import Tower, load_tower
 from zipper.config import ConfigError, ZipperConfig
+from zipper.ctc import CTCHead, ctc_loss, ctc_targets
 from zipper.fusion import GatedCrossAttention, InputProjection
 
 logger = logging.getLogger("zipper")
@@ -69,6 +70,7 @@ class ZipperOutput:
     loss: torch.Tensor | None
     logits: list[torch.Tensor]  # one (B, T, V_modality) per segment
     num_loss_tokens: int = 0
+    ctc_loss: torch.Tensor | None = None  # the auxiliary CTC term (already mixed into ``loss``)
 
 
 @dataclass
@@ -151,6 +153,8 @@ class ZipperModel(nn.Module):
                                     config.ffn_mult, config.dropout)
                 for _ in self.zip_layers[dst]
             )
+        self.ctc_heads = nn.ModuleDict({f"{src}_to_{dst}": CTCHead(self.tower_objs[dst].hidden_size)
+                                        for src, dst in (d.split("->") for d in config.ctc_directions)})
         projected = (config.input_projection_towers or config.modalities) if config.input_projection else []
         self.input_projections = nn.ModuleDict(
             {m: InputProjection(self.tower_objs[m].hidden_size, config.input_projection_layers) for m in projected})
@@ -223,7 +227,7 @@ class ZipperModel(nn.Module):
         names = set()
         for name, _ in self.named_parameters():
             head, _, rest = name.partition(".")
-            if head in ("blocks", "input_projections"):
+            if head in ("blocks", "input_projections", "ctc_heads"):
                 names.add(name)
             elif head == "towers":
                 modality = rest.partition(".")[0]
@@ -296,6 +300,15 @@ class ZipperModel(nn.Module):
                 blocks.setdefault(layer, []).append((block, k, v, key_mask.repeat_interleave(repeat, 0)))
         return blocks
 
+    def ctc_log_probs(self, src: str, dst: str, done: _Done) -> torch.Tensor:
+        """(B, M, V_dst + 1) CTC log-probs of a finished ``src`` segment, read through the last zip
+        block's memory projection of the edge (zipper/ctc.py)."""
+        block, n = self.blocks[f"{src}_to_{dst}"][-1], len(self.zip_layers[dst]) - 1
+        states = done.states[self._aligned_layer(src, dst, n)]  # (B, M, D_src)
+        memory = block.mem_proj(block.mem_norm(states.to(block.q.weight.dtype)))  # (B, M, D_dst)
+        out_emb = self.tower_objs[dst].model.get_output_embeddings().weight  # (V_dst, D_dst)
+        return self.ctc_heads[f"{src}_to_{dst}"](memory, out_emb)
+
     def tower_forward(self, modality: str, input_ids: torch.Tensor, mask: torch.Tensor, memory: dict,
                       cache=None, past_mask: torch.Tensor | None = None, record: bool = True):
         """One tower over (B, T) tokens, zip blocks reading ``memory``; -> logits (B, T, V), states."""
@@ -353,9 +366,9 @@ class ZipperModel(nn.Module):
     def forward(self, segments: Sequence[Segment]) -> ZipperOutput:
         """Run the segments in order; loss = mean next-token NLL over the segments marked ``loss``."""
         self.check_segments(segments)
-        logits_out, _, _ = self.run_segments(segments)
-        total, count = None, 0
-        for s, logits in zip(segments, logits_out):
+        logits_out, history, _ = self.run_segments(segments)
+        total, count, ctc_terms = None, 0, []
+        for i, (s, logits) in enumerate(zip(segments, logits_out)):
             if s.loss:
                 target_mask = loss_targets(s, self.start_ids(s.modality))
                 nll = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), s.input_ids[:, 1:].flatten(),
@@ -363,8 +376,20 @@ class ZipperModel(nn.Module):
                 seg_total = (nll * target_mask.flatten()).sum()
                 total = seg_total if total is None else total + seg_total
                 count += int(target_mask.sum())
+                for src in self._ctc_sources(s.modality):
+                    done = [d for d in history[:i] if d.modality == src]
+                    if done:  # CTC from the latest earlier segment of the source to this one
+                        targets = ctc_targets(s.input_ids, target_mask, self.tower_objs[s.modality].eos_token_id)
+                        ctc_terms.append(ctc_loss(self.ctc_log_probs(src, s.modality, done[-1]), done[-1].mask,
+                                                  targets))
         loss = total / max(count, 1) if total is not None else None
-        return ZipperOutput(loss=loss, logits=logits_out, num_loss_tokens=count)
+        ctc = torch.stack(ctc_terms).mean() if ctc_terms else None
+        if ctc is not None and loss is not None:
+            loss = (1 - self.config.ctc_weight) * loss + self.config.ctc_weight * ctc
+        return ZipperOutput(loss=loss, logits=logits_out, num_loss_tokens=count, ctc_loss=ctc)
+
+    def _ctc_sources(self, dst: str) -> list[str]:
+        return [src for src, d in (e.split("->") for e in self.config.ctc_directions) if d == dst]
 
     def generate(self, prompt: Sequence[Segment], output_modalities: Sequence[str] = ("text",), **kwargs):
         """Generate the output modalities in turn after the prompt segments; see `zipper.generation`."""

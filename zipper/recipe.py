@@ -58,6 +58,9 @@ class RecipeConfig:
     # Forced after the text BOS in every text segment (ZipperConfig.prefix_ids; the baseline too), so the
     # first word is not predicted from SmolLM2's BOS attention sink. "" = none.
     text_prefix: str = "Text:"
+    # > 0: auxiliary CTC loss from the speech memory to the text tokens (hybrid CTC/attention, zipper/ctc.py);
+    # loss = (1 - w) * attention + w * CTC. Zipper ASR/joint only; the test WER of the CTC head is reported too.
+    ctc_weight: float = 0.0
     # training
     steps: int = 1000
     batch_size: int = 8
@@ -82,6 +85,8 @@ class RecipeConfig:
             raise ConfigError(f"model must be 'zipper' or 'single_decoder', got {self.model!r}")
         if not 0 < self.data_fraction <= 1:
             raise ConfigError(f"data_fraction must be in (0, 1], got {self.data_fraction}")
+        if self.ctc_weight and (self.model != "zipper" or "speech->text" not in self.directions):
+            raise ConfigError("ctc_weight needs model 'zipper' with the 'speech->text' direction")
 
     @classmethod
     def from_json(cls, path: str | Path) -> "RecipeConfig":
@@ -135,7 +140,8 @@ def build_zip(cfg: RecipeConfig, speech, text):
         projection_layers=cfg.projection_layers, ffn_mult=cfg.ffn_mult, input_projection=cfg.input_projection,
         input_projection_towers=cfg.input_projection_towers,
         frozen=[not cfg.train_speech_tower, True], lora_rank=cfg.lora_rank,
-        lora_towers=["speech"] if cfg.lora_rank else [], prefix_ids=[[], text_prefix_ids(cfg, text)])
+        lora_towers=["speech"] if cfg.lora_rank else [], prefix_ids=[[], text_prefix_ids(cfg, text)],
+        ctc_directions=["speech->text"] if cfg.ctc_weight else [], ctc_weight=cfg.ctc_weight)
 
 
 def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:
@@ -277,7 +283,7 @@ def _headline(results: dict) -> str:
     parts = []
     for k, v in m.items():
         if isinstance(v, dict):
-            parts += [f"{k}.{kk}={vv}" for kk, vv in v.items() if kk in ("wer", "cer", "judge_wer_vs_gold",
+            parts += [f"{k}.{kk}={vv}" for kk, vv in v.items() if kk in ("wer", "cer", "ctc_wer", "judge_wer_vs_gold",
                                                                          "judge_wer_vs_reference_transcript",
                                                                          "reference_audio_judge_wer", "dnsmos_ovrl",
                                                                          "reference_audio_dnsmos_ovrl")]

@@ -45,6 +45,28 @@ def transcribe_units(model, units: Sequence[torch.Tensor], num_beams: int = 1, b
 
 
 @torch.no_grad()
+def ctc_transcribe_units(model, units: Sequence[torch.Tensor], batch_size: int = 8) -> list[str]:
+    """Speech units -> transcripts by the zip's auxiliary CTC head alone (best path; zipper/ctc.py).
+
+    A diagnostic beside the attention decoder: it shows what the speech memory itself encodes."""
+    from zipper.ctc import ctc_greedy
+
+    sp, tx = model.tower("speech"), model.tower("text")
+    out: list[str] = []
+    start = model.start_ids("speech")
+    for chunk in _chunks(units, batch_size):
+        ids, mask = pad_rows([speech_ids(sp, u, start=start) for u in chunk], sp.pad_token_id)
+        _, history, _ = model.run_segments([Segment("speech", ids, mask)])
+        for row in ctc_greedy(model.ctc_log_probs("speech", "text", history[0]), history[0].mask):
+            out.append(tx.tokenizer.decode(row, skip_special_tokens=True).strip())
+    return out
+
+
+def has_ctc(model) -> bool:
+    return "speech->text" in getattr(getattr(model, "config", None), "ctc_directions", [])
+
+
+@torch.no_grad()
 def speak_units(model, texts: Sequence[str], batch_size: int = 8, units_per_word: float = 16.0,
                 do_sample: bool = False, temperature: float = 1.0, top_k: int = 0,
                 generator: torch.Generator | None = None) -> list[torch.Tensor]:
@@ -71,8 +93,15 @@ def asr_metrics(model, examples: Sequence[dict], num_beams: int = 1, batch_size:
     w, c = wer(refs, hyps), cer(refs, hyps)
     metrics = {"wer": round(100 * w.wer, 2), "cer": round(100 * c.cer, 2), "n_utts": len(refs),
                "n_words": w.n_ref_words}
+    if has_ctc(model):
+        ctc_hyps = map_sharded(lambda units: ctc_transcribe_units(model, units, batch_size=batch_size),
+                               [ex["units"] for ex in examples])
+        metrics["ctc_wer"] = round(100 * wer(refs, ctc_hyps).wer, 2)
     if show:
         metrics["examples"] = [{"ref": r, "hyp": h} for r, h in zip(refs[:show], hyps[:show])]
+        if has_ctc(model):
+            for ex, h in zip(metrics["examples"], ctc_hyps):
+                ex["ctc_hyp"] = h
     return metrics
 
 

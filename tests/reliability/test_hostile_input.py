@@ -95,7 +95,9 @@ def test_speak_handles_unknown_characters(model_dir, tmp_path, capsys):
 def test_train_and_eval_reject_bad_configs(tmp_path, capsys):
     bad = {"missing": None, "not json": "{oops", "a list": "[1, 2]", "unknown key": json.dumps({"taks": "asr"}),
            "code": json.dumps({"_target_": "os.system"}), "bad task": json.dumps({"task": "rm -rf"}),
-           "bad fraction": json.dumps({"data_fraction": 5})}
+           "bad fraction": json.dumps({"data_fraction": 5}),
+           "ctc on the baseline": json.dumps({"ctc_weight": 0.3, "model": "single_decoder"}),
+           "ctc without speech->text": json.dumps({"ctc_weight": 0.3, "task": "tts", "directions": ["text->speech"]})}
     for name, text in bad.items():
         path = tmp_path / f"{name.replace(' ', '_')}.json"
         if text is not None:

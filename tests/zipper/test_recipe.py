@@ -42,13 +42,13 @@ def test_pretrain_speech_tower(world):
 
 def test_asr_zip_resume_and_cli(world, capsys):
     root, base, _ = world
-    cfg = RecipeConfig(task="asr", out=str(root / "asr"), steps=2, **base)
+    cfg = RecipeConfig(task="asr", out=str(root / "asr"), steps=2, ctc_weight=0.3, **base)  # hybrid CTC/attention
     first = run(cfg, results_md=None)
     assert first["steps"] == 2 and first["params"]["trainable"] > 0
     cfg.steps = 3
     second = run(cfg, results_md=None)  # resumes from the step-2 checkpoint
     assert second["steps"] == 3 and (root / "asr" / "checkpoints" / "step-0000003" / "COMPLETE").exists()
-    assert set(second["metrics"]["test_asr_beam1"]) >= {"wer", "cer", "n_utts"}
+    assert set(second["metrics"]["test_asr_beam1"]) >= {"wer", "cer", "n_utts", "ctc_wer"}
     model = root / "asr" / "model"
     assert (model / "zipper.safetensors").exists() and (model / "codec" / "codec.safetensors").exists()
     saved = json.loads((model / "zipper_config.json").read_text())  # the default "Text:" prefix, persisted
@@ -56,6 +56,7 @@ def test_asr_zip_resume_and_cli(world, capsys):
 
     assert saved["prefix_ids"] == [[], load_tower(base["text_tower"]).tokenizer("Text:", add_special_tokens=False).input_ids]
     assert len(saved["prefix_ids"][1]) == 2
+    assert saved["ctc_directions"] == ["speech->text"] and saved["ctc_weight"] == 0.3
     wav = read_first_test_wav(root)
     assert cli(["transcribe", wav, "--model", str(model)]) == 0
     capsys.readouterr()

@@ -1,0 +1,70 @@
+"""Auxiliary CTC loss on a zip's source memory: hybrid CTC/attention training (ESPnet's ``ctc_weight``).
+
+In ASR the text tower must learn, through cross-attention alone, *where* in the speech the next
+word is. With little paired data an attention decoder on a strong LM tends not to learn that
+alignment and memorises sentences instead (recipes/diagnostics/README.md). CTC supplies the
+monotonic alignment signal directly (Watanabe et al., 2017, "Hybrid CTC/attention"):
+
+    m      = mem_proj(mem_norm(states))        # the source memory exactly as the last zip block reads it
+    logits = [W m @ E_dst^T ; blank(m)]        # (B, M, V_dst + 1): the destination's own output
+                                               # embeddings E_dst (frozen), plus a learned blank
+    loss   = (1 - w) * attention NLL + w * CTC(logits, destination tokens)
+
+The head shares the last zip block's memory projection, so the CTC signal shapes what the
+cross-attention reads even when both towers are frozen; with a trainable source tower (or LoRA) it
+trains that tower into an aligned encoder too. Only edges listed in ``ZipperConfig.ctc_directions``
+get a head (speech->text; CTC needs the source to be at least as long as the target).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class CTCHead(nn.Module):
+    """Maps projected source memory (B, M, D) to log-probs over the destination vocabulary + blank."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.proj = nn.Linear(dim, dim)
+        self.blank = nn.Linear(dim, 1)
+
+    def forward(self, memory: torch.Tensor, out_embeddings: torch.Tensor) -> torch.Tensor:
+        """memory (B, M, D), out_embeddings (V, D) -> log-probs (B, M, V + 1); blank = index V."""
+        h = self.proj(memory)  # (B, M, D)
+        logits = torch.cat([h @ out_embeddings.to(h.dtype).T, self.blank(h)], dim=-1)  # (B, M, V + 1)
+        return logits.float().log_softmax(-1)
+
+
+def ctc_targets(input_ids: torch.Tensor, keep: torch.Tensor, eos_token_id: int | None) -> list[torch.Tensor]:
+    """Per row, the destination tokens CTC must emit: the loss targets (input_ids[:, 1:] where ``keep``),
+    without EOS."""
+    ids = input_ids[:, 1:]  # (B, T-1)
+    keep = keep & (ids != eos_token_id) if eos_token_id is not None else keep
+    return [row[k] for row, k in zip(ids, keep)]
+
+
+def ctc_loss(log_probs: torch.Tensor, mask: torch.Tensor, targets: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Mean over rows of the per-target-token CTC loss. log_probs (B, M, V + 1), mask (B, M) bool.
+
+    A row whose speech is too short for its text (e.g. cropped in training) contributes zero rather
+    than infinity."""
+    blank = log_probs.shape[-1] - 1
+    lengths = torch.tensor([len(t) for t in targets], dtype=torch.long)
+    flat = torch.cat(list(targets)) if len(targets) else torch.zeros(0, dtype=torch.long)
+    return F.ctc_loss(log_probs.transpose(0, 1), flat, mask.sum(-1).long().cpu(), lengths, blank=blank,
+                      reduction="mean", zero_infinity=True)
+
+
+def ctc_greedy(log_probs: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
+    """Best-path decoding: argmax per frame, merge repeats, drop blanks and padding. -> token ids per row."""
+    blank = log_probs.shape[-1] - 1
+    out = []
+    for best, m in zip(log_probs.argmax(-1), mask.bool()):  # (M,), (M,)
+        best = best[m]
+        merged = torch.unique_consecutive(best)
+        out.append([int(t) for t in merged if t != blank])
+    return out
