@@ -1,14 +1,17 @@
 """Single-speaker decoder data: piper joe reading fortunes sentences that recipes/make_codec_data.py
 never used (neither its train nor its test split).
 
-    OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python recipes/make_codec_data_joe.py 1200   # ~10 min on a free core
+    OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python recipes/make_codec_data_joe.py 1200   # ~2-10 min on a free core
+    OMP_NUM_THREADS=1 .venv/bin/python recipes/make_codec_data_joe.py 2381 runs/codec_data_joe2k  # all 2,381 unused
+
+The optional second argument is the output directory (default runs/codec_data_joe).
 
 Same sentence source, filter and seeded shuffle as make_codec_data.py, which takes sentences
 [0, 760) for 60 test + 700 train utterances; this script takes [760, 760 + N) and also drops any
 sentence whose normalised text occurs in runs/codec_data/{test,train}.jsonl. Same synthesis call
 (``PiperVoice.synthesize_wav``, en_US-joe-medium, default speed) and post-processing (16 kHz mono
-PCM-16, peak 0.7) as the joe test clips. Writes runs/codec_data_joe/train.jsonl (audio_filepath,
-duration, text, voice) and the WAVs under runs/codec_data_joe/wav/. Re-running resumes (WAVs
+PCM-16, peak 0.7) as the joe test clips. Writes OUT/train.jsonl (audio_filepath,
+duration, text, voice) and the WAVs under OUT/wav/. Re-running resumes (WAVs
 already at 16 kHz are kept).
 """
 import glob, importlib.util, json, os, random, re, sys, wave
@@ -16,7 +19,7 @@ import soundfile as sf
 
 from make_codec_data import fortune_sentences, to16k  # recipes/ is sys.path[0] when run as a script
 
-OUT = "runs/codec_data_joe"; os.makedirs(f"{OUT}/wav", exist_ok=True)
+OUT = sys.argv[2] if len(sys.argv) > 2 else "runs/codec_data_joe"; os.makedirs(f"{OUT}/wav", exist_ok=True)
 random.seed(0)
 sents = fortune_sentences()  # the same list, in the same order, as make_codec_data.py
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 1200

@@ -20,9 +20,24 @@ import torch
 import torchaudio
 from torch import nn
 
-__all__ = ["LogMel", "GriffinLimVocoder", "LOG_FLOOR"]
+__all__ = ["LogMel", "GriffinLimVocoder", "LOG_FLOOR", "expand_variance"]
 
 LOG_FLOOR = 1e-5  # power floor before the log: log(1e-5) ~ -11.5 is "silence"
+
+
+def expand_variance(log_mel: torch.Tensor, scale: float, mode: str = "time") -> torch.Tensor:
+    """Variance-expansion post-filter for a decoded (over-smoothed) ``(T, n_mels)`` log-mel.
+
+    ``time``: each bin's deviation from its mean over the utterance is multiplied by ``scale`` (a
+    "global variance" post-filter); ``freq``: each frame's deviation from its mean over the bins
+    (spectral contrast). ``scale == 1`` returns the input unchanged.
+    """
+    if mode not in ("time", "freq"):
+        raise ValueError(f"mode must be 'time' or 'freq', got {mode!r}")
+    if scale == 1.0:
+        return log_mel
+    mean = log_mel.mean(0 if mode == "time" else 1, keepdim=True)  # (1, n_mels) or (T, 1)
+    return mean + scale * (log_mel - mean)
 
 
 class LogMel(nn.Module):

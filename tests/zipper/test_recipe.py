@@ -134,3 +134,12 @@ def test_asr_recipe_under_torchrun_two_processes(world):
     assert len(rows) == 1  # written by rank 0 only
     assert (root / "ddp" / "model" / "zipper.safetensors").exists()
     assert (root / "ddp" / "checkpoints" / "step-0000002" / "COMPLETE").exists()
+
+
+@pytest.mark.parametrize("path", sorted(p for p in (Path(__file__).parents[2] / "recipes" / "configs").glob("*.json")
+                                        if not p.name.startswith("codec_")), ids=lambda p: p.name)
+def test_shipped_recipe_configs_parse_and_name_their_command(path):
+    """Every recipe config loads as a RecipeConfig (known keys, valid values) and records the command that
+    runs it (the codec configs, for recipes/train_codec.py, carry it as `_command`)."""
+    cfg = RecipeConfig.from_json(path)
+    assert cfg.command.split()[-1] == f"recipes/configs/{path.name}", cfg.command
