@@ -4,7 +4,10 @@ never used (neither its train nor its test split).
     OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python recipes/make_codec_data_joe.py 1200   # ~2-10 min on a free core
     OMP_NUM_THREADS=1 .venv/bin/python recipes/make_codec_data_joe.py 2381 runs/codec_data_joe2k  # all 2,381 unused
 
-The optional second argument is the output directory (default runs/codec_data_joe).
+The optional second argument is the output directory (default runs/codec_data_joe). Only 2,381
+fortunes sentences are left after the 760 above; beyond that N takes GCIDE quotations
+(``towers.corpus.gcide_quotations``, cleaned by ``clean_sentences`` to 6-18 words, shuffled with seed 1),
+e.g. ``make_codec_data_joe.py 6000 runs/codec_data_joe6k``.
 
 Same sentence source, filter and seeded shuffle as make_codec_data.py, which takes sentences
 [0, 760) for 60 test + 700 train utterances; this script takes [760, 760 + N) and also drops any
@@ -27,6 +30,12 @@ norm = lambda s: " ".join(re.sub(r"[^a-z' ]", " ", s.lower()).split())
 used = {norm(json.loads(l)["text"]) for sp in ("test", "train") for l in open(f"runs/codec_data/{sp}.jsonl") if l.strip()}
 assert {norm(s) for s in sents[:760]} == used, "make_codec_data.py sentence order changed"
 pool = [s for s in sents[760:] if norm(s) not in used][:N]
+if len(pool) < N:  # fortunes exhausted: continue with GCIDE quotations
+    from towers.corpus import clean_sentences, gcide_quotations
+    extra = clean_sentences(gcide_quotations(), 6, 18)
+    random.Random(1).shuffle(extra)
+    seen = used | {norm(s) for s in pool}
+    pool += [s for s in extra if norm(s) not in seen][: N - len(pool)]
 print(len(sents), "sentences;", len(pool), "new ones for joe")
 
 from piper import PiperVoice
