@@ -19,7 +19,10 @@ def main(argv=None):
     ap.add_argument("--voice", default="piper:joe", help="the voice split out (default piper:joe)")
     args = ap.parse_args(argv)
     for d in args.evals:
-        items = json.loads((Path(d) / "results.json").read_text())["items"]
+        path = Path(d) / "results.json"
+        if not path.is_file():
+            ap.error(f"{path} does not exist: run recipes/eval_codec.py --out {d} first")
+        items = json.loads(path.read_text())["items"]
         held = [i for i in items if i["set"].startswith("held-out")]
         groups = [("all", held), (f"not {args.voice}", [i for i in held if i["voice"] != args.voice]),
                   (args.voice, [i for i in held if i["voice"] == args.voice]),

@@ -82,13 +82,19 @@ __all__ = [
     "CONFIG_NAME",
     "WEIGHTS_NAME",
     "DEFAULT_CODEC_DIR",
+    "SHIPPED_CODECS",
     "load_default_codec",
+    "load_codec",
 ]
 
 CONFIG_NAME = "codec_config.json"
 WEIGHTS_NAME = "codec.safetensors"
 FORMAT_VERSION = 1
 DEFAULT_CODEC_DIR = Path(__file__).parent / "assets" / "codec-default"
+# Codecs shipped in towers/assets, by the name configs and the CLI accept in place of a directory.
+# "whisper-joe": k-means over Whisper-base encoder states (50 units/s, needs the offline Whisper-base
+# files at encode time) with a decoder trained on one voice (piper joe); see recipes/RESULTS_codec.md.
+SHIPPED_CODECS = {"default": DEFAULT_CODEC_DIR, "whisper-joe": DEFAULT_CODEC_DIR.parent / "codec-whisper-joe"}
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".npy", ".npz", ".joblib")
 
 CODEC_TYPES: dict[str, type["SpeechCodec"]] = {}
@@ -377,3 +383,13 @@ class MelUnitCodec(SpeechCodec):
 def load_default_codec() -> SpeechCodec:
     """The codec shipped in ``towers/assets/codec-default`` (trained by ``recipes/train_codec.py``)."""
     return SpeechCodec.from_pretrained(DEFAULT_CODEC_DIR)
+
+
+def load_codec(ref: str | os.PathLike) -> SpeechCodec:
+    """A shipped codec by name (:data:`SHIPPED_CODECS`: ``"default"``, ``"whisper-joe"``) or a codec directory."""
+    if isinstance(ref, str) and ref in SHIPPED_CODECS:
+        return SpeechCodec.from_pretrained(SHIPPED_CODECS[ref])
+    if not Path(ref).is_dir():
+        raise FileNotFoundError(f"codec {str(ref)!r} is neither a shipped codec name ({sorted(SHIPPED_CODECS)}) "
+                                f"nor a directory")
+    return SpeechCodec.from_pretrained(ref)

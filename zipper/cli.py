@@ -84,7 +84,8 @@ def cmd_eval(a) -> int:
     import json
 
     from zipper.data import librivox_examples, load_split
-    from zipper.recipe import RecipeConfig, load_codec
+    from towers.codec import load_codec
+    from zipper.recipe import RecipeConfig
     from zipper.tasks import asr_metrics, tts_metrics
 
     cfg = RecipeConfig.from_json(a.config)
@@ -127,12 +128,12 @@ def cmd_data_build(a) -> int:
 
 def cmd_codec_roundtrip(a) -> int:
     from towers.audio import load_audio, save_audio
-    from towers.codec import SpeechCodec, load_default_codec
+    from towers.codec import load_codec
 
     out = Path(a.output)
     if out.exists() and not a.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    codec = load_default_codec() if a.codec == "default" else SpeechCodec.from_pretrained(a.codec)
+    codec = load_codec(a.codec)
     wave, sr = load_audio(a.audio, target_sr=codec.sample_rate, max_seconds=a.max_seconds)
     units = codec.encode(wave, sr)
     rebuilt, rate = codec.decode(units)
@@ -194,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt = csub.add_parser("roundtrip", help="audio -> units -> audio, to hear what the codec keeps")
     rt.add_argument("audio", help="input audio file")
     rt.add_argument("-o", "--output", required=True, help="output .wav path")
-    rt.add_argument("--codec", default="default", help="codec directory (default: the shipped codec)")
+    rt.add_argument("--codec", default="default", help="a shipped codec name (default, whisper-joe) or a codec directory (default: the shipped mel codec)")
     rt.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     rt.add_argument("--max-seconds", type=float, default=60.0, help="refuse longer audio")
     rt.set_defaults(fn=cmd_codec_roundtrip)

@@ -27,7 +27,8 @@ def run_demo(out: str = "runs/demo", minutes: float = 5.0, corpus_hours: float =
     from towers.corpus import build_corpus
     from towers.judges import WhisperJudge, wer
     from zipper.data import librivox_examples, load_split
-    from zipper.recipe import RecipeConfig, load_codec, run
+    from towers.codec import load_codec
+    from zipper.recipe import RecipeConfig, run
     from zipper.tasks import asr_metrics, speak_units, transcribe_units
 
     t0 = time.time()

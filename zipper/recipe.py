@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from towers.codec import load_codec
 from zipper.config import ConfigError
 from zipper.distributed import barrier, is_main_process
 from zipper.train import TrainConfig, fit
@@ -40,7 +41,7 @@ class RecipeConfig:
     out: str = "runs/asr"
     corpus: str = "data/corpus-small"
     corpus_size: str = "small"  # built with towers.corpus if the corpus directory is missing
-    codec: str = "default"  # "default" = towers/assets/codec-default, or a codec directory
+    codec: str = "default"  # a shipped codec ("default", "whisper-joe": towers.codec.SHIPPED_CODECS) or a directory
     text_tower: str = "smollm2-135m"
     speech_tower: str = "runs/speech-tower"  # read by asr/tts/joint, written by pretrain_speech
     speech_tower_size: str = "tiny"  # pretrain_speech: tiny | small | base
@@ -104,12 +105,6 @@ class RecipeConfig:
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, warmup_steps=self.warmup_steps,
                            eval_every=self.eval_every, save_every=max(self.eval_every, self.steps // 4) or self.steps,
                            seed=self.seed, max_minutes=self.max_minutes, gate_lr_mult=self.gate_lr_mult)
-
-
-def load_codec(ref: str):
-    from towers.codec import SpeechCodec, load_default_codec
-
-    return load_default_codec() if ref == "default" else SpeechCodec.from_pretrained(ref)
 
 
 def ensure_corpus(cfg: RecipeConfig) -> Path:

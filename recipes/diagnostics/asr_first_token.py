@@ -9,7 +9,8 @@ another utterance's speech.
 import torch
 from safetensors.torch import load_file
 from towers import load_tower
-from zipper.recipe import RecipeConfig, build_zip, load_codec
+from towers.codec import load_codec
+from zipper.recipe import RecipeConfig, build_zip
 from zipper.data import load_split, make_segments
 torch.set_num_threads(2)
 cfg = RecipeConfig(task="asr", speech_tower="runs/speech-tower-small", text_prefix="", cross_attention_interval_speech=1,

@@ -10,7 +10,8 @@ INPUT_PROJ: "all" or the one tower that gets the input projection ("text").
 import sys, time, json
 import torch
 from towers import load_tower
-from zipper.recipe import RecipeConfig, build_zip, load_codec
+from towers.codec import load_codec
+from zipper.recipe import RecipeConfig, build_zip
 from zipper.data import load_split, batches, make_segments
 from zipper.tasks import asr_metrics
 from zipper.train import TrainConfig, fit

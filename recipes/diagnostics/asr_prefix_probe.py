@@ -16,7 +16,8 @@ import torch
 
 import zipper.data as data
 from towers import load_tower
-from zipper.recipe import RecipeConfig, build_zip, load_codec, text_prefix_ids
+from towers.codec import load_codec
+from zipper.recipe import RecipeConfig, build_zip, text_prefix_ids
 from zipper.train import TrainConfig, fit
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
