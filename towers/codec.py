@@ -162,6 +162,13 @@ class SpeechCodec(ABC):
     def from_config_and_tensors(cls, config: dict, tensors: dict[str, torch.Tensor]) -> "SpeechCodec":
         """Inverse of :meth:`config_dict` + :meth:`state_tensors`."""
 
+    def unit_encoder_state(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        """What :meth:`encode` depends on: (config entries, tensors). Codecs of one type with equal
+        unit-encoder state give equal units, so unit caches are keyed on it
+        (:func:`zipper.data.codec_id`). The default is the whole codec. A subclass with a separate
+        decoder returns only the encoder's part, so a codec with a retrained decoder keeps the caches."""
+        return self.config_dict(), self.state_tensors()
+
     # ---- shared behaviour -----------------------------------------------------------------
     def encode(self, wave, sample_rate: int) -> torch.Tensor:
         """Waveform (any rate/layout :func:`towers.audio.preprocess` takes) -> int64 ``(T_units,)``.
@@ -194,18 +201,20 @@ class SpeechCodec(ABC):
             raise ValueError(f"unit ids must be in [0, {self.vocab_size}), got range [{lo}, {hi}]")
         return u
 
-    def save_pretrained(self, directory: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+    def save_pretrained(self, directory: str | os.PathLike, dtype: torch.dtype | None = None,
+                        keep: Sequence[str] = ()) -> Path:
         """Write ``codec_config.json`` + ``codec.safetensors`` into ``directory`` (created).
 
         ``dtype=torch.float16`` stores floating tensors at half size (they load back as float32;
-        a reloaded codec then equals itself across further save/load cycles).
+        a reloaded codec then equals itself across further save/load cycles). Tensors named in
+        ``keep`` stay at full precision, e.g. ``keep=("centroids",)`` so the units are unchanged.
         """
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         config = {"codec_type": self.codec_type, "format_version": FORMAT_VERSION, **self.config_dict()}
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_tensors().items()}
         if dtype is not None:
-            tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+            tensors = {k: v.to(dtype) if v.is_floating_point() and k not in keep else v for k, v in tensors.items()}
         save_file(tensors, str(d / WEIGHTS_NAME), metadata={"codec_type": self.codec_type})
         (d / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         return d
@@ -359,6 +368,10 @@ class MelUnitCodec(SpeechCodec):
     # ---- persistence ----------------------------------------------------------------------
     def config_dict(self) -> dict:
         return asdict(self.config)
+
+    def unit_encoder_state(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        keys = ("sample_rate", "n_fft", "hop_length", "n_mels", "f_max", "stride", "context", "mean_norm", "vocab_size")
+        return {k: getattr(self.config, k) for k in keys}, {"centroids": self.centroids, "feat_std": self.feat_std}
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         t = {"centroids": self.centroids, "feat_std": self.feat_std}

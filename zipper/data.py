@@ -21,11 +21,13 @@ TASKS = ("asr", "tts")  # asr: [speech] -> [text]; tts: [text] -> [speech]
 
 
 def codec_id(codec) -> str:
-    """A short id of a codec's weights and config (names its unit cache)."""
-    h = hashlib.sha256(json.dumps(codec.config_dict(), sort_keys=True, default=str).encode())
-    for k, v in sorted(codec.state_tensors().items()):
+    """A short id of what a codec's units depend on (its type and ``unit_encoder_state()``; not its
+    decoder), naming its unit cache: a codec with a retrained decoder reuses the cached units."""
+    config, tensors = codec.unit_encoder_state()
+    h = hashlib.sha256(json.dumps([codec.codec_type, config], sort_keys=True, default=str).encode())
+    for k, v in sorted(tensors.items()):
         h.update(k.encode())
-        h.update(v.detach().float().cpu().numpy().tobytes()[:4096])
+        h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:12]
 
 

@@ -92,6 +92,23 @@ def test_half_precision_save_is_stable(codec, wave, tmp_path):
     assert torch.equal(a.decode(u)[0], b.decode(u)[0])
 
 
+def test_half_precision_save_can_keep_the_unit_encoder_exact(codec, tmp_path):
+    codec.save_pretrained(tmp_path / "k", dtype=torch.float16, keep=("centroids", "feat_std"))
+    k = SpeechCodec.from_pretrained(tmp_path / "k")
+    assert torch.equal(k.centroids, codec.centroids) and torch.equal(k.feat_std, codec.feat_std)
+    w = next(iter(k.decoder.state_dict().values()))
+    assert torch.equal(w, w.half().float())  # the decoder was stored in float16
+
+
+def test_load_codec_by_name_or_directory(codec, tmp_path):
+    from towers.codec import load_codec
+
+    codec.save_pretrained(tmp_path / "c")
+    assert torch.equal(load_codec(tmp_path / "c").centroids, codec.centroids)
+    with pytest.raises(FileNotFoundError, match="neither a shipped codec name"):
+        load_codec("no-such-codec")
+
+
 class _Boom:
     """Unpickling this writes a marker file: proof that someone unpickled it."""
 
