@@ -182,6 +182,16 @@ def test_shipped_default_codec_loads_and_roundtrips(wave):
     assert torch.isfinite(out).all() and abs(out.numel() / sr - 25 / c.units_per_second) < 0.1
 
 
+def test_shipped_whisper_joe_codec_loads_by_name_and_decodes():
+    from towers.codec import load_codec
+
+    c = load_codec("whisper-joe")
+    assert c.codec_type == "whisper_kmeans" and c.vocab_size == 1024 and c.units_per_second == 50
+    assert not torch.equal(c.centroids, c.centroids.half().float())  # centroids kept at full precision
+    out, sr = c.decode(torch.arange(3, 53))  # one second of units: decoder + Griffin-Lim, no Whisper needed
+    assert sr == 16_000 and torch.isfinite(out).all() and abs(out.numel() / sr - 1.0) < 0.05
+
+
 def test_units_from_reuses_the_unit_encoder_and_trains_only_the_decoder(codec):
     from towers.codec_train import train_mel_unit_codec
 
