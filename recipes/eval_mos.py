@@ -63,7 +63,7 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=20, help="first N manifest rows (0: all)")
     ap.add_argument("--librivox", action="store_true", help="also score the 5 pocketsphinx-testdata LibriVox clips")
     ap.add_argument("--roundtrip", action="store_true", help="also score decode(encode(x)) through the codec")
-    ap.add_argument("--codec", help="codec directory (SpeechCodec.from_pretrained); default: the shipped codec")
+    ap.add_argument("--codec", help="codec directory or shipped codec name (default, whisper-joe); default: default")
     ap.add_argument("--personalized", action="store_true", help="personalized DNSMOS P.835 model")
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime / torch CPU threads")
     ap.add_argument("--out", help="output directory for results.json")
@@ -77,10 +77,10 @@ def main(argv=None):
     if args.roundtrip:
         import torch
 
-        from towers.codec import SpeechCodec, load_default_codec
+        from towers.codec import load_codec
 
         torch.set_num_threads(args.threads)
-        codec = SpeechCodec.from_pretrained(args.codec) if args.codec else load_default_codec()
+        codec = load_codec(args.codec or "default")
 
     t0 = time.time()
     rows, clips = [], []
