@@ -60,7 +60,7 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -273,6 +273,10 @@ class SpeechCodec(ABC):
 class MelUnitCodecConfig:
     """Hyper-parameters of :class:`MelUnitCodec` (stored in ``codec_config.json``)."""
 
+    # the fields the units depend on (the rest configure the decoder and vocoder)
+    UNIT_FIELDS: ClassVar[tuple[str, ...]] = ("sample_rate", "n_fft", "hop_length", "n_mels", "f_max", "stride",
+                                              "context", "mean_norm", "vocab_size")
+
     sample_rate: int = 16_000
     n_fft: int = 1024
     hop_length: int = 320  # 20 ms -> 50 mel frames/s
@@ -370,8 +374,8 @@ class MelUnitCodec(SpeechCodec):
         return asdict(self.config)
 
     def unit_encoder_state(self) -> tuple[dict, dict[str, torch.Tensor]]:
-        keys = ("sample_rate", "n_fft", "hop_length", "n_mels", "f_max", "stride", "context", "mean_norm", "vocab_size")
-        return {k: getattr(self.config, k) for k in keys}, {"centroids": self.centroids, "feat_std": self.feat_std}
+        return ({k: getattr(self.config, k) for k in MelUnitCodecConfig.UNIT_FIELDS},
+                {"centroids": self.centroids, "feat_std": self.feat_std})
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         t = {"centroids": self.centroids, "feat_std": self.feat_std}

@@ -51,9 +51,7 @@ def train_mel_unit_codec(
     """
     c = config or MelUnitCodecConfig()
     if units_from is not None:
-        keys = ("sample_rate", "n_fft", "hop_length", "n_mels", "f_max", "stride", "context", "mean_norm",
-                "vocab_size")
-        diff = {k: (getattr(c, k), getattr(units_from.config, k)) for k in keys
+        diff = {k: (getattr(c, k), getattr(units_from.config, k)) for k in MelUnitCodecConfig.UNIT_FIELDS
                 if getattr(c, k) != getattr(units_from.config, k)}
         if diff:
             raise ValueError(f"units_from codec has other unit settings (config, units_from): {diff}")

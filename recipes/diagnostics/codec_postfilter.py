@@ -22,19 +22,21 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # recipes/: eval_codec
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from towers.audio import load_audio  # noqa: E402
-from towers.codec import SpeechCodec  # noqa: E402
+from eval_codec import load_items  # noqa: E402
+from towers.codec import load_codec  # noqa: E402
 from towers.judges import WhisperJudge, normalize_text, wer  # noqa: E402
 from towers.vocoder import expand_variance  # noqa: E402
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--codec", required=True, help="codec directory with a mel decoder (decode_mel)")
+    ap.add_argument("--codec", required=True, help="codec directory or shipped codec name, with a mel decoder (decode_mel)")
     ap.add_argument("--manifest", required=True, help="JSONL of held-out utterances (audio_filepath, text, voice)")
     ap.add_argument("--n", type=int, default=0, help="first N rows only (0: all)")
     ap.add_argument("--scales", type=float, nargs="+", default=[1.0, 1.2, 1.4], help="variance scales to try")
@@ -44,16 +46,16 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    codec = SpeechCodec.from_pretrained(args.codec)
+    codec = load_codec(args.codec)
     judge = WhisperJudge(cpu_threads=args.threads)
-    rows = [json.loads(x) for x in Path(args.manifest).read_text().splitlines() if x.strip()][: args.n or None]
+    rows = load_items(args.manifest, args.n, librivox=False)  # manifest paths resolved as eval_codec.py does
     variants = [("time", 1.0)] + [(m, s) for m in args.modes for s in args.scales if s != 1.0]
     hyps = {f"{m}:{s:g}": [] for m, s in variants}
     refs, std_dec, std_real, t0 = [], [], [], time.time()
     from tqdm import tqdm
 
     for r in tqdm(rows, desc="decode/judge", mininterval=5):
-        x, sr = load_audio(r["audio_filepath"], target_sr=codec.sample_rate)
+        x, sr = load_audio(r["path"], target_sr=codec.sample_rate)
         mel = codec.decode_mel(codec.encode(x, sr))  # (T, n_mels)
         real = codec.mel(torch.from_numpy(x))  # (T', n_mels)
         std_dec.append(mel.std(0))
