@@ -90,6 +90,9 @@ def main(argv=None):
     ap.add_argument("--units-from", metavar="CODEC_DIR",
                     help="reuse this trained codec's units (centroids; same codec_type): skip k-means, train "
                          "only the decoder")
+    ap.add_argument("--decoder-from", metavar="CODEC_DIR",
+                    help="start the decoder from this codec's decoder weights (fine-tuning; same decoder config), "
+                         "e.g. with --set train.adv_weight=... and a lower --set train.lr=...")
     ap.add_argument("--states-cache", metavar="FILE.safetensors",
                     help="whisper_kmeans: load the encoder states from this file if it was written for the same "
                          "audio files, else compute and write them")
@@ -134,6 +137,13 @@ def main(argv=None):
         if src.codec_type != codec_type:
             ap.error(f"--units-from {args.units_from} is a {src.codec_type!r} codec, config says {codec_type!r}")
         extra["units_from"] = src
+    if args.decoder_from:
+        from towers.codec import SpeechCodec
+
+        init = SpeechCodec.from_pretrained(args.decoder_from)
+        if init.codec_type != codec_type:
+            ap.error(f"--decoder-from {args.decoder_from} is a {init.codec_type!r} codec, config says {codec_type!r}")
+        extra["init_decoder"] = init.decoder.state_dict()
     if args.states_cache:
         if codec_type != "whisper_kmeans":
             ap.error("--states-cache is for codec_type whisper_kmeans")

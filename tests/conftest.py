@@ -68,3 +68,21 @@ def pair():
     """A llama speech tower (4 layers, width 32) and a gpt_neox text tower (3 layers, width 48)."""
     return tiny_tower("llama", "speech", vocab=40, hidden=32, layers=4, seed=1), \
         tiny_tower("gpt_neox", "text", vocab=56, hidden=48, layers=3, seed=2)
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    """SmolLM2-135M's real tokenizer, loaded once per test session (~25 s: it comes out of the GGUF file)."""
+    from towers import load_tower
+
+    return load_tower("smollm2-135m").tokenizer
+
+
+def tiny_text_tower(tokenizer, seed: int = 0) -> Tower:
+    """A tiny random Llama carrying a real tokenizer: real tokenisation and text handling at test speed."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    return Tower(LlamaForCausalLM(config).eval(), "text", tokenizer)

@@ -41,13 +41,18 @@ def train_mel_unit_codec(
     progress: bool = True,
     log_every: int = 100,
     units_from: MelUnitCodec | None = None,
+    init_decoder: dict | None = None,
+    delta_weight: float = 0.0,
+    adv_weight: float = 0.0,
+    fm_weight: float = 0.0,
 ) -> MelUnitCodec:
     """Train a :class:`MelUnitCodec` on ``waves`` (numpy/tensor ``(n,)``, all at ``sample_rate``).
 
     ``units_from``: a trained codec whose unit encoder (``centroids``, ``feat_std``) is copied
     instead of fitting k-means, so only the decoder is trained (e.g. a single-speaker decoder for
     the same units). Its unit fields (rates, mel, ``stride``/``context``/``mean_norm``, vocab) must
-    equal ``config``'s.
+    equal ``config``'s. ``init_decoder``: a decoder state dict to start from (fine-tuning) instead of
+    a random decoder. ``delta_weight``, ``adv_weight``, ``fm_weight``: see :func:`train_unit_decoder`.
     """
     c = config or MelUnitCodecConfig()
     if units_from is not None:
@@ -91,23 +96,36 @@ def train_mel_unit_codec(
         print(f"[codec] k-means {time.time() - t0:.1f}s, {used}/{c.vocab_size} units used", flush=True)
 
     # ---- decoder ----
+    if init_decoder is not None:
+        shell.decoder.load_state_dict({k: v.float() for k, v in init_decoder.items()})
     train_unit_decoder(shell.decoder, units, mels, c.stride, dec_steps, batch_size, crop_units, lr, seed,
-                       progress, log_every)
+                       progress, log_every, delta_weight, adv_weight, fm_weight)
     return shell
 
 
 def train_unit_decoder(dec, units: list, mels: list, stride: int, dec_steps: int = 2_000, batch_size: int = 16,
                        crop_units: int = 48, lr: float = 2e-3, seed: int = 0, progress: bool = True,
-                       log_every: int = 100) -> None:
+                       log_every: int = 100, delta_weight: float = 0.0, adv_weight: float = 0.0,
+                       fm_weight: float = 0.0) -> None:
     """Fit ``dec`` (:class:`UnitToMel`) in place: L1 between ``dec(units crop)`` and the real log-mel.
 
     ``units[i]`` is ``(U_i,)``, ``mels[i]`` is ``(>= U_i * stride - stride + 1, n_mels)``.
+    Optional terms against over-smoothing (``towers.mel_discriminator``): ``delta_weight`` x L1 of the
+    mel's time/frequency differences; ``adv_weight`` x least-squares GAN loss of a patch discriminator
+    on the log-mel, plus ``fm_weight`` x its feature-matching loss (the discriminator is trained
+    alongside, with the same learning-rate schedule).
     """
+    from towers.mel_discriminator import MelDiscriminator, delta_l1, feature_matching, lsgan_d_loss, lsgan_g_loss
+
     dec.train()
     opt = torch.optim.AdamW(dec.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, dec_steps))))
-    )
+    schedule = lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, dec_steps))))  # noqa: E731
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    disc = d_opt = d_sched = None
+    if adv_weight > 0 or fm_weight > 0:
+        disc = MelDiscriminator()
+        d_opt = torch.optim.AdamW(disc.parameters(), lr=lr, betas=(0.8, 0.99))
+        d_sched = torch.optim.lr_scheduler.LambdaLR(d_opt, schedule)
     crop = min(crop_units, min(u.shape[0] for u in units))
     pairs = [(u, m) for u, m in zip(units, mels) if u.shape[0] >= crop]
     lengths = torch.tensor([u.shape[0] - crop + 1 for u, _ in pairs], dtype=torch.float)
@@ -130,15 +148,30 @@ def train_unit_decoder(dec, units: list, mels: list, stride: int, dec_steps: int
                 m_crop = torch.cat([m_crop, m_crop[-1:].expand(crop * stride - m_crop.shape[0], -1)])
             m_b.append(m_crop)
         u_b, m_b = torch.stack(u_b), torch.stack(m_b)  # (B, crop), (B, crop * stride, n_mels)
-        loss = (dec(u_b) - m_b).abs().mean()
+        pred = dec(u_b)  # (B, crop * stride, n_mels)
+        l1 = loss = (pred - m_b).abs().mean()
+        if delta_weight > 0:
+            loss = loss + delta_weight * delta_l1(pred, m_b)
+        if disc is not None:
+            d_real, f_real = disc(m_b)
+            d_loss = lsgan_d_loss(d_real, disc(pred.detach())[0])
+            d_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            d_opt.step()
+            d_sched.step()
+            # decoder step against the updated discriminator (its grads from here are cleared before its
+            # next step); feature matching reuses the real features from before its update
+            d_fake, f_fake = disc(pred)
+            loss = loss + adv_weight * lsgan_g_loss(d_fake) + fm_weight * feature_matching(f_real, f_fake)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(dec.parameters(), 1.0)
         opt.step()
         sched.step()
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        running = l1.item() if running is None else 0.98 * running + 0.02 * l1.item()
         if progress and (step + 1) % log_every == 0:
-            print(f"[codec] step {step + 1}/{dec_steps} L1 {running:.3f} ({time.time() - t0:.0f}s)", flush=True)
+            gan = f" D {d_loss.item():.3f} G_adv {lsgan_g_loss(d_fake).item():.3f}" if disc is not None else ""
+            print(f"[codec] step {step + 1}/{dec_steps} L1 {running:.3f}{gan} ({time.time() - t0:.0f}s)", flush=True)
     dec.eval()
 
 
@@ -171,14 +204,17 @@ def train_tiny_codec(waves: Sequence | None = None, sample_rate: int = 16_000, s
 def train_whisper_unit_codec(waves: Sequence, sample_rate: int = 16_000, config=None, kmeans_iters: int = 20,
                              kmeans_max_points: int = 200_000, dec_steps: int = 1_500, batch_size: int = 12,
                              crop_units: int = 96, lr: float = 2e-3, seed: int = 0, progress: bool = True,
-                             log_every: int = 100, units_from=None, states: Sequence | None = None):
+                             log_every: int = 100, units_from=None, states: Sequence | None = None,
+                             init_decoder: dict | None = None, delta_weight: float = 0.0, adv_weight: float = 0.0,
+                             fm_weight: float = 0.0):
     """Train a :class:`towers.whisper_units.WhisperUnitCodec`: k-means over Whisper-base encoder
     states, then the unit -> mel decoder (same trainer as the default codec).
 
     ``units_from``: a trained ``WhisperUnitCodec`` whose ``centroids`` are copied instead of fitting
     k-means (same units; only the decoder is trained, e.g. on a single target speaker).
     ``states``: the clips' encoder states if already computed (``whisper_states(waves)``, cached),
-    one ``(ceil(n_i / 320), 512)`` tensor per wave.
+    one ``(ceil(n_i / 320), 512)`` tensor per wave. ``init_decoder``, ``delta_weight``, ``adv_weight``,
+    ``fm_weight``: as in :func:`train_mel_unit_codec`.
     """
     from towers.whisper_units import WhisperUnitCodec, WhisperUnitCodecConfig, whisper_states
 
@@ -206,6 +242,8 @@ def train_whisper_unit_codec(waves: Sequence, sample_rate: int = 16_000, config=
             pts = pts[torch.randperm(pts.shape[0], generator=torch.Generator().manual_seed(seed))[:kmeans_max_points]]
         shell.centroids = fit_kmeans(pts, c.vocab_size, n_iter=kmeans_iters, seed=seed, progress=progress)
     units = [assign(s, shell.centroids) for s in states]
+    if init_decoder is not None:
+        shell.decoder.load_state_dict({k: v.float() for k, v in init_decoder.items()})
     train_unit_decoder(shell.decoder, units, mels, 1, dec_steps, batch_size, crop_units, lr, seed, progress,
-                       log_every)
+                       log_every, delta_weight, adv_weight, fm_weight)
     return shell

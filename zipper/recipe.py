@@ -229,7 +229,10 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
     def evaluate() -> dict:
         metrics = {}
         if "asr" in tasks:
-            metrics["dev_wer"] = asr_metrics(model, dev)["wer"]
+            m = asr_metrics(model, dev)
+            metrics["dev_wer"] = m["wer"]
+            if "speech_info" in m:  # nats/token the matched speech saves (zipper.tasks.speech_use)
+                metrics["dev_speech_info"] = m["speech_info"]
         if "tts" in tasks:  # the speech tower's loss on dev is the cheap TTS signal
             with torch.no_grad():
                 metrics["dev_tts_loss"] = round(model(make_segments(model, dev[:16], "tts")).loss.item(), 3)
@@ -275,13 +278,12 @@ def git_hash() -> str:
 
 def _headline(results: dict) -> str:
     m = results.get("metrics", {})
+    shown = ("wer", "cer", "ctc_wer", "speech_info", "judge_wer_vs_gold", "judge_wer_vs_reference_transcript",
+             "reference_audio_judge_wer", "dnsmos_ovrl", "reference_audio_dnsmos_ovrl")
     parts = []
     for k, v in m.items():
         if isinstance(v, dict):
-            parts += [f"{k}.{kk}={vv}" for kk, vv in v.items() if kk in ("wer", "cer", "ctc_wer", "judge_wer_vs_gold",
-                                                                         "judge_wer_vs_reference_transcript",
-                                                                         "reference_audio_judge_wer", "dnsmos_ovrl",
-                                                                         "reference_audio_dnsmos_ovrl")]
+            parts += [f"{k}.{kk}={vv}" for kk, vv in v.items() if kk in shown]
         elif k != "step":
             parts.append(f"{k}={v}")
     return "; ".join(parts)

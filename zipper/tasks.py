@@ -84,6 +84,41 @@ def speak_units(model, texts: Sequence[str], batch_size: int = 8, units_per_word
     return out
 
 
+@torch.no_grad()
+def text_nll_per_example(model, examples: Sequence[dict], batch_size: int = 8) -> list[tuple[float, int]]:
+    """ASR teacher forcing: per example (text NLL summed over its loss tokens, number of loss tokens)."""
+    import torch.nn.functional as F
+
+    from zipper.data import make_segments
+    from zipper.model import loss_targets
+
+    out = []
+    for chunk in _chunks(list(examples), batch_size):
+        segs = make_segments(model, chunk, "asr")
+        text = segs[1]
+        logits = model(segs).logits[1][:, :-1]  # (B, T-1, V)
+        nll = F.cross_entropy(logits.float().transpose(1, 2), text.input_ids[:, 1:], reduction="none")  # (B, T-1)
+        keep = loss_targets(text, model.start_ids("text"))
+        out += [(float((n * k).sum()), int(k.sum())) for n, k in zip(nll, keep)]
+    return out
+
+
+def speech_use(model, examples: Sequence[dict], batch_size: int = 8) -> dict:
+    """How much the zip reads the speech: text NLL (nats per token, teacher-forced) with each utterance's own
+    speech, and with the next utterance's speech (the list rotated by one); ``speech_info`` is the
+    difference. Near 0 means the text is predicted from the language model alone; it is a far more
+    sensitive sign of an ASR zip starting to listen than a WER near 100%."""
+    if len(examples) < 2:
+        return {}
+    other = [{"units": examples[(i + 1) % len(examples)]["units"], "text": ex["text"]} for i, ex in enumerate(examples)]
+    own, wrong = (map_sharded(lambda exs: text_nll_per_example(model, exs, batch_size), list(x))
+                  for x in (examples, other))
+    n = sum(c for _, c in own)
+    nll_own, nll_wrong = sum(s for s, _ in own) / n, sum(s for s, _ in wrong) / n
+    return {"text_nll": round(nll_own, 4), "text_nll_other_speech": round(nll_wrong, 4),
+            "speech_info": round(nll_wrong - nll_own, 4)}
+
+
 def asr_metrics(model, examples: Sequence[dict], num_beams: int = 1, batch_size: int = 8, show: int = 0) -> dict:
     from towers.judges import cer, wer
 
@@ -97,6 +132,8 @@ def asr_metrics(model, examples: Sequence[dict], num_beams: int = 1, batch_size:
         ctc_hyps = map_sharded(lambda units: ctc_transcribe_units(model, units, batch_size=batch_size),
                                [ex["units"] for ex in examples])
         metrics["ctc_wer"] = round(100 * wer(refs, ctc_hyps).wer, 2)
+    if num_beams == 1:  # teacher-forced, independent of the beam
+        metrics.update(speech_use(model, examples, batch_size))
     if show:
         metrics["examples"] = [{"ref": r, "hyp": h} for r, h in zip(refs[:show], hyps[:show])]
         if has_ctc(model):

@@ -14,25 +14,21 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import tiny_text_tower
 from zipper.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
+def model_dir(tmp_path_factory, smollm2_tokenizer):
     """A small trained-shape model directory (tiny towers, tiny codec), built offline in seconds."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from towers import Tower, load_tower, new_speech_tower
+    from towers import load_tower, new_speech_tower
     from towers.codec_train import train_tiny_codec
     from zipper import ZipperModel
 
     root = tmp_path_factory.mktemp("hostile")
-    tok = load_tower("smollm2-135m").tokenizer
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=4, bos_token_id=1, eos_token_id=2, pad_token_id=2)
-    Tower(LlamaForCausalLM(cfg).eval(), "text", tok).save_pretrained(root / "text")
+    tiny_text_tower(smollm2_tokenizer).save_pretrained(root / "text")
     new_speech_tower(32, "tiny").save_pretrained(root / "speech")
     model = ZipperModel.from_towers([load_tower(root / "speech"), load_tower(root / "text")],
                                     directions=["speech->text", "text->speech"])

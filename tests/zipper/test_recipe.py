@@ -11,18 +11,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import tiny_text_tower
 from zipper.cli import main as cli
 from zipper.recipe import RecipeConfig, run
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, smollm2_tokenizer):
     from towers.audio import load_audio
     from towers.codec_train import train_tiny_codec
     from towers.corpus import build_corpus, read_manifest
 
     root = tmp_path_factory.mktemp("recipe")
-    _tiny_text_tower(root / "text")
+    tiny_text_tower(smollm2_tokenizer).save_pretrained(root / "text")  # SmolLM2's tokenizer, tiny weights
     build_corpus(root / "corpus", size="tiny", progress=False)
     rows = read_manifest(root / "corpus" / "train.jsonl")[:8]
     train_tiny_codec([load_audio(r["audio_filepath"])[0] for r in rows], vocab_size=32).save_pretrained(root / "codec")
@@ -48,7 +49,7 @@ def test_asr_zip_resume_and_cli(world, capsys):
     cfg.steps = 3
     second = run(cfg, results_md=None)  # resumes from the step-2 checkpoint
     assert second["steps"] == 3 and (root / "asr" / "checkpoints" / "step-0000003" / "COMPLETE").exists()
-    assert set(second["metrics"]["test_asr_beam1"]) >= {"wer", "cer", "n_utts", "ctc_wer"}
+    assert set(second["metrics"]["test_asr_beam1"]) >= {"wer", "cer", "n_utts", "ctc_wer", "speech_info"}
     model = root / "asr" / "model"
     assert (model / "zipper.safetensors").exists() and (model / "codec" / "codec.safetensors").exists()
     saved = json.loads((model / "zipper_config.json").read_text())  # the default "Text:" prefix, persisted
@@ -87,17 +88,6 @@ def test_single_decoder_baseline_recipe(world):
               results_md=None)
     assert res["params"]["frozen"] == 0 and "test_asr_beam1" in res["metrics"]
     assert cli(["eval", str(write_config(root, "single", model="single_decoder", task="asr", **base))]) == 0
-
-
-def _tiny_text_tower(path: Path) -> None:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from towers import Tower, load_tower
-
-    tok = load_tower("smollm2-135m").tokenizer
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, bos_token_id=1, eos_token_id=2, pad_token_id=2)
-    Tower(LlamaForCausalLM(config).eval(), "text", tok).save_pretrained(path)
 
 
 def read_first_test_wav(root: Path) -> str:

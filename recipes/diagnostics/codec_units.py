@@ -1,0 +1,143 @@
+"""Is it the units or the decoder? The same decoder recipe on different unit encoders of Whisper states.
+
+    OMP_NUM_THREADS=1 .venv/bin/python recipes/diagnostics/codec_units.py --units continuous \
+        --train runs/codec_data_joe2k/train.jsonl --states-cache runs/codec_data_joe2k/whisper_states.safetensors \
+        --test runs/codec_data/test.jsonl --steps 10800 --out runs/codec_eval/continuous-joe2k-10800
+
+The `whisper-joe` codec loses intelligibility in two places: k-means (512-d state -> one of 1024 ids)
+and the decoder recipe (L1 conv decoder -> over-smoothed mel -> Griffin-Lim). This script trains the
+codec's decoder (`towers.unit_decoder.UnitToMel`, the config and trainer of
+`recipes/configs/codec_whisper.json`) on the same audio from one of these inputs, then judges
+decode(input) on held-out voices (and LibriVox) with the Whisper-base judge:
+
+- ``--units continuous``: the unquantised 512-d states (the unit embedding swapped for a linear map).
+  Near the original's WER: the units are the bottleneck; near the unit decoder's: the decoder is.
+- ``--units kmeans``: k-means ids with ``--k`` clusters fitted (seed 0, 15 iterations, at most 200k
+  states) on the states of ``--fit`` manifests (each with its ``--fit-cache`` file, as in
+  train_codec.py), optionally on per-dimension standardised states (``--standardise``: each dimension
+  divided by its standard deviation over the fit states; a few Whisper dimensions have 5-8x the
+  median spread and would dominate the Euclidean distance).
+- ``--units codec --units-from CODEC``: the ids of that codec's centroids (a control).
+
+Writes ``results.json`` (per-utterance transcripts) under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # recipes/: eval_codec, train_codec
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from eval_codec import load_items  # noqa: E402
+from train_codec import audio_paths, cached_whisper_states  # noqa: E402
+from towers.audio import load_audio  # noqa: E402
+from towers.codec import load_codec  # noqa: E402
+from towers.codec_train import train_unit_decoder  # noqa: E402
+from towers.judges import WhisperJudge, normalize_text, wer  # noqa: E402
+from towers.kmeans import assign, fit_kmeans  # noqa: E402
+from towers.unit_decoder import UnitToMel  # noqa: E402
+from towers.whisper_units import WhisperEncoder, WhisperUnitCodec, WhisperUnitCodecConfig, whisper_states  # noqa: E402
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--train", required=True, help="JSONL manifest of the decoder's training audio")
+    ap.add_argument("--states-cache", help="safetensors cache of the training clips' Whisper states (train_codec.py's)")
+    ap.add_argument("--test", required=True, help="JSONL manifest of held-out utterances (audio_filepath, text, voice)")
+    ap.add_argument("--n-test", type=int, default=0, help="first N test rows only (0: all)")
+    ap.add_argument("--steps", type=int, default=10_800, help="decoder training steps")
+    ap.add_argument("--units", required=True, choices=["continuous", "kmeans", "codec"], help="decoder input")
+    ap.add_argument("--units-from", help="--units codec: use this codec's centroids")
+    ap.add_argument("--k", type=int, default=1024, help="--units kmeans: clusters")
+    ap.add_argument("--fit", nargs="+", default=[], help="--units kmeans: manifests whose states k-means is fitted on")
+    ap.add_argument("--fit-cache", nargs="+", default=[], help="--units kmeans: a states cache file per --fit manifest")
+    ap.add_argument("--standardise", action="store_true", help="--units kmeans: per-dimension standardised states")
+    ap.add_argument("--threads", type=int, default=1, help="torch, encoder and judge CPU threads")
+    ap.add_argument("--out", required=True, help="output directory for results.json")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    cfg = json.loads((Path(__file__).resolve().parents[1] / "configs" / "codec_whisper.json").read_text())
+    c = WhisperUnitCodecConfig.from_dict(cfg["codec"])
+    shell = WhisperUnitCodec(c, torch.zeros(c.vocab_size, 512))  # for its mel and vocoder
+    encoder = WhisperEncoder(threads=args.threads)
+
+    def states_of(manifest: str, cache: str | None) -> tuple[list, list[torch.Tensor]]:
+        paths = audio_paths(manifest, None, set())
+        waves = [load_audio(p, target_sr=16_000)[0] for p in paths]
+        if cache:
+            return waves, [s.float() for s in cached_whisper_states(Path(cache), paths, waves, args.threads)]
+        return waves, whisper_states(waves, encoder=encoder, progress=True)
+
+    scale, cents = torch.ones(512), None
+    if args.units == "codec":
+        if not args.units_from:
+            ap.error("--units codec needs --units-from")
+        cents = load_codec(args.units_from).centroids
+    elif args.units == "kmeans":
+        if not args.fit or len(args.fit_cache) not in (0, len(args.fit)):
+            ap.error("--units kmeans needs --fit manifests (and one --fit-cache per manifest, or none)")
+        pts = torch.cat([torch.cat(states_of(m, ca)[1]) for m, ca in
+                         zip(args.fit, args.fit_cache or [None] * len(args.fit))])  # (N, 512)
+        if args.standardise:
+            scale = pts.std(0).clamp_min(1e-3)
+        pts = pts / scale
+        if pts.shape[0] > 200_000:
+            pts = pts[torch.randperm(pts.shape[0], generator=torch.Generator().manual_seed(0))[:200_000]]
+        t0 = time.time()
+        cents = fit_kmeans(pts, args.k, n_iter=15, seed=0, progress=True)
+        print(f"[units] k-means k={args.k} on {pts.shape[0]} states in {time.time() - t0:.0f}s", flush=True)
+
+    def inputs(states: torch.Tensor) -> torch.Tensor:  # (T, 512) -> (T, 512) states or (T,) unit ids
+        return states if cents is None else assign(states / scale, cents)
+
+    waves, states = states_of(args.train, args.states_cache)
+    feats = [inputs(s) for s in states]
+    mels = [shell.mel(torch.from_numpy(w)) for w in waves]  # [(T_i (+1), n_mels)]
+    dec = UnitToMel(cents.shape[0] if cents is not None else 1, c.n_mels, 1, c.dec_channels,
+                    tuple(c.dec_unit_dilations), tuple(c.dec_frame_dilations), c.dec_kernel)
+    if cents is None:
+        dec.embed = nn.Linear(512, c.dec_channels)  # continuous input in place of the unit embedding
+    else:
+        used = torch.unique(torch.cat(feats)).numel()
+        print(f"[units] the decoder's training audio uses {used}/{cents.shape[0]} units", flush=True)
+    t0 = time.time()
+    train_unit_decoder(dec, feats, mels, 1, args.steps, cfg["train"]["batch_size"], cfg["train"]["crop_units"],
+                       cfg["train"]["lr"], cfg["train"]["seed"], log_every=500)
+    train_s = time.time() - t0
+
+    judge = WhisperJudge(cpu_threads=args.threads)
+    items = load_items(args.test, args.n_test, librivox=not args.n_test)
+    for it in items:
+        x, _ = load_audio(it["path"], target_sr=16_000)
+        with torch.no_grad():
+            mel = dec(inputs(whisper_states([x], encoder=encoder)[0])[None])[0]  # (T, n_mels)
+        y = shell.vocoder(mel).numpy()
+        y = y / max(1e-6, float(abs(y).max())) * 0.7
+        it.update(ref=normalize_text(it["text"]), hyp=normalize_text(judge.transcribe_one((y, 16_000))))
+    groups = {"all held-out voices": [i for i in items if i["set"].startswith("held-out")],
+              "non-joe held-out voices": [i for i in items if i["set"].startswith("held-out") and i["voice"] != "piper:joe"],
+              "piper joe": [i for i in items if i["voice"] == "piper:joe"],
+              "LibriVox": [i for i in items if i["voice"] == "librivox"]}
+    table = {k: wer([i["ref"] for i in v], [i["hyp"] for i in v]).wer for k, v in groups.items() if v}
+    for k, v in table.items():
+        print(f"{k:26s} {v:6.1%}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(
+        {"command": " ".join(sys.argv), "steps": args.steps, "train_seconds": round(train_s),
+         "units": args.units, "units_from": args.units_from, "k": args.k if args.units == "kmeans" else None,
+         "fit": args.fit, "standardise": args.standardise,
+         "table": table, "items": items}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

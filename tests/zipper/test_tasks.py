@@ -1,0 +1,46 @@
+"""zipper.tasks.speech_use: how much an ASR zip reads the speech (teacher-forced text NLL, own vs other speech)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.conftest import open_gates, tiny_text_tower, tiny_tower
+from zipper import ZipperModel
+from zipper.tasks import speech_use, text_nll_per_example
+
+
+@pytest.fixture(scope="module")
+def parts(smollm2_tokenizer):
+    from towers.units import UnitTokenizer
+
+    text = tiny_text_tower(smollm2_tokenizer)
+
+    speech = tiny_tower("llama", "speech", vocab=40, hidden=32, layers=2, seed=1, init_std=0.4)
+    speech.tokenizer = UnitTokenizer(30)  # units 0..29 -> ids 3..32
+    g = torch.Generator().manual_seed(0)
+    examples = [{"units": torch.randint(0, 30, (int(n),), generator=g), "text": t}
+                for n, t in zip(torch.randint(6, 20, (5,), generator=g), ["hello there", "a cat sat", "on the mat",
+                                                                         "one two three four", "ok"])]
+    return speech, text, examples
+
+
+def _zip(speech, text):
+    return ZipperModel.from_towers([speech, text], directions=["speech->text"], cross_attention_interval=[1, 1],
+                                   prefix_ids=[[], [12, 13]])
+
+
+def test_a_zip_at_init_reads_no_speech(parts):
+    speech, text, examples = parts
+    m = speech_use(_zip(speech, text), examples, batch_size=2)
+    assert m["speech_info"] == 0 and m["text_nll"] == m["text_nll_other_speech"] > 0
+
+
+def test_an_open_zip_reads_speech_and_batching_does_not_change_the_nll(parts):
+    speech, text, examples = parts
+    model = _zip(speech, text)
+    open_gates(model, 1.0, block_scale=30.0)
+    assert speech_use(model, examples, batch_size=3)["speech_info"] != 0
+    batched, single = text_nll_per_example(model, examples, 5), text_nll_per_example(model, examples, 1)
+    assert [c for _, c in batched] == [c for _, c in single]
+    assert torch.allclose(torch.tensor([s for s, _ in batched]), torch.tensor([s for s, _ in single]), rtol=1e-4)
+    assert speech_use(model, examples[:1]) == {}  # nothing to swap with
