@@ -222,7 +222,7 @@ def train_whisper_unit_codec(waves: Sequence, sample_rate: int = 16_000, config=
     if units_from is not None and units_from.config.vocab_size != c.vocab_size:
         raise ValueError(f"units_from has vocab {units_from.config.vocab_size}, config {c.vocab_size}")
     torch.manual_seed(seed)
-    shell = WhisperUnitCodec(c, torch.zeros(c.vocab_size, 512))
+    shell = WhisperUnitCodec(c, torch.zeros(c.vocab_size, 512), state_scale=torch.ones(512) if c.standardise else None)
     xs = [preprocess(w, sample_rate, target_sr=16_000, max_seconds=None)[0] for w in waves]
     t0 = time.time()
     if states is None:
@@ -235,13 +235,19 @@ def train_whisper_unit_codec(waves: Sequence, sample_rate: int = 16_000, config=
     if progress:
         print(f"[codec] whisper states for {len(xs)} clips in {time.time() - t0:.0f}s", flush=True)
     if units_from is not None:
+        if units_from.config.standardise != c.standardise:
+            raise ValueError(f"units_from has standardise={units_from.config.standardise}, config {c.standardise}")
         shell.centroids = units_from.centroids.clone()
+        shell.state_scale = None if units_from.state_scale is None else units_from.state_scale.clone()
     else:
         pts = torch.cat(states)
+        if c.standardise:
+            shell.state_scale = pts.std(0).clamp_min(1e-3)  # (512,)
+            pts = pts / shell.state_scale
         if pts.shape[0] > kmeans_max_points:
             pts = pts[torch.randperm(pts.shape[0], generator=torch.Generator().manual_seed(seed))[:kmeans_max_points]]
         shell.centroids = fit_kmeans(pts, c.vocab_size, n_iter=kmeans_iters, seed=seed, progress=progress)
-    units = [assign(s, shell.centroids) for s in states]
+    units = [shell.units_of_states(s) for s in states]
     if init_decoder is not None:
         shell.decoder.load_state_dict({k: v.float() for k, v in init_decoder.items()})
     train_unit_decoder(shell.decoder, units, mels, 1, dec_steps, batch_size, crop_units, lr, seed, progress,

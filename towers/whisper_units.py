@@ -112,6 +112,11 @@ class WhisperUnitCodecConfig:
     dec_frame_dilations: list = field(default_factory=list)
     dec_kernel: int = 5
     gl_iters: int = 64
+    # k-means on per-dimension standardised states (tensor ``state_scale``: the std of each of the 512
+    # dimensions over the k-means data). A few Whisper dimensions have 5-8x the median spread and
+    # would dominate the Euclidean distance; standardised units decode far better
+    # (recipes/RESULTS_codec.md, "Is it the units or the decoder?").
+    standardise: bool = False
 
     @classmethod
     def from_dict(cls, d: dict) -> "WhisperUnitCodecConfig":
@@ -125,16 +130,23 @@ class WhisperUnitCodecConfig:
 class WhisperUnitCodec(SpeechCodec):
     """Units = k-means ids of Whisper-base encoder states (50/s); decoder + Griffin-Lim back.
 
-    Tensors: ``centroids (V, 512)``, ``decoder.*``.
+    Tensors: ``centroids (V, 512)``, ``decoder.*``, and with ``config.standardise`` ``state_scale (512,)``
+    (a unit is the nearest centroid of ``state / state_scale``).
     """
 
     sample_rate = _SR
 
-    def __init__(self, config: WhisperUnitCodecConfig, centroids: torch.Tensor, decoder: UnitToMel | None = None):
+    def __init__(self, config: WhisperUnitCodecConfig, centroids: torch.Tensor, decoder: UnitToMel | None = None,
+                 state_scale: torch.Tensor | None = None):
         c = self.config = config
         if centroids.shape[0] != c.vocab_size:
             raise CodecFormatError(f"centroids {tuple(centroids.shape)} vs vocab_size {c.vocab_size}")
+        if c.standardise != (state_scale is not None):
+            raise CodecFormatError(f"standardise={c.standardise} needs a state_scale tensor exactly when true")
+        if state_scale is not None and (state_scale.shape != (centroids.shape[1],) or not (state_scale > 0).all()):
+            raise CodecFormatError(f"state_scale must be {centroids.shape[1]} positive values, got {tuple(state_scale.shape)}")
         self.centroids = centroids.float()
+        self.state_scale = state_scale.float() if state_scale is not None else None
         self.logmel = LogMel(_SR, c.n_fft, c.hop_length, c.n_mels, f_max=c.f_max)
         self.vocoder = GriffinLimVocoder(_SR, c.n_fft, c.hop_length, c.n_mels, f_max=c.f_max, n_iter=c.gl_iters)
         self.decoder = decoder if decoder is not None else self.new_decoder(c)
@@ -157,15 +169,18 @@ class WhisperUnitCodec(SpeechCodec):
         """``(n,)`` -> ``(n // hop + 1, n_mels)`` log-mel (the decoder's training target)."""
         return self.logmel(wave)
 
+    def units_of_states(self, states: torch.Tensor) -> torch.Tensor:
+        """Encoder states ``(T, 512)`` -> unit ids ``(T,)``."""
+        return assign(states if self.state_scale is None else states / self.state_scale, self.centroids)
+
     def _encode_wave(self, wave: torch.Tensor) -> torch.Tensor:
-        states = whisper_states([wave.numpy()])[0]  # (T, 512)
-        return assign(states, self.centroids)
+        return self.units_of_states(whisper_states([wave.numpy()])[0])  # (T, 512) -> (T,)
 
     def encode_batch(self, waves, sample_rate: int) -> list[torch.Tensor]:
         from towers.audio import preprocess
 
         xs = [preprocess(w, sample_rate, target_sr=_SR, max_seconds=None)[0] for w in waves]
-        return [assign(s, self.centroids) for s in whisper_states(xs)]
+        return [self.units_of_states(s) for s in whisper_states(xs)]
 
     @torch.no_grad()
     def decode_mel(self, units) -> torch.Tensor:
@@ -178,10 +193,15 @@ class WhisperUnitCodec(SpeechCodec):
         return asdict(self.config)
 
     def unit_encoder_state(self) -> tuple[dict, dict[str, torch.Tensor]]:
-        return {"vocab_size": self.config.vocab_size}, {"centroids": self.centroids}  # + the fixed Whisper-base
+        tensors = {"centroids": self.centroids}  # + the fixed Whisper-base
+        if self.state_scale is not None:  # (absent before standardisation existed: old cache ids unchanged)
+            tensors["state_scale"] = self.state_scale
+        return {"vocab_size": self.config.vocab_size}, tensors
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         t = {"centroids": self.centroids}
+        if self.state_scale is not None:
+            t["state_scale"] = self.state_scale
         t.update({f"decoder.{k}": v for k, v in self.decoder.state_dict().items()})
         return t
 
@@ -195,4 +215,4 @@ class WhisperUnitCodec(SpeechCodec):
             dec.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("decoder.")}, strict=True)
         except RuntimeError as e:
             raise CodecFormatError(f"decoder weights do not match the config: {e}") from None
-        return cls(c, tensors["centroids"], dec)
+        return cls(c, tensors["centroids"], dec, tensors.get("state_scale"))

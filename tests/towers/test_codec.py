@@ -222,3 +222,33 @@ def test_whisper_codec_units_from_and_given_states_skip_kmeans_and_encoder():
     assert torch.equal(c.centroids, src.centroids)
     with pytest.raises(ValueError, match="state tensors"):
         train_whisper_unit_codec(waves, SR, cfg, dec_steps=1, progress=False, units_from=src, states=states[:1])
+
+
+def test_whisper_codec_standardise_fits_on_scaled_states_and_round_trips(tmp_path):
+    from towers.codec import SpeechCodec
+    from towers.codec_train import train_whisper_unit_codec
+    from towers.kmeans import assign
+    from towers.whisper_units import WhisperUnitCodec, WhisperUnitCodecConfig
+    from zipper.data import codec_id
+
+    cfg = WhisperUnitCodecConfig(vocab_size=8, n_mels=20, dec_channels=8, dec_unit_dilations=[1], dec_kernel=3,
+                                 gl_iters=2, standardise=True)
+    g = torch.Generator().manual_seed(0)
+    waves = synthetic_babble(seconds=1.0, n=2, seed=3)
+    spread = torch.ones(512)
+    spread[:4] = 50.0  # a few wide dimensions, as in Whisper's states
+    states = [torch.randn(-(-len(w) // 320), 512, generator=g) * spread for w in waves]
+    c = train_whisper_unit_codec(waves, SR, cfg, kmeans_iters=3, dec_steps=1, batch_size=2, crop_units=8,
+                                 progress=False, states=states)
+    assert torch.allclose(c.state_scale, torch.cat(states).std(0))
+    s = states[0]
+    assert torch.equal(c.units_of_states(s), assign(s / c.state_scale, c.centroids))
+    again = SpeechCodec.from_pretrained(c.save_pretrained(tmp_path / "std"))
+    assert torch.equal(again.state_scale, c.state_scale) and torch.equal(again.units_of_states(s), c.units_of_states(s))
+    plain = WhisperUnitCodec(WhisperUnitCodecConfig(vocab_size=8, n_mels=20, dec_channels=8, dec_unit_dilations=[1],
+                                                    dec_kernel=3), c.centroids, c.decoder)
+    assert codec_id(plain) != codec_id(c)  # the scale is part of the unit encoder (cache key)
+    with pytest.raises(CodecFormatError, match="state_scale"):
+        WhisperUnitCodec(cfg, c.centroids)
+    with pytest.raises(CodecFormatError, match="positive"):
+        WhisperUnitCodec(cfg, c.centroids, state_scale=-torch.ones(512))

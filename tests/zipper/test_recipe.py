@@ -133,3 +133,16 @@ def test_shipped_recipe_configs_parse_and_name_their_command(path):
     runs it (the codec configs, for recipes/train_codec.py, carry it as `_command`)."""
     cfg = RecipeConfig.from_json(path)
     assert cfg.command.split()[-1] == f"recipes/configs/{path.name}", cfg.command
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "recipes" / "configs").glob("codec_*.json")),
+                         ids=lambda p: p.name)
+def test_shipped_codec_configs_parse_and_name_their_command(path):
+    """Every codec config (recipes/train_codec.py) builds its codec config and names its own command."""
+    from towers.codec import MelUnitCodecConfig
+    from towers.whisper_units import WhisperUnitCodecConfig
+
+    cfg = json.loads(path.read_text())
+    kind = {"mel_kmeans": MelUnitCodecConfig, "whisper_kmeans": WhisperUnitCodecConfig}[cfg.get("codec_type", "mel_kmeans")]
+    kind.from_dict(cfg["codec"])
+    assert f"--config recipes/configs/{path.name}" in cfg["_command"], cfg["_command"]
