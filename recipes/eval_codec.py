@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from towers.audio import load_audio, save_audio  # noqa: E402
-from towers.codec import load_codec  # noqa: E402
+from towers.codec import SHIPPED_CODECS, load_codec  # noqa: E402
 from towers.judges import normalize_text as normalise  # noqa: E402
 from towers.judges import wer as judges_wer  # noqa: E402
 
@@ -69,7 +69,7 @@ def load_items(manifest: str | None, n: int, librivox: bool) -> list[dict]:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--codec", required=True, help="codec directory, or a shipped codec name (default, whisper-joe)")
+    ap.add_argument("--codec", required=True, help=f"codec directory, or a shipped codec name ({', '.join(SHIPPED_CODECS)})")
     ap.add_argument("--manifest", help="JSONL of held-out utterances (audio_filepath, text, voice)")
     ap.add_argument("--n", type=int, default=0, help="use the first N manifest rows (0: all)")
     ap.add_argument("--librivox", action="store_true", help="also evaluate the 5 pocketsphinx-testdata LibriVox clips")

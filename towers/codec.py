@@ -94,7 +94,7 @@ DEFAULT_CODEC_DIR = Path(__file__).parent / "assets" / "codec-default"
 # Codecs shipped in towers/assets, by the name configs and the CLI accept in place of a directory.
 # "whisper-joe": k-means over Whisper-base encoder states (50 units/s, needs the offline Whisper-base
 # files at encode time) with a decoder trained on one voice (piper joe); "whisper-std-joe": the same on
-# per-dimension standardised states (far more intelligible: 2.4x the originals' judge-WER against 3.9x);
+# per-dimension standardised states (far more intelligible: 2.2x the originals' judge-WER against 3.9x);
 # see recipes/RESULTS_codec.md.
 SHIPPED_CODECS = {"default": DEFAULT_CODEC_DIR, "whisper-joe": DEFAULT_CODEC_DIR.parent / "codec-whisper-joe",
                   "whisper-std-joe": DEFAULT_CODEC_DIR.parent / "codec-whisper-std-joe"}

@@ -23,8 +23,8 @@ from towers.audio import preprocess
 from towers.codec import MelUnitCodec, MelUnitCodecConfig
 from towers.kmeans import assign, fit_kmeans
 
-__all__ = ["train_mel_unit_codec", "train_unit_decoder", "train_whisper_unit_codec", "train_tiny_codec",
-           "synthetic_babble"]
+__all__ = ["train_mel_unit_codec", "train_unit_decoder", "train_whisper_unit_codec", "fit_state_kmeans",
+           "train_tiny_codec", "synthetic_babble"]
 
 
 def train_mel_unit_codec(
@@ -96,18 +96,17 @@ def train_mel_unit_codec(
         print(f"[codec] k-means {time.time() - t0:.1f}s, {used}/{c.vocab_size} units used", flush=True)
 
     # ---- decoder ----
-    if init_decoder is not None:
-        shell.decoder.load_state_dict({k: v.float() for k, v in init_decoder.items()})
     train_unit_decoder(shell.decoder, units, mels, c.stride, dec_steps, batch_size, crop_units, lr, seed,
-                       progress, log_every, delta_weight, adv_weight, fm_weight)
+                       progress, log_every, delta_weight, adv_weight, fm_weight, init_decoder)
     return shell
 
 
 def train_unit_decoder(dec, units: list, mels: list, stride: int, dec_steps: int = 2_000, batch_size: int = 16,
                        crop_units: int = 48, lr: float = 2e-3, seed: int = 0, progress: bool = True,
                        log_every: int = 100, delta_weight: float = 0.0, adv_weight: float = 0.0,
-                       fm_weight: float = 0.0) -> None:
+                       fm_weight: float = 0.0, init_decoder: dict | None = None) -> None:
     """Fit ``dec`` (:class:`UnitToMel`) in place: L1 between ``dec(units crop)`` and the real log-mel.
+    ``init_decoder``: a state dict loaded into ``dec`` first (fine-tuning).
 
     ``units[i]`` is ``(U_i,)``, ``mels[i]`` is ``(>= U_i * stride - stride + 1, n_mels)``.
     Optional terms against over-smoothing (``towers.mel_discriminator``): ``delta_weight`` x L1 of the
@@ -117,6 +116,8 @@ def train_unit_decoder(dec, units: list, mels: list, stride: int, dec_steps: int
     """
     from towers.mel_discriminator import MelDiscriminator, delta_l1, feature_matching, lsgan_d_loss, lsgan_g_loss
 
+    if init_decoder is not None:
+        dec.load_state_dict({k: v.float() for k, v in init_decoder.items()})
     dec.train()
     opt = torch.optim.AdamW(dec.parameters(), lr=lr, weight_decay=1e-4)
     schedule = lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, dec_steps))))  # noqa: E731
@@ -240,16 +241,26 @@ def train_whisper_unit_codec(waves: Sequence, sample_rate: int = 16_000, config=
         shell.centroids = units_from.centroids.clone()
         shell.state_scale = None if units_from.state_scale is None else units_from.state_scale.clone()
     else:
-        pts = torch.cat(states)
-        if c.standardise:
-            shell.state_scale = pts.std(0).clamp_min(1e-3)  # (512,)
-            pts = pts / shell.state_scale
-        if pts.shape[0] > kmeans_max_points:
-            pts = pts[torch.randperm(pts.shape[0], generator=torch.Generator().manual_seed(seed))[:kmeans_max_points]]
-        shell.centroids = fit_kmeans(pts, c.vocab_size, n_iter=kmeans_iters, seed=seed, progress=progress)
+        shell.centroids, shell.state_scale = fit_state_kmeans(states, c.vocab_size, c.standardise, kmeans_iters,
+                                                              kmeans_max_points, seed, progress)
     units = [shell.units_of_states(s) for s in states]
-    if init_decoder is not None:
-        shell.decoder.load_state_dict({k: v.float() for k, v in init_decoder.items()})
     train_unit_decoder(shell.decoder, units, mels, 1, dec_steps, batch_size, crop_units, lr, seed, progress,
-                       log_every, delta_weight, adv_weight, fm_weight)
+                       log_every, delta_weight, adv_weight, fm_weight, init_decoder)
     return shell
+
+
+def fit_state_kmeans(states: Sequence[torch.Tensor], k: int, standardise: bool = False, n_iter: int = 20,
+                     max_points: int = 200_000, seed: int = 0, progress: bool = True):
+    """k-means over encoder states (a list of ``(T_i, D)``) -> ``(centroids (k, D), state_scale (D,) or None)``.
+
+    With ``standardise`` every dimension is divided by its standard deviation over all the states
+    first (``state_scale``; the centroids live in that scaled space). At most ``max_points`` states,
+    drawn with ``seed``, are clustered.
+    """
+    pts = torch.cat(list(states)).float()  # (N, D)
+    scale = pts.std(0).clamp_min(1e-3) if standardise else None
+    if scale is not None:
+        pts = pts / scale
+    if pts.shape[0] > max_points:
+        pts = pts[torch.randperm(pts.shape[0], generator=torch.Generator().manual_seed(seed))[:max_points]]
+    return fit_kmeans(pts, k, n_iter=n_iter, seed=seed, progress=progress), scale

@@ -41,7 +41,7 @@ class RecipeConfig:
     out: str = "runs/asr"
     corpus: str = "data/corpus-small"
     corpus_size: str = "small"  # built with towers.corpus if the corpus directory is missing
-    codec: str = "default"  # a shipped codec ("default", "whisper-joe": towers.codec.SHIPPED_CODECS) or a directory
+    codec: str = "default"  # a shipped codec name (towers.codec.SHIPPED_CODECS, e.g. "whisper-std-joe") or a directory
     text_tower: str = "smollm2-135m"
     speech_tower: str = "runs/speech-tower"  # read by asr/tts/joint, written by pretrain_speech
     speech_tower_size: str = "tiny"  # pretrain_speech: tiny | small | base

@@ -41,13 +41,12 @@ def main(argv=None):
         stream.append(inputs[0].float().norm(dim=-1).median())
         total.append((out - inputs[0]).float().norm(dim=-1).median())
 
-    def on_attention_out(mod, inputs, out):  # the block's attention output, before its gate
-        attn.append((torch.tanh(mod.gate_of.attn_gate) * out).float().norm(dim=-1).median())
+    def on_attention_out(gate):  # hook on a block's attention output projection, before the gate
+        return lambda mod, inputs, out: attn.append((torch.tanh(gate) * out).float().norm(dim=-1).median())
 
     for b in blocks:
         b.register_forward_hook(on_block)
-        object.__setattr__(b.out, "gate_of", b)  # not a submodule: no parameter or cycle is added
-        b.out.register_forward_hook(on_attention_out)
+        b.out.register_forward_hook(on_attention_out(b.attn_gate))
     with torch.no_grad():
         model(make_segments(model, rows, "asr"))
     print("| block | median stream norm | block update (share) | cross-attention update (share) | tanh gates attn / ff |")

@@ -14,10 +14,11 @@ decode(input) on held-out voices (and LibriVox) with the Whisper-base judge:
   Near the original's WER: the units are the bottleneck; near the unit decoder's: the decoder is.
 - ``--units kmeans``: k-means ids with ``--k`` clusters fitted (seed 0, 15 iterations, at most 200k
   states) on the states of ``--fit`` manifests (each with its ``--fit-cache`` file, as in
-  train_codec.py), optionally on per-dimension standardised states (``--standardise``: each dimension
-  divided by its standard deviation over the fit states; a few Whisper dimensions have 5-8x the
-  median spread and would dominate the Euclidean distance).
-- ``--units codec --units-from CODEC``: the ids of that codec's centroids (a control).
+  train_codec.py) by ``towers.codec_train.fit_state_kmeans``, as a codec's k-means is, optionally on
+  per-dimension standardised states (``--standardise``: each dimension divided by its standard
+  deviation over the fit states; a few Whisper dimensions have 5-8x the median spread and would
+  dominate the Euclidean distance).
+- ``--units codec --units-from CODEC``: that codec's unit ids (a control).
 
 Writes ``results.json`` (per-utterance transcripts) under ``--out``.
 """
@@ -28,6 +29,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -40,10 +42,8 @@ from eval_codec import load_items  # noqa: E402
 from train_codec import audio_paths, cached_whisper_states  # noqa: E402
 from towers.audio import load_audio  # noqa: E402
 from towers.codec import load_codec  # noqa: E402
-from towers.codec_train import train_unit_decoder  # noqa: E402
+from towers.codec_train import fit_state_kmeans, train_unit_decoder  # noqa: E402
 from towers.judges import WhisperJudge, normalize_text, wer  # noqa: E402
-from towers.kmeans import assign, fit_kmeans  # noqa: E402
-from towers.unit_decoder import UnitToMel  # noqa: E402
 from towers.whisper_units import WhisperEncoder, WhisperUnitCodec, WhisperUnitCodecConfig, whisper_states  # noqa: E402
 
 
@@ -77,38 +77,32 @@ def main(argv=None):
             return waves, [s.float() for s in cached_whisper_states(Path(cache), paths, waves, args.threads)]
         return waves, whisper_states(waves, encoder=encoder, progress=True)
 
-    scale, cents = torch.ones(512), None
+    units = None  # a WhisperUnitCodec whose units_of_states quantises; None = continuous input
     if args.units == "codec":
         if not args.units_from:
             ap.error("--units codec needs --units-from")
-        cents = load_codec(args.units_from).centroids
+        units = load_codec(args.units_from)
     elif args.units == "kmeans":
         if not args.fit or len(args.fit_cache) not in (0, len(args.fit)):
             ap.error("--units kmeans needs --fit manifests (and one --fit-cache per manifest, or none)")
-        pts = torch.cat([torch.cat(states_of(m, ca)[1]) for m, ca in
-                         zip(args.fit, args.fit_cache or [None] * len(args.fit))])  # (N, 512)
-        if args.standardise:
-            scale = pts.std(0).clamp_min(1e-3)
-        pts = pts / scale
-        if pts.shape[0] > 200_000:
-            pts = pts[torch.randperm(pts.shape[0], generator=torch.Generator().manual_seed(0))[:200_000]]
+        fit = [s for m, ca in zip(args.fit, args.fit_cache or [None] * len(args.fit)) for s in states_of(m, ca)[1]]
         t0 = time.time()
-        cents = fit_kmeans(pts, args.k, n_iter=15, seed=0, progress=True)
-        print(f"[units] k-means k={args.k} on {pts.shape[0]} states in {time.time() - t0:.0f}s", flush=True)
+        cents, scale = fit_state_kmeans(fit, args.k, args.standardise, n_iter=15, seed=0)
+        print(f"[units] k-means k={args.k} on {sum(len(s) for s in fit)} states in {time.time() - t0:.0f}s", flush=True)
+        units = WhisperUnitCodec(replace(c, vocab_size=args.k, standardise=args.standardise), cents, state_scale=scale)
 
     def inputs(states: torch.Tensor) -> torch.Tensor:  # (T, 512) -> (T, 512) states or (T,) unit ids
-        return states if cents is None else assign(states / scale, cents)
+        return states if units is None else units.units_of_states(states)
 
     waves, states = states_of(args.train, args.states_cache)
     feats = [inputs(s) for s in states]
     mels = [shell.mel(torch.from_numpy(w)) for w in waves]  # [(T_i (+1), n_mels)]
-    dec = UnitToMel(cents.shape[0] if cents is not None else 1, c.n_mels, 1, c.dec_channels,
-                    tuple(c.dec_unit_dilations), tuple(c.dec_frame_dilations), c.dec_kernel)
-    if cents is None:
+    dec = WhisperUnitCodec.new_decoder(replace(c, vocab_size=units.vocab_size if units is not None else 1))
+    if units is None:
         dec.embed = nn.Linear(512, c.dec_channels)  # continuous input in place of the unit embedding
     else:
         used = torch.unique(torch.cat(feats)).numel()
-        print(f"[units] the decoder's training audio uses {used}/{cents.shape[0]} units", flush=True)
+        print(f"[units] the decoder's training audio uses {used}/{units.vocab_size} units", flush=True)
     t0 = time.time()
     train_unit_decoder(dec, feats, mels, 1, args.steps, cfg["train"]["batch_size"], cfg["train"]["crop_units"],
                        cfg["train"]["lr"], cfg["train"]["seed"], log_every=500)
