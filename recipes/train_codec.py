@@ -5,10 +5,13 @@
 
 Input: a JSONL manifest (one object per line with ``audio_filepath``; other keys ignored; relative
 paths are relative to the manifest) or a directory of audio files (``--wav-dir``, recursive).
-``--units-from CODEC_DIR`` keeps that codec's unit encoder (k-means centroids; for mel_kmeans also
-its feature scale) and trains only a new decoder on the given audio, e.g. a single-speaker decoder
-for speaker-invariant units. ``--states-cache FILE`` (whisper_kmeans) stores the Whisper encoder
-states of the files in a safetensors file and reuses them on the next run with the same files.
+``--units-from CODEC`` (a directory or shipped codec name) keeps that codec's unit encoder (k-means
+centroids; for mel_kmeans also its feature scale) and trains only a new decoder on the given audio,
+e.g. a single-speaker decoder for speaker-invariant units. ``--decoder-from CODEC`` starts that
+decoder from another codec's decoder weights (fine-tuning). ``--states-cache FILE`` (whisper_kmeans)
+stores the Whisper encoder states of the files in a safetensors file and reuses them on the next run
+with the same files. Mismatched inputs (another codec type, decoder shape or unit settings) are
+refused with one usage error.
 
 Output: a codec directory (``codec_config.json`` + ``codec.safetensors``) loadable with
 ``towers.codec.SpeechCodec.from_pretrained``.
@@ -20,6 +23,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -87,11 +91,11 @@ def main(argv=None):
     ap.add_argument("--max-files", type=int, default=0, help="use at most this many files (0: all)")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=JSON",
                     help="override a config value, e.g. --set codec.vocab_size=512 --set train.dec_steps=500")
-    ap.add_argument("--units-from", metavar="CODEC_DIR",
-                    help="reuse this trained codec's units (centroids; same codec_type): skip k-means, train "
+    ap.add_argument("--units-from", metavar="CODEC",
+                    help="(a codec directory or shipped codec name) reuse this trained codec's units (centroids; same codec_type): skip k-means, train "
                          "only the decoder")
-    ap.add_argument("--decoder-from", metavar="CODEC_DIR",
-                    help="start the decoder from this codec's decoder weights (fine-tuning; same decoder config), "
+    ap.add_argument("--decoder-from", metavar="CODEC",
+                    help="(a codec directory or shipped codec name) start the decoder from this codec's decoder weights (fine-tuning; same decoder config), "
                          "e.g. with --set train.adv_weight=... and a lower --set train.lr=...")
     ap.add_argument("--states-cache", metavar="FILE.safetensors",
                     help="whisper_kmeans: load the encoder states from this file if it was written for the same "
@@ -131,25 +135,33 @@ def main(argv=None):
     waves = [load_audio(p, target_sr=16_000)[0] for p in tqdm(paths, desc="loading audio", mininterval=2)]
     extra = {}
     if args.units_from:
-        from towers.codec import SpeechCodec
+        from towers.codec import load_codec
 
-        src = SpeechCodec.from_pretrained(args.units_from)
+        src = load_codec(args.units_from)
         if src.codec_type != codec_type:
             ap.error(f"--units-from {args.units_from} is a {src.codec_type!r} codec, config says {codec_type!r}")
         extra["units_from"] = src
     if args.decoder_from:
-        from towers.codec import SpeechCodec
+        from towers.codec import load_codec
 
-        init = SpeechCodec.from_pretrained(args.decoder_from)
+        init = load_codec(args.decoder_from)
         if init.codec_type != codec_type:
             ap.error(f"--decoder-from {args.decoder_from} is a {init.codec_type!r} codec, config says {codec_type!r}")
+        ours, theirs = asdict(codec_cfg), init.config_dict()  # the decoder's shape comes from these fields
+        diff = {k: (ours[k], theirs.get(k)) for k in ours
+                if (k.startswith("dec_") or k in ("n_mels", "vocab_size", "stride")) and ours[k] != theirs.get(k)}
+        if diff:
+            ap.error(f"--decoder-from {args.decoder_from} has another decoder shape (config, theirs): {diff}")
         extra["init_decoder"] = init.decoder.state_dict()
     if args.states_cache:
         if codec_type != "whisper_kmeans":
             ap.error("--states-cache is for codec_type whisper_kmeans")
         extra["states"] = cached_whisper_states(Path(args.states_cache), paths, waves, args.threads)
     t0 = time.time()
-    codec = train(waves, 16_000, codec_cfg, **cfg["train"], **extra)
+    try:
+        codec = train(waves, 16_000, codec_cfg, **cfg["train"], **extra)
+    except ValueError as e:  # mismatched --units-from / --states-cache inputs: a usage error, not a crash
+        ap.error(str(e))
     out = codec.save_pretrained(args.out, dtype=torch.float16 if args.fp16 else None)
     n_params = sum(p.numel() for p in codec.decoder.parameters())
     size = (out / "codec.safetensors").stat().st_size / 1e6

@@ -256,3 +256,30 @@ def test_whisper_codec_standardise_fits_on_scaled_states_and_round_trips(tmp_pat
         WhisperUnitCodec(cfg, c.centroids)
     with pytest.raises(CodecFormatError, match="positive"):
         WhisperUnitCodec(cfg, c.centroids, state_scale=-torch.ones(512))
+
+
+def test_train_codec_script_refuses_mismatched_codecs_with_a_usage_error(tmp_path, codec, capsys):
+    """recipes/train_codec.py: --decoder-from of another decoder shape, or --units-from with other unit
+    settings, end in one usage error (exit 2), before any training or output."""
+    import importlib.util
+    from pathlib import Path
+
+    from towers.audio import save_audio
+
+    path = Path(__file__).parents[2] / "recipes" / "train_codec.py"
+    spec = importlib.util.spec_from_file_location("train_codec_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    wavs = tmp_path / "wavs"
+    wavs.mkdir()
+    for i, w in enumerate(synthetic_babble(seconds=1.0, n=2, seed=5)):
+        save_audio(wavs / f"{i}.wav", w, SR)
+    src = codec.save_pretrained(tmp_path / "src")
+    base = ["--config", str(path.parent / "configs" / "codec_default.json"), "--wav-dir", str(wavs), "--out", str(tmp_path / "out")]
+    cases = [(["--decoder-from", str(src), "--set", "codec.dec_channels=7"], "another decoder shape"),
+             (["--units-from", str(src), "--set", "codec.stride=1"], "other unit settings")]
+    for extra, message in cases:
+        with pytest.raises(SystemExit) as exc:
+            script.main(base + extra)
+        assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
