@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from towers.tower import Tower
 from towers.units import UnitTokenizer
-from zipper.model import Segment, ZipperOutput, check_prefix_ids, loss_targets
+from zipper.model import Segment, ZipperOutput, check_prefix_ids, segment_nll
 
 
 @dataclass
@@ -95,21 +94,19 @@ class SingleDecoder(nn.Module):
     def forward(self, segments: Sequence[Segment]) -> ZipperOutput:
         ids, mask = self._join(segments)
         logits = self._run(ids, mask)
-        out, start, total, count = [], 0, None, 0
+        out, start, row_nll, row_count = [], 0, None, None
         for s in segments:
             t = s.input_ids.shape[1]
             off, v = self._offset(s.modality), self._vocab(s.modality)
             seg_logits = logits[:, start:start + t, off:off + v]  # this modality's head
             out.append(seg_logits)
             if s.loss:
-                m = loss_targets(s, self.start_ids(s.modality))
-                nll = F.cross_entropy(seg_logits[:, :-1].flatten(0, 1).float(), s.input_ids[:, 1:].flatten(),
-                                      reduction="none")
-                total = (nll * m.flatten()).sum() + (0 if total is None else total)
-                count += int(m.sum())
+                nll, n = segment_nll(seg_logits, s, self.start_ids(s.modality))
+                row_nll, row_count = (nll, n) if row_nll is None else (row_nll + nll, row_count + n)
             start += t
-        return ZipperOutput(loss=total / max(count, 1) if total is not None else None, logits=out,
-                            num_loss_tokens=count)
+        count = int(row_count.sum()) if row_count is not None else 0
+        return ZipperOutput(loss=row_nll.sum() / max(count, 1) if row_nll is not None else None, logits=out,
+                            num_loss_tokens=count, row_nll=row_nll, row_loss_tokens=row_count)
 
     @torch.no_grad()
     def generate(self, prompt: Sequence[Segment], output_modalities: Sequence[str] = ("text",),

@@ -71,6 +71,8 @@ class ZipperOutput:
     logits: list[torch.Tensor]  # one (B, T, V_modality) per segment
     num_loss_tokens: int = 0
     ctc_loss: torch.Tensor | None = None  # the auxiliary CTC term (already mixed into ``loss``)
+    row_nll: torch.Tensor | None = None  # (B,) next-token NLL summed over each row's loss tokens (no CTC)
+    row_loss_tokens: torch.Tensor | None = None  # (B,) each row's loss tokens
 
 
 @dataclass
@@ -126,6 +128,14 @@ def loss_targets(seg: Segment, start: torch.Tensor) -> torch.Tensor:
         forced = (seg.input_ids[:, :n] == start).all(-1)  # (B,)
         targets[:, :n - 1] &= ~forced[:, None]
     return targets
+
+
+def segment_nll(logits: torch.Tensor, seg: Segment, start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-token NLL of a loss segment from its (B, T, V) logits: per row, the sum over its
+    `loss_targets` and their number, both (B,)."""
+    keep = loss_targets(seg, start)  # (B, T-1)
+    nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), seg.input_ids[:, 1:], reduction="none")  # (B, T-1)
+    return (nll * keep).sum(-1), keep.sum(-1)
 
 
 class ZipperModel(nn.Module):
@@ -367,26 +377,25 @@ class ZipperModel(nn.Module):
         """Run the segments in order; loss = mean next-token NLL over the segments marked ``loss``."""
         self.check_segments(segments)
         logits_out, history, _ = self.run_segments(segments)
-        total, count, ctc_terms = None, 0, []
+        row_nll, row_count, ctc_terms = None, None, []
         for i, (s, logits) in enumerate(zip(segments, logits_out)):
             if s.loss:
-                target_mask = loss_targets(s, self.start_ids(s.modality))
-                nll = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), s.input_ids[:, 1:].flatten(),
-                                      reduction="none")
-                seg_total = (nll * target_mask.flatten()).sum()
-                total = seg_total if total is None else total + seg_total
-                count += int(target_mask.sum())
+                nll, n = segment_nll(logits, s, self.start_ids(s.modality))
+                row_nll, row_count = (nll, n) if row_nll is None else (row_nll + nll, row_count + n)
                 for src in self._ctc_sources(s.modality):
                     done = [d for d in history[:i] if d.modality == src]
                     if done:  # CTC from the latest earlier segment of the source to this one
-                        targets = ctc_targets(s.input_ids, target_mask, self.tower_objs[s.modality].eos_token_id)
+                        targets = ctc_targets(s.input_ids, loss_targets(s, self.start_ids(s.modality)),
+                                              self.tower_objs[s.modality].eos_token_id)
                         ctc_terms.append(ctc_loss(self.ctc_log_probs(src, s.modality, done[-1]), done[-1].mask,
                                                   targets))
-        loss = total / max(count, 1) if total is not None else None
+        count = int(row_count.sum()) if row_count is not None else 0
+        loss = row_nll.sum() / max(count, 1) if row_nll is not None else None
         ctc = torch.stack(ctc_terms).mean() if ctc_terms else None
         if ctc is not None and loss is not None:
             loss = (1 - self.config.ctc_weight) * loss + self.config.ctc_weight * ctc
-        return ZipperOutput(loss=loss, logits=logits_out, num_loss_tokens=count, ctc_loss=ctc)
+        return ZipperOutput(loss=loss, logits=logits_out, num_loss_tokens=count, ctc_loss=ctc, row_nll=row_nll,
+                            row_loss_tokens=row_count)
 
     def _ctc_sources(self, dst: str) -> list[str]:
         return [src for src, d in (e.split("->") for e in self.config.ctc_directions) if d == dst]

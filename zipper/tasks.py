@@ -87,19 +87,12 @@ def speak_units(model, texts: Sequence[str], batch_size: int = 8, units_per_word
 @torch.no_grad()
 def text_nll_per_example(model, examples: Sequence[dict], batch_size: int = 8) -> list[tuple[float, int]]:
     """ASR teacher forcing: per example (text NLL summed over its loss tokens, number of loss tokens)."""
-    import torch.nn.functional as F
-
     from zipper.data import make_segments
-    from zipper.model import loss_targets
 
     out = []
     for chunk in _chunks(list(examples), batch_size):
-        segs = make_segments(model, chunk, "asr")
-        text = segs[1]
-        logits = model(segs).logits[1][:, :-1]  # (B, T-1, V)
-        nll = F.cross_entropy(logits.float().transpose(1, 2), text.input_ids[:, 1:], reduction="none")  # (B, T-1)
-        keep = loss_targets(text, model.start_ids("text"))
-        out += [(float((n * k).sum()), int(k.sum())) for n, k in zip(nll, keep)]
+        o = model(make_segments(model, chunk, "asr"))
+        out += [(float(s), int(n)) for s, n in zip(o.row_nll, o.row_loss_tokens)]
     return out
 
 

@@ -44,3 +44,23 @@ def test_an_open_zip_reads_speech_and_batching_does_not_change_the_nll(parts):
     assert [c for _, c in batched] == [c for _, c in single]
     assert torch.allclose(torch.tensor([s for s, _ in batched]), torch.tensor([s for s, _ in single]), rtol=1e-4)
     assert speech_use(model, examples[:1]) == {}  # nothing to swap with
+
+
+def test_forward_row_nll_is_the_loss_split_by_row(parts):
+    import torch.nn.functional as F
+
+    from zipper.data import make_segments
+
+    speech, text, examples = parts
+    model = _zip(speech, text)
+    open_gates(model, 1.0, block_scale=30.0)
+    segs = make_segments(model, examples, "asr")
+    out = model(segs)
+    assert out.row_nll.shape == out.row_loss_tokens.shape == (len(examples),)
+    assert int(out.row_loss_tokens.sum()) == out.num_loss_tokens
+    assert torch.allclose(out.row_nll.sum() / out.num_loss_tokens, out.loss)
+    # row 0 by hand: its real text tokens after the forced BOS + prefix (ids 12, 13)
+    ids = segs[1].input_ids[0][segs[1].mask()[0]]  # (n,)
+    nll = F.cross_entropy(out.logits[1][0, : len(ids) - 1].float(), ids[1:], reduction="none")[2:]
+    assert int(out.row_loss_tokens[0]) == len(nll)
+    assert torch.allclose(out.row_nll[0], nll.sum(), rtol=1e-5)
