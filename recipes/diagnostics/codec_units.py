@@ -19,6 +19,12 @@ decode(input) on held-out voices (and LibriVox) with the Whisper-base judge:
   deviation over the fit states; a few Whisper dimensions have 5-8x the median spread and would
   dominate the Euclidean distance).
 - ``--units codec --units-from CODEC``: that codec's unit ids (a control).
+- ``--units kmeans --space decoder``: k-means in the space the decoder reads, not the state space: a
+  decoder is first trained on the continuous states (``--continuous-steps``; its weights are saved to
+  ``--out``/continuous_decoder.safetensors, and ``--continuous-from`` reuses them), and the states are
+  clustered after its first layer (the linear map 512 -> 192). Distances then weigh state directions
+  by how much the decoder uses them. ``--warm-start`` starts the unit decoder from the continuous one
+  (its unit embedding set to the centroids) instead of from scratch.
 
 Writes ``results.json`` (per-utterance transcripts) under ``--out``.
 """
@@ -60,6 +66,13 @@ def main(argv=None):
     ap.add_argument("--fit", nargs="+", default=[], help="--units kmeans: manifests whose states k-means is fitted on")
     ap.add_argument("--fit-cache", nargs="+", default=[], help="--units kmeans: a states cache file per --fit manifest")
     ap.add_argument("--standardise", action="store_true", help="--units kmeans: per-dimension standardised states")
+    ap.add_argument("--space", choices=["state", "decoder"], default="state",
+                    help="--units kmeans: cluster the (optionally standardised) states, or their image under the "
+                         "first layer of a decoder trained on the continuous states")
+    ap.add_argument("--continuous-steps", type=int, default=10_800, help="--space decoder: its continuous decoder's steps")
+    ap.add_argument("--continuous-from", help="--space decoder: a continuous_decoder.safetensors to reuse")
+    ap.add_argument("--warm-start", action="store_true",
+                    help="--space decoder: start the unit decoder from the continuous one")
     ap.add_argument("--threads", type=int, default=1, help="torch, encoder and judge CPU threads")
     ap.add_argument("--out", required=True, help="output directory for results.json")
     args = ap.parse_args(argv)
@@ -77,7 +90,25 @@ def main(argv=None):
             return waves, [s.float() for s in cached_whisper_states(Path(cache), paths, waves, args.threads)]
         return waves, whisper_states(waves, encoder=encoder, progress=True)
 
+    train_cfg = cfg["train"]
+
+    def fit_decoder(dec, feats, mels, steps):
+        train_unit_decoder(dec, feats, mels, 1, steps, train_cfg["batch_size"], train_cfg["crop_units"],
+                           train_cfg["lr"], train_cfg["seed"], log_every=500)
+
+    def continuous_decoder() -> nn.Module:
+        dec = WhisperUnitCodec.new_decoder(replace(c, vocab_size=1))
+        dec.embed = nn.Linear(512, c.dec_channels)  # continuous input in place of the unit embedding
+        return dec
+
+    waves, states = states_of(args.train, args.states_cache)
+    mels = [shell.mel(torch.from_numpy(w)) for w in waves]  # [(T_i (+1), n_mels)]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
     units = None  # a WhisperUnitCodec whose units_of_states quantises; None = continuous input
+    project = None  # --space decoder: the continuous decoder's first layer, (T, 512) -> (T, 192)
+    cont = None
     if args.units == "codec":
         if not args.units_from:
             ap.error("--units codec needs --units-from")
@@ -86,26 +117,42 @@ def main(argv=None):
         if not args.fit or len(args.fit_cache) not in (0, len(args.fit)):
             ap.error("--units kmeans needs --fit manifests (and one --fit-cache per manifest, or none)")
         fit = [s for m, ca in zip(args.fit, args.fit_cache or [None] * len(args.fit)) for s in states_of(m, ca)[1]]
+        if args.space == "decoder":
+            from safetensors.torch import load_file, save_file
+
+            cont = continuous_decoder()
+            if args.continuous_from:
+                cont.load_state_dict(load_file(args.continuous_from))
+            else:
+                fit_decoder(cont, [s for s in states], mels, args.continuous_steps)
+                save_file(cont.state_dict(), str(out / "continuous_decoder.safetensors"))
+            project = cont.embed.requires_grad_(False)
+            with torch.no_grad():
+                fit = [project(s) for s in fit]
         t0 = time.time()
         cents, scale = fit_state_kmeans(fit, args.k, args.standardise, n_iter=15, seed=0)
         print(f"[units] k-means k={args.k} on {sum(len(s) for s in fit)} states in {time.time() - t0:.0f}s", flush=True)
         units = WhisperUnitCodec(replace(c, vocab_size=args.k, standardise=args.standardise), cents, state_scale=scale)
 
     def inputs(states: torch.Tensor) -> torch.Tensor:  # (T, 512) -> (T, 512) states or (T,) unit ids
-        return states if units is None else units.units_of_states(states)
+        if units is None:
+            return states
+        with torch.no_grad():
+            return units.units_of_states(states if project is None else project(states))
 
-    waves, states = states_of(args.train, args.states_cache)
     feats = [inputs(s) for s in states]
-    mels = [shell.mel(torch.from_numpy(w)) for w in waves]  # [(T_i (+1), n_mels)]
-    dec = WhisperUnitCodec.new_decoder(replace(c, vocab_size=units.vocab_size if units is not None else 1))
     if units is None:
-        dec.embed = nn.Linear(512, c.dec_channels)  # continuous input in place of the unit embedding
+        dec = continuous_decoder()
     else:
+        dec = WhisperUnitCodec.new_decoder(replace(c, vocab_size=units.vocab_size))
+        if args.warm_start and cont is not None:
+            dec.load_state_dict({k: v for k, v in cont.state_dict().items() if not k.startswith("embed.")}, strict=False)
+            with torch.no_grad():  # a unit's embedding = its centroid (in the first layer's output space)
+                dec.embed.weight.copy_(units.centroids * (units.state_scale if units.state_scale is not None else 1))
         used = torch.unique(torch.cat(feats)).numel()
         print(f"[units] the decoder's training audio uses {used}/{units.vocab_size} units", flush=True)
     t0 = time.time()
-    train_unit_decoder(dec, feats, mels, 1, args.steps, cfg["train"]["batch_size"], cfg["train"]["crop_units"],
-                       cfg["train"]["lr"], cfg["train"]["seed"], log_every=500)
+    fit_decoder(dec, feats, mels, args.steps)
     train_s = time.time() - t0
 
     judge = WhisperJudge(cpu_threads=args.threads)
@@ -124,12 +171,11 @@ def main(argv=None):
     table = {k: wer([i["ref"] for i in v], [i["hyp"] for i in v]).wer for k, v in groups.items() if v}
     for k, v in table.items():
         print(f"{k:26s} {v:6.1%}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(
         {"command": " ".join(sys.argv), "steps": args.steps, "train_seconds": round(train_s),
          "units": args.units, "units_from": args.units_from, "k": args.k if args.units == "kmeans" else None,
-         "fit": args.fit, "standardise": args.standardise,
+         "fit": args.fit, "standardise": args.standardise, "space": args.space,
+         "warm_start": args.warm_start,
          "table": table, "items": items}, indent=1) + "\n")
 
 
