@@ -10,7 +10,9 @@ centroids; for mel_kmeans also its feature scale) and trains only a new decoder 
 e.g. a single-speaker decoder for speaker-invariant units. ``--decoder-from CODEC`` starts that
 decoder from another codec's decoder weights (fine-tuning). ``--states-cache FILE`` (whisper_kmeans)
 stores the Whisper encoder states of the files in a safetensors file and reuses them on the next run
-with the same files. Mismatched inputs (another codec type, decoder shape or unit settings) are
+with the same files. ``--kmeans-manifest`` (whisper_kmeans) fits k-means on other audio than the
+decoder's (e.g. many voices for the units, one voice for the decoder), with its own
+``--kmeans-states-cache``. Mismatched inputs (another codec type, decoder shape or unit settings) are
 refused with one usage error.
 
 Output: a codec directory (``codec_config.json`` + ``codec.safetensors``) loadable with
@@ -54,8 +56,9 @@ def audio_paths(manifest: str | None, wav_dir: str | None, voices_exclude: set[s
     return paths
 
 
-def cached_whisper_states(cache: Path, paths: list[Path], waves: list, threads: int = 2) -> list[torch.Tensor]:
-    """Whisper encoder states of ``waves`` (16 kHz), read from ``cache`` if it holds those ``paths``."""
+def cached_whisper_states(cache: Path | None, paths: list[Path], waves: list, threads: int = 2) -> list[torch.Tensor]:
+    """Whisper encoder states of ``waves`` (16 kHz), read from ``cache`` if it holds those ``paths``, else
+    computed (and written to ``cache`` unless it is None)."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -63,7 +66,7 @@ def cached_whisper_states(cache: Path, paths: list[Path], waves: list, threads: 
     from towers.whisper_units import WhisperEncoder, whisper_states
 
     names = json.dumps([str(p.resolve()) for p in paths])
-    if cache.exists():
+    if cache is not None and cache.exists():
         with safe_open(str(cache), "pt") as f:
             if (f.metadata() or {}).get("paths") == names:
                 print(f"[codec] whisper states from {cache}", flush=True)
@@ -72,8 +75,9 @@ def cached_whisper_states(cache: Path, paths: list[Path], waves: list, threads: 
     t0 = time.time()
     states = whisper_states([preprocess(w, 16_000, target_sr=16_000, max_seconds=None)[0] for w in waves],
                             encoder=WhisperEncoder(threads=threads), progress=True)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    save_file({str(i): s.contiguous() for i, s in enumerate(states)}, str(cache), metadata={"paths": names})
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        save_file({str(i): s.contiguous() for i, s in enumerate(states)}, str(cache), metadata={"paths": names})
     print(f"[codec] whisper states for {len(states)} clips in {time.time() - t0:.0f}s -> {cache}", flush=True)
     return states
 
@@ -100,6 +104,10 @@ def main(argv=None):
     ap.add_argument("--states-cache", metavar="FILE.safetensors",
                     help="whisper_kmeans: load the encoder states from this file if it was written for the same "
                          "audio files, else compute and write them")
+    ap.add_argument("--kmeans-manifest", metavar="JSONL",
+                    help="whisper_kmeans: fit k-means on this manifest's audio instead of --manifest's")
+    ap.add_argument("--kmeans-states-cache", metavar="FILE.safetensors",
+                    help="whisper_kmeans: --states-cache for the --kmeans-manifest audio")
     ap.add_argument("--fp16", action="store_true", help="store the tensors as float16 (half the file size)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = ap.parse_args(argv)
@@ -157,6 +165,15 @@ def main(argv=None):
         if codec_type != "whisper_kmeans":
             ap.error("--states-cache is for codec_type whisper_kmeans")
         extra["states"] = cached_whisper_states(Path(args.states_cache), paths, waves, args.threads)
+    if args.kmeans_manifest:
+        if codec_type != "whisper_kmeans" or args.units_from:
+            ap.error("--kmeans-manifest is for codec_type whisper_kmeans without --units-from")
+        km_paths = audio_paths(args.kmeans_manifest, None, set(args.exclude_voice))
+        if not km_paths:
+            ap.error(f"no audio files in {args.kmeans_manifest}")
+        km_waves = [load_audio(p, target_sr=16_000)[0] for p in tqdm(km_paths, desc="loading k-means audio", mininterval=2)]
+        cache = Path(args.kmeans_states_cache) if args.kmeans_states_cache else None
+        extra["kmeans_states"] = cached_whisper_states(cache, km_paths, km_waves, args.threads)
     t0 = time.time()
     try:
         codec = train(waves, 16_000, codec_cfg, **cfg["train"], **extra)

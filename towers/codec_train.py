@@ -23,7 +23,8 @@ from towers.audio import preprocess
 from towers.codec import MelUnitCodec, MelUnitCodecConfig
 from towers.kmeans import assign, fit_kmeans
 
-__all__ = ["train_mel_unit_codec", "train_unit_decoder", "train_whisper_unit_codec", "fit_state_kmeans",
+__all__ = ["train_mel_unit_codec", "train_unit_decoder", "train_whisper_unit_codec", "train_state_decoder", "warm_start_state",
+           "fit_state_kmeans",
            "train_tiny_codec", "synthetic_babble"]
 
 
@@ -207,23 +208,36 @@ def train_whisper_unit_codec(waves: Sequence, sample_rate: int = 16_000, config=
                              crop_units: int = 96, lr: float = 2e-3, seed: int = 0, progress: bool = True,
                              log_every: int = 100, units_from=None, states: Sequence | None = None,
                              init_decoder: dict | None = None, delta_weight: float = 0.0, adv_weight: float = 0.0,
-                             fm_weight: float = 0.0):
+                             fm_weight: float = 0.0, project_steps: int = 0, warm_start: bool = False,
+                             kmeans_states: Sequence | None = None):
     """Train a :class:`towers.whisper_units.WhisperUnitCodec`: k-means over Whisper-base encoder
     states, then the unit -> mel decoder (same trainer as the default codec).
 
-    ``units_from``: a trained ``WhisperUnitCodec`` whose ``centroids`` are copied instead of fitting
-    k-means (same units; only the decoder is trained, e.g. on a single target speaker).
-    ``states``: the clips' encoder states if already computed (``whisper_states(waves)``, cached),
-    one ``(ceil(n_i / 320), 512)`` tensor per wave. ``init_decoder``, ``delta_weight``, ``adv_weight``,
-    ``fm_weight``: as in :func:`train_mel_unit_codec`.
+    ``units_from``: a trained ``WhisperUnitCodec`` whose unit encoder (centroids, scale, projection) is
+    copied instead of fitting k-means (same units; only the decoder is trained, e.g. on a single
+    target speaker). ``states``: the clips' encoder states if already computed
+    (``whisper_states(waves)``, cached), one ``(ceil(n_i / 320), 512)`` tensor per wave.
+    ``kmeans_states``: fit k-means on these states instead of ``states`` (e.g. many voices, while the
+    decoder learns one). ``init_decoder``, ``delta_weight``, ``adv_weight``, ``fm_weight``: as in
+    :func:`train_mel_unit_codec`.
+
+    With ``config.project``: a decoder is first trained for ``project_steps`` on the unquantised states
+    of ``waves`` (:func:`train_state_decoder`); its first layer is the projection k-means runs in.
+    ``warm_start`` then starts the unit decoder from that decoder (each unit's embedding = its centroid).
     """
     from towers.whisper_units import WhisperUnitCodec, WhisperUnitCodecConfig, whisper_states
 
     c = config or WhisperUnitCodecConfig()
     if units_from is not None and units_from.config.vocab_size != c.vocab_size:
         raise ValueError(f"units_from has vocab {units_from.config.vocab_size}, config {c.vocab_size}")
+    if c.project and units_from is None and project_steps <= 0:
+        raise ValueError("config.project needs train.project_steps > 0 (the steps of the decoder it comes from)")
+    if warm_start and (not c.project or units_from is not None):
+        raise ValueError("warm_start needs config.project and no units_from (it starts from the projection's decoder)")
     torch.manual_seed(seed)
-    shell = WhisperUnitCodec(c, torch.zeros(c.vocab_size, 512), state_scale=torch.ones(512) if c.standardise else None)
+    d = c.dec_channels if c.project else 512
+    shell = WhisperUnitCodec(c, torch.zeros(c.vocab_size, d), state_scale=torch.ones(d) if c.standardise else None,
+                             state_proj=(torch.zeros(d, 512), torch.zeros(d)) if c.project else None)
     xs = [preprocess(w, sample_rate, target_sr=16_000, max_seconds=None)[0] for w in waves]
     t0 = time.time()
     if states is None:
@@ -235,18 +249,57 @@ def train_whisper_unit_codec(waves: Sequence, sample_rate: int = 16_000, config=
         mels = [shell.mel(torch.from_numpy(x)) for x in xs]  # [(T_i (+1), n_mels)]
     if progress:
         print(f"[codec] whisper states for {len(xs)} clips in {time.time() - t0:.0f}s", flush=True)
+    state_dec = None
     if units_from is not None:
-        if units_from.config.standardise != c.standardise:
-            raise ValueError(f"units_from has standardise={units_from.config.standardise}, config {c.standardise}")
+        for key in ("standardise", "project"):
+            if getattr(units_from.config, key) != getattr(c, key):
+                raise ValueError(f"units_from has {key}={getattr(units_from.config, key)}, config {getattr(c, key)}")
         shell.centroids = units_from.centroids.clone()
         shell.state_scale = None if units_from.state_scale is None else units_from.state_scale.clone()
+        shell.state_proj = None if units_from.state_proj is None else tuple(t.clone() for t in units_from.state_proj)
     else:
-        shell.centroids, shell.state_scale = fit_state_kmeans(states, c.vocab_size, c.standardise, kmeans_iters,
-                                                              kmeans_max_points, seed, progress)
+        if c.project:
+            state_dec = train_state_decoder(c, states, mels, project_steps, batch_size, crop_units, lr, seed,
+                                            progress, log_every)
+            shell.state_proj = tuple(t.detach().clone() for t in (state_dec.embed.weight, state_dec.embed.bias))
+            shell.state_scale = None
+        with torch.no_grad():
+            pts = [shell.unit_space(torch.as_tensor(s).float()) for s in (kmeans_states or states)]
+        shell.centroids, scale = fit_state_kmeans(pts, c.vocab_size, c.standardise, kmeans_iters,
+                                                  kmeans_max_points, seed, progress)
+        shell.state_scale = scale
     units = [shell.units_of_states(s) for s in states]
+    if warm_start:
+        init_decoder = warm_start_state(state_dec, shell)
     train_unit_decoder(shell.decoder, units, mels, 1, dec_steps, batch_size, crop_units, lr, seed, progress,
                        log_every, delta_weight, adv_weight, fm_weight, init_decoder)
     return shell
+
+
+def warm_start_state(state_dec, codec) -> dict[str, torch.Tensor]:
+    """A unit decoder's initial weights from the state decoder its codec's projection came from: the
+    same layers, and each unit's embedding = its centroid mapped back to the first layer's output
+    (``embed(state)`` ~ ``embed(nearest centroid's states)``; the projection's bias is in the centroid)."""
+    init = {k: v for k, v in state_dec.state_dict().items() if not k.startswith("embed.")}
+    init["embed.weight"] = codec.centroids * (codec.state_scale if codec.state_scale is not None else 1.0)
+    return init
+
+
+def train_state_decoder(config, states: Sequence[torch.Tensor], mels: list, steps: int, batch_size: int = 12,
+                        crop_units: int = 96, lr: float = 2e-3, seed: int = 0, progress: bool = True,
+                        log_every: int = 100):
+    """The unit -> mel decoder of a WhisperUnitCodecConfig, trained on the unquantised ``(T_i, 512)``
+    states (its unit embedding replaced by a linear map ``embed``: 512 -> dec_channels). ``steps=0``:
+    untrained (the architecture, e.g. to load saved weights into)."""
+    from torch import nn
+
+    from towers.whisper_units import WhisperUnitCodec
+
+    dec = WhisperUnitCodec.new_decoder(config)
+    dec.embed = nn.Linear(512, config.dec_channels)  # continuous input in place of the unit embedding
+    if steps > 0:
+        train_unit_decoder(dec, list(states), mels, 1, steps, batch_size, crop_units, lr, seed, progress, log_every)
+    return dec.eval()
 
 
 def fit_state_kmeans(states: Sequence[torch.Tensor], k: int, standardise: bool = False, n_iter: int = 20,

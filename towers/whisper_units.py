@@ -117,6 +117,11 @@ class WhisperUnitCodecConfig:
     # would dominate the Euclidean distance; standardised units decode far better
     # (recipes/RESULTS_codec.md, "Is it the units or the decoder?").
     standardise: bool = False
+    # k-means after a learned linear map of the states (tensors ``state_proj.weight (dec_channels, 512)``,
+    # ``state_proj.bias``): the first layer of a decoder trained on the unquantised states, so the
+    # distance weighs each state direction by how much decoding uses it (better than ``standardise``
+    # alone: recipes/RESULTS_codec.md, "k-means in the decoder's space").
+    project: bool = False
 
     @classmethod
     def from_dict(cls, d: dict) -> "WhisperUnitCodecConfig":
@@ -130,14 +135,16 @@ class WhisperUnitCodecConfig:
 class WhisperUnitCodec(SpeechCodec):
     """Units = k-means ids of Whisper-base encoder states (50/s); decoder + Griffin-Lim back.
 
-    Tensors: ``centroids (V, 512)``, ``decoder.*``, and with ``config.standardise`` ``state_scale (512,)``
-    (a unit is the nearest centroid of ``state / state_scale``).
+    Tensors: ``centroids (V, D)``, ``decoder.*``; with ``config.project`` ``state_proj.weight (D, 512)`` and
+    ``state_proj.bias (D,)`` (else D = 512); with ``config.standardise`` ``state_scale (D,)``. A unit is the
+    nearest centroid of ``(state @ W.T + b) / state_scale`` (the projection and the scale where present).
     """
 
     sample_rate = _SR
 
     def __init__(self, config: WhisperUnitCodecConfig, centroids: torch.Tensor, decoder: UnitToMel | None = None,
-                 state_scale: torch.Tensor | None = None):
+                 state_scale: torch.Tensor | None = None,
+                 state_proj: tuple[torch.Tensor, torch.Tensor] | None = None):
         c = self.config = config
         if centroids.shape[0] != c.vocab_size:
             raise CodecFormatError(f"centroids {tuple(centroids.shape)} vs vocab_size {c.vocab_size}")
@@ -145,8 +152,17 @@ class WhisperUnitCodec(SpeechCodec):
             raise CodecFormatError(f"standardise={c.standardise} needs a state_scale tensor exactly when true")
         if state_scale is not None and (state_scale.shape != (centroids.shape[1],) or not (state_scale > 0).all()):
             raise CodecFormatError(f"state_scale must be {centroids.shape[1]} positive values, got {tuple(state_scale.shape)}")
+        if c.project != (state_proj is not None):
+            raise CodecFormatError(f"project={c.project} needs state_proj tensors exactly when true")
+        if state_proj is not None and (state_proj[0].shape != (centroids.shape[1], 512)
+                                       or state_proj[1].shape != (centroids.shape[1],)):
+            raise CodecFormatError(f"state_proj must be a ({centroids.shape[1]}, 512) weight and a "
+                                   f"({centroids.shape[1]},) bias, got {[tuple(t.shape) for t in state_proj]}")
+        if state_proj is None and centroids.shape[1] != 512:
+            raise CodecFormatError(f"centroids must be (V, 512) without a projection, got {tuple(centroids.shape)}")
         self.centroids = centroids.float()
         self.state_scale = state_scale.float() if state_scale is not None else None
+        self.state_proj = None if state_proj is None else tuple(t.float() for t in state_proj)
         self.logmel = LogMel(_SR, c.n_fft, c.hop_length, c.n_mels, f_max=c.f_max)
         self.vocoder = GriffinLimVocoder(_SR, c.n_fft, c.hop_length, c.n_mels, f_max=c.f_max, n_iter=c.gl_iters)
         self.decoder = decoder if decoder is not None else self.new_decoder(c)
@@ -169,9 +185,16 @@ class WhisperUnitCodec(SpeechCodec):
         """``(n,)`` -> ``(n // hop + 1, n_mels)`` log-mel (the decoder's training target)."""
         return self.logmel(wave)
 
+    def unit_space(self, states: torch.Tensor) -> torch.Tensor:
+        """Encoder states ``(T, 512)`` -> the ``(T, D)`` points that k-means clusters."""
+        x = states.float()
+        if self.state_proj is not None:
+            x = torch.nn.functional.linear(x, *self.state_proj)  # (T, D)
+        return x if self.state_scale is None else x / self.state_scale
+
     def units_of_states(self, states: torch.Tensor) -> torch.Tensor:
         """Encoder states ``(T, 512)`` -> unit ids ``(T,)``."""
-        return assign(states if self.state_scale is None else states / self.state_scale, self.centroids)
+        return assign(self.unit_space(states), self.centroids)
 
     def _encode_wave(self, wave: torch.Tensor) -> torch.Tensor:
         return self.units_of_states(whisper_states([wave.numpy()])[0])  # (T, 512) -> (T,)
@@ -192,16 +215,19 @@ class WhisperUnitCodec(SpeechCodec):
     def config_dict(self) -> dict:
         return asdict(self.config)
 
-    def unit_encoder_state(self) -> tuple[dict, dict[str, torch.Tensor]]:
+    def _unit_tensors(self) -> dict[str, torch.Tensor]:
         tensors = {"centroids": self.centroids}  # + the fixed Whisper-base
         if self.state_scale is not None:  # (absent before standardisation existed: old cache ids unchanged)
             tensors["state_scale"] = self.state_scale
-        return {"vocab_size": self.config.vocab_size}, tensors
+        if self.state_proj is not None:
+            tensors["state_proj.weight"], tensors["state_proj.bias"] = self.state_proj
+        return tensors
+
+    def unit_encoder_state(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        return {"vocab_size": self.config.vocab_size}, self._unit_tensors()
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
-        t = {"centroids": self.centroids}
-        if self.state_scale is not None:
-            t["state_scale"] = self.state_scale
+        t = self._unit_tensors()
         t.update({f"decoder.{k}": v for k, v in self.decoder.state_dict().items()})
         return t
 
@@ -215,4 +241,9 @@ class WhisperUnitCodec(SpeechCodec):
             dec.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("decoder.")}, strict=True)
         except RuntimeError as e:
             raise CodecFormatError(f"decoder weights do not match the config: {e}") from None
-        return cls(c, tensors["centroids"], dec, tensors.get("state_scale"))
+        proj = None
+        if "state_proj.weight" in tensors or "state_proj.bias" in tensors:
+            if "state_proj.weight" not in tensors or "state_proj.bias" not in tensors:
+                raise CodecFormatError("codec tensors have only one of 'state_proj.weight' / 'state_proj.bias'")
+            proj = (tensors["state_proj.weight"], tensors["state_proj.bias"])
+        return cls(c, tensors["centroids"], dec, tensors.get("state_scale"), proj)

@@ -42,13 +42,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # recipes/: eval_codec, train_codec
 
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
 
 from eval_codec import load_items  # noqa: E402
 from train_codec import audio_paths, cached_whisper_states  # noqa: E402
 from towers.audio import load_audio  # noqa: E402
 from towers.codec import load_codec  # noqa: E402
-from towers.codec_train import fit_state_kmeans, train_unit_decoder  # noqa: E402
+from towers.codec_train import fit_state_kmeans, train_state_decoder, train_unit_decoder, warm_start_state  # noqa: E402
 from towers.judges import WhisperJudge, normalize_text, wer  # noqa: E402
 from towers.whisper_units import WhisperEncoder, WhisperUnitCodec, WhisperUnitCodecConfig, whisper_states  # noqa: E402
 
@@ -96,18 +95,12 @@ def main(argv=None):
         train_unit_decoder(dec, feats, mels, 1, steps, train_cfg["batch_size"], train_cfg["crop_units"],
                            train_cfg["lr"], train_cfg["seed"], log_every=500)
 
-    def continuous_decoder() -> nn.Module:
-        dec = WhisperUnitCodec.new_decoder(replace(c, vocab_size=1))
-        dec.embed = nn.Linear(512, c.dec_channels)  # continuous input in place of the unit embedding
-        return dec
-
     waves, states = states_of(args.train, args.states_cache)
     mels = [shell.mel(torch.from_numpy(w)) for w in waves]  # [(T_i (+1), n_mels)]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
     units = None  # a WhisperUnitCodec whose units_of_states quantises; None = continuous input
-    project = None  # --space decoder: the continuous decoder's first layer, (T, 512) -> (T, 192)
     cont = None
     if args.units == "codec":
         if not args.units_from:
@@ -117,38 +110,36 @@ def main(argv=None):
         if not args.fit or len(args.fit_cache) not in (0, len(args.fit)):
             ap.error("--units kmeans needs --fit manifests (and one --fit-cache per manifest, or none)")
         fit = [s for m, ca in zip(args.fit, args.fit_cache or [None] * len(args.fit)) for s in states_of(m, ca)[1]]
+        proj = None
         if args.space == "decoder":
             from safetensors.torch import load_file, save_file
 
-            cont = continuous_decoder()
+            cont = train_state_decoder(c, [], [], 0)  # the architecture; trained or loaded next
             if args.continuous_from:
                 cont.load_state_dict(load_file(args.continuous_from))
             else:
-                fit_decoder(cont, [s for s in states], mels, args.continuous_steps)
+                cont = train_state_decoder(c, states, mels, args.continuous_steps, train_cfg["batch_size"],
+                                           train_cfg["crop_units"], train_cfg["lr"], train_cfg["seed"], log_every=500)
                 save_file(cont.state_dict(), str(out / "continuous_decoder.safetensors"))
-            project = cont.embed.requires_grad_(False)
+            proj = (cont.embed.weight.detach(), cont.embed.bias.detach())
             with torch.no_grad():
-                fit = [project(s) for s in fit]
+                fit = [torch.nn.functional.linear(s, *proj) for s in fit]
         t0 = time.time()
         cents, scale = fit_state_kmeans(fit, args.k, args.standardise, n_iter=15, seed=0)
         print(f"[units] k-means k={args.k} on {sum(len(s) for s in fit)} states in {time.time() - t0:.0f}s", flush=True)
-        units = WhisperUnitCodec(replace(c, vocab_size=args.k, standardise=args.standardise), cents, state_scale=scale)
+        units = WhisperUnitCodec(replace(c, vocab_size=args.k, standardise=args.standardise, project=proj is not None),
+                                 cents, state_scale=scale, state_proj=proj)
 
     def inputs(states: torch.Tensor) -> torch.Tensor:  # (T, 512) -> (T, 512) states or (T,) unit ids
-        if units is None:
-            return states
-        with torch.no_grad():
-            return units.units_of_states(states if project is None else project(states))
+        return states if units is None else units.units_of_states(states)
 
     feats = [inputs(s) for s in states]
     if units is None:
-        dec = continuous_decoder()
+        dec = train_state_decoder(c, [], [], 0)  # untrained; fitted below
     else:
         dec = WhisperUnitCodec.new_decoder(replace(c, vocab_size=units.vocab_size))
         if args.warm_start and cont is not None:
-            dec.load_state_dict({k: v for k, v in cont.state_dict().items() if not k.startswith("embed.")}, strict=False)
-            with torch.no_grad():  # a unit's embedding = its centroid (in the first layer's output space)
-                dec.embed.weight.copy_(units.centroids * (units.state_scale if units.state_scale is not None else 1))
+            dec.load_state_dict(warm_start_state(cont, units))
         used = torch.unique(torch.cat(feats)).numel()
         print(f"[units] the decoder's training audio uses {used}/{units.vocab_size} units", flush=True)
     t0 = time.time()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -277,9 +278,51 @@ def test_train_codec_script_refuses_mismatched_codecs_with_a_usage_error(tmp_pat
     src = codec.save_pretrained(tmp_path / "src")
     base = ["--config", str(path.parent / "configs" / "codec_default.json"), "--wav-dir", str(wavs), "--out", str(tmp_path / "out")]
     cases = [(["--decoder-from", str(src), "--set", "codec.dec_channels=7"], "another decoder shape"),
-             (["--units-from", str(src), "--set", "codec.stride=1"], "other unit settings")]
+             (["--units-from", str(src), "--set", "codec.stride=1"], "other unit settings"),
+             (["--kmeans-manifest", str(tmp_path / "m.jsonl")], "is for codec_type whisper_kmeans")]
     for extra, message in cases:
         with pytest.raises(SystemExit) as exc:
             script.main(base + extra)
         assert exc.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_whisper_codec_projected_units_fit_in_the_state_decoders_space_and_round_trip(tmp_path):
+    """config.project: a decoder is trained on the unquantised states, k-means runs after its first layer
+    (on kmeans_states when given), the projection is saved with the codec, and warm_start starts the
+    unit decoder from that decoder with each unit's embedding = its centroid."""
+    from towers.codec import SpeechCodec
+    from towers.codec_train import fit_state_kmeans, train_whisper_unit_codec
+    from towers.kmeans import assign
+    from towers.whisper_units import WhisperUnitCodec, WhisperUnitCodecConfig
+    from zipper.data import codec_id
+
+    cfg = WhisperUnitCodecConfig(vocab_size=8, n_mels=20, dec_channels=6, dec_unit_dilations=[1], dec_kernel=3,
+                                 gl_iters=2, project=True)
+    g = torch.Generator().manual_seed(0)
+    waves = synthetic_babble(seconds=1.0, n=2, seed=3)
+    states = [torch.randn(-(-len(w) // 320), 512, generator=g) for w in waves]
+    km_states = [torch.randn(40, 512, generator=g) + 3.0]  # other audio for k-means
+    c = train_whisper_unit_codec(waves, SR, cfg, kmeans_iters=3, dec_steps=0, batch_size=2, crop_units=8,
+                                 progress=False, states=states, project_steps=2, warm_start=True,
+                                 kmeans_states=km_states)
+    w, b = c.state_proj
+    assert w.shape == (6, 512) and b.shape == (6,) and c.centroids.shape == (8, 6)
+    lin = torch.nn.functional.linear
+    assert torch.equal(c.centroids, fit_state_kmeans([lin(km_states[0], w, b)], 8, False, 3, 200_000, 0, False)[0])
+    s = states[0]
+    assert torch.equal(c.units_of_states(s), assign(lin(s, w, b), c.centroids))
+    assert torch.equal(c.decoder.embed.weight, c.centroids)  # warm start, 0 unit-decoder steps
+    again = SpeechCodec.from_pretrained(c.save_pretrained(tmp_path / "proj"))
+    assert torch.equal(again.units_of_states(s), c.units_of_states(s)) and codec_id(again) == codec_id(c)
+    with pytest.raises(ValueError, match="project_steps"):
+        train_whisper_unit_codec(waves, SR, cfg, dec_steps=1, progress=False, states=states)
+    with pytest.raises(ValueError, match="warm_start"):
+        train_whisper_unit_codec(waves, SR, replace(cfg, project=False), dec_steps=1, progress=False, states=states,
+                                 warm_start=True)
+    with pytest.raises(CodecFormatError, match="state_proj"):
+        WhisperUnitCodec(cfg, c.centroids)
+    with pytest.raises(CodecFormatError, match="state_proj"):
+        WhisperUnitCodec(cfg, c.centroids, state_proj=(w[:, :10], b))
+    with pytest.raises(CodecFormatError, match="512"):
+        WhisperUnitCodec(replace(cfg, project=False), c.centroids)
