@@ -232,7 +232,8 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
             m = asr_metrics(model, dev)
             metrics["dev_wer"] = m["wer"]
             if "speech_info" in m:  # nats/token the matched speech saves (zipper.tasks.speech_use)
-                metrics["dev_speech_info"] = m["speech_info"]
+                # text_nll rising while the training loss falls: the zip memorises its training sentences
+                metrics.update(dev_text_nll=m["text_nll"], dev_speech_info=m["speech_info"])
         if "tts" in tasks:  # the speech tower's loss on dev is the cheap TTS signal
             with torch.no_grad():
                 metrics["dev_tts_loss"] = round(model(make_segments(model, dev[:16], "tts")).loss.item(), 3)

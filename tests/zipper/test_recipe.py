@@ -46,9 +46,10 @@ def test_asr_zip_resume_and_cli(world, capsys):
     cfg = RecipeConfig(task="asr", out=str(root / "asr"), steps=2, ctc_weight=0.3, **base)  # hybrid CTC/attention
     first = run(cfg, results_md=None)
     assert first["steps"] == 2 and first["params"]["trainable"] > 0
-    cfg.steps = 3
+    cfg.steps, cfg.eval_every = 3, 3
     second = run(cfg, results_md=None)  # resumes from the step-2 checkpoint
     assert second["steps"] == 3 and (root / "asr" / "checkpoints" / "step-0000003" / "COMPLETE").exists()
+    assert set(second["dev_curve"][-1]) == {"step", "dev_wer", "dev_text_nll", "dev_speech_info"}
     assert set(second["metrics"]["test_asr_beam1"]) >= {"wer", "cer", "n_utts", "ctc_wer", "speech_info"}
     model = root / "asr" / "model"
     assert (model / "zipper.safetensors").exists() and (model / "codec" / "codec.safetensors").exists()

@@ -1,0 +1,49 @@
+"""Is an ASR zip learning to listen, or memorising its training sentences? Teacher-forced text NLL on
+training and on held-out utterances, with each utterance's own speech and with another's.
+
+    OMP_NUM_THREADS=1 .venv/bin/python recipes/diagnostics/asr_text_fit.py --codec whisper-joe \
+        --model runs/asr-medium-whisper-ctc-model-step526 runs/asr-medium-whisper-ctc/model --n 100
+
+For each ``--model`` (an ASR zip directory) and each split (``train``, ``test`` of ``--corpus``; the first
+``--n`` utterances) it prints ``zipper.tasks.speech_use``: ``text_nll`` (nats per token with the right
+speech), ``text_nll_other_speech`` and their difference ``speech_info``. A zip that listens lowers the
+held-out ``text_nll``; one that memorises lowers the training one while the held-out one rises.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import torch  # noqa: E402
+
+from towers.codec import load_codec  # noqa: E402
+from zipper.data import load_split  # noqa: E402
+from zipper.model import ZipperModel  # noqa: E402
+from zipper.tasks import speech_use  # noqa: E402
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", nargs="+", required=True, help="trained ASR zip directories")
+    ap.add_argument("--codec", required=True, help="the codec their units come from (name or directory)")
+    ap.add_argument("--corpus", default="data/corpus-medium", help="corpus whose train and test splits are used")
+    ap.add_argument("--n", type=int, default=100, help="utterances per split (the first N)")
+    args = ap.parse_args(argv)
+
+    codec = load_codec(args.codec)
+    splits = {name: load_split(args.corpus, name, codec, progress=False)[: args.n] for name in ("train", "test")}
+    print("| model | split | text_nll | text_nll_other_speech | speech_info |\n|---|---|---|---|---|")
+    for path in args.model:
+        model = ZipperModel.from_pretrained(path).eval()
+        with torch.no_grad():
+            for name, rows in splits.items():
+                m = speech_use(model, rows)
+                print(f"| {path} | {name} | {m['text_nll']:.3f} | {m['text_nll_other_speech']:.3f} | "
+                      f"{m['speech_info']:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
