@@ -95,9 +95,11 @@ DEFAULT_CODEC_DIR = Path(__file__).parent / "assets" / "codec-default"
 # "whisper-joe": k-means over Whisper-base encoder states (50 units/s, needs the offline Whisper-base
 # files at encode time) with a decoder trained on one voice (piper joe); "whisper-std-joe": the same on
 # per-dimension standardised states (far more intelligible: 2.2x the originals' judge-WER against 3.9x);
-# see recipes/RESULTS_codec.md.
+# "whisper-proj-joe": k-means in the space of the first layer of a decoder trained on the unquantised
+# states, the unit decoder warm-started from that decoder (1.7x); see recipes/RESULTS_codec.md.
 SHIPPED_CODECS = {"default": DEFAULT_CODEC_DIR, "whisper-joe": DEFAULT_CODEC_DIR.parent / "codec-whisper-joe",
-                  "whisper-std-joe": DEFAULT_CODEC_DIR.parent / "codec-whisper-std-joe"}
+                  "whisper-std-joe": DEFAULT_CODEC_DIR.parent / "codec-whisper-std-joe",
+                  "whisper-proj-joe": DEFAULT_CODEC_DIR.parent / "codec-whisper-proj-joe"}
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".npy", ".npz", ".joblib")
 
 CODEC_TYPES: dict[str, type["SpeechCodec"]] = {}
@@ -406,8 +408,8 @@ def load_default_codec() -> SpeechCodec:
 
 
 def load_codec(ref: str | os.PathLike) -> SpeechCodec:
-    """A shipped codec by name (:data:`SHIPPED_CODECS`: ``"default"``, ``"whisper-joe"``, ``"whisper-std-joe"``) or a
-    codec directory."""
+    """A shipped codec by name (:data:`SHIPPED_CODECS`: ``"default"``, ``"whisper-joe"``, ``"whisper-std-joe"``,
+    ``"whisper-proj-joe"``) or a codec directory."""
     if isinstance(ref, str) and ref in SHIPPED_CODECS:
         return SpeechCodec.from_pretrained(SHIPPED_CODECS[ref])
     if not Path(ref).is_dir():

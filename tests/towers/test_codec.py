@@ -183,16 +183,19 @@ def test_shipped_default_codec_loads_and_roundtrips(wave):
     assert torch.isfinite(out).all() and abs(out.numel() / sr - 25 / c.units_per_second) < 0.1
 
 
-@pytest.mark.parametrize("name,standardised", [("whisper-joe", False), ("whisper-std-joe", True)])
-def test_shipped_whisper_codecs_load_by_name_and_decode(name, standardised):
+@pytest.mark.parametrize("name,standardised,projected", [("whisper-joe", False, False), ("whisper-std-joe", True, False),
+                                                          ("whisper-proj-joe", False, True)])
+def test_shipped_whisper_codecs_load_by_name_and_decode(name, standardised, projected):
     from towers.codec import load_codec
 
     c = load_codec(name)
     assert c.codec_type == "whisper_kmeans" and c.vocab_size == 1024 and c.units_per_second == 50
     assert not torch.equal(c.centroids, c.centroids.half().float())  # centroids kept at full precision
     assert c.config.standardise == standardised and (c.state_scale is not None) == standardised
-    if standardised:  # the unit encoder is exact too (same unit ids, same cache key as the float32 original)
-        assert c.state_scale.dtype == torch.float32 and not torch.equal(c.state_scale, c.state_scale.half().float())
+    assert c.config.project == projected and (c.state_proj is not None) == projected
+    # the unit encoder is exact too (same unit ids, same cache key as the float32 original)
+    for t in ([c.state_scale] if standardised else []) + (list(c.state_proj) if projected else []):
+        assert t.dtype == torch.float32 and not torch.equal(t, t.half().float())
     out, sr = c.decode(torch.arange(3, 53))  # one second of units: decoder + Griffin-Lim, no Whisper needed
     assert sr == 16_000 and torch.isfinite(out).all() and abs(out.numel() / sr - 1.0) < 0.05
 
