@@ -63,7 +63,7 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=20, help="first N manifest rows (0: all)")
     ap.add_argument("--librivox", action="store_true", help="also score the 5 pocketsphinx-testdata LibriVox clips")
     ap.add_argument("--roundtrip", action="store_true", help="also score decode(encode(x)) through the codec")
-    ap.add_argument("--codec", help="codec directory or shipped codec name (default, whisper-joe, whisper-std-joe); default: default")
+    ap.add_argument("--codec", help="codec directory or shipped codec name (default, whisper-joe, whisper-std-joe, whisper-proj-joe); default: default")
     ap.add_argument("--personalized", action="store_true", help="personalized DNSMOS P.835 model")
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime / torch CPU threads")
     ap.add_argument("--out", help="output directory for results.json")

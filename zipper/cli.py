@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("audio", help="input audio file")
     rt.add_argument("-o", "--output", required=True, help="output .wav path")
     rt.add_argument("--codec", default="default",
-                    help="a shipped codec name (default, whisper-joe, whisper-std-joe) or a codec directory (default: default)")
+                    help="a shipped codec name (default, whisper-joe, whisper-std-joe, whisper-proj-joe) or a codec directory (default: default)")
     rt.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     rt.add_argument("--max-seconds", type=float, default=60.0, help="refuse longer audio")
     rt.set_defaults(fn=cmd_codec_roundtrip)
