@@ -28,7 +28,7 @@ class ZipperConfig:
     directions: list[str] = field(default_factory=lambda: ["speech->text", "text->speech"])
     num_heads: int = 0  # 0 = the attending tower's own head count
     projection_layers: int = 3  # depth of the ReLU MLP mapping one tower's states to another's width
-    ffn_mult: int = 4  # gated feed-forward width, as a multiple of the attending tower's width
+    ffn_mult: int = 4  # gated feed-forward width, as a multiple of the attending tower's width; 0 = none
     input_projection: bool = True  # gated ReLU MLP after each tower's embeddings
     # Which towers get it (empty = all). Leaving it off a frozen *source* tower (speech in ASR) saves
     # the whole backward pass through that tower: ~1.8x -> ~1.2x the towers-only step (benchmarks/).
@@ -88,8 +88,8 @@ class ZipperConfig:
                               f"ctc_weight={self.ctc_weight}, ctc_directions={self.ctc_directions}")
         if any(i < 0 for ids in self.prefix_ids for i in ids):
             raise ConfigError(f"prefix_ids must be token ids >= 0, got {self.prefix_ids}")
-        if self.projection_layers < 1 or self.input_projection_layers < 1 or self.ffn_mult < 1:
-            raise ConfigError("projection_layers, input_projection_layers and ffn_mult must be >= 1")
+        if self.projection_layers < 1 or self.input_projection_layers < 1 or self.ffn_mult < 0:
+            raise ConfigError("projection_layers and input_projection_layers must be >= 1, ffn_mult >= 0")
         if self.num_heads < 0 or self.lora_rank < 0 or not 0.0 <= self.dropout < 1.0:
             raise ConfigError("num_heads and lora_rank must be >= 0 and dropout in [0, 1)")
 

@@ -58,11 +58,12 @@ class GatedCrossAttention(nn.Module):
         self.q = nn.Linear(dim, dim, bias=False)
         self.kv = nn.Linear(dim, 2 * dim, bias=False)
         self.out = nn.Linear(dim, dim, bias=False)
-        self.ff_norm = nn.LayerNorm(dim)
-        self.ff = nn.Sequential(nn.Linear(dim, ffn_mult * dim), nn.GELU(), nn.Linear(ffn_mult * dim, dim))
+        # ffn_mult=0: no gated feed-forward, so the block can change the stream only by what it reads
+        self.ff_norm = nn.LayerNorm(dim) if ffn_mult else None
+        self.ff = nn.Sequential(nn.Linear(dim, ffn_mult * dim), nn.GELU(), nn.Linear(ffn_mult * dim, dim)) if ffn_mult else None
         # tanh gates start at zero: the block is the identity at init, the towers are undisturbed.
         self.attn_gate = nn.Parameter(torch.zeros(1))
-        self.ff_gate = nn.Parameter(torch.zeros(1))
+        self.ff_gate = nn.Parameter(torch.zeros(1)) if ffn_mult else None
 
     def memory(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The other tower's states (B, M, D_mem) -> keys and values (B, H, M, D/H), computed once."""
@@ -90,5 +91,6 @@ class GatedCrossAttention(nn.Module):
         a = self.out(a.transpose(1, 2).reshape(h.shape))  # (B, T, D)
         keep = has_memory[:, None, None].to(h.dtype)
         h = h + keep * torch.tanh(self.attn_gate) * a
-        h = h + keep * torch.tanh(self.ff_gate) * F.dropout(self.ff(self.ff_norm(h)), self.dropout, self.training)
+        if self.ff is not None:
+            h = h + keep * torch.tanh(self.ff_gate) * F.dropout(self.ff(self.ff_norm(h)), self.dropout, self.training)
         return h.to(dtype)

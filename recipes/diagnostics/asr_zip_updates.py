@@ -53,7 +53,8 @@ def main(argv=None):
     print("|---|---|---|---|---|")
     for i, (b, h, u, a) in enumerate(zip(blocks, stream, total, attn)):
         print(f"| {i} | {h:.1f} | {u:.2f} ({u / h:.2%}) | {a:.3f} ({a / h:.2%}) | "
-              f"{float(torch.tanh(b.attn_gate)):+.3f} / {float(torch.tanh(b.ff_gate)):+.3f} |")
+              f"{float(torch.tanh(b.attn_gate)):+.3f} / "
+              f"{'-' if b.ff_gate is None else format(float(torch.tanh(b.ff_gate)), '+.3f')} |")
 
 
 if __name__ == "__main__":

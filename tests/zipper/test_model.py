@@ -199,3 +199,20 @@ def test_input_projection_per_tower_skips_source_backward(pair):
     assert torch.equal(model([Segment("speech", s), Segment("text", t)]).logits[1], text.model(input_ids=t).logits)
     with pytest.raises(ConfigError, match="input_projection_towers"):
         ZipperModel.from_towers([speech, text], directions=["speech->text"], input_projection_towers=["image"])
+
+
+def test_zip_without_feed_forward_has_only_cross_attention_paths(pair):
+    """ffn_mult=0: no gated feed-forward in any block; identity at init; every trainable tensor gets a
+    gradient once the gates are open, and the text then depends on the speech only through attention."""
+    speech, text = pair
+    model = ZipperModel.from_towers([speech, text], directions=["speech->text"], cross_attention_interval=[1, 1],
+                                    ffn_mult=0)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert names and not any(".ff." in n or n.endswith("ff_gate") or ".ff_norm." in n for n in names)
+    s, t = _ids(40, 2, 7, 0), _ids(56, 2, 5, 1)
+    segs = [Segment("speech", s), Segment("text", t, loss=True)]
+    with torch.no_grad():
+        assert torch.equal(model(segs).logits[1], text.model(input_ids=t).logits)
+    open_gates(model)
+    model(segs).loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters() if p.requires_grad)
