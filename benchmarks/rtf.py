@@ -253,7 +253,7 @@ def tts_systems(args, ours: list[dict], notes: list[str], workdir: Path) -> tupl
             continue
 
         def fn(text, m=m):
-            units = speak_units(m["model"], [text], batch_size=1)[0]
+            units = speak_units(m["model"], [text], batch_size=1, units_per_second=m["codec"].units_per_second)[0]
             if len(units) == 0:
                 return np.zeros(0, dtype=np.float32), m["codec"].sample_rate
             wave, sr = m["codec"].decode(units)

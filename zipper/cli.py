@@ -64,7 +64,7 @@ def cmd_speak(a) -> int:
         raise FileNotFoundError(f"output folder {out.parent} does not exist")
     codec = _load_model_codec(a.model)
     model = _load_model(a.model)
-    units = speak_units(model, [text])[0]
+    units = speak_units(model, [text], units_per_second=codec.units_per_second)[0]
     if len(units) == 0:
         raise RuntimeError("the model generated no speech units for this text")
     wave, sr = codec.decode(units)

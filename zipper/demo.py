@@ -88,7 +88,7 @@ def run_demo(out: str = "runs/demo", minutes: float = 5.0, corpus_hours: float =
 
     _say(6, "TTS: speak a held-out sentence and let an independent judge (Whisper base) listen")
     sentence = test[0]["text"]
-    units = speak_units(model, [sentence])[0]
+    units = speak_units(model, [sentence], units_per_second=codec.units_per_second)[0]
     wav = root / "demo_tts.wav"
     if len(units):
         wave, sr = codec.decode(units)

@@ -67,16 +67,17 @@ def has_ctc(model) -> bool:
 
 
 @torch.no_grad()
-def speak_units(model, texts: Sequence[str], batch_size: int = 8, units_per_word: float = 16.0,
-                do_sample: bool = False, temperature: float = 1.0, top_k: int = 0,
+def speak_units(model, texts: Sequence[str], batch_size: int = 8, units_per_second: float = 25.0,
+                seconds_per_word: float = 0.64, do_sample: bool = False, temperature: float = 1.0, top_k: int = 0,
                 generator: torch.Generator | None = None) -> list[torch.Tensor]:
-    """Texts -> generated speech units (unit ids, specials removed)."""
+    """Texts -> generated speech units (unit ids, specials removed). Generation stops at the speech
+    tower's EOS or after ``seconds_per_word`` x words (+ 25 units) at the codec's ``units_per_second``."""
     sp, tx = model.tower("speech"), model.tower("text")
     out: list[torch.Tensor] = []
     start = model.start_ids("text")
     for chunk in _chunks(list(texts), batch_size):
         ids, mask = pad_rows([text_ids(tx, t, start=start) for t in chunk], tx.pad_token_id)
-        budget = int(max(len(t.split()) for t in chunk) * units_per_word + 25)
+        budget = int(max(len(t.split()) for t in chunk) * seconds_per_word * units_per_second + 25)
         gen = model.generate([Segment("text", ids, mask)], ["speech"], max_new_tokens=budget, do_sample=do_sample,
                              temperature=temperature, top_k=top_k, generator=generator)[0]
         for row, m in zip(gen.input_ids, gen.attention_mask):
@@ -146,7 +147,7 @@ def tts_metrics(model, examples: Sequence[dict], codec, judge, batch_size: int =
     from towers.judges import wer
 
     def speak_and_hear(texts: list[str]) -> list[tuple[torch.Tensor, str, float | None]]:
-        units = speak_units(model, texts, batch_size=batch_size)
+        units = speak_units(model, texts, batch_size=batch_size, units_per_second=codec.units_per_second)
         waves = [codec.decode(u)[0].numpy() if len(u) else torch.zeros(1600).numpy() for u in units]
         mos = [mos_judge.score_one((w, codec.sample_rate))["ovrl"] if mos_judge is not None and len(u) else None
                for u, w in zip(units, waves)]

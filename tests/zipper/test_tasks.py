@@ -64,3 +64,20 @@ def test_forward_row_nll_is_the_loss_split_by_row(parts):
     nll = F.cross_entropy(out.logits[1][0, : len(ids) - 1].float(), ids[1:], reduction="none")[2:]
     assert int(out.row_loss_tokens[0]) == len(nll)
     assert torch.allclose(out.row_nll[0], nll.sum(), rtol=1e-5)
+
+
+def test_speak_units_budget_follows_the_codec_rate(parts):
+    """Without an EOS, generation runs to its budget: seconds_per_word x words at the codec's unit rate
+    (+ 25), so a 50 units/s codec gets twice the units of a 25/s one for the same text."""
+    from zipper.tasks import speak_units
+
+    speech, text, _ = parts
+    model = ZipperModel.from_towers([text, speech], directions=["text->speech"], cross_attention_interval=[1, 1],
+                                    prefix_ids=[[12, 13], []])
+    never_special = speech.model.lm_head.register_forward_hook(
+        lambda mod, inp, out: out.index_fill(-1, torch.tensor([0, 1, 2]), -1e9))  # no pad/BOS/EOS
+    try:
+        n25, n50 = (len(speak_units(model, ["hello there"], units_per_second=r)[0]) for r in (25.0, 50.0))
+    finally:
+        never_special.remove()
+    assert (n25, n50) == (int(2 * 0.64 * 25 + 25), int(2 * 0.64 * 50 + 25))
