@@ -78,7 +78,8 @@ def cached_whisper_states(cache: Path | None, paths: list[Path], waves: list, th
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         save_file({str(i): s.contiguous() for i, s in enumerate(states)}, str(cache), metadata={"paths": names})
-    print(f"[codec] whisper states for {len(states)} clips in {time.time() - t0:.0f}s -> {cache}", flush=True)
+    print(f"[codec] whisper states for {len(states)} clips in {time.time() - t0:.0f}s"
+          + (f" -> {cache}" if cache is not None else ""), flush=True)
     return states
 
 

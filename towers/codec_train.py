@@ -23,9 +23,8 @@ from towers.audio import preprocess
 from towers.codec import MelUnitCodec, MelUnitCodecConfig
 from towers.kmeans import assign, fit_kmeans
 
-__all__ = ["train_mel_unit_codec", "train_unit_decoder", "train_whisper_unit_codec", "train_state_decoder", "warm_start_state",
-           "fit_state_kmeans",
-           "train_tiny_codec", "synthetic_babble"]
+__all__ = ["train_mel_unit_codec", "train_unit_decoder", "train_whisper_unit_codec", "train_state_decoder",
+           "warm_start_state", "fit_state_kmeans", "train_tiny_codec", "synthetic_babble"]
 
 
 def train_mel_unit_codec(
@@ -262,12 +261,11 @@ def train_whisper_unit_codec(waves: Sequence, sample_rate: int = 16_000, config=
             state_dec = train_state_decoder(c, states, mels, project_steps, batch_size, crop_units, lr, seed,
                                             progress, log_every)
             shell.state_proj = tuple(t.detach().clone() for t in (state_dec.embed.weight, state_dec.embed.bias))
-            shell.state_scale = None
+        shell.state_scale = None  # fit_state_kmeans computes it (with standardise) over the projected points
         with torch.no_grad():
             pts = [shell.unit_space(torch.as_tensor(s).float()) for s in (kmeans_states or states)]
-        shell.centroids, scale = fit_state_kmeans(pts, c.vocab_size, c.standardise, kmeans_iters,
-                                                  kmeans_max_points, seed, progress)
-        shell.state_scale = scale
+        shell.centroids, shell.state_scale = fit_state_kmeans(pts, c.vocab_size, c.standardise, kmeans_iters,
+                                                              kmeans_max_points, seed, progress)
     units = [shell.units_of_states(s) for s in states]
     if warm_start:
         init_decoder = warm_start_state(state_dec, shell)

@@ -20,7 +20,7 @@ from torch import nn
 
 from towers.tower import Tower
 from towers.units import UnitTokenizer
-from zipper.model import Segment, ZipperOutput, check_prefix_ids, segment_nll
+from zipper.model import Segment, ZipperOutput, check_prefix_ids, loss_targets, segment_nll
 
 
 @dataclass
@@ -101,7 +101,7 @@ class SingleDecoder(nn.Module):
             seg_logits = logits[:, start:start + t, off:off + v]  # this modality's head
             out.append(seg_logits)
             if s.loss:
-                nll, n = segment_nll(seg_logits, s, self.start_ids(s.modality))
+                nll, n = segment_nll(seg_logits, s.input_ids, loss_targets(s, self.start_ids(s.modality)))
                 row_nll, row_count = (nll, n) if row_nll is None else (row_nll + nll, row_count + n)
             start += t
         count = int(row_count.sum()) if row_count is not None else 0

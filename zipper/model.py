@@ -130,11 +130,10 @@ def loss_targets(seg: Segment, start: torch.Tensor) -> torch.Tensor:
     return targets
 
 
-def segment_nll(logits: torch.Tensor, seg: Segment, start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next-token NLL of a loss segment from its (B, T, V) logits: per row, the sum over its
-    `loss_targets` and their number, both (B,)."""
-    keep = loss_targets(seg, start)  # (B, T-1)
-    nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), seg.input_ids[:, 1:], reduction="none")  # (B, T-1)
+def segment_nll(logits: torch.Tensor, input_ids: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-token NLL of a segment from its (B, T, V) logits and (B, T) ids: per row, the sum over the
+    targets ``keep`` (B, T-1) marks (its `loss_targets`) and their number, both (B,)."""
+    nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), input_ids[:, 1:], reduction="none")  # (B, T-1)
     return (nll * keep).sum(-1), keep.sum(-1)
 
 
@@ -380,13 +379,13 @@ class ZipperModel(nn.Module):
         row_nll, row_count, ctc_terms = None, None, []
         for i, (s, logits) in enumerate(zip(segments, logits_out)):
             if s.loss:
-                nll, n = segment_nll(logits, s, self.start_ids(s.modality))
+                keep = loss_targets(s, self.start_ids(s.modality))  # (B, T-1)
+                nll, n = segment_nll(logits, s.input_ids, keep)
                 row_nll, row_count = (nll, n) if row_nll is None else (row_nll + nll, row_count + n)
                 for src in self._ctc_sources(s.modality):
                     done = [d for d in history[:i] if d.modality == src]
                     if done:  # CTC from the latest earlier segment of the source to this one
-                        targets = ctc_targets(s.input_ids, loss_targets(s, self.start_ids(s.modality)),
-                                              self.tower_objs[s.modality].eos_token_id)
+                        targets = ctc_targets(s.input_ids, keep, self.tower_objs[s.modality].eos_token_id)
                         ctc_terms.append(ctc_loss(self.ctc_log_probs(src, s.modality, done[-1]), done[-1].mask,
                                                   targets))
         count = int(row_count.sum()) if row_count is not None else 0

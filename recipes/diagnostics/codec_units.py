@@ -114,8 +114,8 @@ def main(argv=None):
         if args.space == "decoder":
             from safetensors.torch import load_file, save_file
 
-            cont = train_state_decoder(c, [], [], 0)  # the architecture; trained or loaded next
             if args.continuous_from:
+                cont = train_state_decoder(c, [], [], 0)  # the architecture, then the saved weights
                 cont.load_state_dict(load_file(args.continuous_from))
             else:
                 cont = train_state_decoder(c, states, mels, args.continuous_steps, train_cfg["batch_size"],
