@@ -200,7 +200,7 @@ def _pretrain_speech(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, ou
 def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> dict:
     from towers import load_tower
     from zipper.data import batches, librivox_examples, make_segments, subset
-    from zipper.tasks import asr_metrics, tts_metrics
+    from zipper.tasks import asr_metrics, source_use, tts_metrics
 
     text = load_tower(cfg.text_tower, modality="text")
     if cfg.model == "single_decoder":
@@ -231,12 +231,12 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
         if "asr" in tasks:
             m = asr_metrics(model, dev)
             metrics["dev_wer"] = m["wer"]
-            if "speech_info" in m:  # nats/token the matched speech saves (zipper.tasks.speech_use)
+            if "speech_info" in m:  # nats/token the matched speech saves (zipper.tasks.source_use)
                 # text_nll rising while the training loss falls: the zip memorises its training sentences
                 metrics.update(dev_text_nll=m["text_nll"], dev_speech_info=m["speech_info"])
-        if "tts" in tasks:  # the speech tower's loss on dev is the cheap TTS signal
-            with torch.no_grad():
-                metrics["dev_tts_loss"] = round(model(make_segments(model, dev[:16], "tts")).loss.item(), 3)
+        if "tts" in tasks:  # teacher-forced unit NLL on dev, and how much of it the matched text saves
+            m = source_use(model, dev[:16], "tts")
+            metrics.update(dev_unit_nll=m["unit_nll"], dev_text_info=m["text_info"])
         return metrics
 
     res = fit(model, loss_fn, stream, cfg.train_config(), out,
@@ -279,7 +279,7 @@ def git_hash() -> str:
 
 def _headline(results: dict) -> str:
     m = results.get("metrics", {})
-    shown = ("wer", "cer", "ctc_wer", "speech_info", "judge_wer_vs_gold", "judge_wer_vs_reference_transcript",
+    shown = ("wer", "cer", "ctc_wer", "speech_info", "text_info", "judge_wer_vs_gold", "judge_wer_vs_reference_transcript",
              "reference_audio_judge_wer", "dnsmos_ovrl", "reference_audio_dnsmos_ovrl")
     parts = []
     for k, v in m.items():

@@ -86,31 +86,41 @@ def speak_units(model, texts: Sequence[str], batch_size: int = 8, units_per_seco
 
 
 @torch.no_grad()
-def text_nll_per_example(model, examples: Sequence[dict], batch_size: int = 8) -> list[tuple[float, int]]:
-    """ASR teacher forcing: per example (text NLL summed over its loss tokens, number of loss tokens)."""
+def nll_per_example(model, examples: Sequence[dict], task: str = "asr", batch_size: int = 8) -> list[tuple[float, int]]:
+    """Teacher forcing, per example: (target NLL summed over its loss tokens, number of loss tokens). The
+    target is the text for ``task="asr"`` and the speech units for ``task="tts"``."""
     from zipper.data import make_segments
 
     out = []
     for chunk in _chunks(list(examples), batch_size):
-        o = model(make_segments(model, chunk, "asr"))
+        o = model(make_segments(model, chunk, task))
         out += [(float(s), int(n)) for s, n in zip(o.row_nll, o.row_loss_tokens)]
     return out
 
 
-def speech_use(model, examples: Sequence[dict], batch_size: int = 8) -> dict:
-    """How much the zip reads the speech: text NLL (nats per token, teacher-forced) with each utterance's own
-    speech, and with the next utterance's speech (the list rotated by one); ``speech_info`` is the
-    difference. Near 0 means the text is predicted from the language model alone; it is a far more
-    sensitive sign of an ASR zip starting to listen than a WER near 100%."""
+# task -> (the source field swapped between examples, the target's name, the source's name)
+_SOURCE = {"asr": ("units", "text", "speech"), "tts": ("text", "unit", "text")}
+
+
+def source_use(model, examples: Sequence[dict], task: str = "asr", batch_size: int = 8) -> dict:
+    """How much the zip reads its source: the target's NLL (nats per token, teacher-forced) with each
+    example's own source, and with the next example's source (the list rotated by one); the difference is
+    ``speech_info`` (ASR: text given speech) or ``text_info`` (TTS: units given text). Near 0 means the
+    target is predicted from its own tower alone; a far more sensitive sign of a zip starting to listen
+    (or to read) than a WER near 100%. Keys for ASR: text_nll, text_nll_other_speech, speech_info; for TTS:
+    unit_nll, unit_nll_other_text, text_info."""
+    if task not in _SOURCE:
+        raise ValueError(f"task must be one of {sorted(_SOURCE)}, got {task!r}")
     if len(examples) < 2:
         return {}
-    other = [{"units": examples[(i + 1) % len(examples)]["units"], "text": ex["text"]} for i, ex in enumerate(examples)]
-    own, wrong = (map_sharded(lambda exs: text_nll_per_example(model, exs, batch_size), list(x))
+    field, target, source = _SOURCE[task]
+    other = [{**ex, field: examples[(i + 1) % len(examples)][field]} for i, ex in enumerate(examples)]
+    own, wrong = (map_sharded(lambda exs: nll_per_example(model, exs, task, batch_size), list(x))
                   for x in (examples, other))
-    n = sum(c for _, c in own)
+    n = sum(c for _, c in own)  # the same targets in both, so the same token count
     nll_own, nll_wrong = sum(s for s, _ in own) / n, sum(s for s, _ in wrong) / n
-    return {"text_nll": round(nll_own, 4), "text_nll_other_speech": round(nll_wrong, 4),
-            "speech_info": round(nll_wrong - nll_own, 4)}
+    return {f"{target}_nll": round(nll_own, 4), f"{target}_nll_other_{source}": round(nll_wrong, 4),
+            f"{source}_info": round(nll_wrong - nll_own, 4)}
 
 
 def asr_metrics(model, examples: Sequence[dict], num_beams: int = 1, batch_size: int = 8, show: int = 0) -> dict:
@@ -127,7 +137,7 @@ def asr_metrics(model, examples: Sequence[dict], num_beams: int = 1, batch_size:
                                [ex["units"] for ex in examples])
         metrics["ctc_wer"] = round(100 * wer(refs, ctc_hyps).wer, 2)
     if num_beams == 1:  # teacher-forced, independent of the beam
-        metrics.update(speech_use(model, examples, batch_size))
+        metrics.update(source_use(model, examples, "asr", batch_size))
     if show:
         metrics["examples"] = [{"ref": r, "hyp": h} for r, h in zip(refs[:show], hyps[:show])]
         if has_ctc(model):
@@ -168,6 +178,8 @@ def tts_metrics(model, examples: Sequence[dict], codec, judge, batch_size: int =
         "mean_units": round(sum(len(u) for u in units) / max(1, len(units)), 1),
         "n_utts": len(texts),
     }
+    if all("units" in ex for ex in examples):  # teacher-forced: does it read the text at all?
+        metrics.update(source_use(model, examples, "tts", batch_size))
     if mos_judge is not None and texts:
         scored = [m for m in mos if m is not None]
         metrics.update(dnsmos_ovrl=round(sum(scored) / len(scored), 3) if scored else None,

@@ -5,7 +5,7 @@ training and on held-out utterances, with each utterance's own speech and with a
         --model runs/asr-medium-whisper-ctc-model-step526 runs/asr-medium-whisper-ctc/model --n 100
 
 For each ``--model`` (an ASR zip directory) and each split (``train``, ``test`` of ``--corpus``; the first
-``--n`` utterances) it prints ``zipper.tasks.speech_use``: ``text_nll`` (nats per token with the right
+``--n`` utterances) it prints ``zipper.tasks.source_use``: ``text_nll`` (nats per token with the right
 speech), ``text_nll_other_speech`` and their difference ``speech_info``. A zip that listens lowers the
 held-out ``text_nll``; one that memorises lowers the training one while the held-out one rises.
 ``--bare`` adds a row per split for the first model with every gate set to zero: the bare text tower
@@ -24,7 +24,7 @@ import torch  # noqa: E402
 from towers.codec import load_codec  # noqa: E402
 from zipper.data import load_split  # noqa: E402
 from zipper.model import ZipperModel  # noqa: E402
-from zipper.tasks import speech_use  # noqa: E402
+from zipper.tasks import source_use  # noqa: E402
 
 
 def main(argv=None):
@@ -48,7 +48,7 @@ def main(argv=None):
                     if n.endswith("gate"):
                         p.zero_()
             for name, rows in splits.items():
-                m = speech_use(model, rows)
+                m = source_use(model, rows, "asr")
                 label = f"{path} (all gates zero)" if bare else path
                 print(f"| {label} | {name} | {m['text_nll']:.3f} | {m['text_nll_other_speech']:.3f} | "
                       f"{m['speech_info']:.3f} |", flush=True)

@@ -69,9 +69,11 @@ def test_asr_zip_resume_and_cli(world, capsys):
 def test_tts_zip_and_speak(world, capsys):
     root, base, _ = world
     cfg = RecipeConfig(task="tts", out=str(root / "tts"), steps=2, directions=["text->speech"],
-                       train_speech_tower=True, **base)
+                       train_speech_tower=True, eval_every=2, **base)
     res = run(cfg, results_md=None)
+    assert set(res["dev_curve"][-1]) == {"step", "dev_unit_nll", "dev_text_info"}
     tts = res["metrics"]["test_tts"]
+    assert tts["unit_nll"] > 0 and tts["unit_nll_other_text"] - tts["unit_nll"] == pytest.approx(tts["text_info"], abs=2e-4)
     assert tts["n_utts"] == 2 and tts["judge_wer_vs_gold"] >= 0 and tts["reference_audio_judge_wer"] >= 0
     assert 1 <= tts["reference_audio_dnsmos_ovrl"] <= 5 and tts["empty_outputs"] + bool(tts["dnsmos_ovrl"]) >= 1
     out = root / "hello.wav"

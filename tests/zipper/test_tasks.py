@@ -1,4 +1,4 @@
-"""zipper.tasks.speech_use: how much an ASR zip reads the speech (teacher-forced text NLL, own vs other speech)."""
+"""zipper.tasks.source_use: how much a zip reads its source (teacher-forced target NLL, own vs another example's source)."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 from tests.conftest import open_gates, tiny_text_tower, tiny_tower
 from zipper import ZipperModel
-from zipper.tasks import speech_use, text_nll_per_example
+from zipper.tasks import nll_per_example, source_use
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def _zip(speech, text):
 
 def test_a_zip_at_init_reads_no_speech(parts):
     speech, text, examples = parts
-    m = speech_use(_zip(speech, text), examples, batch_size=2)
+    m = source_use(_zip(speech, text), examples, "asr", batch_size=2)
     assert m["speech_info"] == 0 and m["text_nll"] == m["text_nll_other_speech"] > 0
 
 
@@ -39,11 +39,31 @@ def test_an_open_zip_reads_speech_and_batching_does_not_change_the_nll(parts):
     speech, text, examples = parts
     model = _zip(speech, text)
     open_gates(model, 1.0, block_scale=30.0)
-    assert speech_use(model, examples, batch_size=3)["speech_info"] != 0
-    batched, single = text_nll_per_example(model, examples, 5), text_nll_per_example(model, examples, 1)
+    assert source_use(model, examples, "asr", batch_size=3)["speech_info"] != 0
+    batched, single = nll_per_example(model, examples, "asr", 5), nll_per_example(model, examples, "asr", 1)
     assert [c for _, c in batched] == [c for _, c in single]
     assert torch.allclose(torch.tensor([s for s, _ in batched]), torch.tensor([s for s, _ in single]), rtol=1e-4)
-    assert speech_use(model, examples[:1]) == {}  # nothing to swap with
+    assert source_use(model, examples[:1]) == {}  # nothing to swap with
+
+
+def _tts_zip(speech, text):
+    return ZipperModel.from_towers([text, speech], directions=["text->speech"], cross_attention_interval=[1, 1],
+                                   prefix_ids=[[12, 13], []])
+
+
+def test_tts_text_info_is_zero_at_init_and_not_once_the_zip_reads_the_text(parts):
+    speech, text, examples = parts
+    model = _tts_zip(speech, text)
+    m = source_use(model, examples, "tts", batch_size=2)
+    assert set(m) == {"unit_nll", "unit_nll_other_text", "text_info"}
+    assert m["text_info"] == 0 and m["unit_nll"] == m["unit_nll_other_text"] > 0
+    open_gates(model, 1.0, block_scale=30.0)
+    assert source_use(model, examples, "tts", batch_size=3)["text_info"] != 0
+    # the unit targets are the same with either text, so are the token counts
+    own = nll_per_example(model, examples, "tts", 2)
+    assert [c for _, c in own] == [len(ex["units"]) + 1 for ex in examples]  # units + EOS
+    with pytest.raises(ValueError, match="task must be one of"):
+        source_use(model, examples, "joint")
 
 
 def test_forward_row_nll_is_the_loss_split_by_row(parts):
@@ -72,8 +92,7 @@ def test_speak_units_budget_follows_the_codec_rate(parts):
     from zipper.tasks import speak_units
 
     speech, text, _ = parts
-    model = ZipperModel.from_towers([text, speech], directions=["text->speech"], cross_attention_interval=[1, 1],
-                                    prefix_ids=[[12, 13], []])
+    model = _tts_zip(speech, text)
     never_special = speech.model.lm_head.register_forward_hook(
         lambda mod, inp, out: out.index_fill(-1, torch.tensor([0, 1, 2]), -1e9))  # no pad/BOS/EOS
     try:
