@@ -49,6 +49,11 @@ class ZipperConfig:
     # (1 - ctc_weight) * attention NLL + ctc_weight * CTC. Empty / 0.0 = off (the paper's plain zip).
     ctc_directions: list[str] = field(default_factory=list)
     ctc_weight: float = 0.0
+    # > 0: loss += guided_attention x the mean share of each zip block's attention that falls off the
+    # diagonal of the two segments (zipper/fusion.py, diagonal_guide; DC-TTS's guided attention), a
+    # monotonic-alignment prior for ASR and TTS. 0.0 = off (the paper's plain zip).
+    guided_attention: float = 0.0
+    guided_attention_sigma: float = 0.2  # width of the diagonal band, as a share of the segment lengths
     # Recorded from the towers when the model is built; checked when a saved zip is loaded.
     tower_hidden_sizes: list[int] = field(default_factory=list)
     tower_num_layers: list[int] = field(default_factory=list)
@@ -83,6 +88,9 @@ class ZipperConfig:
         for d in self.ctc_directions:
             if d not in self.directions:
                 raise ConfigError(f"ctc_directions entry {d!r} is not one of the zip's directions {self.directions}")
+        if self.guided_attention < 0 or self.guided_attention_sigma <= 0:
+            raise ConfigError(f"guided_attention must be >= 0 and guided_attention_sigma > 0, got "
+                              f"{self.guided_attention}, {self.guided_attention_sigma}")
         if not 0.0 <= self.ctc_weight < 1.0 or bool(self.ctc_directions) != (self.ctc_weight > 0):
             raise ConfigError(f"ctc_weight must be in (0, 1) when ctc_directions is given and 0 otherwise, got "
                               f"ctc_weight={self.ctc_weight}, ctc_directions={self.ctc_directions}")

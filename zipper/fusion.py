@@ -10,6 +10,11 @@ reads the hidden states of the other tower's aligned layer (Flamingo / Zipper):
 Both gates start at exactly zero, so at initialisation every block is the identity and the zipped
 model reproduces each pretrained tower bit for bit; training opens the gates only as far as the
 other modality helps (the frozen tower is never disturbed by random initial blocks).
+
+Optionally (``ZipperConfig.guided_attention``) a block also returns how much of its attention falls
+off the diagonal of the two segments (:func:`diagonal_guide`): speech and its transcript are aligned
+monotonically, and this prior is what lets attention-based TTS learn its alignment in a few thousand
+steps instead of never (Tachibana et al., 2018, "DC-TTS", guided attention loss).
 """
 from __future__ import annotations
 
@@ -24,6 +29,20 @@ def relu_mlp(d_in: int, d_out: int, layers: int) -> nn.Sequential:
     for i in range(layers):
         mods += [nn.Linear(d_in if i == 0 else d_out, d_out), nn.ReLU()]
     return nn.Sequential(*mods)
+
+
+def diagonal_guide(query_mask: torch.Tensor, key_mask: torch.Tensor, sigma: float = 0.2) -> torch.Tensor:
+    """(B, T) and (B, M) bool masks -> (B, T, M) penalty W = 1 - exp(-(n/N - m/M)^2 / (2 sigma^2)).
+
+    n, m are positions among each row's real tokens and N, M the row's real lengths, so W is 0 on the
+    diagonal of the real part and near 1 far from it; 0 at padded queries (padded keys get no attention).
+    """
+    def relative(mask: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L) position / length in [0, 1)
+        m = mask.float()
+        return (m.cumsum(-1) - 1).clamp_min(0) / m.sum(-1, keepdim=True).clamp_min(1)
+
+    d = relative(query_mask)[:, :, None] - relative(key_mask)[:, None, :]  # (B, T, M)
+    return (1 - torch.exp(-d.square() / (2 * sigma**2))) * query_mask[:, :, None].float()
 
 
 class InputProjection(nn.Module):
@@ -75,10 +94,13 @@ class GatedCrossAttention(nn.Module):
         b, t, d = x.shape
         return x.view(b, t, self.heads, d // self.heads).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor,
+                guide: torch.Tensor | None = None, penalties: list | None = None) -> torch.Tensor:
         """x (B, T, D) attends to k, v (B, H, M, D/H); key_mask (B, M) bool, True = real position.
 
-        A row with no visible memory (an empty or all-padding segment) is left unchanged.
+        With ``guide`` (B, T, M) (see :func:`diagonal_guide`), the attention weights are formed
+        explicitly and their mean guide penalty per real query (heads averaged) is appended to
+        ``penalties``. A row with no visible memory (an empty or all-padding segment) is left unchanged.
         """
         dtype = x.dtype
         h = x.to(self.q.weight.dtype)
@@ -86,8 +108,14 @@ class GatedCrossAttention(nn.Module):
         # SDPA returns NaN for a fully masked row; unmask such rows and zero their update below.
         mask = (key_mask | ~has_memory[:, None])[:, None, None, :]  # (B, 1, 1, M)
         q = self._split(self.q(self.attn_norm(h)))  # (B, H, T, D/H)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        if guide is None:
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                               dropout_p=self.dropout if self.training else 0.0)
+        else:  # the same attention, with its weights in hand
+            w = (q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5).masked_fill(~mask, float("-inf")).softmax(-1)  # (B, H, T, M)
+            g = guide.to(w.dtype) * has_memory[:, None, None]  # (B, T, M)
+            penalties.append((w * g[:, None]).sum() / (w.shape[1] * (g.sum(-1) > 0).sum().clamp_min(1)))
+            a = F.dropout(w, self.dropout, self.training) @ v  # (B, H, T, D/H)
         a = self.out(a.transpose(1, 2).reshape(h.shape))  # (B, T, D)
         keep = has_memory[:, None, None].to(h.dtype)
         h = h + keep * torch.tanh(self.attn_gate) * a

@@ -37,7 +37,7 @@ from towers.safefile import safetensors_problem
 from towers.tower import Tower, load_tower
 from zipper.config import ConfigError, ZipperConfig
 from zipper.ctc import CTCHead, ctc_loss, ctc_targets
-from zipper.fusion import GatedCrossAttention, InputProjection
+from zipper.fusion import GatedCrossAttention, InputProjection, diagonal_guide
 
 logger = logging.getLogger("zipper")
 
@@ -71,6 +71,7 @@ class ZipperOutput:
     logits: list[torch.Tensor]  # one (B, T, V_modality) per segment
     num_loss_tokens: int = 0
     ctc_loss: torch.Tensor | None = None  # the auxiliary CTC term (already mixed into ``loss``)
+    guide_loss: torch.Tensor | None = None  # the guided-attention term (already added to ``loss``)
     row_nll: torch.Tensor | None = None  # (B,) next-token NLL summed over each row's loss tokens (no CTC)
     row_loss_tokens: torch.Tensor | None = None  # (B,) each row's loss tokens
 
@@ -91,6 +92,8 @@ class _ZipCall:
     owner: object
     blocks: dict[int, list[tuple[GatedCrossAttention, torch.Tensor, torch.Tensor, torch.Tensor]]]
     states: dict[int, torch.Tensor] | None = field(default_factory=dict)
+    # guided attention: (query mask (B, T), sigma, list the blocks append their penalties to)
+    guide: tuple[torch.Tensor, float, list] | None = None
 
 
 def _zip_hook(owner: object, layer_idx: int, module, args, kwargs, output):
@@ -99,7 +102,11 @@ def _zip_hook(owner: object, layer_idx: int, module, args, kwargs, output):
         return None  # a plain tower forward: untouched
     h = output[0] if isinstance(output, tuple) else output  # (B, T, D)
     for block, k, v, key_mask in call.blocks.get(layer_idx, ()):
-        h = block(h, k, v, key_mask)
+        if call.guide is None:
+            h = block(h, k, v, key_mask)
+        else:
+            query_mask, sigma, penalties = call.guide
+            h = block(h, k, v, key_mask, diagonal_guide(query_mask, key_mask, sigma), penalties)
     if call.states is not None:
         call.states[layer_idx] = h
     return (h, *output[1:]) if isinstance(output, tuple) else h
@@ -319,8 +326,10 @@ class ZipperModel(nn.Module):
         return self.ctc_heads[f"{src}_to_{dst}"](memory, out_emb)
 
     def tower_forward(self, modality: str, input_ids: torch.Tensor, mask: torch.Tensor, memory: dict,
-                      cache=None, past_mask: torch.Tensor | None = None, record: bool = True):
-        """One tower over (B, T) tokens, zip blocks reading ``memory``; -> logits (B, T, V), states."""
+                      cache=None, past_mask: torch.Tensor | None = None, record: bool = True,
+                      penalties: list | None = None):
+        """One tower over (B, T) tokens, zip blocks reading ``memory``; -> logits (B, T, V), states.
+        With ``penalties``, each block appends its guided-attention penalty to it."""
         tower = self.tower_objs[modality]
         embeds = tower.model.get_input_embeddings()(input_ids)  # (B, T, D)
         if modality in self.input_projections:
@@ -329,7 +338,8 @@ class ZipperModel(nn.Module):
         position_ids = (full_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -input_ids.shape[1]:]
         if not self._finalizer.alive:
             raise RuntimeError("this ZipperModel was unzipped from its towers")
-        call = _ZipCall(self._token, memory, {} if record else None)
+        guide = None if penalties is None else (mask, self.config.guided_attention_sigma, penalties)
+        call = _ZipCall(self._token, memory, {} if record else None, guide)
         out = tower.model(inputs_embeds=embeds, attention_mask=full_mask.long(), position_ids=position_ids,
                           past_key_values=cache, use_cache=cache is not None, zipper_call=call)
         return out.logits, call.states
@@ -350,11 +360,12 @@ class ZipperModel(nn.Module):
             if s.input_ids.min() < 0 or s.input_ids.max() >= vocab:
                 raise ValueError(f"segment {s.modality!r}: token ids must lie in [0, {vocab})")
 
-    def run_segments(self, segments: Sequence[Segment], cache_all: bool = False):
+    def run_segments(self, segments: Sequence[Segment], cache_all: bool = False, penalties: list | None = None):
         """Run segments in order -> (logits per segment, history of states, per-tower (cache, mask)).
 
         A tower that appears again continues from its KV cache; ``cache_all`` keeps a cache for every
-        tower (generation continues after the last segment)."""
+        tower (generation continues after the last segment). With ``penalties``, the zip blocks of
+        loss segments append their guided-attention penalties to it."""
         from transformers import DynamicCache
 
         repeats = {m: sum(s.modality == m for s in segments) for m in self.tower_objs}
@@ -366,7 +377,7 @@ class ZipperModel(nn.Module):
             fresh = DynamicCache() if cache_all or repeats[s.modality] > 1 else None
             cache, past_mask = tower_state.get(s.modality, (fresh, None))
             logits, states = self.tower_forward(s.modality, s.input_ids, mask, self.memory_for(s.modality, history),
-                                                cache, past_mask)
+                                                cache, past_mask, penalties=penalties if s.loss else None)
             tower_state[s.modality] = (cache, mask if past_mask is None else torch.cat([past_mask, mask], 1))
             history.append(_Done(s.modality, states, mask))
             logits_out.append(logits)
@@ -375,7 +386,8 @@ class ZipperModel(nn.Module):
     def forward(self, segments: Sequence[Segment]) -> ZipperOutput:
         """Run the segments in order; loss = mean next-token NLL over the segments marked ``loss``."""
         self.check_segments(segments)
-        logits_out, history, _ = self.run_segments(segments)
+        penalties = [] if self.config.guided_attention > 0 else None
+        logits_out, history, _ = self.run_segments(segments, penalties=penalties)
         row_nll, row_count, ctc_terms = None, None, []
         for i, (s, logits) in enumerate(zip(segments, logits_out)):
             if s.loss:
@@ -393,8 +405,11 @@ class ZipperModel(nn.Module):
         ctc = torch.stack(ctc_terms).mean() if ctc_terms else None
         if ctc is not None and loss is not None:
             loss = (1 - self.config.ctc_weight) * loss + self.config.ctc_weight * ctc
-        return ZipperOutput(loss=loss, logits=logits_out, num_loss_tokens=count, ctc_loss=ctc, row_nll=row_nll,
-                            row_loss_tokens=row_count)
+        guide = torch.stack(penalties).mean() if penalties else None  # mean over the zip blocks
+        if guide is not None and loss is not None:
+            loss = loss + self.config.guided_attention * guide
+        return ZipperOutput(loss=loss, logits=logits_out, num_loss_tokens=count, ctc_loss=ctc, guide_loss=guide,
+                            row_nll=row_nll, row_loss_tokens=row_count)
 
     def _ctc_sources(self, dst: str) -> list[str]:
         return [src for src, d in (e.split("->") for e in self.config.ctc_directions) if d == dst]

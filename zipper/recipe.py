@@ -62,6 +62,8 @@ class RecipeConfig:
     # > 0: auxiliary CTC loss from the speech memory to the text tokens (hybrid CTC/attention, zipper/ctc.py);
     # loss = (1 - w) * attention + w * CTC. Zipper ASR/joint only; the test WER of the CTC head is reported too.
     ctc_weight: float = 0.0
+    # > 0: guided-attention loss (ZipperConfig.guided_attention): a diagonal alignment prior on every zip block.
+    guided_attention: float = 0.0
     # training
     steps: int = 1000
     batch_size: int = 8
@@ -88,6 +90,8 @@ class RecipeConfig:
             raise ConfigError(f"data_fraction must be in (0, 1], got {self.data_fraction}")
         if self.ctc_weight and (self.model != "zipper" or "speech->text" not in self.directions):
             raise ConfigError("ctc_weight needs model 'zipper' with the 'speech->text' direction")
+        if self.guided_attention and self.model != "zipper":
+            raise ConfigError("guided_attention needs model 'zipper' (the single decoder has no cross-attention)")
 
     @classmethod
     def from_json(cls, path: str | Path) -> "RecipeConfig":
@@ -136,7 +140,8 @@ def build_zip(cfg: RecipeConfig, speech, text):
         input_projection_towers=cfg.input_projection_towers,
         frozen=[not cfg.train_speech_tower, True], lora_rank=cfg.lora_rank,
         lora_towers=["speech"] if cfg.lora_rank else [], prefix_ids=[[], text_prefix_ids(cfg, text)],
-        ctc_directions=["speech->text"] if cfg.ctc_weight else [], ctc_weight=cfg.ctc_weight)
+        ctc_directions=["speech->text"] if cfg.ctc_weight else [], ctc_weight=cfg.ctc_weight,
+        guided_attention=cfg.guided_attention)
 
 
 def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:
