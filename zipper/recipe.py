@@ -242,6 +242,10 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
         if "tts" in tasks:  # teacher-forced unit NLL on dev, and how much of it the matched text saves
             m = source_use(model, dev[:16], "tts")
             metrics.update(dev_unit_nll=m["unit_nll"], dev_text_info=m["text_info"])
+        if cfg.guided_attention:  # how far off the diagonal the zip's attention still is (0 = on it)
+            with torch.no_grad():
+                for t in tasks:
+                    metrics[f"dev_{t}_guide_loss"] = round(model(make_segments(model, dev[:16], t)).guide_loss.item(), 4)
         return metrics
 
     res = fit(model, loss_fn, stream, cfg.train_config(), out,

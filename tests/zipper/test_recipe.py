@@ -69,9 +69,10 @@ def test_asr_zip_resume_and_cli(world, capsys):
 def test_tts_zip_and_speak(world, capsys):
     root, base, _ = world
     cfg = RecipeConfig(task="tts", out=str(root / "tts"), steps=2, directions=["text->speech"],
-                       train_speech_tower=True, eval_every=2, **base)
+                       train_speech_tower=True, eval_every=2, guided_attention=0.5, **base)
     res = run(cfg, results_md=None)
-    assert set(res["dev_curve"][-1]) == {"step", "dev_unit_nll", "dev_text_info"}
+    assert set(res["dev_curve"][-1]) == {"step", "dev_unit_nll", "dev_text_info", "dev_tts_guide_loss"}
+    assert 0 < res["dev_curve"][-1]["dev_tts_guide_loss"] < 1
     tts = res["metrics"]["test_tts"]
     assert tts["unit_nll"] > 0 and tts["unit_nll_other_text"] - tts["unit_nll"] == pytest.approx(tts["text_info"], abs=2e-4)
     assert tts["n_utts"] == 2 and tts["judge_wer_vs_gold"] >= 0 and tts["reference_audio_judge_wer"] >= 0
