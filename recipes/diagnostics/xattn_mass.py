@@ -1,0 +1,73 @@
+"""Where does a zip's cross-attention look? Per zip block, on the first ``--n`` test utterances
+(teacher-forced, as in training):
+
+- ``start``: the mean attention mass on the source segment's start positions (BOS + the forced
+  prefix), which are the same for every example and so carry nothing about it;
+- ``entropy``: the mean attention entropy in nats (``ln M`` for uniform attention over M positions);
+- ``guide``: the mean off-diagonal share (``zipper.fusion.diagonal_guide``, sigma 0.2; 0 = on the
+  diagonal), what ``guided_attention`` trains down;
+- ``gate``: tanh of the block's attention gate.
+
+    OMP_NUM_THREADS=1 .venv/bin/python recipes/diagnostics/xattn_mass.py --task tts \
+        --model runs/tts-medium-whisper-std/model --corpus data/corpus-medium --codec whisper-std-joe --n 8
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import torch  # noqa: E402
+
+from towers.codec import load_codec  # noqa: E402
+from zipper.data import load_split, make_segments  # noqa: E402
+from zipper.fusion import GatedCrossAttention, diagonal_guide  # noqa: E402
+from zipper.model import ZipperModel  # noqa: E402
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="a trained zip directory")
+    ap.add_argument("--task", choices=("asr", "tts"), required=True, help="asr: text reads speech; tts: speech reads text")
+    ap.add_argument("--codec", required=True, help="the codec of the model's units (name or directory)")
+    ap.add_argument("--corpus", default="data/corpus-medium", help="corpus whose test split is used")
+    ap.add_argument("--n", type=int, default=8, help="test utterances (the first N)")
+    args = ap.parse_args(argv)
+
+    model = ZipperModel.from_pretrained(args.model).eval()
+    examples = load_split(args.corpus, "test", load_codec(args.codec), progress=False)[: args.n]
+    segments = make_segments(model, examples, args.task)
+    src, dst = (segments[0], segments[1])
+    n_start = len(model.start_ids(src.modality))
+    rows = []
+
+    def probe(block, inputs):
+        x, k, v, key_mask = inputs[:4]
+        q = block._split(block.q(block.attn_norm(x.to(block.q.weight.dtype))))  # (B, H, T, D/H)
+        w = (q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5).masked_fill(~key_mask[:, None, None, :], float("-inf"))
+        w = w.softmax(-1)  # (B, H, T, M)
+        real = dst.mask()[:, None, :, None].float()  # (B, 1, T, 1): real queries only
+        n = real.sum() * w.shape[1]
+        start = (w[..., :n_start].sum(-1, keepdim=True) * real).sum() / n
+        entropy = (-(w.clamp_min(1e-12).log() * w).sum(-1, keepdim=True) * real).sum() / n
+        guide = (w * diagonal_guide(dst.mask(), key_mask)[:, None]).sum() / n
+        rows.append((start.item(), entropy.item(), guide.item(), torch.tanh(block.attn_gate).item()))
+
+    hooks = [m.register_forward_pre_hook(probe) for m in model.modules() if isinstance(m, GatedCrossAttention)]
+    with torch.no_grad():
+        model(segments)
+    for h in hooks:
+        h.remove()
+    mem = src.mask().sum(-1).float().mean().item()
+    print(f"{args.task}: {dst.modality} reads {src.modality}; {n_start} start positions of ~{mem:.0f} "
+          f"(uniform: start {n_start / mem:.3f}, entropy {math.log(mem):.2f} nats)")
+    print("| block | start | entropy | guide | gate |\n|---|---|---|---|---|")
+    for i, (start, entropy, guide, gate) in enumerate(rows):
+        print(f"| {i} | {start:.3f} | {entropy:.2f} | {guide:.3f} | {gate:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
