@@ -11,10 +11,10 @@ Both gates start at exactly zero, so at initialisation every block is the identi
 model reproduces each pretrained tower bit for bit; training opens the gates only as far as the
 other modality helps (the frozen tower is never disturbed by random initial blocks).
 
-Optionally (``ZipperConfig.guided_attention``) a block also returns how much of its attention falls
-off the diagonal of the two segments (:func:`diagonal_guide`): speech and its transcript are aligned
-monotonically, and this prior is what lets attention-based TTS learn its alignment in a few thousand
-steps instead of never (Tachibana et al., 2018, "DC-TTS", guided attention loss).
+Optionally (``ZipperConfig.guided_attention``) a block also reports how much of its attention falls
+off the diagonal of the two segments (:func:`diagonal_guide`), for the loss to penalise: speech and its
+transcript are aligned monotonically, and this prior is how attention-based TTS is made to learn its
+alignment quickly (Tachibana et al., 2018, "DC-TTS", guided attention loss).
 """
 from __future__ import annotations
 

@@ -94,6 +94,21 @@ def test_single_decoder_baseline_recipe(world):
     assert cli(["eval", str(write_config(root, "single", model="single_decoder", task="asr", **base))]) == 0
 
 
+def test_source_use_reads_the_single_decoders_tts_nll(world):
+    """tts_metrics reports text_info for the baseline too: its text is in the context, not cross-attended."""
+    from towers import load_tower
+    from towers.codec import load_codec
+    from zipper.baseline import SingleDecoder
+    from zipper.data import load_split
+    from zipper.tasks import source_use
+
+    root, base, _ = world
+    codec = load_codec(base["codec"])
+    model = SingleDecoder(load_tower(base["text_tower"], modality="text"), codec.vocab_size, [])
+    m = source_use(model, load_split(base["corpus"], "test", codec, progress=False)[:3], "tts")
+    assert m["unit_nll"] > 0 and m["text_info"] == pytest.approx(m["unit_nll_other_text"] - m["unit_nll"], abs=2e-4)
+
+
 def read_first_test_wav(root: Path) -> str:
     from towers.corpus import read_manifest
 
