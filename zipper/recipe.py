@@ -90,6 +90,8 @@ class RecipeConfig:
             raise ConfigError(f"data_fraction must be in (0, 1], got {self.data_fraction}")
         if self.ctc_weight and (self.model != "zipper" or "speech->text" not in self.directions):
             raise ConfigError("ctc_weight needs model 'zipper' with the 'speech->text' direction")
+        if not self.guided_attention >= 0:
+            raise ConfigError(f"guided_attention must be >= 0, got {self.guided_attention}")
         if self.guided_attention and self.model != "zipper":
             raise ConfigError("guided_attention needs model 'zipper' (the single decoder has no cross-attention)")
 
@@ -322,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("config", help="recipe JSON (see recipes/configs/)")
     p.add_argument("--steps", type=int, help="override the number of training steps")
     p.add_argument("--out", help="override the output directory")
+    p.add_argument("--max-minutes", type=float, help="override the wall-time budget of this run (a resume gets a fresh one)")
     p.add_argument("--results-md", help="append the results row to this file instead of recipes/RESULTS.md "
                                         "('none': no row)")
     a = p.parse_args(argv)
@@ -330,7 +333,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg.steps = a.steps
     if a.out:
         cfg.out = a.out
-    overrides = [f"--steps {a.steps}"] * bool(a.steps) + [f"--out {a.out}"] * bool(a.out)
+    if a.max_minutes is not None:
+        if not a.max_minutes >= 0:  # NaN too
+            raise ConfigError(f"--max-minutes must be >= 0, got {a.max_minutes}")
+        cfg.max_minutes = a.max_minutes
+    overrides = ([f"--steps {a.steps}"] * bool(a.steps) + [f"--out {a.out}"] * bool(a.out)
+                 + [f"--max-minutes {a.max_minutes:g}"] * (a.max_minutes is not None))
     cfg.command = " ".join([cfg.command or f"zipper train {a.config}", *overrides])  # what was really run
     run(cfg, results_md=RESULTS_MD if a.results_md is None else None if a.results_md == "none" else Path(a.results_md))
     return 0

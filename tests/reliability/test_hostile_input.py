@@ -93,13 +93,19 @@ def test_train_and_eval_reject_bad_configs(tmp_path, capsys):
            "code": json.dumps({"_target_": "os.system"}), "bad task": json.dumps({"task": "rm -rf"}),
            "bad fraction": json.dumps({"data_fraction": 5}),
            "ctc on the baseline": json.dumps({"ctc_weight": 0.3, "model": "single_decoder"}),
-           "ctc without speech->text": json.dumps({"ctc_weight": 0.3, "task": "tts", "directions": ["text->speech"]})}
+           "ctc without speech->text": json.dumps({"ctc_weight": 0.3, "task": "tts", "directions": ["text->speech"]}),
+           "guide on the baseline": json.dumps({"guided_attention": 1.0, "model": "single_decoder"}),
+           "negative guide": json.dumps({"guided_attention": -1.0})}
     for name, text in bad.items():
         path = tmp_path / f"{name.replace(' ', '_')}.json"
         if text is not None:
             path.write_text(text)
         _bad(capsys, ["train", str(path)])
         _bad(capsys, ["eval", str(path)])
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"task": "asr"}))
+    for minutes in ("-1", "nan"):
+        assert "--max-minutes must be >= 0" in _bad(capsys, ["train", str(good), "--max-minutes", minutes])
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -165,3 +165,15 @@ def test_shipped_codec_configs_parse_and_name_their_command(path):
     kind = {"mel_kmeans": MelUnitCodecConfig, "whisper_kmeans": WhisperUnitCodecConfig}[cfg.get("codec_type", "mel_kmeans")]
     kind.from_dict(cfg["codec"])
     assert f"--config recipes/configs/{path.name}" in cfg["_command"], cfg["_command"]
+
+
+def test_train_command_line_overrides_are_applied_and_recorded(monkeypatch, tmp_path):
+    import zipper.recipe as recipe
+
+    seen = {}
+    monkeypatch.setattr(recipe, "run", lambda cfg, results_md: seen.update(cfg=cfg))
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"task": "asr", "max_minutes": 40, "command": "zipper train c.json"}))
+    assert cli(["train", str(path), "--max-minutes", "20", "--steps", "7"]) == 0
+    cfg = seen["cfg"]
+    assert (cfg.max_minutes, cfg.steps) == (20, 7) and cfg.command == "zipper train c.json --steps 7 --max-minutes 20"
