@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--max-minutes must be >= 0, got {a.max_minutes}")
         cfg.max_minutes = a.max_minutes
     overrides = ([f"--steps {a.steps}"] * bool(a.steps) + [f"--out {a.out}"] * bool(a.out)
-                 + [f"--max-minutes {a.max_minutes:g}"] * (a.max_minutes is not None))
+                 + ([f"--max-minutes {a.max_minutes:g}"] if a.max_minutes is not None else []))
     cfg.command = " ".join([cfg.command or f"zipper train {a.config}", *overrides])  # what was really run
     run(cfg, results_md=RESULTS_MD if a.results_md is None else None if a.results_md == "none" else Path(a.results_md))
     return 0

@@ -177,3 +177,5 @@ def test_train_command_line_overrides_are_applied_and_recorded(monkeypatch, tmp_
     assert cli(["train", str(path), "--max-minutes", "20", "--steps", "7"]) == 0
     cfg = seen["cfg"]
     assert (cfg.max_minutes, cfg.steps) == (20, 7) and cfg.command == "zipper train c.json --steps 7 --max-minutes 20"
+    assert cli(["train", str(path)]) == 0  # no overrides: the config as written
+    assert (seen["cfg"].max_minutes, seen["cfg"].command) == (40, "zipper train c.json")
