@@ -45,6 +45,13 @@ def diagonal_guide(query_mask: torch.Tensor, key_mask: torch.Tensor, sigma: floa
     return (1 - torch.exp(-d.square() / (2 * sigma**2))) * query_mask[:, :, None].float()
 
 
+def guide_penalty(weights: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+    """Attention weights (B, H, T, M) and a guide (B, T, M) -> the mean penalised mass per head and
+    per query with a guide (a query row of zeros, e.g. padding, is left out)."""
+    g = guide.to(weights.dtype)
+    return (weights * g[:, None]).sum() / (weights.shape[1] * (g.sum(-1) > 0).sum().clamp_min(1))
+
+
 class InputProjection(nn.Module):
     """Non-linear projection after a tower's embeddings: e + tanh(g) * ReLU(MLP(e)).
 
@@ -94,6 +101,21 @@ class GatedCrossAttention(nn.Module):
         b, t, d = x.shape
         return x.view(b, t, self.heads, d // self.heads).transpose(1, 2)
 
+    def _queries(self, h: torch.Tensor, key_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stream (B, T, D) in the block's dtype -> queries (B, H, T, D/H) and the visible keys (B, 1, 1, M)."""
+        # SDPA returns NaN for a fully masked row; unmask such rows (forward zeroes their update).
+        mask = (key_mask | ~key_mask.any(dim=-1, keepdim=True))[:, None, None, :]
+        return self._split(self.q(self.attn_norm(h))), mask
+
+    @staticmethod
+    def _weights(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # -> (B, H, T, M)
+        return (q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5).masked_fill(~mask, float("-inf")).softmax(-1)
+
+    def attention_weights(self, x: torch.Tensor, k: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """The softmax weights (B, H, T, M) with which x (B, T, D) reads keys k (B, H, M, D/H)."""
+        q, mask = self._queries(x.to(self.q.weight.dtype), key_mask)
+        return self._weights(q, k, mask)
+
     def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor,
                 guide: torch.Tensor | None = None, penalties: list | None = None) -> torch.Tensor:
         """x (B, T, D) attends to k, v (B, H, M, D/H); key_mask (B, M) bool, True = real position.
@@ -105,16 +127,13 @@ class GatedCrossAttention(nn.Module):
         dtype = x.dtype
         h = x.to(self.q.weight.dtype)
         has_memory = key_mask.any(dim=-1)  # (B,)
-        # SDPA returns NaN for a fully masked row; unmask such rows and zero their update below.
-        mask = (key_mask | ~has_memory[:, None])[:, None, None, :]  # (B, 1, 1, M)
-        q = self._split(self.q(self.attn_norm(h)))  # (B, H, T, D/H)
+        q, mask = self._queries(h, key_mask)  # (B, H, T, D/H), (B, 1, 1, M)
         if guide is None:
             a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                                dropout_p=self.dropout if self.training else 0.0)
         else:  # the same attention, with its weights in hand
-            w = (q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5).masked_fill(~mask, float("-inf")).softmax(-1)  # (B, H, T, M)
-            g = guide.to(w.dtype) * has_memory[:, None, None]  # (B, T, M)
-            penalties.append((w * g[:, None]).sum() / (w.shape[1] * (g.sum(-1) > 0).sum().clamp_min(1)))
+            w = self._weights(q, k, mask)  # (B, H, T, M)
+            penalties.append(guide_penalty(w, guide * has_memory[:, None, None]))  # rows without memory: none
             a = F.dropout(w, self.dropout, self.training) @ v  # (B, H, T, D/H)
         a = self.out(a.transpose(1, 2).reshape(h.shape))  # (B, T, D)
         keep = has_memory[:, None, None].to(h.dtype)

@@ -24,7 +24,7 @@ import torch  # noqa: E402
 
 from towers.codec import load_codec  # noqa: E402
 from zipper.data import load_split, make_segments  # noqa: E402
-from zipper.fusion import GatedCrossAttention, diagonal_guide  # noqa: E402
+from zipper.fusion import GatedCrossAttention, diagonal_guide, guide_penalty  # noqa: E402
 from zipper.model import ZipperModel  # noqa: E402
 
 
@@ -46,14 +46,12 @@ def main(argv=None):
 
     def probe(block, inputs):
         x, k, v, key_mask = inputs[:4]
-        q = block._split(block.q(block.attn_norm(x.to(block.q.weight.dtype))))  # (B, H, T, D/H)
-        w = (q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5).masked_fill(~key_mask[:, None, None, :], float("-inf"))
-        w = w.softmax(-1)  # (B, H, T, M)
+        w = block.attention_weights(x, k, key_mask)  # (B, H, T, M)
         real = dst.mask()[:, None, :, None].float()  # (B, 1, T, 1): real queries only
         n = real.sum() * w.shape[1]
         start = (w[..., :n_start].sum(-1, keepdim=True) * real).sum() / n
         entropy = (-(w.clamp_min(1e-12).log() * w).sum(-1, keepdim=True) * real).sum() / n
-        guide = (w * diagonal_guide(dst.mask(), key_mask)[:, None]).sum() / n
+        guide = guide_penalty(w, diagonal_guide(dst.mask(), key_mask))
         rows.append((start.item(), entropy.item(), guide.item(), torch.tanh(block.attn_gate).item()))
 
     hooks = [m.register_forward_pre_hook(probe) for m in model.modules() if isinstance(m, GatedCrossAttention)]

@@ -8,7 +8,7 @@ import torch
 from tests.conftest import open_gates, tiny_tower, train_steps
 from zipper import Segment, ZipperModel
 from zipper.config import ConfigError
-from zipper.fusion import GatedCrossAttention, diagonal_guide
+from zipper.fusion import GatedCrossAttention, diagonal_guide, guide_penalty
 
 
 def test_guide_is_zero_on_the_diagonal_of_the_real_part_and_at_padded_queries():
@@ -34,9 +34,13 @@ def test_the_explicit_attention_path_equals_sdpa_and_reports_a_penalty():
     k, v = block.memory(states)
     plain = block(x, k, v, key_mask)
     penalties: list = []
-    guided = block(x, k, v, key_mask, diagonal_guide(torch.ones(2, 5, dtype=torch.bool), key_mask), penalties)
+    guide = diagonal_guide(torch.ones(2, 5, dtype=torch.bool), key_mask)
+    guided = block(x, k, v, key_mask, guide, penalties)
     assert torch.allclose(plain, guided, atol=1e-5)
     assert len(penalties) == 1 and 0 < penalties[0] < 1
+    w = block.attention_weights(x, k, key_mask)  # (B, H, T, M): what the diagnostics read
+    assert torch.allclose(w.sum(-1), torch.ones(2, 4, 5)) and (w[1, ..., 3:] == 0).all()  # padded keys: none
+    assert torch.equal(penalties[0], guide_penalty(w, guide))
 
 
 def _zip(guided: float, direction: str = "speech->text"):
