@@ -49,6 +49,11 @@ class ZipperConfig:
     # (1 - ctc_weight) * attention NLL + ctc_weight * CTC. Empty / 0.0 = off (the paper's plain zip).
     ctc_directions: list[str] = field(default_factory=list)
     ctc_weight: float = 0.0
+    # What the CTC head emits: "tokens" = the destination tower's vocabulary (scored through its frozen
+    # output embeddings), "chars" = the 28 characters of normalised text (zipper/ctc.py CTC_CHARS) through
+    # a small head of its own: far cheaper per step (a 49k-way softmax per speech frame is most of an ASR
+    # step on a CPU) and an easier alignment target.
+    ctc_units: str = "tokens"
     # > 0: loss += guided_attention x the mean share of each zip block's attention that falls off the
     # diagonal of the two segments (zipper/fusion.py, diagonal_guide; DC-TTS's guided attention), a
     # monotonic-alignment prior for ASR and TTS. 0.0 = off (the paper's plain zip).
@@ -88,6 +93,8 @@ class ZipperConfig:
         for d in self.ctc_directions:
             if d not in self.directions:
                 raise ConfigError(f"ctc_directions entry {d!r} is not one of the zip's directions {self.directions}")
+        if self.ctc_units not in ("tokens", "chars"):
+            raise ConfigError(f"ctc_units must be 'tokens' or 'chars', got {self.ctc_units!r}")
         if self.guided_attention < 0 or self.guided_attention_sigma <= 0:
             raise ConfigError(f"guided_attention must be >= 0 and guided_attention_sigma > 0, got "
                               f"{self.guided_attention}, {self.guided_attention_sigma}")

@@ -14,6 +14,11 @@ The head shares the last zip block's memory projection, so the CTC signal shapes
 cross-attention reads even when both towers are frozen; with a trainable source tower (or LoRA) it
 trains that tower into an aligned encoder too. Only edges listed in ``ZipperConfig.ctc_directions``
 get a head (speech->text; CTC needs the source to be at least as long as the target).
+
+``ZipperConfig.ctc_units = "chars"`` swaps the scoring against E_dst for a small linear layer over the
+28 characters of normalised text (``CTC_CHARS``; targets are the destination tokens decoded and passed
+through ``towers.judges.normalize_text``). On a CPU that is most of an ASR step saved: the 49k-token head
+over ~200 speech frames per utterance was ~70% of a step's time (recipes/diagnostics/README.md).
 """
 from __future__ import annotations
 
@@ -24,19 +29,39 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class CTCHead(nn.Module):
-    """Maps projected source memory (B, M, D) to log-probs over the destination vocabulary + blank."""
+CTC_CHARS = " 'abcdefghijklmnopqrstuvwxyz"  # what normalize_text leaves of English (numbers spelled out)
 
-    def __init__(self, dim: int):
+
+class CTCHead(nn.Module):
+    """Maps projected source memory (B, M, D) to log-probs over the destination vocabulary + blank, or,
+    with ``n_symbols``, over that many symbols of its own (characters) + blank."""
+
+    def __init__(self, dim: int, n_symbols: int = 0):
         super().__init__()
         self.proj = nn.Linear(dim, dim)
         self.blank = nn.Linear(dim, 1)
+        if n_symbols:
+            self.symbols = nn.Linear(dim, n_symbols)
 
-    def forward(self, memory: torch.Tensor, out_embeddings: torch.Tensor) -> torch.Tensor:
-        """memory (B, M, D), out_embeddings (V, D) -> log-probs (B, M, V + 1); blank = index V."""
+    def forward(self, memory: torch.Tensor, out_embeddings: torch.Tensor | None = None) -> torch.Tensor:
+        """memory (B, M, D), out_embeddings (V, D) (token heads only) -> log-probs (B, M, V + 1); blank = V."""
         h = self.proj(memory)  # (B, M, D)
-        logits = torch.cat([h @ out_embeddings.to(h.dtype).T, self.blank(h)], dim=-1)  # (B, M, V + 1)
-        return logits.float().log_softmax(-1)
+        scores = self.symbols(h) if hasattr(self, "symbols") else h @ out_embeddings.to(h.dtype).T  # (B, M, V)
+        return torch.cat([scores, self.blank(h)], dim=-1).float().log_softmax(-1)  # (B, M, V + 1)
+
+
+def char_targets(texts: Sequence[str]) -> list[torch.Tensor]:
+    """Normalised texts -> CTC_CHARS ids per row (characters outside CTC_CHARS dropped, spaces collapsed)."""
+    from towers.judges import normalize_text
+
+    index = {c: i for i, c in enumerate(CTC_CHARS)}
+    return [torch.tensor([index[c] for c in " ".join("".join(c for c in normalize_text(t) if c in index).split())],
+                         dtype=torch.long) for t in texts]
+
+
+def chars_text(ids: Sequence[int]) -> str:
+    """CTC_CHARS ids -> text, spaces collapsed."""
+    return " ".join("".join(CTC_CHARS[i] for i in ids).split())
 
 
 def ctc_targets(input_ids: torch.Tensor, keep: torch.Tensor, eos_token_id: int | None) -> list[torch.Tensor]:

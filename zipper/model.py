@@ -36,7 +36,7 @@ from torch import nn
 from towers.safefile import safetensors_problem
 from towers.tower import Tower, load_tower
 from zipper.config import ConfigError, ZipperConfig
-from zipper.ctc import CTCHead, ctc_loss, ctc_targets
+from zipper.ctc import CTC_CHARS, CTCHead, char_targets, ctc_loss, ctc_targets
 from zipper.fusion import GatedCrossAttention, InputProjection, diagonal_guide
 
 logger = logging.getLogger("zipper")
@@ -169,7 +169,11 @@ class ZipperModel(nn.Module):
                                     config.ffn_mult, config.dropout)
                 for _ in self.zip_layers[dst]
             )
-        self.ctc_heads = nn.ModuleDict({f"{src}_to_{dst}": CTCHead(self.tower_objs[dst].hidden_size)
+        n_symbols = len(CTC_CHARS) if config.ctc_units == "chars" else 0
+        for d in config.ctc_directions if n_symbols else []:  # character targets come from decoded tokens
+            if self.tower_objs[d.split("->")[1]].tokenizer is None:
+                raise ConfigError(f"ctc_units 'chars' on {d!r} needs a tokenizer on the {d.split('->')[1]!r} tower")
+        self.ctc_heads = nn.ModuleDict({f"{src}_to_{dst}": CTCHead(self.tower_objs[dst].hidden_size, n_symbols)
                                         for src, dst in (d.split("->") for d in config.ctc_directions)})
         projected = (config.input_projection_towers or config.modalities) if config.input_projection else []
         self.input_projections = nn.ModuleDict(
@@ -317,11 +321,13 @@ class ZipperModel(nn.Module):
         return blocks
 
     def ctc_log_probs(self, src: str, dst: str, done: _Done) -> torch.Tensor:
-        """(B, M, V_dst + 1) CTC log-probs of a finished ``src`` segment, read through the last zip
-        block's memory projection of the edge (zipper/ctc.py)."""
+        """(B, M, V + 1) CTC log-probs of a finished ``src`` segment, read through the last zip block's
+        memory projection of the edge (zipper/ctc.py); V = the destination's vocabulary or CTC_CHARS."""
         block, n = self.blocks[f"{src}_to_{dst}"][-1], len(self.zip_layers[dst]) - 1
         states = done.states[self._aligned_layer(src, dst, n)]  # (B, M, D_src)
         memory = block.mem_proj(block.mem_norm(states.to(block.q.weight.dtype)))  # (B, M, D_dst)
+        if self.config.ctc_units == "chars":
+            return self.ctc_heads[f"{src}_to_{dst}"](memory)
         out_emb = self.tower_objs[dst].model.get_output_embeddings().weight  # (V_dst, D_dst)
         return self.ctc_heads[f"{src}_to_{dst}"](memory, out_emb)
 
@@ -397,7 +403,10 @@ class ZipperModel(nn.Module):
                 for src in self._ctc_sources(s.modality):
                     done = [d for d in history[:i] if d.modality == src]
                     if done:  # CTC from the latest earlier segment of the source to this one
-                        targets = ctc_targets(s.input_ids, keep, self.tower_objs[s.modality].eos_token_id)
+                        dst = self.tower_objs[s.modality]
+                        targets = ctc_targets(s.input_ids, keep, dst.eos_token_id)
+                        if self.config.ctc_units == "chars":
+                            targets = char_targets([dst.tokenizer.decode(t, skip_special_tokens=True) for t in targets])
                         ctc_terms.append(ctc_loss(self.ctc_log_probs(src, s.modality, done[-1]), done[-1].mask,
                                                   targets))
         count = int(row_count.sum()) if row_count is not None else 0

@@ -62,6 +62,7 @@ class RecipeConfig:
     # > 0: auxiliary CTC loss from the speech memory to the text tokens (hybrid CTC/attention, zipper/ctc.py);
     # loss = (1 - w) * attention + w * CTC. Zipper ASR/joint only; the test WER of the CTC head is reported too.
     ctc_weight: float = 0.0
+    ctc_units: str = "tokens"  # "chars": a character CTC head (ZipperConfig.ctc_units), ~3x cheaper ASR steps
     # > 0: guided-attention loss (ZipperConfig.guided_attention): a diagonal alignment prior on every zip block.
     guided_attention: float = 0.0
     # training
@@ -143,7 +144,7 @@ def build_zip(cfg: RecipeConfig, speech, text):
         frozen=[not cfg.train_speech_tower, True], lora_rank=cfg.lora_rank,
         lora_towers=["speech"] if cfg.lora_rank else [], prefix_ids=[[], text_prefix_ids(cfg, text)],
         ctc_directions=["speech->text"] if cfg.ctc_weight else [], ctc_weight=cfg.ctc_weight,
-        guided_attention=cfg.guided_attention)
+        ctc_units=cfg.ctc_units, guided_attention=cfg.guided_attention)
 
 
 def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:

@@ -49,7 +49,7 @@ def ctc_transcribe_units(model, units: Sequence[torch.Tensor], batch_size: int =
     """Speech units -> transcripts by the zip's auxiliary CTC head alone (best path; zipper/ctc.py).
 
     A diagnostic beside the attention decoder: it shows what the speech memory itself encodes."""
-    from zipper.ctc import ctc_greedy
+    from zipper.ctc import chars_text, ctc_greedy
 
     sp, tx = model.tower("speech"), model.tower("text")
     out: list[str] = []
@@ -58,7 +58,8 @@ def ctc_transcribe_units(model, units: Sequence[torch.Tensor], batch_size: int =
         ids, mask = pad_rows([speech_ids(sp, u, start=start) for u in chunk], sp.pad_token_id)
         _, history, _ = model.run_segments([Segment("speech", ids, mask)])
         for row in ctc_greedy(model.ctc_log_probs("speech", "text", history[0]), history[0].mask):
-            out.append(tx.tokenizer.decode(row, skip_special_tokens=True).strip())
+            chars = model.config.ctc_units == "chars"
+            out.append(chars_text(row) if chars else tx.tokenizer.decode(row, skip_special_tokens=True).strip())
     return out
 
 

@@ -112,3 +112,85 @@ def test_bad_ctc_configs_are_refused(kwargs):
     text = tiny_tower("llama", "text", vocab=56, hidden=32, layers=2, seed=2)
     with pytest.raises(ConfigError, match="ctc"):
         ZipperModel.from_towers([speech, text], directions=["speech->text"], **kwargs)
+
+
+# ---- character CTC (ctc_units="chars"): a 28-symbol head of its own, targets from the decoded text ----
+
+def _chars_zip(tokenizer, ctc_weight=0.5):
+    from tests.conftest import tiny_text_tower
+
+    speech = tiny_tower("llama", "speech", vocab=40, hidden=32, layers=2, seed=1, init_std=0.4)
+    torch.manual_seed(3)
+    m = ZipperModel.from_towers([speech, tiny_text_tower(tokenizer, seed=2)], directions=["speech->text"],
+                                cross_attention_interval=[1, 1], ctc_directions=["speech->text"],
+                                ctc_weight=ctc_weight, ctc_units="chars")
+    open_gates(m, 0.5)
+    return m
+
+
+def _text_batch(m, tokenizer, texts, n_frames=(40, 31)):
+    from zipper.data import pad_rows
+
+    speech = Segment("speech", torch.randint(3, 40, (len(texts), max(n_frames)), generator=torch.Generator().manual_seed(0)),
+                     torch.stack([torch.arange(max(n_frames)) < n for n in n_frames]).long())
+    start = m.start_ids("text").view(-1).tolist()
+    rows = [start + tokenizer(t, add_special_tokens=False).input_ids + [tokenizer.eos_token_id] for t in texts]
+    ids, mask = pad_rows([torch.tensor(r) for r in rows], tokenizer.pad_token_id or 0)
+    return [speech, Segment("text", ids, mask, loss=True)]
+
+
+def test_char_targets_are_normalised_text():
+    from zipper.ctc import CTC_CHARS, char_targets, chars_text
+
+    got = char_targets(["Mr. Smith's 2 dogs -- well!", "  ", "Ünïcode\tok"])
+    assert [chars_text(t.tolist()) for t in got] == ["mister smith's two dogs well", "", "unicode ok"]
+    assert all(0 <= int(i) < len(CTC_CHARS) for t in got for i in t)
+
+
+def test_char_ctc_scores_28_characters_and_its_loss_is_ctc_on_the_decoded_text(smollm2_tokenizer):
+    from zipper.ctc import CTC_CHARS, char_targets
+
+    m = _chars_zip(smollm2_tokenizer)
+    texts = ["Hello there, Tom.", "It's 3 a.m."]
+    batch = _text_batch(m, smollm2_tokenizer, texts)
+    out = m(batch)
+    _, history, _ = m.run_segments(batch[:1])
+    log_probs = m.ctc_log_probs("speech", "text", history[0])  # (B, M, 28 + 1)
+    assert log_probs.shape == (2, 40, len(CTC_CHARS) + 1) == (2, 40, 29)
+    targets = char_targets(texts)  # "hello there tom", "it's three a m"
+    expected = F.ctc_loss(log_probs.transpose(0, 1), torch.cat(targets), torch.tensor([40, 31]),
+                          torch.tensor([len(t) for t in targets]), blank=28, reduction="mean", zero_infinity=True)
+    assert torch.allclose(out.ctc_loss, expected)
+
+
+def test_char_ctc_trains_decodes_and_round_trips(smollm2_tokenizer, tmp_path):
+    from zipper.ctc import chars_text
+
+    m = _chars_zip(smollm2_tokenizer)
+    batch = _text_batch(m, smollm2_tokenizer, ["abc", "a b"], n_frames=(12, 12))
+    m.train()
+    opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=1e-2)
+    first = m(batch).ctc_loss.item()
+    for _ in range(150):
+        opt.zero_grad()
+        m(batch).loss.backward()
+        opt.step()
+    m.eval()
+    assert m(batch).ctc_loss.item() < 0.3 * first
+    _, history, _ = m.run_segments(batch[:1])
+    best = ctc_greedy(m.ctc_log_probs("speech", "text", history[0]), history[0].mask)
+    assert [chars_text(row) for row in best] == ["abc", "a b"]
+    m.save_pretrained(tmp_path / "z")
+    again = ZipperModel.from_pretrained(tmp_path / "z", towers=list(m.tower_objs.values()))
+    assert again.config.ctc_units == "chars" and torch.equal(m(batch).loss, again(batch).loss)
+
+
+def test_bad_ctc_units_and_chars_without_a_tokenizer_are_refused():
+    speech = tiny_tower("llama", "speech", vocab=40, hidden=32, layers=2, seed=1)
+    text = tiny_tower("llama", "text", vocab=56, hidden=32, layers=2, seed=2)  # ids only: no tokenizer
+    with pytest.raises(ConfigError, match="ctc_units"):
+        ZipperModel.from_towers([speech, text], directions=["speech->text"], ctc_directions=["speech->text"],
+                                ctc_weight=0.3, ctc_units="bytes")
+    with pytest.raises(ConfigError, match="tokenizer"):
+        ZipperModel.from_towers([speech, text], directions=["speech->text"], ctc_directions=["speech->text"],
+                                ctc_weight=0.3, ctc_units="chars")
