@@ -46,15 +46,16 @@ def wer(refs: list[str], hyps: list[str]) -> float:
     return judges_wer(refs, hyps).wer  # towers.judges: normalize_text on both sides, corpus-level
 
 
-def load_items(manifest: str | None, n: int, librivox: bool) -> list[dict]:
+def load_items(manifest: str | list[str] | None, n: int, librivox: bool) -> list[dict]:
+    """The rows of one or more manifests (the first ``n`` of them all; 0 = all), then the LibriVox clips."""
     items = []
-    if manifest:
-        rows = [json.loads(x) for x in Path(manifest).read_text().splitlines() if x.strip()]
-        base = Path(manifest).resolve().parent
-        for r in rows[: n or None]:
+    for m in [manifest] if isinstance(manifest, str) else manifest or []:
+        base = Path(m).resolve().parent
+        for r in (json.loads(x) for x in Path(m).read_text().splitlines() if x.strip()):
             p = Path(r["audio_filepath"])
             items.append({"set": "held-out voices", "path": str(p if p.is_absolute() else base / p),
                           "text": r["text"], "voice": r.get("voice", "?")})
+    items = items[: n or None]
     if librivox:
         trans = {}
         for line in (LIBRIVOX / "transcription").read_text().splitlines():
@@ -70,7 +71,7 @@ def load_items(manifest: str | None, n: int, librivox: bool) -> list[dict]:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--codec", required=True, help=f"codec directory, or a shipped codec name ({', '.join(SHIPPED_CODECS)})")
-    ap.add_argument("--manifest", help="JSONL of held-out utterances (audio_filepath, text, voice)")
+    ap.add_argument("--manifest", nargs="+", help="JSONL(s) of held-out utterances (audio_filepath, text, voice)")
     ap.add_argument("--n", type=int, default=0, help="use the first N manifest rows (0: all)")
     ap.add_argument("--librivox", action="store_true", help="also evaluate the 5 pocketsphinx-testdata LibriVox clips")
     ap.add_argument("--mel-baseline", action="store_true", help="also judge unquantised log-mel -> Griffin-Lim")

@@ -56,7 +56,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train", required=True, help="JSONL manifest of the decoder's training audio")
     ap.add_argument("--states-cache", help="safetensors cache of the training clips' Whisper states (train_codec.py's)")
-    ap.add_argument("--test", required=True, help="JSONL manifest of held-out utterances (audio_filepath, text, voice)")
+    ap.add_argument("--test", required=True, nargs="+",
+                    help="JSONL manifest(s) of held-out utterances (audio_filepath, text, voice)")
     ap.add_argument("--n-test", type=int, default=0, help="first N test rows only (0: all)")
     ap.add_argument("--steps", type=int, default=10_800, help="decoder training steps")
     ap.add_argument("--units", required=True, choices=["continuous", "kmeans", "codec"], help="decoder input")
@@ -72,6 +73,14 @@ def main(argv=None):
     ap.add_argument("--continuous-from", help="--space decoder: a continuous_decoder.safetensors to reuse")
     ap.add_argument("--warm-start", action="store_true",
                     help="--space decoder: start the unit decoder from the continuous one")
+    ap.add_argument("--augment-speeds", type=float, nargs="+", default=[],
+                    help="also train the decoder(s) on speed-perturbed copies of the --train audio (resampled: a "
+                         "factor 1.1 plays 10%% faster and 10%% higher, like a shorter vocal tract), each paired with "
+                         "the UNperturbed clip's log-mel stretched in time to its length, so the decoder learns to "
+                         "map other speakers' states to the training voice")
+    ap.add_argument("--extra-train", nargs="+", default=[],
+                    help="manifests of more decoder training audio, each paired with its own log-mel "
+                         "(a multi-voice decoder)")
     ap.add_argument("--threads", type=int, default=1, help="torch, encoder and judge CPU threads")
     ap.add_argument("--out", required=True, help="output directory for results.json")
     args = ap.parse_args(argv)
@@ -97,6 +106,12 @@ def main(argv=None):
 
     waves, states = states_of(args.train, args.states_cache)
     mels = [shell.mel(torch.from_numpy(w)) for w in waves]  # [(T_i (+1), n_mels)]
+    if args.augment_speeds:
+        states, mels = augment_speeds(waves, states, mels, args.augment_speeds, encoder)
+    for m in args.extra_train:
+        w_x, s_x = states_of(m, None)
+        states, mels = states + s_x, mels + [shell.mel(torch.from_numpy(w)) for w in w_x]
+        print(f"[data] +{len(w_x)} clips of {m} with their own log-mel", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -166,8 +181,27 @@ def main(argv=None):
         {"command": " ".join(sys.argv), "steps": args.steps, "train_seconds": round(train_s),
          "units": args.units, "units_from": args.units_from, "k": args.k if args.units == "kmeans" else None,
          "fit": args.fit, "standardise": args.standardise, "space": args.space,
-         "warm_start": args.warm_start,
+         "warm_start": args.warm_start, "augment_speeds": args.augment_speeds, "extra_train": args.extra_train,
          "table": table, "items": items}, indent=1) + "\n")
+
+
+def augment_speeds(waves, states, mels, factors, encoder):
+    """(states, mels) plus, per factor f, every clip resampled to play f times faster (and f times higher)
+    with the original clip's log-mel linearly stretched to the new clip's frame count."""
+    import torchaudio.functional as AF
+
+    out_s, out_m = list(states), list(mels)
+    for f in factors:
+        if not 0.5 <= f <= 2.0:
+            raise SystemExit(f"--augment-speeds: {f} is outside [0.5, 2]")
+        fast = [AF.resample(torch.from_numpy(w), int(round(16_000 * f)), 16_000).numpy() for w in waves]
+        s_f = whisper_states(fast, encoder=encoder, progress=True)
+        for s, s0, m in zip(s_f, states, mels):
+            n = s.shape[0] + (m.shape[0] - s0.shape[0])  # keep the clip's state/mel frame offset
+            out_s.append(s)
+            out_m.append(torch.nn.functional.interpolate(m.T[None], size=n, mode="linear", align_corners=True)[0].T)
+        print(f"[data] +{len(fast)} clips at speed {f}", flush=True)
+    return out_s, out_m
 
 
 if __name__ == "__main__":
