@@ -5,9 +5,13 @@
 Groups: all held-out voices, the ones that are not ``--voice`` (default piper:joe, the single-speaker
 decoders' training voice), that voice alone, and LibriVox. Each: corpus WER of the codec round trip,
 its ratio to the original's WER, and the original's WER (``towers.judges.wer``).
+
+``--bootstrap N``: also a 95% interval of the held-out ratio, from N resamples of the utterances
+(with replacement, seed 0): how far the ratio could move on another draw of test sentences.
 """
 import argparse
 import json
+import random
 from pathlib import Path
 
 from towers.judges import wer
@@ -17,6 +21,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("evals", nargs="+", help="recipes/eval_codec.py --out directories")
     ap.add_argument("--voice", default="piper:joe", help="the voice split out (default piper:joe)")
+    ap.add_argument("--bootstrap", type=int, default=0, help="resamples for a 95%% interval of the held-out ratio (0: off)")
     args = ap.parse_args(argv)
     for d in args.evals:
         path = Path(d) / "results.json"
@@ -34,7 +39,22 @@ def main(argv=None):
             refs = [i["ref"] for i in sub]
             orig, codec = wer(refs, [i["hyp_original"] for i in sub]).wer, wer(refs, [i["hyp_codec"] for i in sub]).wer
             cells.append(f"{name} {codec:.1%} ({codec / max(orig, 1e-9):.2f}x, original {orig:.1%})")
+        if args.bootstrap and held:
+            lo, hi = bootstrap_ratio(held, args.bootstrap)
+            cells.append(f"held-out ratio 95% interval [{lo:.2f}, {hi:.2f}] ({args.bootstrap} resamples)")
         print(f"{d} | " + " | ".join(cells))
+
+
+def bootstrap_ratio(items: list[dict], n: int, seed: int = 0) -> tuple[float, float]:
+    """2.5% and 97.5% quantiles of corpus WER(codec) / WER(original) over ``n`` utterance resamples."""
+    rng, ratios = random.Random(seed), []
+    for _ in range(n):
+        s = [rng.choice(items) for _ in items]
+        refs = [i["ref"] for i in s]
+        orig = wer(refs, [i["hyp_original"] for i in s]).wer
+        ratios.append(wer(refs, [i["hyp_codec"] for i in s]).wer / max(orig, 1e-9))
+    ratios.sort()
+    return ratios[int(0.025 * n)], ratios[min(n - 1, int(0.975 * n))]
 
 
 if __name__ == "__main__":
