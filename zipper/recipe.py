@@ -291,8 +291,8 @@ def git_hash() -> str:
 
 def _headline(results: dict) -> str:
     m = results.get("metrics", {})
-    shown = ("wer", "cer", "ctc_wer", "speech_info", "text_info", "judge_wer_vs_gold", "judge_wer_vs_reference_transcript",
-             "reference_audio_judge_wer", "dnsmos_ovrl", "reference_audio_dnsmos_ovrl")
+    shown = ("wer", "cer", "ctc_wer", "ctc_cer", "speech_info", "text_info", "judge_wer_vs_gold",
+             "judge_wer_vs_reference_transcript", "reference_audio_judge_wer", "dnsmos_ovrl", "reference_audio_dnsmos_ovrl")
     parts = []
     for k, v in m.items():
         if isinstance(v, dict):

@@ -137,6 +137,7 @@ def asr_metrics(model, examples: Sequence[dict], num_beams: int = 1, batch_size:
         ctc_hyps = map_sharded(lambda units: ctc_transcribe_units(model, units, batch_size=batch_size),
                                [ex["units"] for ex in examples])
         metrics["ctc_wer"] = round(100 * wer(refs, ctc_hyps).wer, 2)
+        metrics["ctc_cer"] = round(100 * cer(refs, ctc_hyps).cer, 2)  # a character head's natural measure
     if num_beams == 1:  # teacher-forced, independent of the beam
         metrics.update(source_use(model, examples, "asr", batch_size))
     if show:

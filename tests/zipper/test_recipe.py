@@ -50,7 +50,7 @@ def test_asr_zip_resume_and_cli(world, capsys):
     second = run(cfg, results_md=None)  # resumes from the step-2 checkpoint
     assert second["steps"] == 3 and (root / "asr" / "checkpoints" / "step-0000003" / "COMPLETE").exists()
     assert set(second["dev_curve"][-1]) == {"step", "dev_wer", "dev_text_nll", "dev_speech_info"}
-    assert set(second["metrics"]["test_asr_beam1"]) >= {"wer", "cer", "n_utts", "ctc_wer", "speech_info"}
+    assert set(second["metrics"]["test_asr_beam1"]) >= {"wer", "cer", "n_utts", "ctc_wer", "ctc_cer", "speech_info"}
     model = root / "asr" / "model"
     assert (model / "zipper.safetensors").exists() and (model / "codec" / "codec.safetensors").exists()
     saved = json.loads((model / "zipper_config.json").read_text())  # the default "Text:" prefix, persisted
