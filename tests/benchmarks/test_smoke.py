@@ -15,6 +15,7 @@ EXPECTED = {
     "soak": {"verdict", "passed", "samples", "train_s", "generate_s"},
     "flops": {"step_flops", "achieved_flop_s", "matmul_peak_flop_s", "utilisation", "flops_ratios"},
     "rtf": {"asr", "tts", "setup"},
+    "ctc_head": {"steps", "ratios", "trainable_params", "setup"},
 }
 COMMON = {"benchmark", "command", "date", "git", "machine", "args", "headline"}
 
