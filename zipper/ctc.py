@@ -40,13 +40,12 @@ class CTCHead(nn.Module):
         super().__init__()
         self.proj = nn.Linear(dim, dim)
         self.blank = nn.Linear(dim, 1)
-        if n_symbols:
-            self.symbols = nn.Linear(dim, n_symbols)
+        self.symbols = nn.Linear(dim, n_symbols) if n_symbols else None  # None: score out_embeddings
 
     def forward(self, memory: torch.Tensor, out_embeddings: torch.Tensor | None = None) -> torch.Tensor:
         """memory (B, M, D), out_embeddings (V, D) (token heads only) -> log-probs (B, M, V + 1); blank = V."""
         h = self.proj(memory)  # (B, M, D)
-        scores = self.symbols(h) if hasattr(self, "symbols") else h @ out_embeddings.to(h.dtype).T  # (B, M, V)
+        scores = self.symbols(h) if self.symbols is not None else h @ out_embeddings.to(h.dtype).T  # (B, M, V)
         return torch.cat([scores, self.blank(h)], dim=-1).float().log_softmax(-1)  # (B, M, V + 1)
 
 

@@ -191,6 +191,10 @@ def test_bad_ctc_units_and_chars_without_a_tokenizer_are_refused():
     with pytest.raises(ConfigError, match="ctc_units"):
         ZipperModel.from_towers([speech, text], directions=["speech->text"], ctc_directions=["speech->text"],
                                 ctc_weight=0.3, ctc_units="bytes")
+    from zipper.recipe import RecipeConfig
+
+    with pytest.raises(ConfigError, match="ctc_units"):
+        RecipeConfig(task="asr", ctc_weight=0.3, ctc_units="phones")
     with pytest.raises(ConfigError, match="tokenizer"):
         ZipperModel.from_towers([speech, text], directions=["speech->text"], ctc_directions=["speech->text"],
                                 ctc_weight=0.3, ctc_units="chars")
