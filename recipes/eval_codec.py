@@ -83,9 +83,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    codec = load_codec(args.codec)
     if args.beam < 1:
         ap.error(f"--beam must be >= 1, got {args.beam}")
+    codec = load_codec(args.codec)
     transcribe = make_judge(args.judge, args.beam)
     items = load_items(args.manifest, args.n, args.librivox)
     if not items:

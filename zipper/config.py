@@ -17,6 +17,15 @@ class ConfigError(ValueError):
     """A zipper config is malformed (unknown key, wrong type, inconsistent values)."""
 
 
+CTC_UNITS = ("tokens", "chars")  # what an auxiliary CTC head emits (zipper/ctc.py)
+
+
+def check_ctc_units(value) -> None:
+    """The one check of a ``ctc_units`` setting, for ZipperConfig and the recipes' config alike."""
+    if value not in CTC_UNITS:
+        raise ConfigError(f"ctc_units must be one of {CTC_UNITS}, got {value!r}")
+
+
 @dataclass
 class ZipperConfig:
     # One entry per tower, in the same order.
@@ -93,8 +102,7 @@ class ZipperConfig:
         for d in self.ctc_directions:
             if d not in self.directions:
                 raise ConfigError(f"ctc_directions entry {d!r} is not one of the zip's directions {self.directions}")
-        if self.ctc_units not in ("tokens", "chars"):
-            raise ConfigError(f"ctc_units must be 'tokens' or 'chars', got {self.ctc_units!r}")
+        check_ctc_units(self.ctc_units)
         if self.guided_attention < 0 or self.guided_attention_sigma <= 0:
             raise ConfigError(f"guided_attention must be >= 0 and guided_attention_sigma > 0, got "
                               f"{self.guided_attention}, {self.guided_attention_sigma}")

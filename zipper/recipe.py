@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from towers.codec import load_codec
-from zipper.config import ConfigError
+from zipper.config import ConfigError, check_ctc_units
 from zipper.distributed import barrier, is_main_process
 from zipper.train import TrainConfig, fit
 
@@ -93,8 +93,7 @@ class RecipeConfig:
             raise ConfigError(f"data_fraction must be in (0, 1], got {self.data_fraction}")
         if self.ctc_weight and (self.model != "zipper" or "speech->text" not in self.directions):
             raise ConfigError("ctc_weight needs model 'zipper' with the 'speech->text' direction")
-        if self.ctc_units not in ("tokens", "chars"):
-            raise ConfigError(f"ctc_units must be 'tokens' or 'chars', got {self.ctc_units!r}")
+        check_ctc_units(self.ctc_units)  # before any work, not when the zip is built
         if not self.guided_attention >= 0:
             raise ConfigError(f"guided_attention must be >= 0, got {self.guided_attention}")
         if self.guided_attention and self.model != "zipper":

@@ -52,14 +52,18 @@ def ctc_transcribe_units(model, units: Sequence[torch.Tensor], batch_size: int =
     from zipper.ctc import chars_text, ctc_greedy
 
     sp, tx = model.tower("speech"), model.tower("text")
+    if model.config.ctc_units == "chars":
+        decode = chars_text
+    else:
+        def decode(row):
+            return tx.tokenizer.decode(row, skip_special_tokens=True).strip()
     out: list[str] = []
     start = model.start_ids("speech")
     for chunk in _chunks(units, batch_size):
         ids, mask = pad_rows([speech_ids(sp, u, start=start) for u in chunk], sp.pad_token_id)
         _, history, _ = model.run_segments([Segment("speech", ids, mask)])
         for row in ctc_greedy(model.ctc_log_probs("speech", "text", history[0]), history[0].mask):
-            chars = model.config.ctc_units == "chars"
-            out.append(chars_text(row) if chars else tx.tokenizer.decode(row, skip_special_tokens=True).strip())
+            out.append(decode(row))
     return out
 
 

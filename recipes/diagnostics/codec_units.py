@@ -84,6 +84,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="torch, encoder and judge CPU threads")
     ap.add_argument("--out", required=True, help="output directory for results.json")
     args = ap.parse_args(argv)
+    if any(not 0.5 <= f <= 2.0 for f in args.augment_speeds):  # before any Whisper encoding
+        ap.error(f"--augment-speeds factors must be in [0.5, 2], got {args.augment_speeds}")
     torch.set_num_threads(args.threads)
 
     cfg = json.loads((Path(__file__).resolve().parents[1] / "configs" / "codec_whisper.json").read_text())
@@ -192,8 +194,6 @@ def augment_speeds(waves, states, mels, factors, encoder):
 
     out_s, out_m = list(states), list(mels)
     for f in factors:
-        if not 0.5 <= f <= 2.0:
-            raise SystemExit(f"--augment-speeds: {f} is outside [0.5, 2]")
         fast = [AF.resample(torch.from_numpy(w), int(round(16_000 * f)), 16_000).numpy() for w in waves]
         s_f = whisper_states(fast, encoder=encoder, progress=True)
         for s, s0, m in zip(s_f, states, mels):

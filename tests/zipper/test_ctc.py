@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import open_gates, tiny_tower
+from tests.conftest import open_gates, tiny_tower, train_steps
 from zipper import Segment, ZipperModel
 from zipper.config import ConfigError
 from zipper.ctc import ctc_greedy
@@ -70,12 +70,8 @@ def test_a_few_steps_lower_the_ctc_loss_and_leave_the_towers_bit_identical():
     towers = {n: p.detach().clone() for n, p in m.named_parameters() if n.startswith("towers.")}
     batch = _batch(m)
     m.train()
-    opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=3e-3)
     first = m(batch).ctc_loss.item()
-    for _ in range(30):
-        opt.zero_grad()
-        m(batch).loss.backward()
-        opt.step()
+    train_steps(m, batch, steps=30, lr=3e-3)
     assert m(batch).ctc_loss.item() < 0.5 * first
     assert all(torch.equal(p, towers[n]) for n, p in m.named_parameters() if n.startswith("towers."))
 
@@ -168,13 +164,8 @@ def test_char_ctc_trains_decodes_and_round_trips(smollm2_tokenizer, tmp_path):
 
     m = _chars_zip(smollm2_tokenizer)
     batch = _text_batch(m, smollm2_tokenizer, ["abc", "a b"], n_frames=(12, 12))
-    m.train()
-    opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=1e-2)
     first = m(batch).ctc_loss.item()
-    for _ in range(150):
-        opt.zero_grad()
-        m(batch).loss.backward()
-        opt.step()
+    train_steps(m, batch, steps=150, lr=1e-2)
     m.eval()
     assert m(batch).ctc_loss.item() < 0.3 * first
     _, history, _ = m.run_segments(batch[:1])
