@@ -7,6 +7,7 @@ unless ``--overwrite`` is given.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -43,7 +44,13 @@ def cmd_transcribe(a) -> int:
         wave, sr = load_audio(f, target_sr=codec.sample_rate, max_seconds=a.max_seconds)
         units.append(codec.encode(wave, sr))
     model = _load_model(a.model)
-    for f, text in zip(a.audio, transcribe_units(model, units, num_beams=a.beams)):
+    if a.fusion:
+        from zipper.tasks import fused_transcribe_units
+
+        texts = fused_transcribe_units(model, units, beam=max(a.beams, 8))
+    else:
+        texts = transcribe_units(model, units, num_beams=a.beams)
+    for f, text in zip(a.audio, texts):
         print(f"{f}\t{text}" if len(a.audio) > 1 else text)
     return 0
 
@@ -86,10 +93,12 @@ def cmd_eval(a) -> int:
 
     from zipper.data import librivox_examples, load_split
     from towers.codec import load_codec
-    from zipper.recipe import RecipeConfig
+    from zipper.recipe import RecipeConfig, fusion_metrics
     from zipper.tasks import asr_metrics, tts_metrics
 
     cfg = RecipeConfig.from_json(a.config)
+    if a.fusion:
+        cfg = dataclasses.replace(cfg, eval_fusion=True)  # validated again: needs a character CTC head
     model_dir = Path(a.model or Path(cfg.out) / "model")
     model = _load_model(str(model_dir))
     codec = load_codec(cfg.codec) if not (model_dir / "codec").is_dir() else _load_model_codec(str(model_dir))
@@ -98,8 +107,11 @@ def cmd_eval(a) -> int:
     if cfg.task in ("asr", "joint"):
         for beams in cfg.eval_beams if cfg.model == "zipper" else [1]:
             results[f"test_asr_beam{beams}"] = asr_metrics(model, test, num_beams=beams)
-        if cfg.eval_real_speech:
-            results["librivox_asr_beam1"] = asr_metrics(model, librivox_examples(codec), show=5)
+        real = librivox_examples(codec) if cfg.eval_real_speech else []
+        if real:
+            results["librivox_asr_beam1"] = asr_metrics(model, real, show=5)
+        if cfg.eval_fusion:
+            results.update(fusion_metrics(model, cfg, test, real))
     if cfg.task in ("tts", "joint"):
         from towers.judges import MosJudge, WhisperJudge
 
@@ -165,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", required=True, help="a trained model directory (e.g. runs/asr/model)")
     t.add_argument("--beams", type=int, default=1, help="beam size (1 = greedy)")
     t.add_argument("--max-seconds", type=float, default=60.0, help="refuse longer audio")
+    t.add_argument("--fusion", action="store_true",
+                   help="decode with the character CTC head, the decoder scoring words (zipper/ctc_beam.py; "
+                        "beam = max(--beams, 8))")
     t.set_defaults(fn=cmd_transcribe)
 
     s = sub.add_parser("speak", help="text -> speech with a trained TTS (or joint) zip")
@@ -187,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="evaluate a trained recipe on held-out voices (and real speech)")
     ev.add_argument("config", help="the recipe JSON it was trained with")
     ev.add_argument("--model", help="model directory (default: <out>/model from the config)")
+    ev.add_argument("--fusion", action="store_true",
+                    help="also decode by CTC prefix beam search + decoder word scores (the config's eval_fusion)")
     ev.set_defaults(fn=cmd_eval)
 
     tw = sub.add_parser("towers", help="list registered towers")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 
 if TYPE_CHECKING:
+    from zipper.ctc_prefix import JointCTCScorer
     from zipper.model import Segment, ZipperModel
 
 
@@ -42,10 +43,14 @@ def pick_next(logits: torch.Tensor, do_sample: bool, temperature: float = 1.0, t
 def generate(model: "ZipperModel", prompt: Sequence["Segment"], output_modalities: Sequence[str] = ("text",),
              max_new_tokens: int | Sequence[int] = 128, do_sample: bool = False, temperature: float = 1.0,
              top_k: int = 0, top_p: float = 1.0, num_beams: int = 1, length_penalty: float = 1.0,
-             use_cache: bool = True, generator: torch.Generator | None = None) -> list["Segment"]:
+             use_cache: bool = True, generator: torch.Generator | None = None,
+             ctc_weight: float = 0.0) -> list["Segment"]:
     """Generate one segment per output modality. Returns Segments of generated tokens, without the
     forced start (BOS + prefix) and EOS, right-padded with the tower's pad id; ``attention_mask``
-    marks the real tokens."""
+    marks the real tokens.
+
+    ``ctc_weight`` > 0: joint CTC/attention beam search (``num_beams`` >= 1) with the zip's CTC head on
+    the prompt (zipper/ctc_prefix.py); needs a ``ctc_directions`` edge into the output modality."""
     from zipper.model import Segment
 
     model.check_segments(prompt)
@@ -55,6 +60,10 @@ def generate(model: "ZipperModel", prompt: Sequence["Segment"], output_modalitie
         raise ValueError("give one max_new_tokens per output modality (and at least one output modality)")
     if num_beams > 1 and (len(output_modalities) > 1 or do_sample):
         raise ValueError("beam search supports one output modality and no sampling")
+    if not 0.0 <= ctc_weight <= 1.0:
+        raise ValueError(f"ctc_weight must be in [0, 1], got {ctc_weight}")
+    if ctc_weight and (len(output_modalities) > 1 or do_sample):
+        raise ValueError("joint CTC decoding (ctc_weight > 0) supports one output modality and no sampling")
     for m in output_modalities:
         t = model.tower(m)
         if t.bos_token_id is None or t.eos_token_id is None:
@@ -65,12 +74,13 @@ def generate(model: "ZipperModel", prompt: Sequence["Segment"], output_modalitie
         batch = prompt[0].input_ids.shape[0]
         segments, outputs = list(prompt), []
         # the prompt runs once; every tower keeps a cache in case it speaks again (beam search always caches)
-        cached = use_cache or num_beams > 1
+        cached = use_cache or num_beams > 1 or ctc_weight > 0
         history, tower_state = model.run_segments(prompt, cache_all=True)[1:] if cached else ([], {})
         sampling = dict(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
         for i, (m, n_new) in enumerate(zip(output_modalities, max_new_tokens)):
-            if num_beams > 1:
-                ids = _beam_search(model, m, history, tower_state, batch, n_new, num_beams, length_penalty)
+            if num_beams > 1 or ctc_weight:
+                ctc = _joint_ctc(model, m, history, ctc_weight) if ctc_weight else None
+                ids = _beam_search(model, m, history, tower_state, batch, n_new, num_beams, length_penalty, ctc)
             elif use_cache:
                 ids = _decode_cached(model, m, history, tower_state, batch, n_new, i + 1 < len(output_modalities),
                                      sampling)
@@ -84,6 +94,27 @@ def generate(model: "ZipperModel", prompt: Sequence["Segment"], output_modalitie
         return outputs
     finally:
         model.train(was_training)
+
+
+def _joint_ctc(model, modality, history, weight):
+    """The JointCTCScorer of the prompt segment that a CTC head reads into ``modality``."""
+    from zipper.ctc import char_targets
+    from zipper.ctc_prefix import JointCTCScorer
+
+    sources = [d for d in history if d.modality in model._ctc_sources(modality)]
+    if not sources:
+        raise ValueError(f"ctc_weight > 0 needs a CTC head into {modality!r} (ZipperConfig.ctc_directions, "
+                         f"has {model.config.ctc_directions}) and its source segment in the prompt")
+    done = sources[-1]
+    log_probs = model.ctc_log_probs(done.modality, modality, done)  # (B, M, S + 1)
+    tower = model.tower(modality)
+    if model.config.ctc_units == "chars":  # the characters of the decoded, normalised text
+        def to_symbols(tokens):
+            return char_targets([tower.tokenizer.decode(tokens, skip_special_tokens=True)])[0].tolist()
+    else:
+        def to_symbols(tokens):
+            return tokens
+    return JointCTCScorer(log_probs, done.mask, to_symbols, weight)
 
 
 def _real_mask(ids: torch.Tensor, eos: int) -> torch.Tensor:
@@ -153,8 +184,13 @@ def _decode_uncached(model, modality, segments, batch, max_new, sampling) -> tor
     return ids
 
 
-def _beam_search(model, modality, history, tower_state, batch, max_new, k, length_penalty) -> torch.Tensor:
-    """Beam search with early stopping (a batch item is done once it has k finished hypotheses)."""
+def _beam_search(model, modality, history, tower_state, batch, max_new, k, length_penalty,
+                 ctc: "JointCTCScorer | None" = None) -> torch.Tensor:
+    """Beam search with early stopping (a batch item is done once it has k finished hypotheses).
+
+    With ``ctc`` (joint CTC/attention decoding, zipper/ctc_prefix.py) each beam's ``pre_beam`` best
+    tokens by the decoder are rescored by (1 - w) * attention + w * CTC prefix log-probs; without it the
+    per-beam top 2k tokens hold the global top 2k, so the search is the plain one."""
     from transformers import DynamicCache
 
     tower = model.tower(modality)
@@ -166,8 +202,10 @@ def _beam_search(model, modality, history, tower_state, batch, max_new, k, lengt
         past = past.repeat_interleave(k, 0)
     start = model.start_ids(modality)
     seqs = start.expand(batch * k, -1)  # (B*K, t): BOS + forced prefix, then the generated tokens
-    scores = torch.full((batch, k), float("-inf"))
-    scores[:, 0] = 0.0  # all beams start identical: expand only the first
+    att = torch.full((batch, k), float("-inf"))  # accumulated decoder log-probs
+    att[:, 0] = 0.0  # all beams start identical: expand only the first
+    scores = att.clone()  # what beams are ranked by: att, or the joint score with ctc
+    pre_beam = max(2 * k, int(__import__("os").environ.get("PB", 10))) if ctc is not None else 2 * k
     done = [False] * batch
     hyps: list[list[tuple[float, torch.Tensor]]] = [[] for _ in range(batch)]
     step_ids, step_mask = seqs, torch.ones_like(seqs, dtype=torch.bool)
@@ -175,24 +213,30 @@ def _beam_search(model, modality, history, tower_state, batch, max_new, k, lengt
         logits, _ = model.tower_forward(modality, step_ids, step_mask, memory, cache, past, record=False)
         past = step_mask if past is None else torch.cat([past, step_mask], 1)
         logp = logits[:, -1].float().log_softmax(-1)  # (B*K, V)
-        vocab = logp.shape[-1]
-        cand = (scores.view(-1, 1) + logp).view(batch, k * vocab)
+        top_lp, top_tok = logp.topk(min(pre_beam, logp.shape[-1]), dim=-1)  # (B*K, P)
+        n_pre = top_tok.shape[-1]
+        cand_att = (att.view(-1, 1) + top_lp).view(batch, k * n_pre)  # (B, K*P)
+        cand = cand_att if ctc is None else _joint_scores(ctc, seqs[:, len(start):], top_tok, cand_att, eos, done, k)
         top_scores, top_idx = cand.topk(2 * k, dim=-1)  # (B, 2K)
         new_beam = torch.zeros(batch, k, dtype=torch.long)
         new_tok = torch.full((batch, k), pad, dtype=torch.long)
-        new_scores = torch.full((batch, k), float("-inf"))
+        new_att, new_scores = torch.full((batch, k), float("-inf")), torch.full((batch, k), float("-inf"))
         for b in range(batch):
             if done[b]:
                 continue
             j = 0
             for rank in range(2 * k):
-                beam, tok, sc = int(top_idx[b, rank]) // vocab, int(top_idx[b, rank]) % vocab, float(top_scores[b, rank])
+                idx, sc = int(top_idx[b, rank]), float(top_scores[b, rank])
+                beam, tok = idx // n_pre, int(top_tok[b * k + idx // n_pre, idx % n_pre])
+                if sc == float("-inf"):
+                    break
                 if tok == eos:
                     if rank < k:
                         seq = torch.cat([seqs[b * k + beam], torch.tensor([eos])])
                         hyps[b].append((sc / (t + 1) ** length_penalty, seq))
                 elif j < k:
-                    new_beam[b, j], new_tok[b, j], new_scores[b, j] = beam, tok, sc
+                    new_beam[b, j], new_tok[b, j] = beam, tok
+                    new_att[b, j], new_scores[b, j] = cand_att[b, idx], sc
                     j += 1
             done[b] = len(hyps[b]) >= k
         if all(done):
@@ -201,7 +245,7 @@ def _beam_search(model, modality, history, tower_state, batch, max_new, k, lengt
         cache.reorder_cache(beam_idx)
         past = past[beam_idx]
         seqs = torch.cat([seqs[beam_idx], new_tok.view(-1, 1)], 1)
-        scores = new_scores
+        att, scores = new_att, new_scores
         step_ids, step_mask = new_tok.view(-1, 1), torch.ones(batch * k, 1, dtype=torch.bool)
     best = []
     for b in range(batch):
@@ -211,3 +255,23 @@ def _beam_search(model, modality, history, tower_state, batch, max_new, k, lengt
         best.append(max(hyps[b], key=lambda h: h[0])[1])
     width = max(len(s) for s in best)
     return torch.stack([torch.cat([s, torch.full((width - len(s),), pad, dtype=torch.long)]) for s in best])
+
+
+def _joint_scores(ctc, generated, top_tok, cand_att, eos, done, k) -> torch.Tensor:
+    """(B, K*P) joint scores (1 - w) * att + w * ctc of every beam's pre-beam candidates.
+    generated (B*K, t) tokens so far; top_tok (B*K, P); live beams only (-inf elsewhere)."""
+    batch, n_pre = len(done), top_tok.shape[-1]
+    joint = torch.full_like(cand_att, float("-inf"))
+    for b in range(batch):
+        if done[b]:
+            continue
+        for beam in range(k):
+            row = b * k + beam
+            if cand_att[b, beam * n_pre] == float("-inf"):  # an unused beam (first step)
+                continue
+            prefix = generated[row].tolist()
+            for p, tok in enumerate(top_tok[row].tolist()):
+                c = ctc.score(b, prefix if tok == eos else prefix + [tok], ended=tok == eos)
+                a = cand_att[b, beam * n_pre + p]
+                joint[b, beam * n_pre + p] = (1 - ctc.weight) * a + ctc.weight * c
+    return joint

@@ -81,6 +81,12 @@ class RecipeConfig:
     # evaluation
     eval_utts: int = 100
     eval_beams: list[int] = field(default_factory=lambda: [1])
+    # ASR with a character CTC head: also decode by CTC prefix beam search with the zipped decoder scoring
+    # words (zipper/ctc_beam.py): score = log p_ctc + fusion_alpha * log p_dec + fusion_beta * words
+    eval_fusion: bool = False
+    fusion_beam: int = 8
+    fusion_alpha: float = 0.5
+    fusion_beta: float = 2.0
     eval_real_speech: bool = True  # also the LibriVox clips of pocketsphinx-testdata (ASR)
     eval_mos: bool = True  # TTS: DNSMOS of generated and reference audio (towers.judges.MosJudge, ~3 s a clip)
 
@@ -94,6 +100,10 @@ class RecipeConfig:
         if self.ctc_weight and (self.model != "zipper" or "speech->text" not in self.directions):
             raise ConfigError("ctc_weight needs model 'zipper' with the 'speech->text' direction")
         check_ctc_units(self.ctc_units)  # before any work, not when the zip is built
+        if self.eval_fusion and not (self.ctc_weight and self.ctc_units == "chars"):
+            raise ConfigError("eval_fusion needs a character CTC head (ctc_weight > 0, ctc_units 'chars')")
+        if self.fusion_beam < 1:
+            raise ConfigError(f"fusion_beam must be >= 1, got {self.fusion_beam}")
         if not self.guided_attention >= 0:
             raise ConfigError(f"guided_attention must be >= 0, got {self.guided_attention}")
         if self.guided_attention and self.model != "zipper":
@@ -266,6 +276,8 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
         real = librivox_examples(codec) if cfg.eval_real_speech else []
         if real:
             metrics["librivox_asr_beam1"] = asr_metrics(model, real, show=5)
+        if cfg.eval_fusion:
+            metrics.update(fusion_metrics(model, cfg, test, real))
     if "tts" in tasks:
         from towers.judges import MosJudge, WhisperJudge
 
@@ -275,6 +287,17 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
     return {"metrics": metrics, "train_utts": len(train), "train_hours": round(hours, 3), "steps": res["steps"],
             "wall_s": res["wall_s"], "final_train_loss": res["history"][-1] if res["history"] else None,
             "dev_curve": res["evals"], "params": counts}
+
+
+def fusion_metrics(model, cfg: RecipeConfig, test: list[dict], real: list[dict]) -> dict:
+    """WER/CER of CTC prefix beam search + decoder word scores (zipper/ctc_beam.py) on test and LibriVox."""
+    from zipper.tasks import asr_metrics
+
+    fusion = dict(beam=cfg.fusion_beam, alpha=cfg.fusion_alpha, beta=cfg.fusion_beta)
+    out = {"test_asr_fusion": asr_metrics(model, test, show=3, fusion=fusion)}
+    if real:
+        out["librivox_asr_fusion"] = asr_metrics(model, real, show=5, fusion=fusion)
+    return out
 
 
 def machine() -> str:

@@ -25,20 +25,21 @@ def _chunks(items: Sequence, n: int):
 
 @torch.no_grad()
 def transcribe_units(model, units: Sequence[torch.Tensor], num_beams: int = 1, batch_size: int = 8,
-                     max_new_tokens: int = 96, progress: bool = False) -> list[str]:
-    """Speech units (one LongTensor per utterance) -> transcripts."""
+                     max_new_tokens: int = 96, progress: bool = False, ctc_weight: float = 0.0) -> list[str]:
+    """Speech units (one LongTensor per utterance) -> transcripts. ``ctc_weight`` > 0: joint CTC/attention
+    beam search with the zip's CTC head (zipper/ctc_prefix.py)."""
     from tqdm.auto import tqdm
 
     sp, tx = model.tower("speech"), model.tower("text")
     out: list[str] = []
-    step = 1 if num_beams > 1 else batch_size
+    step = 1 if num_beams > 1 or ctc_weight else batch_size
     start = model.start_ids("speech")
     for chunk in tqdm(list(_chunks(units, step)), desc="transcribing", disable=not progress):
         ids, mask = pad_rows([speech_ids(sp, u, start=start) for u in chunk], sp.pad_token_id)
         # ~25 units/s of speech carry ~3 words/s (~4 tokens): a budget of units/3 + 10 tokens is ample
         budget = min(max_new_tokens, max(len(u) for u in chunk) // 3 + 10)
         gen = model.generate([Segment("speech", ids, mask)], ["text"], max_new_tokens=budget,
-                             num_beams=num_beams)[0]
+                             num_beams=num_beams, ctc_weight=ctc_weight)[0]
         for row, m in zip(gen.input_ids, gen.attention_mask):
             out.append(tx.tokenizer.decode(row[m.bool()].tolist(), skip_special_tokens=True).strip())
     return out
@@ -64,6 +65,45 @@ def ctc_transcribe_units(model, units: Sequence[torch.Tensor], batch_size: int =
         _, history, _ = model.run_segments([Segment("speech", ids, mask)])
         for row in ctc_greedy(model.ctc_log_probs("speech", "text", history[0]), history[0].mask):
             out.append(decode(row))
+    return out
+
+
+@torch.no_grad()
+def fused_transcribe_units(model, units: Sequence[torch.Tensor], beam: int = 8, alpha: float = 0.5,
+                           beta: float = 1.0, unk_penalty: float = -10.0, progress: bool = False) -> list[str]:
+    """Speech units -> transcripts by CTC prefix beam search over the character head, every completed
+    word scored by the zipped text decoder on the same speech (zipper/ctc_beam.py)."""
+    from tqdm.auto import tqdm
+
+    from zipper.ctc import CTC_CHARS
+    from zipper.ctc_beam import Lexicon, ctc_prefix_beam_search
+
+    if not has_ctc(model) or model.config.ctc_units != "chars":
+        raise ValueError("fused CTC decoding needs a character CTC head on speech->text (ctc_units: 'chars')")
+    sp, tx = model.tower("speech"), model.tower("text")
+    sp_start, tx_start = model.start_ids("speech"), model.start_ids("text")
+    lexicon = Lexicon.from_tokenizer(tx.tokenizer, CTC_CHARS) if unk_penalty else None
+    out: list[str] = []
+    for u in tqdm(units, desc="transcribing (CTC + decoder)", disable=not progress):
+        ids, mask = pad_rows([speech_ids(sp, u, start=sp_start)], sp.pad_token_id)
+        _, history, _ = model.run_segments([Segment("speech", ids, mask)])
+        log_probs = model.ctc_log_probs("speech", "text", history[0])[0][history[0].mask[0].bool()]  # (M, 29)
+
+        def score_texts(texts: Sequence[str], ended: bool) -> list[float]:
+            scores: list[float] = []
+            for chunk in _chunks(list(texts), 32):  # sentence case, as the decoder was trained on
+                rows = [text_ids(tx, t[:1].upper() + t[1:], start=tx_start) for t in chunk]
+                t_ids, t_mask = pad_rows([r if ended else r[:-1] for r in rows], tx.pad_token_id)
+                logits, _ = model.tower_forward("text", t_ids, t_mask.bool(),
+                                                model.memory_for("text", history, repeat=len(rows)), record=False)
+                logp = logits[:, :-1].float().log_softmax(-1).gather(-1, t_ids[:, 1:, None])[..., 0]  # (n, L-1)
+                keep = t_mask[:, 1:].bool()
+                keep[:, : len(tx_start) - 1] = False  # the forced prefix costs every text the same
+                scores += (logp * keep).sum(-1).tolist()
+            return scores
+
+        out.append(ctc_prefix_beam_search(log_probs.double().numpy(), CTC_CHARS, score_texts, beam=beam,
+                                          alpha=alpha, beta=beta, lexicon=lexicon, unk_penalty=unk_penalty))
     return out
 
 
@@ -128,25 +168,35 @@ def source_use(model, examples: Sequence[dict], task: str = "asr", batch_size: i
             f"{source}_info": round(nll_wrong - nll_own, 4)}
 
 
-def asr_metrics(model, examples: Sequence[dict], num_beams: int = 1, batch_size: int = 8, show: int = 0) -> dict:
+def asr_metrics(model, examples: Sequence[dict], num_beams: int = 1, batch_size: int = 8, show: int = 0,
+                fusion: dict | None = None) -> dict:
+    """WER/CER of the attention decoder (``num_beams``), or with ``fusion`` (fused_transcribe_units'
+    beam/alpha/beta) of CTC prefix beam search + decoder word scores. Greedy attention decoding also
+    reports the CTC head's own WER/CER and the teacher-forced speech_info."""
     from towers.judges import cer, wer
 
-    hyps = map_sharded(lambda units: transcribe_units(model, units, num_beams=num_beams, batch_size=batch_size),
-                       [ex["units"] for ex in examples])
+    if fusion is not None:
+        def decode(units):
+            return fused_transcribe_units(model, units, **fusion)
+    else:
+        def decode(units):
+            return transcribe_units(model, units, num_beams=num_beams, batch_size=batch_size)
+    hyps = map_sharded(decode, [ex["units"] for ex in examples])
     refs = [ex["text"] for ex in examples]
     w, c = wer(refs, hyps), cer(refs, hyps)
     metrics = {"wer": round(100 * w.wer, 2), "cer": round(100 * c.cer, 2), "n_utts": len(refs),
                "n_words": w.n_ref_words}
-    if has_ctc(model):
+    extras = fusion is None and num_beams == 1  # independent of the decoder's search
+    if extras and has_ctc(model):
         ctc_hyps = map_sharded(lambda units: ctc_transcribe_units(model, units, batch_size=batch_size),
                                [ex["units"] for ex in examples])
         metrics["ctc_wer"] = round(100 * wer(refs, ctc_hyps).wer, 2)
         metrics["ctc_cer"] = round(100 * cer(refs, ctc_hyps).cer, 2)  # a character head's natural measure
-    if num_beams == 1:  # teacher-forced, independent of the beam
+    if extras:  # teacher-forced
         metrics.update(source_use(model, examples, "asr", batch_size))
     if show:
         metrics["examples"] = [{"ref": r, "hyp": h} for r, h in zip(refs[:show], hyps[:show])]
-        if has_ctc(model):
+        if extras and has_ctc(model):
             for ex, h in zip(metrics["examples"], ctc_hyps):
                 ex["ctc_hyp"] = h
     return metrics

@@ -1,0 +1,147 @@
+"""CTC prefix scores and the two ways of decoding with a CTC head: label-synchronous joint CTC/attention
+beam search (zipper/ctc_prefix.py, zipper/generation.py) and character prefix beam search with the
+decoder scoring words (zipper/ctc_beam.py). The scores are checked against sums over every CTC path."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests.conftest import open_gates, tiny_tower
+from zipper import Segment, ZipperModel
+from zipper.ctc_beam import ctc_prefix_beam_search
+from zipper.ctc_prefix import CTCPrefixScorer, JointCTCScorer
+
+
+def _log_probs(T, S, seed, scale=2.0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.log_softmax(torch.randn(T, S + 1, generator=g, dtype=torch.float64) * scale, -1).numpy()
+
+
+def _labelling_probs(x):
+    """Every collapsed CTC output of log-probs x (T, S + 1; blank last) -> its log-probability."""
+    T, blank = x.shape[0], x.shape[1] - 1
+    out: dict[tuple, list] = {}
+    for path in itertools.product(range(x.shape[1]), repeat=T):
+        label = tuple(s for i, s in enumerate(path) if s != blank and (i == 0 or path[i - 1] != s))
+        out.setdefault(label, []).append(sum(x[t, s] for t, s in enumerate(path)))
+    return {k: float(np.logaddexp.reduce(v)) for k, v in out.items()}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_prefix_and_full_scores_equal_sums_over_all_paths(seed):
+    x = _log_probs(T=6, S=3, seed=seed)
+    labels = _labelling_probs(x)
+    scorer = CTCPrefixScorer(x)
+    for n in range(5):
+        for g in itertools.product(range(3), repeat=n):
+            starting = [v for k, v in labels.items() if k[:n] == g]
+            want_prefix = float(np.logaddexp.reduce(starting)) if starting else -np.inf
+            want_full = labels.get(g, -np.inf)
+            for got, want in ((scorer.prefix(g), want_prefix), (scorer.full(g), want_full)):
+                assert got == pytest.approx(want, abs=1e-9) if np.isfinite(want) else got == -np.inf
+    g = (0, 2, 2, 1)  # the full score is torch's CTC loss, repeats included
+    want = -F.ctc_loss(torch.tensor(x)[:, None], torch.tensor([g]), torch.tensor([6]), torch.tensor([4]),
+                       blank=3, reduction="sum").item()
+    assert scorer.full(g) == pytest.approx(want, abs=1e-9)
+
+
+def test_prefix_scorer_refuses_bad_input():
+    with pytest.raises(ValueError, match="T > 0"):
+        CTCPrefixScorer(np.zeros((0, 4)))
+    with pytest.raises(ValueError, match="out of range"):
+        CTCPrefixScorer(_log_probs(4, 3, 0)).prefix([3])
+
+
+def test_a_second_symbol_less_token_in_a_row_is_refused():
+    lp = torch.tensor(_log_probs(8, 3, 0))[None]  # (1, T, 4)
+    to_symbols = {(): [], (5,): [0], (5, 9): [0], (5, 9, 9): [0], (5, 9, 6): [0, 1]}
+    scorer = JointCTCScorer(lp, torch.ones(1, 8, dtype=torch.bool), lambda t: to_symbols[tuple(t)], 0.5)
+    assert scorer.score(0, [5, 9], ended=False) == scorer.scorers[0].prefix([0])  # one punctuation mark: free
+    assert scorer.score(0, [5, 9, 9], ended=False) == -np.inf  # a run of them: refused
+    assert scorer.score(0, [5, 9, 6], ended=False) == scorer.scorers[0].prefix([0, 1])
+    assert scorer.score(0, [5, 9, 9], ended=True) == scorer.scorers[0].full([0])  # EOS ends it either way
+
+
+# ---- joint CTC/attention beam search (generate(..., ctc_weight=w)) on a tiny zip with a token CTC head ----
+
+def _token_ctc_zip():
+    speech = tiny_tower("llama", "speech", vocab=40, hidden=32, layers=2, seed=1, init_std=0.4)
+    text = tiny_tower("llama", "text", vocab=56, hidden=32, layers=2, seed=2, init_std=0.4)
+    torch.manual_seed(3)
+    m = ZipperModel.from_towers([speech, text], directions=["speech->text"], cross_attention_interval=[1, 1],
+                                ctc_directions=["speech->text"], ctc_weight=0.3)
+    open_gates(m, 0.5)
+    return m.eval()
+
+
+def _prompt():
+    ids = torch.randint(3, 40, (2, 12), generator=torch.Generator().manual_seed(0))
+    return [Segment("speech", ids, torch.tensor([[1] * 12, [1] * 9 + [0] * 3]))]
+
+
+def test_joint_search_with_a_vanishing_ctc_weight_is_the_plain_beam_search():
+    m = _token_ctc_zip()
+    plain = m.generate(_prompt(), ["text"], max_new_tokens=8, num_beams=3)[0]
+    joint = m.generate(_prompt(), ["text"], max_new_tokens=8, num_beams=3, ctc_weight=1e-9)[0]
+    assert torch.equal(plain.input_ids, joint.input_ids)
+
+
+def test_joint_search_with_full_ctc_weight_follows_the_ctc_head():
+    """w = 1: among the decoder's candidates the search keeps the CTC-likeliest prefix, so its output
+    scores at least as well under CTC as the plain beam's."""
+    m = _token_ctc_zip()
+    prompt = _prompt()
+    with torch.no_grad():
+        _, history, _ = m.run_segments(prompt)
+        log_probs = m.ctc_log_probs("speech", "text", history[0])
+    plain = m.generate(prompt, ["text"], max_new_tokens=6, num_beams=3)[0]
+    joint = m.generate(prompt, ["text"], max_new_tokens=6, num_beams=3, ctc_weight=1.0)[0]
+    for b in range(2):
+        scorer = CTCPrefixScorer(log_probs[b][history[0].mask[b].bool()].double().numpy())
+
+        def score(seg):
+            return scorer.prefix(seg.input_ids[b][seg.attention_mask[b].bool()].tolist())
+        assert score(joint) >= score(plain) - 1e-9
+
+
+def test_joint_search_refuses_bad_requests():
+    m = _token_ctc_zip()
+    with pytest.raises(ValueError, match=r"ctc_weight must be in \[0, 1\]"):
+        m.generate(_prompt(), ["text"], ctc_weight=1.5)
+    with pytest.raises(ValueError, match="no sampling"):
+        m.generate(_prompt(), ["text"], ctc_weight=0.3, do_sample=True)
+    plain = ZipperModel.from_towers([tiny_tower("llama", "speech", vocab=40, seed=1),
+                                     tiny_tower("llama", "text", vocab=56, seed=2)], directions=["speech->text"])
+    with pytest.raises(ValueError, match="CTC head"):
+        plain.generate(_prompt(), ["text"], ctc_weight=0.3)
+
+
+# ---- character prefix beam search with a word scorer (zipper/ctc_beam.py) ----
+
+def test_prefix_beam_search_without_a_scorer_finds_the_likeliest_labelling():
+    for seed in range(3):
+        x = _log_probs(T=5, S=3, seed=seed, scale=1.0)
+        labels = _labelling_probs(x)
+        best = max(labels, key=labels.get)
+        got = ctc_prefix_beam_search(x, "abc", lambda texts, ended: [0.0] * len(texts), beam=10_000,
+                                     alpha=0.0, beta=0.0, prune=-np.inf)
+        assert got == "".join("abc"[i] for i in best)
+
+
+def test_the_word_scorer_picks_among_the_ctc_spellings():
+    """CTC slightly prefers "ab a" to "ab b"; a scorer that knows only the word "b" after "ab" flips it."""
+    blank = [-9.0, -9.0, -9.0, 0.0]
+    frames = [[0.0, -9, -9, -9], [-9, 0.0, -9, -9], [-9, -9, 0.0, -9], [np.log(0.6), np.log(0.4), -9, -9]]
+    x = np.log(np.exp(np.array(frames + [blank], dtype=np.float64)) /
+               np.exp(np.array(frames + [blank], dtype=np.float64)).sum(-1, keepdims=True))
+
+    def scorer(texts, ended):
+        return [0.0 if t in ("", "ab", "ab b") else -50.0 for t in texts]
+    assert ctc_prefix_beam_search(x, "ab ", lambda t, e: [0.0] * len(t), alpha=0.0, beta=0.0) == "ab a"
+    assert ctc_prefix_beam_search(x, "ab ", scorer, alpha=1.0, beta=0.0) == "ab b"
+    with pytest.raises(ValueError, match="log_probs must be"):
+        ctc_prefix_beam_search(x[:, :3], "ab ", scorer)

@@ -1,0 +1,120 @@
+"""CTC prefix beam search over characters, with the zip's text decoder scoring every completed word.
+
+A character CTC head (``ctc_units: "chars"``, zipper/ctc.py) hears the sounds but spells them by ear
+("trito cral vom" for "try to crawl home"); the zipped text tower knows words and reads the same
+speech through cross-attention. This search lets the CTC head propose the spellings and the decoder
+choose among them, the way CTC acoustic models are decoded with a word-level LM (Hannun et al., 2014,
+"First-pass large vocabulary continuous speech recognition using bi-directional recurrent DNNs";
+pyctcdecode with KenLM), except that here the "LM" is the speech-conditioned decoder itself:
+
+    score(prefix) = log p_ctc(prefix | x) + alpha * log p_dec(completed words | x) + beta * n_words
+
+Frame by frame, each beam's prefix (characters) is extended by blank, by a repeat of its last symbol,
+or by a new symbol whose log-prob passes ``prune``; p_ctc is tracked as (ends in blank, ends in a
+symbol), as in the standard prefix search. Word scores are cached by text, so the decoder runs once
+per distinct word sequence, batched per frame. (Label-synchronous joint decoding,
+zipper/ctc_prefix.py, lets the decoder propose tokens instead; with a decoder that drifts from the
+speech it is the wrong one to propose: recipes/diagnostics/README.md.)
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+NEG = -np.inf
+
+
+def ctc_prefix_beam_search(log_probs: np.ndarray, symbols: str,
+                           score_texts: Callable[[Sequence[str], bool], Sequence[float]],
+                           beam: int = 8, alpha: float = 0.5, beta: float = 1.0, prune: float = -8.0,
+                           lexicon: "Lexicon | None" = None, unk_penalty: float = -10.0) -> str:
+    """log_probs (T, len(symbols) + 1) over ``symbols`` (space = word boundary) + blank last;
+    ``score_texts(texts, ended)`` -> the decoder's log-prob of each text (with EOS if ``ended``).
+    With a ``lexicon``, every word that is not in it, and a last partial word that starts none of its
+    words, adds ``unk_penalty`` (pyctcdecode's ``unk_score_offset``). Returns the best text."""
+    x = np.asarray(log_probs, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != len(symbols) + 1:
+        raise ValueError(f"log_probs must be (T, {len(symbols) + 1}), got {x.shape}")
+    blank = len(symbols)
+    cache: dict[tuple[str, bool], float] = {("", False): 0.0}
+
+    def words_score(texts: list[str], ended: bool) -> list[float]:
+        todo = sorted({t for t in texts if (t, ended) not in cache})
+        for t, s in zip(todo, score_texts(todo, ended) if todo else []):
+            cache[(t, ended)] = float(s)
+        return [cache[(t, ended)] for t in texts]
+
+    def rank(prefixes: list[str], ctc: list[float]) -> list[float]:
+        done = [p.rsplit(" ", 1)[0] if " " in p else "" for p in prefixes]  # the completed words
+        lm = words_score(done, False)
+        return [c + alpha * s + beta * len(d.split()) + unk_penalty * _unknown(p, lexicon)
+                for c, s, d, p in zip(ctc, lm, done, prefixes)]
+
+    beams: dict[str, tuple[float, float]] = {"": (0.0, NEG)}  # prefix -> (log p ending in blank, in a symbol)
+    for t in range(len(x)):
+        row = x[t]
+        cands = [c for c in np.flatnonzero(row[:blank] > prune)]
+        nxt: dict[str, list[float]] = {}
+
+        def add(prefix: str, i: int, value: float) -> None:
+            cur = nxt.setdefault(prefix, [NEG, NEG])
+            cur[i] = np.logaddexp(cur[i], value)
+
+        for prefix, (pb, pn) in beams.items():
+            add(prefix, 0, np.logaddexp(pb, pn) + row[blank])
+            for c in cands:
+                ch, lp = symbols[c], row[c]
+                if ch == " " and (not prefix or prefix[-1] == " "):
+                    add(prefix, 1, np.logaddexp(pb, pn) + lp)  # leading or doubled spaces add nothing
+                elif prefix and ch == prefix[-1]:
+                    add(prefix, 1, pn + lp)  # the same symbol held: no new character
+                    add(prefix + ch, 1, pb + lp)  # a doubled letter, with a blank between
+                else:
+                    add(prefix + ch, 1, np.logaddexp(pb, pn) + lp)
+        prefixes = list(nxt)
+        scores = rank(prefixes, [float(np.logaddexp(*nxt[p])) for p in prefixes])
+        keep = np.argsort(scores)[::-1][:beam]
+        beams = {prefixes[i]: tuple(nxt[prefixes[i]]) for i in keep}
+    finals = [p.strip() for p in beams]
+    lm = words_score(finals, True)
+    totals = [float(np.logaddexp(*beams[p])) + alpha * s + beta * len(f.split()) + unk_penalty * _unknown(f + " ", lexicon)
+              for p, f, s in zip(beams, finals, lm)]
+    return finals[int(np.argmax(totals))]
+
+
+class Lexicon:
+    """Known words, and every prefix of one, for the search's unknown-word penalty. A known word with a
+    clitic ("don't", "it's", "we'll") is known too."""
+
+    CLITICS = ("s", "t", "re", "ll", "ve", "d", "m")
+
+    def __init__(self, words):
+        self.words = {w for w in words if w}
+        self.prefixes = {w[:i] for w in self.words for i in range(len(w) + 1)}
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer, symbols: str) -> "Lexicon":
+        """The whole-word tokens of a byte-level BPE vocabulary (those starting a word, "\u0120word"),
+        lower-cased and made only of ``symbols``: about the commonest words of the tower's training data."""
+        allowed = set(symbols) - {" "}
+        words = {tok[1:].lower() for tok in tokenizer.get_vocab() if tok.startswith("\u0120") and len(tok) > 1}
+        return cls(w for w in words if set(w) <= allowed)
+
+    def known_word(self, w: str) -> bool:
+        head, _, clitic = w.partition("'")
+        return w in self.words or (head in self.words and clitic in self.CLITICS)
+
+    def known_prefix(self, p: str) -> bool:
+        head, apostrophe, clitic = p.partition("'")
+        return p in self.prefixes or (bool(apostrophe) and head in self.words
+                                      and any(c.startswith(clitic) for c in self.CLITICS))
+
+
+def _unknown(prefix: str, lexicon: Lexicon | None) -> int:
+    """How many words of ``prefix`` the lexicon lacks: completed words not in it, and a last partial word
+    that starts none of its words."""
+    if lexicon is None:
+        return 0
+    *done, partial = prefix.split(" ")
+    return sum(not lexicon.known_word(w) for w in done if w) + (not lexicon.known_prefix(partial))
