@@ -97,8 +97,8 @@ def cmd_eval(a) -> int:
     from zipper.tasks import asr_metrics, tts_metrics
 
     cfg = RecipeConfig.from_json(a.config)
-    if a.fusion:
-        cfg = dataclasses.replace(cfg, eval_fusion=True)  # validated again: needs a character CTC head
+    if a.fusion or a.beams:  # validated again: fusion needs a character CTC head
+        cfg = dataclasses.replace(cfg, eval_fusion=cfg.eval_fusion or a.fusion, eval_beams=a.beams or cfg.eval_beams)
     model_dir = Path(a.model or Path(cfg.out) / "model")
     model = _load_model(str(model_dir))
     codec = load_codec(cfg.codec) if not (model_dir / "codec").is_dir() else _load_model_codec(str(model_dir))
@@ -202,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="evaluate a trained recipe on held-out voices (and real speech)")
     ev.add_argument("config", help="the recipe JSON it was trained with")
     ev.add_argument("--model", help="model directory (default: <out>/model from the config)")
+    ev.add_argument("--beams", type=int, nargs="+", help="beam sizes of the attention decoder (default: the config's "
+                                                        "eval_beams)")
     ev.add_argument("--fusion", action="store_true",
                     help="also decode by CTC prefix beam search + decoder word scores (the config's eval_fusion)")
     ev.set_defaults(fn=cmd_eval)

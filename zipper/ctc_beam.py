@@ -28,11 +28,15 @@ NEG = -np.inf
 def ctc_prefix_beam_search(log_probs: np.ndarray, symbols: str,
                            score_texts: Callable[[Sequence[str], bool], Sequence[float]],
                            beam: int = 8, alpha: float = 0.5, beta: float = 1.0, prune: float = -8.0,
-                           lexicon: "Lexicon | None" = None, unk_penalty: float = -10.0) -> str:
+                           lexicon: "Lexicon | None" = None, unk_penalty: float = -10.0,
+                           unk_letter_penalty: float = -1.0) -> str:
     """log_probs (T, len(symbols) + 1) over ``symbols`` (space = word boundary) + blank last;
     ``score_texts(texts, ended)`` -> the decoder's log-prob of each text (with EOS if ``ended``).
     With a ``lexicon``, every word that is not in it, and a last partial word that starts none of its
-    words, adds ``unk_penalty`` (pyctcdecode's ``unk_score_offset``). Returns the best text."""
+    words, adds ``unk_penalty`` (pyctcdecode's ``unk_score_offset``), and each of its letters past its
+    longest lexicon prefix adds ``unk_letter_penalty``: without that a run of unknown letters
+    ("actoprombesbroin") costs one penalty however long it grows, and beats splitting it into words
+    that the decoder would score. Returns the best text."""
     x = np.asarray(log_probs, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != len(symbols) + 1:
         raise ValueError(f"log_probs must be (T, {len(symbols) + 1}), got {x.shape}")
@@ -48,7 +52,7 @@ def ctc_prefix_beam_search(log_probs: np.ndarray, symbols: str,
     def rank(prefixes: list[str], ctc: list[float]) -> list[float]:
         done = [p.rsplit(" ", 1)[0] if " " in p else "" for p in prefixes]  # the completed words
         lm = words_score(done, False)
-        return [c + alpha * s + beta * len(d.split()) + unk_penalty * _unknown(p, lexicon)
+        return [c + alpha * s + beta * len(d.split()) + _unknown(p, lexicon, unk_penalty, unk_letter_penalty)
                 for c, s, d, p in zip(ctc, lm, done, prefixes)]
 
     beams: dict[str, tuple[float, float]] = {"": (0.0, NEG)}  # prefix -> (log p ending in blank, in a symbol)
@@ -78,8 +82,8 @@ def ctc_prefix_beam_search(log_probs: np.ndarray, symbols: str,
         beams = {prefixes[i]: tuple(nxt[prefixes[i]]) for i in keep}
     finals = [p.strip() for p in beams]
     lm = words_score(finals, True)
-    totals = [float(np.logaddexp(*beams[p])) + alpha * s + beta * len(f.split()) + unk_penalty * _unknown(f + " ", lexicon)
-              for p, f, s in zip(beams, finals, lm)]
+    totals = [float(np.logaddexp(*beams[p])) + alpha * s + beta * len(f.split())
+              + _unknown(f + " ", lexicon, unk_penalty, unk_letter_penalty) for p, f, s in zip(beams, finals, lm)]
     return finals[int(np.argmax(totals))]
 
 
@@ -92,6 +96,7 @@ class Lexicon:
     def __init__(self, words):
         self.words = {w for w in words if w}
         self.prefixes = {w[:i] for w in self.words for i in range(len(w) + 1)}
+        self._past: dict[tuple[str, bool], int | None] = {}
 
     @classmethod
     def from_tokenizer(cls, tokenizer, symbols: str) -> "Lexicon":
@@ -110,11 +115,28 @@ class Lexicon:
         return p in self.prefixes or (bool(apostrophe) and head in self.words
                                       and any(c.startswith(clitic) for c in self.CLITICS))
 
+    def letters_past(self, w: str, complete: bool) -> int | None:
+        """None if ``w`` is known (a word, or while not ``complete`` the start of one); else how many of
+        its letters come after its longest lexicon prefix."""
+        key = (w, complete)
+        if key not in self._past:
+            if self.known_word(w) if complete else self.known_prefix(w):
+                self._past[key] = None
+            else:
+                self._past[key] = len(w) - max(i for i in range(len(w) + 1) if self.known_prefix(w[:i]))
+        return self._past[key]
 
-def _unknown(prefix: str, lexicon: Lexicon | None) -> int:
-    """How many words of ``prefix`` the lexicon lacks: completed words not in it, and a last partial word
-    that starts none of its words."""
+
+def _unknown(prefix: str, lexicon: Lexicon | None, per_word: float, per_letter: float) -> float:
+    """The unknown-word penalty of ``prefix``: ``per_word`` for each completed word not in the lexicon
+    and for a last partial word that starts none of its words, ``per_letter`` for each letter past a
+    word's longest lexicon prefix."""
     if lexicon is None:
-        return 0
+        return 0.0
     *done, partial = prefix.split(" ")
-    return sum(not lexicon.known_word(w) for w in done if w) + (not lexicon.known_prefix(partial))
+    total = 0.0
+    for w, complete in [(w, True) for w in done if w] + [(partial, False)]:
+        past = lexicon.letters_past(w, complete)
+        if past is not None:
+            total += per_word + per_letter * past
+    return total

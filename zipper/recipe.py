@@ -102,6 +102,8 @@ class RecipeConfig:
         check_ctc_units(self.ctc_units)  # before any work, not when the zip is built
         if self.eval_fusion and not (self.ctc_weight and self.ctc_units == "chars"):
             raise ConfigError("eval_fusion needs a character CTC head (ctc_weight > 0, ctc_units 'chars')")
+        if not self.eval_beams or any(b < 1 for b in self.eval_beams):
+            raise ConfigError(f"eval_beams must be beam sizes >= 1, got {self.eval_beams}")
         if self.fusion_beam < 1:
             raise ConfigError(f"fusion_beam must be >= 1, got {self.fusion_beam}")
         if not self.guided_attention >= 0:

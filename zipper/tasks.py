@@ -70,7 +70,8 @@ def ctc_transcribe_units(model, units: Sequence[torch.Tensor], batch_size: int =
 
 @torch.no_grad()
 def fused_transcribe_units(model, units: Sequence[torch.Tensor], beam: int = 8, alpha: float = 0.5,
-                           beta: float = 1.0, unk_penalty: float = -10.0, progress: bool = False) -> list[str]:
+                           beta: float = 1.0, unk_penalty: float = -10.0, unk_letter_penalty: float = -1.0,
+                           progress: bool = False) -> list[str]:
     """Speech units -> transcripts by CTC prefix beam search over the character head, every completed
     word scored by the zipped text decoder on the same speech (zipper/ctc_beam.py)."""
     from tqdm.auto import tqdm
@@ -103,7 +104,8 @@ def fused_transcribe_units(model, units: Sequence[torch.Tensor], beam: int = 8, 
             return scores
 
         out.append(ctc_prefix_beam_search(log_probs.double().numpy(), CTC_CHARS, score_texts, beam=beam,
-                                          alpha=alpha, beta=beta, lexicon=lexicon, unk_penalty=unk_penalty))
+                                          alpha=alpha, beta=beta, lexicon=lexicon, unk_penalty=unk_penalty,
+                                          unk_letter_penalty=unk_letter_penalty))
     return out
 
 

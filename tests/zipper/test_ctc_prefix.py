@@ -145,3 +145,62 @@ def test_the_word_scorer_picks_among_the_ctc_spellings():
     assert ctc_prefix_beam_search(x, "ab ", scorer, alpha=1.0, beta=0.0) == "ab b"
     with pytest.raises(ValueError, match="log_probs must be"):
         ctc_prefix_beam_search(x[:, :3], "ab ", scorer)
+
+
+def test_lexicon_knows_words_with_clitics_and_their_prefixes(smollm2_tokenizer):
+    from zipper.ctc import CTC_CHARS
+    from zipper.ctc_beam import Lexicon, _unknown
+
+    lex = Lexicon.from_tokenizer(smollm2_tokenizer, CTC_CHARS)
+    assert len(lex.words) > 10_000 and all(set(w) <= set(CTC_CHARS) for w in lex.words)
+    assert lex.known_word("people") and lex.known_word("don't") and lex.known_word("it's")
+    assert lex.known_prefix("peop") and lex.known_prefix("don'") and not lex.known_prefix("xqzv")
+    assert not lex.known_word("peopl") and not lex.known_word("people'q")
+    assert _unknown("a lot of peopl", lex, -10, -1) == 0
+    # "lotx": one letter past "lot"; the partial "xqz": two letters past "x" (as in "xbox")
+    assert _unknown("a lotx of xqz", lex, -10, -1) == -10 - 1 - 10 - 2
+    assert _unknown("anything at all", None, -10, -1) == 0
+
+
+def test_an_unknown_letter_run_pays_per_letter_and_loses_to_known_words():
+    """CTC hears "ab ab ab" with each space less likely than a blank. With only a per-word unknown
+    penalty the unsplit run "ababab" costs one penalty and saves two unlikely spaces, so it wins; the
+    per-letter penalty makes it pay for its four letters past "ab", and the known words win."""
+    from zipper.ctc_beam import Lexicon
+
+    sym = {"a": 0, "b": 1, " ": 2}
+    frames = [{"a": 0.9}, {"b": 0.9}, {" ": 0.3}, {"a": 0.9}, {"b": 0.9}, {" ": 0.3}, {"a": 0.9}, {"b": 0.9}]
+    x = np.full((len(frames), 4), 1e-3)
+    for t, f in enumerate(frames):
+        for c, p in f.items():
+            x[t, sym[c]] = p
+        x[t, 3] = 1 - sum(f.values())  # the rest is blank
+    x = np.log(x / x.sum(-1, keepdims=True))
+
+    def flat(texts, ended):
+        return [0.0] * len(texts)
+    kw = dict(alpha=0.0, beta=0.0, lexicon=Lexicon(["ab"]), unk_penalty=-1.0, prune=-np.inf)
+    assert ctc_prefix_beam_search(x, "ab ", flat, unk_letter_penalty=0.0, **kw) == "ababab"
+    assert ctc_prefix_beam_search(x, "ab ", flat, unk_letter_penalty=-1.0, **kw) == "ab ab ab"
+
+
+def test_fused_decoding_runs_on_a_character_zip_and_refuses_a_token_head(smollm2_tokenizer):
+    from tests.zipper.test_ctc import _chars_zip
+    from zipper.config import ConfigError
+    from zipper.ctc import CTC_CHARS
+    from zipper.recipe import RecipeConfig
+    from zipper.tasks import fused_transcribe_units
+
+    from towers.units import UnitTokenizer
+
+    units = [torch.randint(0, 30, (20,), generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    model = _chars_zip(smollm2_tokenizer).eval()
+    model.tower("speech").tokenizer = UnitTokenizer(30)  # units 0..29 -> ids 3..32
+    texts = fused_transcribe_units(model, units, beam=2)
+    assert len(texts) == 2 and all(set(t) <= set(CTC_CHARS) for t in texts)
+    with pytest.raises(ValueError, match="character CTC head"):
+        fused_transcribe_units(_token_ctc_zip(), units)
+    with pytest.raises(ConfigError, match="eval_fusion"):
+        RecipeConfig(task="asr", ctc_weight=0.3, eval_fusion=True)  # a token head
+    with pytest.raises(ConfigError, match="fusion_beam"):
+        RecipeConfig(task="asr", ctc_weight=0.3, ctc_units="chars", eval_fusion=True, fusion_beam=0)
