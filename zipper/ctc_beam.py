@@ -27,9 +27,9 @@ NEG = -np.inf
 
 def ctc_prefix_beam_search(log_probs: np.ndarray, symbols: str,
                            score_texts: Callable[[Sequence[str], bool], Sequence[float]],
-                           beam: int = 8, alpha: float = 0.5, beta: float = 1.0, prune: float = -8.0,
+                           beam: int = 8, alpha: float = 0.5, beta: float = 3.0, prune: float = -8.0,
                            lexicon: "Lexicon | None" = None, unk_penalty: float = -10.0,
-                           unk_letter_penalty: float = -1.0) -> str:
+                           unk_letter_penalty: float = -2.0) -> str:
     """log_probs (T, len(symbols) + 1) over ``symbols`` (space = word boundary) + blank last;
     ``score_texts(texts, ended)`` -> the decoder's log-prob of each text (with EOS if ``ended``).
     With a ``lexicon``, every word that is not in it, and a last partial word that starts none of its

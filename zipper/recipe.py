@@ -86,7 +86,7 @@ class RecipeConfig:
     eval_fusion: bool = False
     fusion_beam: int = 8
     fusion_alpha: float = 0.5
-    fusion_beta: float = 2.0
+    fusion_beta: float = 3.0
     eval_real_speech: bool = True  # also the LibriVox clips of pocketsphinx-testdata (ASR)
     eval_mos: bool = True  # TTS: DNSMOS of generated and reference audio (towers.judges.MosJudge, ~3 s a clip)
 

@@ -70,7 +70,7 @@ def ctc_transcribe_units(model, units: Sequence[torch.Tensor], batch_size: int =
 
 @torch.no_grad()
 def fused_transcribe_units(model, units: Sequence[torch.Tensor], beam: int = 8, alpha: float = 0.5,
-                           beta: float = 1.0, unk_penalty: float = -10.0, unk_letter_penalty: float = -1.0,
+                           beta: float = 3.0, unk_penalty: float = -10.0, unk_letter_penalty: float = -2.0,
                            progress: bool = False) -> list[str]:
     """Speech units -> transcripts by CTC prefix beam search over the character head, every completed
     word scored by the zipped text decoder on the same speech (zipper/ctc_beam.py)."""
