@@ -91,10 +91,10 @@ def cmd_train(a) -> int:
 def cmd_eval(a) -> int:
     import json
 
-    from zipper.data import librivox_examples, load_split
+    from zipper.data import load_split
     from towers.codec import load_codec
-    from zipper.recipe import RecipeConfig, fusion_metrics
-    from zipper.tasks import asr_metrics, tts_metrics
+    from zipper.recipe import RecipeConfig, asr_evaluation
+    from zipper.tasks import tts_metrics
 
     cfg = RecipeConfig.from_json(a.config)
     if a.fusion or a.beams:  # validated again: fusion needs a character CTC head
@@ -105,13 +105,7 @@ def cmd_eval(a) -> int:
     test = load_split(cfg.corpus, "test", codec)[: cfg.eval_utts]
     results = {}
     if cfg.task in ("asr", "joint"):
-        for beams in cfg.eval_beams if cfg.model == "zipper" else [1]:
-            results[f"test_asr_beam{beams}"] = asr_metrics(model, test, num_beams=beams)
-        real = librivox_examples(codec) if cfg.eval_real_speech else []
-        if real:
-            results["librivox_asr_beam1"] = asr_metrics(model, real, show=5)
-        if cfg.eval_fusion:
-            results.update(fusion_metrics(model, cfg, test, real))
+        results.update(asr_evaluation(model, cfg, test, codec))
     if cfg.task in ("tts", "joint"):
         from towers.judges import MosJudge, WhisperJudge
 

@@ -205,7 +205,7 @@ def _beam_search(model, modality, history, tower_state, batch, max_new, k, lengt
     att = torch.full((batch, k), float("-inf"))  # accumulated decoder log-probs
     att[:, 0] = 0.0  # all beams start identical: expand only the first
     scores = att.clone()  # what beams are ranked by: att, or the joint score with ctc
-    pre_beam = max(2 * k, int(__import__("os").environ.get("PB", 10))) if ctc is not None else 2 * k
+    pre_beam = max(2 * k, 10) if ctc is not None else 2 * k  # candidates a beam for the CTC term to rescore
     done = [False] * batch
     hyps: list[list[tuple[float, torch.Tensor]]] = [[] for _ in range(batch)]
     step_ids, step_mask = seqs, torch.ones_like(seqs, dtype=torch.bool)

@@ -222,7 +222,7 @@ def _pretrain_speech(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, ou
 
 def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> dict:
     from towers import load_tower
-    from zipper.data import batches, librivox_examples, make_segments, subset
+    from zipper.data import batches, make_segments, subset
     from zipper.tasks import asr_metrics, source_use, tts_metrics
 
     text = load_tower(cfg.text_tower, modality="text")
@@ -273,13 +273,7 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
         codec.save_pretrained(out / "model" / "codec")  # the model directory is self-contained
     metrics: dict = {}
     if "asr" in tasks:
-        for beams in cfg.eval_beams if cfg.model == "zipper" else [1]:
-            metrics[f"test_asr_beam{beams}"] = asr_metrics(model, test, num_beams=beams, show=3)
-        real = librivox_examples(codec) if cfg.eval_real_speech else []
-        if real:
-            metrics["librivox_asr_beam1"] = asr_metrics(model, real, show=5)
-        if cfg.eval_fusion:
-            metrics.update(fusion_metrics(model, cfg, test, real))
+        metrics.update(asr_evaluation(model, cfg, test, codec))
     if "tts" in tasks:
         from towers.judges import MosJudge, WhisperJudge
 
@@ -291,15 +285,24 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
             "dev_curve": res["evals"], "params": counts}
 
 
-def fusion_metrics(model, cfg: RecipeConfig, test: list[dict], real: list[dict]) -> dict:
-    """WER/CER of CTC prefix beam search + decoder word scores (zipper/ctc_beam.py) on test and LibriVox."""
+def asr_evaluation(model, cfg: RecipeConfig, test: list[dict], codec) -> dict:
+    """The held-out test utterances at each of ``eval_beams``, the LibriVox clips (``eval_real_speech``), and
+    with ``eval_fusion`` both again by CTC prefix beam search + decoder word scores (zipper/ctc_beam.py)."""
+    from zipper.data import librivox_examples
     from zipper.tasks import asr_metrics
 
-    fusion = dict(beam=cfg.fusion_beam, alpha=cfg.fusion_alpha, beta=cfg.fusion_beta)
-    out = {"test_asr_fusion": asr_metrics(model, test, show=3, fusion=fusion)}
+    metrics = {}
+    for beams in cfg.eval_beams if cfg.model == "zipper" else [1]:
+        metrics[f"test_asr_beam{beams}"] = asr_metrics(model, test, num_beams=beams, show=3)
+    real = librivox_examples(codec) if cfg.eval_real_speech else []
     if real:
-        out["librivox_asr_fusion"] = asr_metrics(model, real, show=5, fusion=fusion)
-    return out
+        metrics["librivox_asr_beam1"] = asr_metrics(model, real, show=5)
+    if cfg.eval_fusion:
+        fusion = dict(beam=cfg.fusion_beam, alpha=cfg.fusion_alpha, beta=cfg.fusion_beta)
+        metrics["test_asr_fusion"] = asr_metrics(model, test, show=3, fusion=fusion)
+        if real:
+            metrics["librivox_asr_fusion"] = asr_metrics(model, real, show=5, fusion=fusion)
+    return metrics
 
 
 def machine() -> str:

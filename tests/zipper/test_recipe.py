@@ -66,6 +66,25 @@ def test_asr_zip_resume_and_cli(world, capsys):
     assert "zipper: error:" in capsys.readouterr().err
 
 
+def test_character_ctc_zip_with_fused_decoding_in_the_recipe_eval_and_transcribe(world, capsys):
+    root, base, _ = world
+    cfg = RecipeConfig(task="asr", out=str(root / "asr_chars"), steps=2, ctc_weight=0.3, ctc_units="chars",
+                       eval_fusion=True, fusion_beam=2, **base)
+    res = run(cfg, results_md=root / "R_chars.md")
+    fused = res["metrics"]["test_asr_fusion"]
+    assert fused["n_utts"] == 2 and fused["wer"] >= 0 and "speech_info" not in fused  # teacher-forced: beam 1 only
+    assert "test_asr_fusion.wer=" in (root / "R_chars.md").read_text()
+    config = write_config(root, "asr_chars", task="asr", ctc_weight=0.3, ctc_units="chars", **base)
+    assert cli(["eval", str(config), "--beams", "1", "2", "--fusion"]) == 0
+    out = capsys.readouterr().out
+    shown = json.loads(out[out.index("{\n"):])  # after the loading messages
+    assert set(shown) == {"test_asr_beam1", "test_asr_beam2", "test_asr_fusion"}
+    assert cli(["transcribe", read_first_test_wav(root), "--model", str(root / "asr_chars" / "model"), "--fusion"]) == 0
+    capsys.readouterr()
+    assert cli(["eval", str(write_config(root, "asr", task="asr", ctc_weight=0.3, **base)), "--fusion"]) == 2
+    assert "eval_fusion needs a character CTC head" in capsys.readouterr().err
+
+
 def test_tts_zip_and_speak(world, capsys):
     root, base, _ = world
     cfg = RecipeConfig(task="tts", out=str(root / "tts"), steps=2, directions=["text->speech"],
