@@ -47,7 +47,7 @@ def cmd_transcribe(a) -> int:
     if a.fusion:
         from zipper.tasks import fused_transcribe_units
 
-        texts = fused_transcribe_units(model, units, beam=max(a.beams, 8))
+        texts = fused_transcribe_units(model, units, beam=max(a.beams, 8), progress=len(units) > 1)
     else:
         texts = transcribe_units(model, units, num_beams=a.beams)
     for f, text in zip(a.audio, texts):
