@@ -58,12 +58,11 @@ def generate(model: "ZipperModel", prompt: Sequence["Segment"], output_modalitie
         max_new_tokens = [max_new_tokens] * len(output_modalities)
     if len(max_new_tokens) != len(output_modalities) or not output_modalities:
         raise ValueError("give one max_new_tokens per output modality (and at least one output modality)")
-    if num_beams > 1 and (len(output_modalities) > 1 or do_sample):
-        raise ValueError("beam search supports one output modality and no sampling")
     if not 0.0 <= ctc_weight <= 1.0:
         raise ValueError(f"ctc_weight must be in [0, 1], got {ctc_weight}")
-    if ctc_weight and (len(output_modalities) > 1 or do_sample):
-        raise ValueError("joint CTC decoding (ctc_weight > 0) supports one output modality and no sampling")
+    if (num_beams > 1 or ctc_weight) and (len(output_modalities) > 1 or do_sample):
+        raise ValueError("beam search and joint CTC decoding (ctc_weight > 0) support one output modality "
+                         "and no sampling")
     for m in output_modalities:
         t = model.tower(m)
         if t.bos_token_id is None or t.eos_token_id is None:

@@ -117,6 +117,15 @@ def _remove_hooks(handles) -> None:
         h.remove()
 
 
+def repeat_memory(memory: dict, n: int) -> dict:
+    """A ``ZipperModel.memory_for`` result with each batch row repeated n times (beam search; scoring n
+    texts against one utterance), without projecting the source states again."""
+    if n == 1:
+        return memory
+    return {layer: [(block, k.repeat_interleave(n, 0), v.repeat_interleave(n, 0), mask.repeat_interleave(n, 0))
+                    for block, k, v, mask in entries] for layer, entries in memory.items()}
+
+
 def check_prefix_ids(tower: Tower, ids: Sequence[int]) -> None:
     """Forced prefix ids must be tokens of the tower and never its EOS, which would end the segment
     before it starts."""
@@ -315,10 +324,8 @@ class ZipperModel(nn.Module):
                 states = torch.cat([d.states[self._aligned_layer(src, dst, n)] for d in done], dim=1)  # (B, M, D_src)
                 block = self.blocks[f"{src}_to_{dst}"][n]
                 k, v = block.memory(states)
-                if repeat > 1:
-                    k, v = k.repeat_interleave(repeat, 0), v.repeat_interleave(repeat, 0)
-                blocks.setdefault(layer, []).append((block, k, v, key_mask.repeat_interleave(repeat, 0)))
-        return blocks
+                blocks.setdefault(layer, []).append((block, k, v, key_mask))
+        return repeat_memory(blocks, repeat)
 
     def ctc_log_probs(self, src: str, dst: str, done: _Done) -> torch.Tensor:
         """(B, M, V + 1) CTC log-probs of a finished ``src`` segment, read through the last zip block's

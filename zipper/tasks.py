@@ -15,7 +15,7 @@ import torch
 from towers.speech_lm import pad_rows
 from zipper.data import speech_ids, text_ids
 from zipper.distributed import map_sharded
-from zipper.model import Segment
+from zipper.model import Segment, repeat_memory
 
 
 def _chunks(items: Sequence, n: int):
@@ -89,14 +89,15 @@ def fused_transcribe_units(model, units: Sequence[torch.Tensor], beam: int = 8, 
         ids, mask = pad_rows([speech_ids(sp, u, start=sp_start)], sp.pad_token_id)
         _, history, _ = model.run_segments([Segment("speech", ids, mask)])
         log_probs = model.ctc_log_probs("speech", "text", history[0])[0][history[0].mask[0].bool()]  # (M, 29)
+        memory = model.memory_for("text", history)  # the speech's keys/values: once per utterance
 
         def score_texts(texts: Sequence[str], ended: bool) -> list[float]:
             scores: list[float] = []
             for chunk in _chunks(list(texts), 32):  # sentence case, as the decoder was trained on
                 rows = [text_ids(tx, t[:1].upper() + t[1:], start=tx_start) for t in chunk]
                 t_ids, t_mask = pad_rows([r if ended else r[:-1] for r in rows], tx.pad_token_id)
-                logits, _ = model.tower_forward("text", t_ids, t_mask.bool(),
-                                                model.memory_for("text", history, repeat=len(rows)), record=False)
+                logits, _ = model.tower_forward("text", t_ids, t_mask.bool(), repeat_memory(memory, len(rows)),
+                                                record=False)
                 logp = logits[:, :-1].float().log_softmax(-1).gather(-1, t_ids[:, 1:, None])[..., 0]  # (n, L-1)
                 keep = t_mask[:, 1:].bool()
                 keep[:, : len(tx_start) - 1] = False  # the forced prefix costs every text the same
