@@ -15,7 +15,7 @@ import torch
 from towers.speech_lm import pad_rows
 from zipper.data import speech_ids, text_ids
 from zipper.distributed import map_sharded
-from zipper.model import Segment, repeat_memory
+from zipper.model import Segment
 
 
 def _chunks(items: Sequence, n: int):
@@ -78,32 +78,19 @@ def fused_transcribe_units(model, units: Sequence[torch.Tensor], beam: int = 8, 
 
     from zipper.ctc import CTC_CHARS
     from zipper.ctc_beam import Lexicon, ctc_prefix_beam_search
+    from zipper.text_scorer import TextScorer
 
     if not has_ctc(model) or model.config.ctc_units != "chars":
         raise ValueError("fused CTC decoding needs a character CTC head on speech->text (ctc_units: 'chars')")
     sp, tx = model.tower("speech"), model.tower("text")
-    sp_start, tx_start = model.start_ids("speech"), model.start_ids("text")
+    sp_start = model.start_ids("speech")
     lexicon = Lexicon.from_tokenizer(tx.tokenizer, CTC_CHARS) if unk_penalty else None
     out: list[str] = []
     for u in tqdm(units, desc="transcribing (CTC + decoder)", disable=not progress):
         ids, mask = pad_rows([speech_ids(sp, u, start=sp_start)], sp.pad_token_id)
         _, history, _ = model.run_segments([Segment("speech", ids, mask)])
         log_probs = model.ctc_log_probs("speech", "text", history[0])[0][history[0].mask[0].bool()]  # (M, 29)
-        memory = model.memory_for("text", history)  # the speech's keys/values: once per utterance
-
-        def score_texts(texts: Sequence[str], ended: bool) -> list[float]:
-            scores: list[float] = []
-            for chunk in _chunks(list(texts), 32):  # sentence case, as the decoder was trained on
-                rows = [text_ids(tx, t[:1].upper() + t[1:], start=tx_start) for t in chunk]
-                t_ids, t_mask = pad_rows([r if ended else r[:-1] for r in rows], tx.pad_token_id)
-                logits, _ = model.tower_forward("text", t_ids, t_mask.bool(), repeat_memory(memory, len(rows)),
-                                                record=False)
-                logp = logits[:, :-1].float().log_softmax(-1).gather(-1, t_ids[:, 1:, None])[..., 0]  # (n, L-1)
-                keep = t_mask[:, 1:].bool()
-                keep[:, : len(tx_start) - 1] = False  # the forced prefix costs every text the same
-                scores += (logp * keep).sum(-1).tolist()
-            return scores
-
+        score_texts = TextScorer(model, model.memory_for("text", history))  # the speech's keys/values: once
         out.append(ctc_prefix_beam_search(log_probs.double().numpy(), CTC_CHARS, score_texts, beam=beam,
                                           alpha=alpha, beta=beta, lexicon=lexicon, unk_penalty=unk_penalty,
                                           unk_letter_penalty=unk_letter_penalty))

@@ -1,0 +1,70 @@
+"""The cached text scorer of the fused CTC search gives the numbers of scoring every text from scratch."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.conftest import open_gates, tiny_text_tower, tiny_tower
+from towers.speech_lm import pad_rows
+from zipper import Segment, ZipperModel
+from zipper.data import text_ids
+from zipper.model import repeat_memory
+from zipper.text_scorer import TextScorer
+
+TEXTS = ["", "the", "the cat", "the cat sat", "the cat sat down", "a dog", "don't stop", "the cat's",
+         "zzqx blorp", "The", "it is it is it is it is"]
+
+
+def _zip(tokenizer, prefix):
+    speech = tiny_tower("llama", "speech", vocab=40, hidden=32, layers=2, seed=1, init_std=0.4)
+    torch.manual_seed(3)
+    m = ZipperModel.from_towers([speech, tiny_text_tower(tokenizer, seed=2)], directions=["speech->text"],
+                                cross_attention_interval=[1, 1], prefix_ids=[[], list(prefix)])
+    open_gates(m, 0.5)
+    return m.eval()
+
+
+def _memory(m):
+    ids = torch.randint(3, 40, (1, 17), generator=torch.Generator().manual_seed(0))
+    _, history, _ = m.run_segments([Segment("speech", ids)])
+    return m.memory_for("text", history)
+
+
+def _from_scratch(m, memory, texts, ended):
+    """Each whole text through the tower at once, no cache: the sum of its tokens' log-probs after the start."""
+    tx, start = m.tower("text"), m.start_ids("text")
+    rows = [text_ids(tx, t[:1].upper() + t[1:], start=start) for t in texts]
+    ids, mask = pad_rows([r if ended else r[:-1] for r in rows], tx.pad_token_id)
+    logits, _ = m.tower_forward("text", ids, mask.bool(), repeat_memory(memory, len(rows)), record=False)
+    logp = logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]  # (n, L - 1)
+    keep = mask[:, 1:].bool()
+    keep[:, : len(start) - 1] = False
+    return (logp * keep).sum(-1)
+
+
+@pytest.mark.parametrize("prefix", [(), (7, 9)])
+@pytest.mark.parametrize("max_states", [256, 3])
+def test_cached_scores_equal_scores_from_scratch(smollm2_tokenizer, prefix, max_states):
+    m = _zip(smollm2_tokenizer, prefix)
+    memory = _memory(m)
+    scorer = TextScorer(m, memory, batch_size=4, max_states=max_states)
+    for ended in (False, True):
+        want = _from_scratch(m, memory, TEXTS, ended)
+        # one text at a time (as the search asks: each grows the last by a word), then all at once again
+        one_by_one = torch.tensor([scorer([t], ended)[0] for t in TEXTS])
+        torch.testing.assert_close(one_by_one, want, atol=1e-4, rtol=0)
+        torch.testing.assert_close(torch.tensor(scorer(TEXTS, ended)), want, atol=1e-4, rtol=0)
+        assert len(scorer.states) <= max(max_states, 2)
+    assert scorer([""], False) == [0.0]  # the forced start alone costs nothing
+
+
+def test_a_longer_text_reuses_its_prefix(smollm2_tokenizer):
+    """Once "the cat" is scored, "the cat sat" only runs the tokens of " sat"."""
+    m = _zip(smollm2_tokenizer, ())
+    scorer = TextScorer(m, _memory(m))
+    scorer(["the cat"], False)
+    seen = []
+    forward = m.tower_forward
+    m.tower_forward = lambda modality, ids, *a, **k: seen.append(ids.shape) or forward(modality, ids, *a, **k)
+    scorer(["the cat sat"], False)
+    assert seen == [torch.Size([1, len(smollm2_tokenizer(" sat", add_special_tokens=False).input_ids)])]

@@ -1,0 +1,121 @@
+"""The zipped text decoder's log-prob of many texts on one utterance, each reusing the KV cache of a text
+already scored that starts it.
+
+The fused CTC search (zipper/ctc_beam.py) asks, frame after frame, for the decoder's score of word
+sequences that grow one word at a time: "the", "the cat", "the cat sat". Run from scratch, every text
+costs its whole length; here each text's token ids are matched against the longest already-scored
+prefix of them, and only the new tokens go through the tower, attending to that prefix's cached keys
+and values. Byte-level BPE splits at spaces, so "the cat" starts with the ids of "the" and a text
+usually costs the tokens of its last word (and EOS when ``ended``).
+
+Rows with prefixes of different lengths share one batch: each past is left-padded to the longest, its
+padding masked out (positions come from the mask, so they are the same as unpadded).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Sequence
+
+import torch
+
+from zipper.data import text_ids
+
+
+class _State:
+    """A scored token sequence: per-layer keys/values (1, H, n, d), the log-probs of the next token
+    (V,), and the sum of log-probs of its tokens after the forced start."""
+
+    __slots__ = ("kv", "next_logp", "score")
+
+    def __init__(self, kv: list[tuple[torch.Tensor, torch.Tensor]], next_logp: torch.Tensor, score: float):
+        self.kv, self.next_logp, self.score = kv, next_logp, score
+
+
+class TextScorer:
+    """``scorer(texts, ended)`` -> the decoder's log p(text | speech) of each text (after the forced
+    start, with EOS if ``ended``). ``memory``: ``model.memory_for("text", history)`` of one utterance.
+    At most ``max_states`` scored sequences keep their caches (least recently used dropped; a text
+    whose prefix was dropped is scored from the longest prefix still kept, the same number either way)."""
+
+    def __init__(self, model, memory: dict, batch_size: int = 32, max_states: int = 256):
+        from transformers import DynamicCache
+
+        from zipper.model import repeat_memory
+
+        self.model, self.tower = model, model.tower("text")
+        self.memory, self.batch_size, self.max_states = memory, batch_size, max(2, max_states)
+        self._repeat = repeat_memory
+        self.start = model.start_ids("text")  # (S,) BOS + the forced prefix: costs every text the same
+        self.root = tuple(self.start.tolist())
+        cache = DynamicCache()
+        logits, _ = model.tower_forward("text", self.start[None], torch.ones(1, len(self.start), dtype=torch.bool),
+                                        memory, cache, record=False)
+        kv = [(layer.keys, layer.values) for layer in cache.layers]
+        self.states: OrderedDict[tuple[int, ...], _State] = OrderedDict()
+        self.states[self.root] = _State(kv, logits[0, -1].float().log_softmax(-1), 0.0)
+
+    def ids(self, text: str, ended: bool) -> list[int]:
+        row = text_ids(self.tower, text[:1].upper() + text[1:], start=self.start)  # sentence case, as trained
+        return row.tolist() if ended else row[:-1].tolist()  # text_ids ends with EOS
+
+    @torch.no_grad()
+    def __call__(self, texts: Sequence[str], ended: bool) -> list[float]:
+        rows = [tuple(self.ids(t, ended)) for t in texts]
+        todo = [r for r in dict.fromkeys(rows) if r not in self.states]
+        for i in range(0, len(todo), self.batch_size):
+            chunk = todo[i:i + self.batch_size]
+            self._extend([(self._longest_prefix(r), r) for r in chunk])
+        out = []
+        for r in rows:
+            self.states.move_to_end(r)
+            out.append(self.states[r].score)
+        self._evict()
+        return out
+
+    def _longest_prefix(self, row: tuple[int, ...]) -> tuple[int, ...]:
+        for n in range(len(row) - 1, len(self.root) - 1, -1):
+            if row[:n] in self.states:
+                return row[:n]
+        raise ValueError(f"token ids {row} do not start with the forced start {self.root}")
+
+    def _extend(self, jobs: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> None:
+        """Score each ``row`` from the cached state of ``parent`` (a prefix of it) and keep its state."""
+        from transformers import DynamicCache
+
+        from towers.speech_lm import pad_rows
+
+        parents = [self.states[p] for p, _ in jobs]
+        past = [len(p) for p, _ in jobs]
+        ids, mask = pad_rows([torch.tensor(r[n:]) for (_, r), n in zip(jobs, past)], self.tower.pad_token_id)  # (B, M)
+        width = max(past)
+        cache = DynamicCache()
+        for layer in range(len(parents[0].kv)):
+            ks, vs = zip(*[_left_pad(*p.kv[layer], width) for p in parents])
+            cache.update(torch.cat(ks), torch.cat(vs), layer)  # (B, H, width, d)
+        past_mask = torch.tensor([[0] * (width - n) + [1] * n for n in past], dtype=torch.bool)  # (B, width)
+        logits, _ = self.model.tower_forward("text", ids, mask.bool(), self._repeat(self.memory, len(jobs)), cache,
+                                             past_mask, record=False)
+        logp = logits.float().log_softmax(-1)  # (B, M, V)
+        for b, ((_, row), parent, n) in enumerate(zip(jobs, parents, past)):
+            m = len(row) - n
+            new = ids[b, :m]  # (m,) the suffix: its first token is predicted by the parent's last position
+            score = parent.score + float(parent.next_logp[new[0]]) + float(logp[b, : m - 1].gather(-1, new[1:, None]).sum())
+            kv = [(layer.keys[b:b + 1, :, width - n: width + m], layer.values[b:b + 1, :, width - n: width + m])
+                  for layer in cache.layers]
+            self.states[row] = _State(kv, logp[b, m - 1], score)
+
+    def _evict(self) -> None:
+        self.states.move_to_end(self.root, last=False)  # the root is never dropped
+        while len(self.states) > self.max_states:
+            keys = iter(self.states)
+            next(keys)
+            del self.states[next(keys)]
+
+
+def _left_pad(k: torch.Tensor, v: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keys and values (1, H, n, d) zero-padded on the left to ``width`` positions (masked out)."""
+    pad = width - k.shape[2]
+    if pad:
+        k = torch.cat([k.new_zeros(*k.shape[:2], pad, k.shape[3]), k], dim=2)
+        v = torch.cat([v.new_zeros(*v.shape[:2], pad, v.shape[3]), v], dim=2)
+    return k, v
