@@ -48,6 +48,15 @@ _DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 TOWER_META = "zipper_tower.json"  # written beside a tower checkpoint: {"modality": ...}
 
 
+def cache_kwargs(model: nn.Module, cache) -> dict[str, Any]:
+    """The keyword arguments that hand a KV cache to an HF causal LM's forward: ``cache`` since
+    transformers 5.2x, ``past_key_values`` before (deprecated, removed in 5.40)."""
+    import inspect
+
+    name = "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
+    return {name: cache, "use_cache": cache is not None}
+
+
 class TowerError(ValueError):
     """A tower cannot be loaded or used as asked (bad path, unsupported model type, unsafe weights)."""
 

@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from towers.tower import Tower
+from towers.tower import Tower, cache_kwargs
 from towers.units import UnitTokenizer
 from zipper.model import Segment, ZipperOutput, check_prefix_ids, loss_targets, segment_nll
 
@@ -88,8 +88,8 @@ class SingleDecoder(nn.Module):
     def _run(self, ids, mask, cache=None, past_mask=None):
         full = mask if past_mask is None else torch.cat([past_mask, mask], 1)
         pos = (full.long().cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]
-        return self.lm(input_ids=ids, attention_mask=full.long(), position_ids=pos, past_key_values=cache,
-                       use_cache=cache is not None).logits
+        return self.lm(input_ids=ids, attention_mask=full.long(), position_ids=pos,
+                       **cache_kwargs(self.lm, cache)).logits
 
     def forward(self, segments: Sequence[Segment]) -> ZipperOutput:
         ids, mask = self._join(segments)

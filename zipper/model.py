@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from towers.safefile import safetensors_problem
-from towers.tower import Tower, load_tower
+from towers.tower import Tower, cache_kwargs, load_tower
 from zipper.config import ConfigError, ZipperConfig
 from zipper.ctc import CTC_CHARS, CTCHead, char_targets, ctc_loss, ctc_targets
 from zipper.fusion import GatedCrossAttention, InputProjection, diagonal_guide
@@ -354,7 +354,7 @@ class ZipperModel(nn.Module):
         guide = None if penalties is None else (mask, self.config.guided_attention_sigma, penalties)
         call = _ZipCall(self._token, memory, {} if record else None, guide)
         out = tower.model(inputs_embeds=embeds, attention_mask=full_mask.long(), position_ids=position_ids,
-                          past_key_values=cache, use_cache=cache is not None, zipper_call=call)
+                          zipper_call=call, **cache_kwargs(tower.model, cache))
         return out.logits, call.states
 
     def check_segments(self, segments: Sequence[Segment]) -> None:
