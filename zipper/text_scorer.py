@@ -112,6 +112,23 @@ class TextScorer:
             del self.states[next(keys)]
 
 
+@torch.no_grad()
+def scores_from_scratch(model, memory: dict, texts: Sequence[str], ended: bool) -> list[float]:
+    """What ``TextScorer`` computes, with every text run whole and no cache (each costs its full
+    length): the reference the scorer is tested and benchmarked against."""
+    from towers.speech_lm import pad_rows
+    from zipper.model import repeat_memory
+
+    tx, start = model.tower("text"), model.start_ids("text")
+    rows = [text_ids(tx, t[:1].upper() + t[1:], start=start) for t in texts]
+    ids, mask = pad_rows([r if ended else r[:-1] for r in rows], tx.pad_token_id)  # (n, L)
+    logits, _ = model.tower_forward("text", ids, mask.bool(), repeat_memory(memory, len(rows)), record=False)
+    logp = logits[:, :-1].float().log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]  # (n, L - 1)
+    keep = mask[:, 1:].bool()
+    keep[:, : len(start) - 1] = False  # the forced start costs every text the same
+    return (logp * keep).sum(-1).tolist()
+
+
 def _left_pad(k: torch.Tensor, v: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Keys and values (1, H, n, d) zero-padded on the left to ``width`` positions (masked out)."""
     pad = width - k.shape[2]

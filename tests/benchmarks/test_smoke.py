@@ -16,6 +16,7 @@ EXPECTED = {
     "flops": {"step_flops", "achieved_flop_s", "matmul_peak_flop_s", "utilisation", "flops_ratios"},
     "rtf": {"asr", "tts", "setup"},
     "ctc_head": {"steps", "ratios", "trainable_params", "setup"},
+    "fused_decode": {"per_utterance_s", "scratch_over_cached", "max_abs_diff", "setup"},
 }
 COMMON = {"benchmark", "command", "date", "git", "machine", "args", "headline"}
 

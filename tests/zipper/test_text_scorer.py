@@ -5,11 +5,8 @@ import pytest
 import torch
 
 from tests.conftest import open_gates, tiny_text_tower, tiny_tower
-from towers.speech_lm import pad_rows
 from zipper import Segment, ZipperModel
-from zipper.data import text_ids
-from zipper.model import repeat_memory
-from zipper.text_scorer import TextScorer
+from zipper.text_scorer import TextScorer, scores_from_scratch
 
 TEXTS = ["", "the", "the cat", "the cat sat", "the cat sat down", "a dog", "don't stop", "the cat's",
          "zzqx blorp", "The", "it is it is it is it is"]
@@ -30,18 +27,6 @@ def _memory(m):
     return m.memory_for("text", history)
 
 
-def _from_scratch(m, memory, texts, ended):
-    """Each whole text through the tower at once, no cache: the sum of its tokens' log-probs after the start."""
-    tx, start = m.tower("text"), m.start_ids("text")
-    rows = [text_ids(tx, t[:1].upper() + t[1:], start=start) for t in texts]
-    ids, mask = pad_rows([r if ended else r[:-1] for r in rows], tx.pad_token_id)
-    logits, _ = m.tower_forward("text", ids, mask.bool(), repeat_memory(memory, len(rows)), record=False)
-    logp = logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]  # (n, L - 1)
-    keep = mask[:, 1:].bool()
-    keep[:, : len(start) - 1] = False
-    return (logp * keep).sum(-1)
-
-
 @pytest.mark.parametrize("prefix", [(), (7, 9)])
 @pytest.mark.parametrize("max_states", [256, 3])
 def test_cached_scores_equal_scores_from_scratch(smollm2_tokenizer, prefix, max_states):
@@ -49,7 +34,7 @@ def test_cached_scores_equal_scores_from_scratch(smollm2_tokenizer, prefix, max_
     memory = _memory(m)
     scorer = TextScorer(m, memory, batch_size=4, max_states=max_states)
     for ended in (False, True):
-        want = _from_scratch(m, memory, TEXTS, ended)
+        want = torch.tensor(scores_from_scratch(m, memory, TEXTS, ended))  # each text whole, no cache
         # one text at a time (as the search asks: each grows the last by a word), then all at once again
         one_by_one = torch.tensor([scorer([t], ended)[0] for t in TEXTS])
         torch.testing.assert_close(one_by_one, want, atol=1e-4, rtol=0)
