@@ -27,6 +27,7 @@ import torch
 
 from towers.codec import load_codec
 from zipper.config import ConfigError, check_ctc_units
+from zipper.ctc_beam import FUSION_ALPHA, FUSION_BEAM, FUSION_BETA
 from zipper.distributed import barrier, is_main_process
 from zipper.train import TrainConfig, fit
 
@@ -84,9 +85,9 @@ class RecipeConfig:
     # ASR with a character CTC head: also decode by CTC prefix beam search with the zipped decoder scoring
     # words (zipper/ctc_beam.py): score = log p_ctc + fusion_alpha * log p_dec + fusion_beta * words
     eval_fusion: bool = False
-    fusion_beam: int = 8
-    fusion_alpha: float = 0.5
-    fusion_beta: float = 3.0
+    fusion_beam: int = FUSION_BEAM
+    fusion_alpha: float = FUSION_ALPHA
+    fusion_beta: float = FUSION_BETA
     eval_real_speech: bool = True  # also the LibriVox clips of pocketsphinx-testdata (ASR)
     eval_mos: bool = True  # TTS: DNSMOS of generated and reference audio (towers.judges.MosJudge, ~3 s a clip)
 

@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 
 from towers.speech_lm import pad_rows
+from zipper.ctc_beam import FUSION_ALPHA, FUSION_BEAM, FUSION_BETA
 from zipper.data import speech_ids, text_ids
 from zipper.distributed import map_sharded
 from zipper.model import Segment
@@ -69,8 +70,8 @@ def ctc_transcribe_units(model, units: Sequence[torch.Tensor], batch_size: int =
 
 
 @torch.no_grad()
-def fused_transcribe_units(model, units: Sequence[torch.Tensor], beam: int = 8, alpha: float = 0.5,
-                           beta: float = 3.0, unk_penalty: float = -10.0, unk_letter_penalty: float = -2.0,
+def fused_transcribe_units(model, units: Sequence[torch.Tensor], beam: int = FUSION_BEAM,
+                           alpha: float = FUSION_ALPHA, beta: float = FUSION_BETA, unk_penalty: float = -10.0, unk_letter_penalty: float = -2.0,
                            progress: bool = False) -> list[str]:
     """Speech units -> transcripts by CTC prefix beam search over the character head, every completed
     word scored by the zipped text decoder on the same speech (zipper/ctc_beam.py)."""

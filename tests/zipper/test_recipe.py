@@ -75,12 +75,16 @@ def test_character_ctc_zip_with_fused_decoding_in_the_recipe_eval_and_transcribe
     assert fused["n_utts"] == 2 and fused["wer"] >= 0 and "speech_info" not in fused  # teacher-forced: beam 1 only
     assert "test_asr_fusion.wer=" in (root / "R_chars.md").read_text()
     config = write_config(root, "asr_chars", task="asr", ctc_weight=0.3, ctc_units="chars", **base)
-    assert cli(["eval", str(config), "--beams", "1", "2", "--fusion"]) == 0
+    assert cli(["eval", str(config), "--beams", "1", "2", "--fusion", "--fusion-beam", "2"]) == 0
     out = capsys.readouterr().out
     shown = json.loads(out[out.index("{\n"):])  # after the loading messages
     assert set(shown) == {"test_asr_beam1", "test_asr_beam2", "test_asr_fusion"}
-    assert cli(["transcribe", read_first_test_wav(root), "--model", str(root / "asr_chars" / "model"), "--fusion"]) == 0
+    assert cli(["transcribe", read_first_test_wav(root), "--model", str(root / "asr_chars" / "model"), "--fusion",
+                "--fusion-beam", "2"]) == 0
     capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli(["eval", str(config), "--fusion", "--fusion-beam", "0"])
+    assert "--fusion-beam: must be >= 1, got 0" in capsys.readouterr().err
     assert cli(["eval", str(write_config(root, "asr", task="asr", ctc_weight=0.3, **base)), "--fusion"]) == 2
     assert "eval_fusion needs a character CTC head" in capsys.readouterr().err
 
