@@ -71,8 +71,8 @@ def ctc_transcribe_units(model, units: Sequence[torch.Tensor], batch_size: int =
 
 @torch.no_grad()
 def fused_transcribe_units(model, units: Sequence[torch.Tensor], beam: int = FUSION_BEAM,
-                           alpha: float = FUSION_ALPHA, beta: float = FUSION_BETA, unk_penalty: float = -10.0, unk_letter_penalty: float = -2.0,
-                           progress: bool = False) -> list[str]:
+                           alpha: float = FUSION_ALPHA, beta: float = FUSION_BETA, unk_penalty: float = -10.0,
+                           unk_letter_penalty: float = -2.0, progress: bool = False) -> list[str]:
     """Speech units -> transcripts by CTC prefix beam search over the character head, every completed
     word scored by the zipped text decoder on the same speech (zipper/ctc_beam.py)."""
     from tqdm.auto import tqdm

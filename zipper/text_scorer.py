@@ -18,7 +18,9 @@ from typing import Sequence
 
 import torch
 
+from towers.speech_lm import pad_rows
 from zipper.data import text_ids
+from zipper.model import repeat_memory
 
 
 class _State:
@@ -40,11 +42,8 @@ class TextScorer:
     def __init__(self, model, memory: dict, batch_size: int = 32, max_states: int = 256):
         from transformers import DynamicCache
 
-        from zipper.model import repeat_memory
-
         self.model, self.tower = model, model.tower("text")
         self.memory, self.batch_size, self.max_states = memory, batch_size, max(2, max_states)
-        self._repeat = repeat_memory
         self.start = model.start_ids("text")  # (S,) BOS + the forced prefix: costs every text the same
         self.root = tuple(self.start.tolist())
         cache = DynamicCache()
@@ -82,8 +81,6 @@ class TextScorer:
         """Score each ``row`` from the cached state of ``parent`` (a prefix of it) and keep its state."""
         from transformers import DynamicCache
 
-        from towers.speech_lm import pad_rows
-
         parents = [self.states[p] for p, _ in jobs]
         past = [len(p) for p, _ in jobs]
         ids, mask = pad_rows([torch.tensor(r[n:]) for (_, r), n in zip(jobs, past)], self.tower.pad_token_id)  # (B, M)
@@ -93,16 +90,17 @@ class TextScorer:
             ks, vs = zip(*[_left_pad(*p.kv[layer], width) for p in parents])
             cache.update(torch.cat(ks), torch.cat(vs), layer)  # (B, H, width, d)
         past_mask = torch.tensor([[0] * (width - n) + [1] * n for n in past], dtype=torch.bool)  # (B, width)
-        logits, _ = self.model.tower_forward("text", ids, mask.bool(), self._repeat(self.memory, len(jobs)), cache,
+        logits, _ = self.model.tower_forward("text", ids, mask.bool(), repeat_memory(self.memory, len(jobs)), cache,
                                              past_mask, record=False)
         logp = logits.float().log_softmax(-1)  # (B, M, V)
         for b, ((_, row), parent, n) in enumerate(zip(jobs, parents, past)):
             m = len(row) - n
             new = ids[b, :m]  # (m,) the suffix: its first token is predicted by the parent's last position
             score = parent.score + float(parent.next_logp[new[0]]) + float(logp[b, : m - 1].gather(-1, new[1:, None]).sum())
-            kv = [(layer.keys[b:b + 1, :, width - n: width + m], layer.values[b:b + 1, :, width - n: width + m])
-                  for layer in cache.layers]
-            self.states[row] = _State(kv, logp[b, m - 1], score)
+            # copies, not views: a view would keep the whole batch's cache and (B, M, V) log-probs alive
+            kv = [(layer.keys[b:b + 1, :, width - n: width + m].clone(),
+                   layer.values[b:b + 1, :, width - n: width + m].clone()) for layer in cache.layers]
+            self.states[row] = _State(kv, logp[b, m - 1].clone(), score)
 
     def _evict(self) -> None:
         self.states.move_to_end(self.root, last=False)  # the root is never dropped
@@ -116,9 +114,6 @@ class TextScorer:
 def scores_from_scratch(model, memory: dict, texts: Sequence[str], ended: bool) -> list[float]:
     """What ``TextScorer`` computes, with every text run whole and no cache (each costs its full
     length): the reference the scorer is tested and benchmarked against."""
-    from towers.speech_lm import pad_rows
-    from zipper.model import repeat_memory
-
     tx, start = model.tower("text"), model.start_ids("text")
     rows = [text_ids(tx, t[:1].upper() + t[1:], start=start) for t in texts]
     ids, mask = pad_rows([r if ended else r[:-1] for r in rows], tx.pad_token_id)  # (n, L)
