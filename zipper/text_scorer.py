@@ -39,6 +39,7 @@ class TextScorer:
     At most ``max_states`` scored sequences keep their caches (least recently used dropped; a text
     whose prefix was dropped is scored from the longest prefix still kept, the same number either way)."""
 
+    @torch.no_grad()
     def __init__(self, model, memory: dict, batch_size: int = 32, max_states: int = 256):
         from transformers import DynamicCache
 
