@@ -12,6 +12,7 @@ Nothing is downloaded: hub ids that are not local paths fail with a clear error.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -51,10 +52,15 @@ TOWER_META = "zipper_tower.json"  # written beside a tower checkpoint: {"modalit
 def cache_kwargs(model: nn.Module, cache) -> dict[str, Any]:
     """The keyword arguments that hand a KV cache to an HF causal LM's forward: ``cache`` since
     transformers 5.2x, ``past_key_values`` before (deprecated, removed in 5.40)."""
+    return {_cache_arg(type(model)): cache, "use_cache": cache is not None}
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_arg(model_class: type) -> str:
+    """Looked up once per model class: every decoding step calls ``cache_kwargs``."""
     import inspect
 
-    name = "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
-    return {name: cache, "use_cache": cache is not None}
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
 
 
 class TowerError(ValueError):

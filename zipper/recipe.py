@@ -299,7 +299,7 @@ def asr_evaluation(model, cfg: RecipeConfig, test: list[dict], codec) -> dict:
     if real:
         metrics["librivox_asr_beam1"] = asr_metrics(model, real, show=5)
     if cfg.eval_fusion:
-        # ~13 s an utterance on one CPU thread: a progress bar
+        # seconds an utterance on a CPU thread (recipes/diagnostics/README.md): a progress bar
         fusion = dict(beam=cfg.fusion_beam, alpha=cfg.fusion_alpha, beta=cfg.fusion_beta, progress=True)
         metrics["test_asr_fusion"] = asr_metrics(model, test, show=3, fusion=fusion)
         if real:

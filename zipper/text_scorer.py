@@ -55,8 +55,7 @@ class TextScorer:
         self.states[self.root] = _State(kv, logits[0, -1].float().log_softmax(-1), 0.0)
 
     def ids(self, text: str, ended: bool) -> list[int]:
-        row = text_ids(self.tower, text[:1].upper() + text[1:], start=self.start)  # sentence case, as trained
-        return row.tolist() if ended else row[:-1].tolist()  # text_ids ends with EOS
+        return sentence_ids(self.tower, text, self.start, ended).tolist()
 
     @torch.no_grad()
     def __call__(self, texts: Sequence[str], ended: bool) -> list[float]:
@@ -111,14 +110,19 @@ class TextScorer:
             del self.states[next(keys)]
 
 
+def sentence_ids(tower, text: str, start: torch.Tensor, ended: bool) -> torch.Tensor:
+    """``start`` + the tokens of ``text`` in sentence case (as the decoder was trained) + EOS if ``ended``."""
+    row = text_ids(tower, text[:1].upper() + text[1:], start=start)  # ends with EOS
+    return row if ended else row[:-1]
+
+
 @torch.no_grad()
 def scores_from_scratch(model, memory: dict, texts: Sequence[str], ended: bool) -> list[float]:
     """What ``TextScorer`` computes, with every text run whole and no cache (each costs its full
     length): the reference the scorer is tested and benchmarked against."""
     tx, start = model.tower("text"), model.start_ids("text")
-    rows = [text_ids(tx, t[:1].upper() + t[1:], start=start) for t in texts]
-    ids, mask = pad_rows([r if ended else r[:-1] for r in rows], tx.pad_token_id)  # (n, L)
-    logits, _ = model.tower_forward("text", ids, mask.bool(), repeat_memory(memory, len(rows)), record=False)
+    ids, mask = pad_rows([sentence_ids(tx, t, start, ended) for t in texts], tx.pad_token_id)  # (n, L)
+    logits, _ = model.tower_forward("text", ids, mask.bool(), repeat_memory(memory, len(texts)), record=False)
     logp = logits[:, :-1].float().log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]  # (n, L - 1)
     keep = mask[:, 1:].bool()
     keep[:, : len(start) - 1] = False  # the forced start costs every text the same
