@@ -10,6 +10,7 @@ directory and renamed into place with a ``COMPLETE`` marker; `fit` resumes from 
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -57,6 +58,18 @@ def model_signature(model) -> dict:
     tower load references (a tower may move). Models without ``config_dict()`` give {} (unchecked)."""
     describe = getattr(model, "config_dict", None)
     return {k: v for k, v in describe().items() if k not in ("towers", "text_tower")} if describe else {}
+
+
+def _signature_defaults(model) -> dict:
+    """The model config's field defaults, as JSON data: what a checkpoint written before a field existed
+    was trained with (from_pretrained reads a saved config the same way)."""
+    config = getattr(model, "config", None)
+    if not dataclasses.is_dataclass(config):
+        return {}
+    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(config)
+                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+    return json.loads(json.dumps(defaults))
 
 
 def _trainable(model) -> dict[str, torch.Tensor]:
@@ -114,6 +127,8 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
         raise ValueError(f"checkpoint {path} does not match the model's trainable parameters")
     state = json.loads((path / "trainer_state.json").read_text())
     saved, now = state.get("model_config"), model_signature(model)
+    if saved is not None:  # a key the checkpoint lacks is a field added since: it ran with the default
+        saved = {**{k: v for k, v in _signature_defaults(model).items() if k in now}, **saved}
     if saved is not None and saved != now:  # same tensors, different meaning (e.g. another prefix): refuse
         diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
         raise ValueError(f"checkpoint {path} was trained with a different model config ({', '.join(diff)}: "

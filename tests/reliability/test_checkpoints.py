@@ -1,6 +1,7 @@
 """Training checkpoints: exact resume, and a save that fails part-way loses nothing."""
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -113,3 +114,23 @@ def test_resume_refuses_a_checkpoint_of_another_model_config(tmp_path):
         fit(other, _loss, _stream, _cfg(3), tmp_path)
     assert latest_checkpoint(tmp_path / "checkpoints").name == "step-0000002"
     assert fit(_model(), _loss, _stream, _cfg(3), tmp_path)["steps"] == 3  # the same config still resumes
+
+
+def _drop_recorded_field(ckpt_dir, field):
+    """Rewrite the checkpoint's recorded model config as one written before ``field`` existed."""
+    state_file = latest_checkpoint(ckpt_dir) / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    del state["model_config"][field]
+    state_file.write_text(json.dumps(state))
+
+
+def test_resume_reads_a_field_the_checkpoint_predates_as_its_default(tmp_path):
+    """A checkpoint written before a config field existed ran with that field's default: it resumes
+    into a model with the default, and is refused (naming the field) for any other value."""
+    fit(_model(), _loss, _stream, _cfg(2), tmp_path)
+    _drop_recorded_field(tmp_path / "checkpoints", "ctc_units")
+    other = _model()
+    other.config.ctc_units = "chars"
+    with pytest.raises(ValueError, match=r"different model config \(ctc_units: \['tokens'\] there, \['chars'\] now"):
+        fit(other, _loss, _stream, _cfg(3), tmp_path)
+    assert fit(_model(), _loss, _stream, _cfg(3), tmp_path)["steps"] == 3
