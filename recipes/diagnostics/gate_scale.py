@@ -13,7 +13,6 @@ gates sooner would not help.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -21,9 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 
-from towers.codec import load_codec  # noqa: E402
-from zipper.data import load_split  # noqa: E402
-from zipper.model import ZipperModel  # noqa: E402
+from zip_probe import load_probe, probe_parser  # noqa: E402  (this directory)
 from zipper.tasks import source_use  # noqa: E402
 
 
@@ -47,17 +44,11 @@ def restore_gates(model, saved: dict) -> None:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, help="a trained zip directory")
-    ap.add_argument("--task", choices=("asr", "tts"), required=True, help="asr: text reads speech; tts: speech reads text")
-    ap.add_argument("--codec", required=True, help="the codec of the model's units (name or directory)")
-    ap.add_argument("--corpus", default="data/corpus-base", help="corpus whose dev split is used")
-    ap.add_argument("--n", type=int, default=48, help="dev utterances (the first N)")
+    ap = probe_parser(__doc__, "dev", corpus="data/corpus-base", n=48)
     ap.add_argument("--scales", default="0,1,2,4,8", help="comma-separated gate scales (1 = as trained)")
     args = ap.parse_args(argv)
 
-    model = ZipperModel.from_pretrained(args.model).eval()
-    examples = load_split(args.corpus, "dev", load_codec(args.codec), progress=False)[: args.n]
+    model, examples = load_probe(args, "dev")
     gates = {n: round(torch.tanh(p).item(), 3) for n, p in model.named_parameters() if n.endswith("attn_gate")}
     print(f"attention gates (tanh) as trained: {list(gates.values())}")
     print("| gate scale | NLL, own source | NLL, another's source | source info |\n|---|---|---|---|")

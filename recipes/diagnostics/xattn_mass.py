@@ -13,7 +13,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -22,23 +21,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 
-from towers.codec import load_codec  # noqa: E402
-from zipper.data import load_split, make_segments  # noqa: E402
+from zip_probe import load_probe, probe_parser  # noqa: E402  (this directory)
+from zipper.data import make_segments  # noqa: E402
 from zipper.fusion import GatedCrossAttention, diagonal_guide, guide_penalty  # noqa: E402
-from zipper.model import ZipperModel  # noqa: E402
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, help="a trained zip directory")
-    ap.add_argument("--task", choices=("asr", "tts"), required=True, help="asr: text reads speech; tts: speech reads text")
-    ap.add_argument("--codec", required=True, help="the codec of the model's units (name or directory)")
-    ap.add_argument("--corpus", default="data/corpus-medium", help="corpus whose test split is used")
-    ap.add_argument("--n", type=int, default=8, help="test utterances (the first N)")
+    ap = probe_parser(__doc__, "test", corpus="data/corpus-medium", n=8)
     args = ap.parse_args(argv)
 
-    model = ZipperModel.from_pretrained(args.model).eval()
-    examples = load_split(args.corpus, "test", load_codec(args.codec), progress=False)[: args.n]
+    model, examples = load_probe(args, "test")
     segments = make_segments(model, examples, args.task)
     src, dst = (segments[0], segments[1])
     n_start = len(model.start_ids(src.modality))
