@@ -95,7 +95,7 @@ def cmd_eval(a) -> int:
 
     from zipper.data import load_split
     from towers.codec import load_codec
-    from zipper.recipe import RecipeConfig, asr_evaluation
+    from zipper.recipe import RecipeConfig, asr_evaluation, splits_used
     from zipper.tasks import tts_metrics
 
     cfg = RecipeConfig.from_json(a.config)
@@ -105,7 +105,7 @@ def cmd_eval(a) -> int:
     model_dir = Path(a.model or Path(cfg.out) / "model")
     model = _load_model(str(model_dir))
     codec = load_codec(cfg.codec) if not (model_dir / "codec").is_dir() else _load_model_codec(str(model_dir))
-    test = load_split(cfg.corpus, "test", codec)[: cfg.eval_utts]
+    test = load_split(cfg.corpus, "test", codec, keep=splits_used(cfg)["test"])
     results = {}
     if cfg.task in ("asr", "joint"):
         results.update(asr_evaluation(model, cfg, test, codec))

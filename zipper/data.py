@@ -1,8 +1,9 @@
 """Paired speech/text examples for the recipes: audio -> units once (cached), text -> token ids, batches of Segments.
 
 An example is ``{"id", "text", "voice", "units": LongTensor (U,)}``. Units of a corpus split are
-computed once per codec and cached beside the corpus as safetensors (``units-<codec>/<split>.safetensors``),
-so every later run reads them in milliseconds.
+computed once per codec and cached beside the corpus as safetensors (``units-<codec>/<split>.safetensors``,
+or ``<split>-<key>.safetensors`` for a subset: ``load_split(..., keep=...)``), so every later run reads them
+in milliseconds.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import hashlib
 import json
 import random
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -31,33 +32,63 @@ def codec_id(codec) -> str:
     return h.hexdigest()[:12]
 
 
-def load_split(corpus: str | Path, split: str, codec, progress: bool = True) -> list[dict]:
-    """Rows of ``<corpus>/<split>.jsonl`` with their units, encoding (and caching) what is missing."""
-    from safetensors.torch import load_file, save_file
-    from tqdm.auto import tqdm
+def load_split(corpus: str | Path, split: str, codec, progress: bool = True,
+               keep: Callable[[list[dict]], list[dict]] | None = None) -> list[dict]:
+    """Rows of ``<corpus>/<split>.jsonl`` with their units, encoding (and caching) what is missing.
 
-    from towers.audio import load_audio
+    ``keep`` selects the rows a run uses (a 1% sweep's training subset, the first N test utterances)
+    *before* any audio is encoded: a complete cache of the split is read if there is one, otherwise
+    only the kept rows are encoded and cached on their own (``<split>-<key>.safetensors``, keyed by
+    their ids). Encoding is the slow part (Whisper units: ~6 utterances a second on 2 cores).
+    """
     from towers.corpus import read_manifest
 
     corpus = Path(corpus)
     rows = read_manifest(corpus / f"{split}.jsonl")
-    cache = corpus / f"units-{codec_id(codec)}" / f"{split}.safetensors"
-    key = hashlib.sha256("\n".join(r["id"] for r in rows).encode()).hexdigest()[:16]
-    if cache.exists():
-        stored = load_file(str(cache))
-        if bytes(stored["key"].tolist()).decode() == key:
-            flat, offsets = stored["units"], stored["offsets"].tolist()
-            return [dict(r, units=flat[a:b].clone()) for r, a, b in zip(rows, offsets[:-1], offsets[1:])]
+    cache_dir = corpus / f"units-{codec_id(codec)}"
+    full = _read_unit_cache(cache_dir / f"{split}.safetensors", rows)
+    if full is not None:
+        return keep(full) if keep else full
+    if keep is None:
+        return _encode_and_cache(rows, codec, cache_dir / f"{split}.safetensors", split, progress)
+    kept = keep(rows)
+    path = cache_dir / f"{split}-{_ids_key(kept)}.safetensors"
+    return _read_unit_cache(path, kept) or _encode_and_cache(kept, codec, path, split, progress)
+
+
+def _ids_key(rows: Sequence[dict]) -> str:
+    return hashlib.sha256("\n".join(r["id"] for r in rows).encode()).hexdigest()[:16]
+
+
+def _read_unit_cache(path: Path, rows: list[dict]) -> list[dict] | None:
+    """The rows with their cached units, or None if ``path`` is missing or caches other rows."""
+    from safetensors.torch import load_file
+
+    if not path.exists():
+        return None
+    stored = load_file(str(path))
+    if bytes(stored["key"].tolist()).decode() != _ids_key(rows):
+        return None
+    flat, offsets = stored["units"], stored["offsets"].tolist()
+    return [dict(r, units=flat[a:b].clone()) for r, a, b in zip(rows, offsets[:-1], offsets[1:])]
+
+
+def _encode_and_cache(rows: list[dict], codec, path: Path, split: str, progress: bool) -> list[dict]:
+    from safetensors.torch import save_file
+    from tqdm.auto import tqdm
+
+    from towers.audio import load_audio
+
     units = []
     for r in tqdm(rows, desc=f"encoding {split} audio -> units", disable=not progress, unit="utt"):
         wave, sr = load_audio(r["audio_filepath"], target_sr=codec.sample_rate)
         units.append(codec.encode(wave, sr).long())
     offsets = torch.tensor([0] + [len(u) for u in units]).cumsum(0)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
     save_file({"units": torch.cat(units) if units else torch.zeros(0, dtype=torch.long), "offsets": offsets,
-               "key": torch.tensor(list(key.encode()), dtype=torch.uint8)}, str(tmp))
-    tmp.replace(cache)
+               "key": torch.tensor(list(_ids_key(rows).encode()), dtype=torch.uint8)}, str(tmp))
+    tmp.replace(path)
     return [dict(r, units=u) for r, u in zip(rows, units)]
 
 

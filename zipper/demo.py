@@ -73,7 +73,7 @@ def run_demo(out: str = "runs/demo", minutes: float = 5.0, corpus_hours: float =
     from zipper.model import ZipperModel
 
     model = ZipperModel.from_pretrained(model_dir, towers=[load_tower(tower_dir), text])
-    test = load_split(corpus, "test", codec)[:40]
+    test = load_split(corpus, "test", codec, keep=lambda rows: rows[:40])  # the rows the recipe cached
     _say(5, "ASR on held-out voices and sentences, and on real human read speech")
     m = res["metrics"].get("test_asr_beam1") or asr_metrics(model, test)
     print(f"  held-out synthetic voices: WER {m['wer']}%  CER {m['cer']}%  ({m['n_utts']} utterances)")

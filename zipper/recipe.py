@@ -22,12 +22,14 @@ import platform
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from towers.codec import load_codec
 from zipper.config import ConfigError, check_ctc_units
 from zipper.ctc_beam import FUSION_ALPHA, FUSION_BEAM, FUSION_BETA
+from zipper.data import subset
 from zipper.distributed import barrier, is_main_process
 from zipper.train import TrainConfig, fit
 
@@ -46,6 +48,9 @@ class RecipeConfig:
     text_tower: str = "smollm2-135m"
     speech_tower: str = "runs/speech-tower"  # read by asr/tts/joint, written by pretrain_speech
     speech_tower_size: str = "tiny"  # pretrain_speech: tiny | small | base
+    # pretrain_speech: the corpus splits whose audio it trains on ("train": the paired sentences' audio, not
+    # their text). ["unpaired_speech"] alone keeps the tower off the paired data, as the paper's towers are.
+    pretrain_speech_splits: list[str] = field(default_factory=lambda: ["unpaired_speech", "train"])
     model: str = "zipper"  # or "single_decoder": the paper's baseline (text LM + unit vocabulary, fully tuned)
     # the zip
     directions: list[str] = field(default_factory=lambda: ["speech->text"])
@@ -98,6 +103,9 @@ class RecipeConfig:
             raise ConfigError(f"model must be 'zipper' or 'single_decoder', got {self.model!r}")
         if not 0 < self.data_fraction <= 1:
             raise ConfigError(f"data_fraction must be in (0, 1], got {self.data_fraction}")
+        if not self.pretrain_speech_splits or not set(self.pretrain_speech_splits) <= {"unpaired_speech", "train"}:
+            raise ConfigError("pretrain_speech_splits must be a non-empty list of 'unpaired_speech' and 'train', "
+                              f"got {self.pretrain_speech_splits}")
         if self.ctc_weight and (self.model != "zipper" or "speech->text" not in self.directions):
             raise ConfigError("ctc_weight needs model 'zipper' with the 'speech->text' direction")
         check_ctc_units(self.ctc_units)  # before any work, not when the zip is built
@@ -179,8 +187,8 @@ def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:
             (out / "recipe.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
         corpus = ensure_corpus(cfg)
         codec = load_codec(cfg.codec)
-        needed = ("unpaired_speech", "train", "test") if cfg.task == "pretrain_speech" else ("train", "dev", "test")
-        splits = {name: load_split(corpus, name, codec, progress=state.is_main_process) for name in needed}
+        splits = {name: load_split(corpus, name, codec, progress=state.is_main_process, keep=keep)
+                  for name, keep in splits_used(cfg).items()}
     started, commit = datetime.datetime.now(datetime.timezone.utc), git_hash()  # the code this run imports
     if cfg.task == "pretrain_speech":
         results = _pretrain_speech(cfg, splits, codec, out)
@@ -197,12 +205,21 @@ def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:
     return results
 
 
+def splits_used(cfg: RecipeConfig) -> dict[str, Callable[[list[dict]], list[dict]] | None]:
+    """The corpus splits a recipe reads, each with the rows it keeps (None: all). Applied before the audio
+    is encoded (``load_split(keep=...)``), so a 1% sweep encodes 1% of the training audio, not all of it."""
+    first_test = lambda rows: rows[: cfg.eval_utts]  # noqa: E731
+    if cfg.task == "pretrain_speech":
+        return {**{name: None for name in cfg.pretrain_speech_splits}, "test": first_test}
+    return {"train": None if cfg.data_fraction == 1 else (lambda rows: subset(rows, cfg.data_fraction, cfg.seed)),
+            "dev": lambda rows: rows[: max(8, cfg.eval_utts // 4)], "test": first_test}
+
+
 def _pretrain_speech(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> dict:
     from towers.speech_lm import lm_batches, lm_loss, new_speech_tower, unit_perplexity
 
-    train = [ex["units"] for ex in splits["unpaired_speech"]]
-    train += [ex["units"] for ex in splits["train"]]  # their audio, not their text
-    held_out = [ex["units"] for ex in splits["test"]][: cfg.eval_utts]
+    train = [ex["units"] for name in cfg.pretrain_speech_splits for ex in splits[name]]  # audio, never text
+    held_out = [ex["units"] for ex in splits["test"]]
     tower = new_speech_tower(codec.vocab_size, cfg.speech_tower_size, seed=cfg.seed)
     tok = tower.tokenizer
     for p in tower.model.parameters():
@@ -223,7 +240,7 @@ def _pretrain_speech(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, ou
 
 def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> dict:
     from towers import load_tower
-    from zipper.data import batches, make_segments, subset
+    from zipper.data import batches, make_segments
     from zipper.tasks import asr_metrics, source_use, tts_metrics
 
     text = load_tower(cfg.text_tower, modality="text")
@@ -235,11 +252,9 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
         model = build_zip(cfg, load_tower(cfg.speech_tower, modality="speech"), text)
     counts = model.parameter_counts()
     print(f"[zipper] trainable {counts['trainable']:,} / frozen {counts['frozen']:,} parameters")
-    train = subset(splits["train"], cfg.data_fraction, cfg.seed)
+    train, dev, test = splits["train"], splits["dev"], splits["test"]  # already cut by splits_used
     for ex in train:
         ex["units"] = ex["units"][: cfg.max_units]
-    dev = splits["dev"][: max(8, cfg.eval_utts // 4)]
-    test = splits["test"][: cfg.eval_utts]
     tasks = ["asr", "tts"] if cfg.task == "joint" else [cfg.task]
 
     def loss_fn(m, item):

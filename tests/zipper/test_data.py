@@ -1,4 +1,4 @@
-"""zipper.data.codec_id: unit caches follow what the units depend on, not the decoder."""
+"""zipper.data: unit caches follow what the units depend on (codec_id), and hold only what a run reads."""
 
 import torch
 
@@ -20,3 +20,54 @@ def test_codec_id_ignores_the_decoder_but_not_the_unit_encoder():
     nudged = train_tiny_codec(seed=0)
     nudged.centroids[-1, -1] += 1e-3  # a change in the last centroid value is seen too
     assert codec_id(nudged) != codec_id(base)
+
+
+class _CountingCodec:
+    """A codec stand-in whose units are the clip's length in 10 ms steps; counts what it encodes."""
+
+    codec_type, sample_rate = "counting", 16_000
+
+    def __init__(self):
+        self.encoded = 0
+
+    def unit_encoder_state(self):
+        return {"hop": 160}, {}
+
+    def encode(self, wave, sr):
+        self.encoded += 1
+        return torch.arange(len(wave) // 160) % 7
+
+
+def _corpus(tmp_path, n=10):
+    import json
+
+    import numpy as np
+    import soundfile as sf
+
+    rows = []
+    for i in range(n):
+        sf.write(tmp_path / f"{i}.wav", np.zeros(1600 * (i + 1), dtype="float32"), 16_000)
+        rows.append({"id": f"u{i}", "audio_filepath": f"{i}.wav", "text": f"sentence {i}"})
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return tmp_path
+
+
+def test_load_split_encodes_only_the_kept_rows_and_caches_them_apart(tmp_path):
+    from towers.corpus import read_manifest
+    from zipper.data import load_split, subset
+
+    corpus, codec = _corpus(tmp_path), _CountingCodec()
+    keep = lambda rows: subset(rows, 0.3, seed=0)  # noqa: E731
+    kept = load_split(corpus, "train", codec, progress=False, keep=keep)
+    assert codec.encoded == 3
+    assert [r["id"] for r in kept] == [r["id"] for r in keep(read_manifest(corpus / "train.jsonl"))]
+    again = load_split(corpus, "train", codec, progress=False, keep=keep)  # read from its own cache
+    assert codec.encoded == 3
+    assert [(r["id"], r["units"].tolist()) for r in again] == [(r["id"], r["units"].tolist()) for r in kept]
+    full = load_split(corpus, "train", codec, progress=False)  # the subset cache is not taken for the split
+    assert codec.encoded == 13 and len(full) == 10
+    by_id = {r["id"]: r["units"].tolist() for r in full}
+    assert all(r["units"].tolist() == by_id[r["id"]] for r in kept)
+    # with the whole split cached, a subset is cut from it: nothing is encoded
+    first = load_split(corpus, "train", codec, progress=False, keep=lambda rows: rows[:4])
+    assert codec.encoded == 13 and [r["id"] for r in first] == ["u0", "u1", "u2", "u3"]

@@ -202,3 +202,23 @@ def test_train_command_line_overrides_are_applied_and_recorded(monkeypatch, tmp_
     assert (cfg.max_minutes, cfg.steps) == (20, 7) and cfg.command == "zipper train c.json --steps 7 --max-minutes 20"
     assert cli(["train", str(path)]) == 0  # no overrides: the config as written
     assert (seen["cfg"].max_minutes, seen["cfg"].command) == (40, "zipper train c.json")
+
+
+def test_splits_used_cut_the_rows_before_encoding_and_pretraining_reads_the_named_splits():
+    from zipper.config import ConfigError
+    from zipper.data import subset
+    from zipper.recipe import splits_used
+
+    rows = [{"id": f"u{i}"} for i in range(1000)]
+    zip_keep = splits_used(RecipeConfig(task="asr", data_fraction=0.1, eval_utts=40, seed=3))
+    assert sorted(zip_keep) == ["dev", "test", "train"]
+    assert zip_keep["train"](rows) == subset(rows, 0.1, 3) and len(zip_keep["train"](rows)) == 100
+    assert zip_keep["dev"](rows) == rows[:10] and zip_keep["test"](rows) == rows[:40]
+    assert splits_used(RecipeConfig(task="asr"))["train"] is None  # 100%: the whole split (one shared cache)
+
+    assert list(splits_used(RecipeConfig(task="pretrain_speech"))) == ["unpaired_speech", "train", "test"]
+    only = splits_used(RecipeConfig(task="pretrain_speech", pretrain_speech_splits=["unpaired_speech"], eval_utts=5))
+    assert list(only) == ["unpaired_speech", "test"] and only["unpaired_speech"] is None and only["test"](rows) == rows[:5]
+    for bad in ([], ["dev"], ["train", "test"]):
+        with pytest.raises(ConfigError, match="pretrain_speech_splits"):
+            RecipeConfig(task="pretrain_speech", pretrain_speech_splits=bad)
