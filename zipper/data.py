@@ -52,6 +52,8 @@ def load_split(corpus: str | Path, split: str, codec, progress: bool = True,
     if keep is None:
         return _encode_and_cache(rows, codec, cache_dir / f"{split}.safetensors", split, progress)
     kept = keep(rows)
+    if len(kept) == len(rows) and {r["id"] for r in kept} == {r["id"] for r in rows}:  # all of it, reordered
+        return keep(_encode_and_cache(rows, codec, cache_dir / f"{split}.safetensors", split, progress))
     path = cache_dir / f"{split}-{_ids_key(kept)}.safetensors"
     return _read_unit_cache(path, kept) or _encode_and_cache(kept, codec, path, split, progress)
 

@@ -211,7 +211,8 @@ def splits_used(cfg: RecipeConfig) -> dict[str, Callable[[list[dict]], list[dict
     first_test = lambda rows: rows[: cfg.eval_utts]  # noqa: E731
     if cfg.task == "pretrain_speech":
         return {**{name: None for name in cfg.pretrain_speech_splits}, "test": first_test}
-    return {"train": None if cfg.data_fraction == 1 else (lambda rows: subset(rows, cfg.data_fraction, cfg.seed)),
+    # at 100% too: subset() is then a seeded permutation, which the batch stream depends on
+    return {"train": lambda rows: subset(rows, cfg.data_fraction, cfg.seed),
             "dev": lambda rows: rows[: max(8, cfg.eval_utts // 4)], "test": first_test}
 
 

@@ -71,3 +71,14 @@ def test_load_split_encodes_only_the_kept_rows_and_caches_them_apart(tmp_path):
     # with the whole split cached, a subset is cut from it: nothing is encoded
     first = load_split(corpus, "train", codec, progress=False, keep=lambda rows: rows[:4])
     assert codec.encoded == 13 and [r["id"] for r in first] == ["u0", "u1", "u2", "u3"]
+
+
+def test_load_split_keeping_every_row_in_another_order_caches_the_whole_split(tmp_path):
+    from zipper.data import load_split, subset
+
+    corpus, codec = _corpus(tmp_path), _CountingCodec()
+    shuffled = load_split(corpus, "train", codec, progress=False, keep=lambda rows: subset(rows, 1.0, seed=0))
+    assert codec.encoded == 10 and [r["id"] for r in shuffled] != [f"u{i}" for i in range(10)]
+    assert sorted(r["id"] for r in shuffled) == sorted(f"u{i}" for i in range(10))
+    whole = load_split(corpus, "train", codec, progress=False)  # the split's own cache, in manifest order
+    assert codec.encoded == 10 and [r["id"] for r in whole] == [f"u{i}" for i in range(10)]

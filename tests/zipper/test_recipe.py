@@ -214,7 +214,8 @@ def test_splits_used_cut_the_rows_before_encoding_and_pretraining_reads_the_name
     assert sorted(zip_keep) == ["dev", "test", "train"]
     assert zip_keep["train"](rows) == subset(rows, 0.1, 3) and len(zip_keep["train"](rows)) == 100
     assert zip_keep["dev"](rows) == rows[:10] and zip_keep["test"](rows) == rows[:40]
-    assert splits_used(RecipeConfig(task="asr"))["train"] is None  # 100%: the whole split (one shared cache)
+    # 100%: still the seeded permutation (the batch stream depends on the order), read from the split's cache
+    assert splits_used(RecipeConfig(task="asr", seed=3))["train"](rows) == subset(rows, 1.0, 3) != rows
 
     assert list(splits_used(RecipeConfig(task="pretrain_speech"))) == ["unpaired_speech", "train", "test"]
     only = splits_used(RecipeConfig(task="pretrain_speech", pretrain_speech_splits=["unpaired_speech"], eval_utts=5))
