@@ -16,7 +16,7 @@ torch.set_num_threads(2)
 cfg = RecipeConfig(task="asr", speech_tower="runs/speech-tower-small", text_prefix="", cross_attention_interval_speech=1,
                    cross_attention_interval_text=4, input_projection_towers=["text"])
 codec = load_codec("default")
-train = load_split("data/corpus-small", "train", codec, progress=False)[:32]
+train = load_split("data/corpus-small", "train", codec, progress=False, keep=lambda rows: rows[:32])
 model = build_zip(cfg, load_tower(cfg.speech_tower, modality="speech"), load_tower("smollm2-135m", modality="text"))
 w = load_file("runs/overfit/run-32-300-0.001-text-1.0-3/checkpoints/step-0000300/trainable.safetensors")
 params = dict(model.named_parameters())

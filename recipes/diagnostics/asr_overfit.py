@@ -24,7 +24,7 @@ players = int(sys.argv[6]) if len(sys.argv) > 6 else 3
 cfg = RecipeConfig(task="asr", speech_tower="runs/speech-tower-small", text_prefix="", cross_attention_interval_speech=1,
                    cross_attention_interval_text=4, projection_layers=players, input_projection_towers=[] if proj == "all" else [proj])
 codec = load_codec("default")
-train = load_split("data/corpus-small", "train", codec)[:n]
+train = load_split("data/corpus-small", "train", codec, keep=lambda rows: rows[:n])
 model = build_zip(cfg, load_tower(cfg.speech_tower, modality="speech"), load_tower("smollm2-135m", modality="text"))
 def loss_fn(m, b): return m(make_segments(getattr(m, "module", m), b, "asr")).loss
 t0 = time.time()

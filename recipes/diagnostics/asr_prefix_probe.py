@@ -35,7 +35,7 @@ cfg = RecipeConfig(task="asr", speech_tower="runs/speech-tower-small", cross_att
                    text_prefix=a.prefix)  # the library's forced prefix (ZipperConfig.prefix_ids)
 prefix = text_prefix_ids(cfg, text)
 codec = load_codec("default")
-train = data.load_split("data/corpus-small", "train", codec, progress=False)[: a.n]
+train = data.load_split("data/corpus-small", "train", codec, progress=False, keep=lambda rows: rows[: a.n])
 model = build_zip(cfg, load_tower(cfg.speech_tower, modality="speech"), text)
 res = fit(model, lambda m, b: m(data.make_segments(getattr(m, "module", m), b, "asr")).loss,
           lambda s: data.batches(train, 8, 0, s),

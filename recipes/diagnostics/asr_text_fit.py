@@ -37,7 +37,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     codec = load_codec(args.codec)
-    splits = {name: load_split(args.corpus, name, codec, progress=False)[: args.n] for name in ("train", "test")}
+    splits = {name: load_split(args.corpus, name, codec, progress=False, keep=lambda rows: rows[: args.n])
+              for name in ("train", "test")}
     print("| model | split | text_nll | text_nll_other_speech | speech_info |\n|---|---|---|---|---|")
     runs = [(path, False) for path in args.model] + ([(args.model[0], True)] if args.bare else [])
     for path, bare in runs:

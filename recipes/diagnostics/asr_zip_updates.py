@@ -34,7 +34,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     model = ZipperModel.from_pretrained(args.model).eval()
-    rows = load_split(args.corpus, "test", load_codec(args.codec), progress=False)[: args.n]
+    rows = load_split(args.corpus, "test", load_codec(args.codec), progress=False, keep=lambda all_rows: all_rows[: args.n])
     blocks = [m for m in model.modules() if isinstance(m, GatedCrossAttention)]
     stream, total, attn = [], [], []
     def on_block(mod, inputs, out):  # (B, T, D) in and out

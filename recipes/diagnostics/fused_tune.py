@@ -23,7 +23,7 @@ torch.set_num_threads(1)
 cfg = RecipeConfig.from_json("recipes/configs/asr_base_whisper_proj_chars_guided.json")
 model_dir, split, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 model, codec = _load_model(model_dir), _load_model_codec(model_dir)
-examples = load_split(cfg.corpus, split, codec)[:n]
+examples = load_split(cfg.corpus, split, codec, keep=lambda rows: rows[:n])
 refs, units = [e["text"] for e in examples], [e["units"] for e in examples]
 hyps = ctc_transcribe_units(model, units)
 print(f"CTC best path: WER {100 * wer(refs, hyps).wer:.1f} CER {100 * cer(refs, hyps).cer:.1f}", flush=True)

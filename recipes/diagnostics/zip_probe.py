@@ -23,4 +23,5 @@ def load_probe(args, split: str):
     from zipper.model import ZipperModel
 
     model = ZipperModel.from_pretrained(args.model).eval()
-    return model, load_split(args.corpus, split, load_codec(args.codec), progress=False)[: args.n]
+    first_n = lambda rows: rows[: args.n]  # noqa: E731  (encodes only these if the split has no unit cache)
+    return model, load_split(args.corpus, split, load_codec(args.codec), progress=False, keep=first_n)
