@@ -103,9 +103,10 @@ class RecipeConfig:
             raise ConfigError(f"model must be 'zipper' or 'single_decoder', got {self.model!r}")
         if not 0 < self.data_fraction <= 1:
             raise ConfigError(f"data_fraction must be in (0, 1], got {self.data_fraction}")
-        if not self.pretrain_speech_splits or not set(self.pretrain_speech_splits) <= {"unpaired_speech", "train"}:
+        names = self.pretrain_speech_splits
+        if not names or len(set(names)) != len(names) or not set(names) <= {"unpaired_speech", "train"}:
             raise ConfigError("pretrain_speech_splits must be a non-empty list of 'unpaired_speech' and 'train', "
-                              f"got {self.pretrain_speech_splits}")
+                              f"each at most once, got {names}")
         if self.ctc_weight and (self.model != "zipper" or "speech->text" not in self.directions):
             raise ConfigError("ctc_weight needs model 'zipper' with the 'speech->text' direction")
         check_ctc_units(self.ctc_units)  # before any work, not when the zip is built

@@ -220,6 +220,6 @@ def test_splits_used_cut_the_rows_before_encoding_and_pretraining_reads_the_name
     assert list(splits_used(RecipeConfig(task="pretrain_speech"))) == ["unpaired_speech", "train", "test"]
     only = splits_used(RecipeConfig(task="pretrain_speech", pretrain_speech_splits=["unpaired_speech"], eval_utts=5))
     assert list(only) == ["unpaired_speech", "test"] and only["unpaired_speech"] is None and only["test"](rows) == rows[:5]
-    for bad in ([], ["dev"], ["train", "test"]):
+    for bad in ([], ["dev"], ["train", "test"], ["train", "train"]):  # a repeat would double that audio
         with pytest.raises(ConfigError, match="pretrain_speech_splits"):
             RecipeConfig(task="pretrain_speech", pretrain_speech_splits=bad)
