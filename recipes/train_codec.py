@@ -83,6 +83,37 @@ def cached_whisper_states(cache: Path | None, paths: list[Path], waves: list, th
     return states
 
 
+def parallel_examples(ap, args, paths: list[Path], waves: list, extra: dict) -> list[tuple[int, torch.Tensor]]:
+    """``(k, states)`` per --parallel-manifest row: its audio's Whisper states warped (DTW, cosine) onto the
+    frames of ``paths[k]``, the row's target_filepath."""
+    from towers.align import warp_index
+
+    base = Path(args.parallel_manifest).resolve().parent
+    rows = [json.loads(line) for line in Path(args.parallel_manifest).read_text().splitlines() if line.strip()]
+    where = lambda p: (Path(p) if Path(p).is_absolute() else base / p).resolve()  # noqa: E731
+    index = {p.resolve(): k for k, p in enumerate(paths)}
+    bad = [r.get("target_filepath") for r in rows if "target_filepath" not in r or where(r["target_filepath"]) not in index]
+    if not rows or bad:
+        ap.error(f"--parallel-manifest {args.parallel_manifest}: {len(bad)} of {len(rows)} rows lack a target_filepath "
+                 f"among the --manifest files, e.g. {bad[:2]}" if rows else f"{args.parallel_manifest} has no rows")
+    from tqdm import tqdm
+
+    src_paths = [where(r["audio_filepath"]) for r in rows]
+    src_waves = [load_audio(p, target_sr=16_000)[0] for p in tqdm(src_paths, desc="loading parallel audio", mininterval=2)]
+    cache = Path(args.parallel_states_cache) if args.parallel_states_cache else None
+    src_states = cached_whisper_states(cache, src_paths, src_waves, args.threads)
+    if "states" not in extra:
+        extra["states"] = cached_whisper_states(None, paths, waves, args.threads)
+    out, dists = [], []
+    for r, s in zip(tqdm(rows, desc="DTW", mininterval=2), src_states):
+        k = index[where(r["target_filepath"])]
+        idx, dist = warp_index(s, extra["states"][k])
+        out.append((k, s[idx]))
+        dists.append(dist)
+    print(f"[codec] {len(out)} parallel clips warped; mean DTW cosine distance {sum(dists) / len(dists):.3f}", flush=True)
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="recipes/configs/codec_default.json",
@@ -109,6 +140,13 @@ def main(argv=None):
                     help="whisper_kmeans: fit k-means on this manifest's audio instead of --manifest's")
     ap.add_argument("--kmeans-states-cache", metavar="FILE.safetensors",
                     help="whisper_kmeans: --states-cache for the --kmeans-manifest audio")
+    ap.add_argument("--parallel-manifest", metavar="JSONL",
+                    help="whisper_kmeans: parallel speech for the decoder: rows with audio_filepath (another voice) "
+                         "and target_filepath (a --manifest file with the same sentence); the other voice's states "
+                         "are warped onto the target's frames (DTW) and decoded as the target's mel "
+                         "(recipes/make_codec_data_parallel.py writes one)")
+    ap.add_argument("--parallel-states-cache", metavar="FILE.safetensors",
+                    help="--states-cache for the --parallel-manifest audio")
     ap.add_argument("--fp16", action="store_true", help="store the tensors as float16 (half the file size)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = ap.parse_args(argv)
@@ -175,6 +213,10 @@ def main(argv=None):
         km_waves = [load_audio(p, target_sr=16_000)[0] for p in tqdm(km_paths, desc="loading k-means audio", mininterval=2)]
         cache = Path(args.kmeans_states_cache) if args.kmeans_states_cache else None
         extra["kmeans_states"] = cached_whisper_states(cache, km_paths, km_waves, args.threads)
+    if args.parallel_manifest:
+        if codec_type != "whisper_kmeans":
+            ap.error("--parallel-manifest is for codec_type whisper_kmeans")
+        extra["parallel"] = parallel_examples(ap, args, paths, waves, extra)
     t0 = time.time()
     try:
         codec = train(waves, 16_000, codec_cfg, **cfg["train"], **extra)

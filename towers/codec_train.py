@@ -208,7 +208,7 @@ def train_whisper_unit_codec(waves: Sequence, sample_rate: int = 16_000, config=
                              log_every: int = 100, units_from=None, states: Sequence | None = None,
                              init_decoder: dict | None = None, delta_weight: float = 0.0, adv_weight: float = 0.0,
                              fm_weight: float = 0.0, project_steps: int = 0, warm_start: bool = False,
-                             kmeans_states: Sequence | None = None):
+                             kmeans_states: Sequence | None = None, parallel: Sequence | None = None):
     """Train a :class:`towers.whisper_units.WhisperUnitCodec`: k-means over Whisper-base encoder
     states, then the unit -> mel decoder (same trainer as the default codec).
 
@@ -223,6 +223,11 @@ def train_whisper_unit_codec(waves: Sequence, sample_rate: int = 16_000, config=
     With ``config.project``: a decoder is first trained for ``project_steps`` on the unquantised states
     of ``waves`` (:func:`train_state_decoder`); its first layer is the projection k-means runs in.
     ``warm_start`` then starts the unit decoder from that decoder (each unit's embedding = its centroid).
+
+    ``parallel``: extra decoder examples ``(k, states)``: another voice's encoder states, already warped
+    onto the frames of ``waves[k]`` (``states[towers.align.warp_index(states, states_k)[0]]``), to be
+    decoded as ``waves[k]``'s mel. The decoder then learns to render any voice in the voice of
+    ``waves``, from parallel recordings of the same sentences. They do not enter k-means.
     """
     from towers.whisper_units import WhisperUnitCodec, WhisperUnitCodecConfig, whisper_states
 
@@ -244,6 +249,11 @@ def train_whisper_unit_codec(waves: Sequence, sample_rate: int = 16_000, config=
     elif len(states) != len(xs):
         raise ValueError(f"{len(states)} state tensors for {len(xs)} waves")
     states = [torch.as_tensor(s).float() for s in states]
+    for k, s in parallel or ():  # checked before any training
+        if not 0 <= k < len(states):
+            raise ValueError(f"a parallel example names wave {k}; there are {len(states)} waves")
+        if len(s) != len(states[k]):
+            raise ValueError(f"parallel states for wave {k} have {len(s)} frames, that wave's states {len(states[k])}")
     with torch.no_grad():
         mels = [shell.mel(torch.from_numpy(x)) for x in xs]  # [(T_i (+1), n_mels)]
     if progress:
@@ -267,6 +277,9 @@ def train_whisper_unit_codec(waves: Sequence, sample_rate: int = 16_000, config=
         shell.centroids, shell.state_scale = fit_state_kmeans(pts, c.vocab_size, c.standardise, kmeans_iters,
                                                               kmeans_max_points, seed, progress)
     units = [shell.units_of_states(s) for s in states]
+    for k, s in parallel or ():
+        units.append(shell.units_of_states(torch.as_tensor(s).float()))
+        mels.append(mels[k])
     if warm_start:
         init_decoder = warm_start_state(state_dec, shell)
     train_unit_decoder(shell.decoder, units, mels, 1, dec_steps, batch_size, crop_units, lr, seed, progress,

@@ -232,6 +232,33 @@ def test_whisper_codec_units_from_and_given_states_skip_kmeans_and_encoder():
         train_whisper_unit_codec(waves, SR, cfg, dec_steps=1, progress=False, units_from=src, states=states[:1])
 
 
+def test_whisper_codec_parallel_examples_train_the_decoder_on_the_target_waves_mel(monkeypatch):
+    """parallel=[(k, states)]: another voice's states (already warped to wave k's frames) are quantised
+    with the codec's units and paired with wave k's mel; bad pairs are refused before any training."""
+    import towers.codec_train as ct
+    from towers.whisper_units import WhisperUnitCodec, WhisperUnitCodecConfig
+
+    cfg = WhisperUnitCodecConfig(vocab_size=16, n_mels=20, dec_channels=8, dec_unit_dilations=[1], dec_kernel=3,
+                                 gl_iters=2)
+    g = torch.Generator().manual_seed(0)
+    src = WhisperUnitCodec(cfg, torch.randn(16, 512, generator=g))
+    waves = synthetic_babble(seconds=1.0, n=2, seed=3)
+    states = [torch.randn(-(-len(w) // 320), 512, generator=g) for w in waves]
+    other = torch.randn(len(states[1]), 512, generator=g)  # "another voice", in wave 1's timing
+    seen = {}
+    monkeypatch.setattr(ct, "train_unit_decoder", lambda dec, units, mels, *a, **k: seen.update(units=units, mels=mels))
+    ct.train_whisper_unit_codec(waves, SR, cfg, dec_steps=1, progress=False, units_from=src, states=states,
+                                parallel=[(1, other)])
+    assert len(seen["units"]) == 3 and torch.equal(seen["units"][2], src.units_of_states(other))
+    assert seen["mels"][2] is seen["mels"][1]
+    for bad, message in [([(2, other)], "names wave 2"), ([(0, other[:-1])], "frames")]:
+        seen.clear()
+        with pytest.raises(ValueError, match=message):
+            ct.train_whisper_unit_codec(waves, SR, cfg, dec_steps=1, progress=False, units_from=src, states=states,
+                                        parallel=bad)
+        assert not seen
+
+
 def test_whisper_codec_standardise_fits_on_scaled_states_and_round_trips(tmp_path):
     from towers.codec import SpeechCodec
     from towers.codec_train import train_whisper_unit_codec
@@ -279,10 +306,15 @@ def test_train_codec_script_refuses_mismatched_codecs_with_a_usage_error(tmp_pat
     for i, w in enumerate(synthetic_babble(seconds=1.0, n=2, seed=5)):
         save_audio(wavs / f"{i}.wav", w, SR)
     src = codec.save_pretrained(tmp_path / "src")
+    parallel = tmp_path / "parallel.jsonl"  # its target is not among the training files
+    parallel.write_text(json.dumps({"audio_filepath": str(wavs / "0.wav"), "target_filepath": str(tmp_path / "x.wav")}))
     base = ["--config", str(path.parent / "configs" / "codec_default.json"), "--wav-dir", str(wavs), "--out", str(tmp_path / "out")]
     cases = [(["--decoder-from", str(src), "--set", "codec.dec_channels=7"], "another decoder shape"),
              (["--units-from", str(src), "--set", "codec.stride=1"], "other unit settings"),
-             (["--kmeans-manifest", str(tmp_path / "m.jsonl")], "is for codec_type whisper_kmeans")]
+             (["--kmeans-manifest", str(tmp_path / "m.jsonl")], "is for codec_type whisper_kmeans"),
+             (["--parallel-manifest", str(tmp_path / "m.jsonl")], "is for codec_type whisper_kmeans"),
+             (["--config", str(path.parent / "configs" / "codec_whisper.json"), "--parallel-manifest", str(parallel)],
+              "1 of 1 rows lack a target_filepath")]
     for extra, message in cases:
         with pytest.raises(SystemExit) as exc:
             script.main(base + extra)
