@@ -8,6 +8,9 @@ its ratio to the original's WER, and the original's WER (``towers.judges.wer``).
 
 ``--bootstrap N``: also a 95% interval of the held-out ratio, from N resamples of the utterances
 (with replacement, seed 0): how far the ratio could move on another draw of test sentences.
+``--paired`` (with ``--bootstrap N``): for every evaluation after the first, a 95% interval of its held-out
+codec WER minus the first's, resampling the utterances both were run on (matched by audio path): the
+test for "this codec beats that one" on the same sentences, which the two unpaired intervals overstate.
 """
 import argparse
 import json
@@ -22,7 +25,12 @@ def main(argv=None):
     ap.add_argument("evals", nargs="+", help="recipes/eval_codec.py --out directories")
     ap.add_argument("--voice", default="piper:joe", help="the voice split out (default piper:joe)")
     ap.add_argument("--bootstrap", type=int, default=0, help="resamples for a 95%% interval of the held-out ratio (0: off)")
+    ap.add_argument("--paired", action="store_true",
+                    help="with --bootstrap: interval of each evaluation's held-out codec WER minus the first's")
     args = ap.parse_args(argv)
+    if args.paired and not args.bootstrap:
+        ap.error("--paired needs --bootstrap N")
+    first = None
     for d in args.evals:
         path = Path(d) / "results.json"
         if not path.is_file():
@@ -42,7 +50,28 @@ def main(argv=None):
         if args.bootstrap and held:
             lo, hi = bootstrap_ratio(held, args.bootstrap)
             cells.append(f"held-out ratio 95% interval [{lo:.2f}, {hi:.2f}] ({args.bootstrap} resamples)")
+        if args.paired and first is not None:
+            diff, lo, hi, n_common = paired_difference(first, held, args.bootstrap)
+            cells.append(f"minus the first: {diff:+.1%} [{lo:+.1%}, {hi:+.1%}] on {n_common} shared utterances")
+        first = held if first is None else first
         print(f"{d} | " + " | ".join(cells))
+
+
+def paired_difference(base: list[dict], items: list[dict], n: int, seed: int = 0) -> tuple[float, float, float, int]:
+    """Held-out codec WER of ``items`` minus ``base``'s on the utterances (audio paths) both have, and the
+    2.5% / 97.5% quantiles of that difference over ``n`` paired resamples -> (diff, lo, hi, shared)."""
+    theirs = {i["path"]: i for i in base}
+    pairs = [(theirs[i["path"]], i) for i in items if i["path"] in theirs]
+    if not pairs:
+        raise SystemExit("--paired: the evaluations share no utterances")
+
+    def diff(sample):
+        refs = [b["ref"] for b, _ in sample]
+        return wer(refs, [i["hyp_codec"] for _, i in sample]).wer - wer(refs, [b["hyp_codec"] for b, _ in sample]).wer
+
+    rng = random.Random(seed)
+    ds = sorted(diff([rng.choice(pairs) for _ in pairs]) for _ in range(n))
+    return diff(pairs), ds[int(0.025 * n)], ds[min(n - 1, int(0.975 * n))], len(pairs)
 
 
 def bootstrap_ratio(items: list[dict], n: int, seed: int = 0) -> tuple[float, float]:

@@ -1,0 +1,47 @@
+"""recipes/codec_groups.py --paired: the paired difference of two codec evaluations on shared utterances."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).parents[2] / "recipes" / "codec_groups.py"
+
+
+@pytest.fixture(scope="module")
+def groups():
+    spec = importlib.util.spec_from_file_location("codec_groups_script", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def items(hyps: list[str], paths: list[str]) -> list[dict]:
+    return [{"set": "held-out voices", "voice": "v", "path": p, "ref": "a b c d", "hyp_original": "a b c d",
+             "hyp_codec": h} for h, p in zip(hyps, paths)]
+
+
+def test_paired_difference_on_shared_utterances(groups):
+    paths = [f"u{i}.wav" for i in range(20)]
+    base = items(["a b x d"] * 20, paths)  # one error in four words: 25%
+    better = items(["a b c d"] * 10 + ["a b x d"] * 10, paths)  # half of them fixed: 12.5%
+    diff, lo, hi, n = groups.paired_difference(base, better, 200)
+    assert n == 20 and diff == pytest.approx(-0.125) and lo < diff < hi < 0
+    assert groups.paired_difference(base, base, 50) == (0.0, 0.0, 0.0, 20)
+    diff, *_, n = groups.paired_difference(base, better[:5] + items(["a"], ["other.wav"]), 50)  # matched by path
+    assert n == 5 and diff == pytest.approx(-0.25)
+
+
+def test_paired_needs_bootstrap_and_prints_the_difference(groups, tmp_path, capsys):
+    paths = [f"u{i}.wav" for i in range(8)]
+    for name, hyps in [("a", ["a b x d"] * 8), ("b", ["a b c d"] * 8)]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps({"items": items(hyps, paths)}))
+    with pytest.raises(SystemExit):
+        groups.main([str(tmp_path / "a"), str(tmp_path / "b"), "--paired"])
+    groups.main([str(tmp_path / "a"), str(tmp_path / "b"), "--paired", "--bootstrap", "20"])
+    out = capsys.readouterr().out.splitlines()
+    assert "minus the first" not in out[0] and "minus the first: -25.0% [-25.0%, -25.0%] on 8 shared" in out[1]
