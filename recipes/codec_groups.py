@@ -11,6 +11,7 @@ its ratio to the original's WER, and the original's WER (``towers.judges.wer``).
 ``--paired`` (with ``--bootstrap N``): for every evaluation after the first, a 95% interval of its held-out
 codec WER minus the first's, resampling the utterances both were run on (matched by audio path): the
 test for "this codec beats that one" on the same sentences, which the two unpaired intervals overstate.
+``--voices PREFIX`` restricts the held-out groups to voices starting with PREFIX (``!PREFIX``: the others).
 """
 import argparse
 import json
@@ -25,6 +26,9 @@ def main(argv=None):
     ap.add_argument("evals", nargs="+", help="recipes/eval_codec.py --out directories")
     ap.add_argument("--voice", default="piper:joe", help="the voice split out (default piper:joe)")
     ap.add_argument("--bootstrap", type=int, default=0, help="resamples for a 95%% interval of the held-out ratio (0: off)")
+    ap.add_argument("--voices", metavar="PREFIX",
+                    help="keep only the held-out utterances whose voice starts with PREFIX ('!PREFIX': the others), "
+                         "e.g. --voices espeak")
     ap.add_argument("--paired", action="store_true",
                     help="with --bootstrap: interval of each evaluation's held-out codec WER minus the first's")
     args = ap.parse_args(argv)
@@ -36,7 +40,7 @@ def main(argv=None):
         if not path.is_file():
             ap.error(f"{path} does not exist: run recipes/eval_codec.py --out {d} first")
         items = json.loads(path.read_text())["items"]
-        held = [i for i in items if i["set"].startswith("held-out")]
+        held = [i for i in items if i["set"].startswith("held-out") and keep_voice(i["voice"], args.voices)]
         groups = [("all", held), (f"not {args.voice}", [i for i in held if i["voice"] != args.voice]),
                   (args.voice, [i for i in held if i["voice"] == args.voice]),
                   ("LibriVox", [i for i in items if not i["set"].startswith("held-out")])]
@@ -55,6 +59,13 @@ def main(argv=None):
             cells.append(f"minus the first: {diff:+.1%} [{lo:+.1%}, {hi:+.1%}] on {n_common} shared utterances")
         first = held if first is None else first
         print(f"{d} | " + " | ".join(cells))
+
+
+def keep_voice(voice: str, rule: str | None) -> bool:
+    """``rule``: None keeps every voice, ``PREFIX`` those starting with it, ``!PREFIX`` the others."""
+    if not rule:
+        return True
+    return not voice.startswith(rule[1:]) if rule.startswith("!") else voice.startswith(rule)
 
 
 def paired_difference(base: list[dict], items: list[dict], n: int, seed: int = 0) -> tuple[float, float, float, int]:

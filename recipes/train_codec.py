@@ -12,7 +12,9 @@ decoder from another codec's decoder weights (fine-tuning). ``--states-cache FIL
 stores the Whisper encoder states of the files in a safetensors file and reuses them on the next run
 with the same files. ``--kmeans-manifest`` (whisper_kmeans) fits k-means on other audio than the
 decoder's (e.g. many voices for the units, one voice for the decoder), with its own
-``--kmeans-states-cache``. Mismatched inputs (another codec type, decoder shape or unit settings) are
+``--kmeans-states-cache``. ``--parallel-manifest`` (whisper_kmeans) adds parallel speech for the decoder:
+other voices reading the --manifest's sentences, their states DTW-warped onto the target clip's frames and
+decoded as its mel (``recipes/make_codec_data_parallel.py``). Mismatched inputs (another codec type, decoder shape or unit settings) are
 refused with one usage error.
 
 Output: a codec directory (``codec_config.json`` + ``codec.safetensors``) loadable with

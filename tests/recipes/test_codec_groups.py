@@ -45,3 +45,9 @@ def test_paired_needs_bootstrap_and_prints_the_difference(groups, tmp_path, caps
     groups.main([str(tmp_path / "a"), str(tmp_path / "b"), "--paired", "--bootstrap", "20"])
     out = capsys.readouterr().out.splitlines()
     assert "minus the first" not in out[0] and "minus the first: -25.0% [-25.0%, -25.0%] on 8 shared" in out[1]
+
+
+def test_voices_keeps_a_prefix_or_its_complement(groups):
+    assert groups.keep_voice("espeak:en-us+f2", None) and groups.keep_voice("espeak:en-us+f2", "espeak")
+    assert not groups.keep_voice("flite:rms", "espeak") and groups.keep_voice("flite:rms", "!espeak")
+    assert not groups.keep_voice("espeak:en-us+f2", "!espeak")
