@@ -58,14 +58,35 @@ def synth(engine, voice, text, path):
         with wave.open(path, "wb") as w: _piper.synthesize_wav(text, w)
     return to16k(path)
 
-def festival_batch(voice, items):
+def festival_batch(voice, items, workdir=None):
+    """Synthesise (text, path) items with one festival process; its script goes to ``workdir`` (default OUT)."""
     scm = [f"(voice_{voice})"]
     for text, path in items:
         t = text.replace('"', "")
         scm.append(f'(utt.save.wave (utt.synth (Utterance Text "{t}")) "{path}" \'riff)')
-    open(f"{OUT}/f.scm","w").write("\n".join(scm) + "\n")
-    subprocess.run(["festival", "-b", f"{OUT}/f.scm"], check=True)
+    script = f"{workdir or OUT}/f.scm"
+    open(script, "w").write("\n".join(scm) + "\n")
+    subprocess.run(["festival", "-b", script], check=True)
     return [to16k(p) for _, p in items]
+
+
+def synth_missing(engine, voice, items, workdir=None):
+    """Synthesise the (text, path) items whose WAV is not already at 16 kHz (kept from an interrupted run)
+    -> every item's duration in seconds."""
+    todo = [(t, p) for t, p in items if not (os.path.exists(p) and sf.info(p).samplerate == 16000)]
+    if engine == "festival" and todo:
+        festival_batch(voice, todo, workdir)
+    else:
+        for t, p in todo:
+            synth(engine, voice, t, p)
+    return [sf.info(p).frames / 16000 for _, p in items]
+
+
+def write_manifest(path, rows, label):
+    """One JSON object per line, then ``label N utts M min``."""
+    with open(path, "w") as f:
+        for r in rows: f.write(json.dumps(r) + "\n")
+    print(label, len(rows), "utts", round(sum(r["duration"] for r in rows) / 60, 1), "min")
 
 if __name__ == "__main__":
     os.makedirs(f"{OUT}/wav", exist_ok=True)
@@ -87,6 +108,4 @@ if __name__ == "__main__":
                 durs = [synth(engine, voice, t, p) for t, p in items]
             rows += [dict(audio_filepath=os.path.abspath(p), duration=round(d, 3), text=t, voice=f"{engine}:{voice}") for (t, p), d in zip(items, durs)]
             print(split, engine, voice, round(sum(durs)), "s", flush=True)
-        with open(f"{OUT}/{split}.jsonl", "w") as f:
-            for r in rows: f.write(json.dumps(r) + "\n")
-        print(split, len(rows), "utts", round(sum(r["duration"] for r in rows)/60, 1), "min")
+        write_manifest(f"{OUT}/{split}.jsonl", rows, split)

@@ -20,7 +20,7 @@ already at 16 kHz are kept).
 import glob, importlib.util, json, os, random, re, sys, wave
 import soundfile as sf
 
-from make_codec_data import fortune_sentences, to16k  # recipes/ is sys.path[0] when run as a script
+from make_codec_data import fortune_sentences, to16k, write_manifest  # recipes/ is sys.path[0] when run as a script
 
 OUT = sys.argv[2] if len(sys.argv) > 2 else "runs/codec_data_joe"; os.makedirs(f"{OUT}/wav", exist_ok=True)
 random.seed(0)
@@ -53,6 +53,4 @@ for k, text in enumerate(pool):
         dur = to16k(path)
     rows.append(dict(audio_filepath=os.path.abspath(path), duration=round(dur, 3), text=text, voice="piper:joe"))
     if (k + 1) % 100 == 0: print(k + 1, round(sum(r["duration"] for r in rows) / 60, 1), "min", flush=True)
-with open(f"{OUT}/train.jsonl", "w") as f:
-    for r in rows: f.write(json.dumps(r) + "\n")
-print("train", len(rows), "utts", round(sum(r["duration"] for r in rows) / 60, 1), "min")
+write_manifest(f"{OUT}/train.jsonl", rows, "train")

@@ -10,9 +10,7 @@ make_codec_data.py. Writes runs/codec_data_parallel/train.jsonl (audio_filepath,
 voice, target_filepath = joe's clip of the sentence) for ``recipes/train_codec.py
 --parallel-manifest``. Re-running keeps the WAVs already written.
 """
-import json, os, sys
-
-import soundfile as sf
+import json, os, random, sys
 
 import make_codec_data as mcd  # recipes/ is sys.path[0] when run as a script
 
@@ -25,26 +23,16 @@ def main():
     if n * len(mcd.TRAIN) > len(joe):
         sys.exit(f"{n} x {len(mcd.TRAIN)} voices needs {n * len(mcd.TRAIN)} sentences; {SRC} has {len(joe)}")
     os.makedirs(f"{OUT}/wav", exist_ok=True)
-    mcd.OUT = OUT  # festival_batch's script file goes here, not into runs/codec_data
-    mcd.random.seed(0)  # espeak's speaking-rate draw in synth()
+    random.seed(0)  # espeak's speaking-rate draw in synth()
     rows = []
     for v, (engine, voice) in enumerate(mcd.TRAIN):
         part = joe[v * n:(v + 1) * n]
         items = [(r["text"], f"{OUT}/wav/{engine}_{voice.replace('+', '_')}_{v * n + i:05d}.wav") for i, r in enumerate(part)]
-        todo = [(t, p) for t, p in items if not (os.path.exists(p) and sf.info(p).samplerate == 16000)]
-        if engine == "festival" and todo:
-            mcd.festival_batch(voice, todo)
-        else:
-            for t, p in todo:
-                mcd.synth(engine, voice, t, p)
-        durs = [sf.info(p).frames / 16000 for _, p in items]
+        durs = mcd.synth_missing(engine, voice, items, workdir=OUT)  # festival's script goes here, not into runs/codec_data
         rows += [dict(audio_filepath=os.path.abspath(p), duration=round(d, 3), text=t, voice=f"{engine}:{voice}",
                       target_filepath=r["audio_filepath"]) for (t, p), d, r in zip(items, durs, part)]
         print(engine, voice, round(sum(durs)), "s", flush=True)
-    with open(f"{OUT}/train.jsonl", "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    print("parallel", len(rows), "utts", round(sum(r["duration"] for r in rows) / 60, 1), "min")
+    mcd.write_manifest(f"{OUT}/train.jsonl", rows, "parallel")
 
 
 if __name__ == "__main__":

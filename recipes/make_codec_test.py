@@ -13,9 +13,7 @@ runs/codec_data/wav/more_*.wav; re-running keeps the WAVs already written.
 """
 import glob, json, os, random, re, sys
 
-import soundfile as sf
-
-from make_codec_data import OUT, TEST, festival_batch, synth  # recipes/ is sys.path[0] when run as a script
+from make_codec_data import OUT, TEST, synth_missing, write_manifest  # recipes/ is sys.path[0] when run as a script
 
 
 def main():
@@ -40,20 +38,11 @@ def main():
     for engine, voice in TEST:
         items = [(sents[k + i], f"{OUT}/wav/more_{engine}_{voice.replace('+', '_')}_{k + i:05d}.wav") for i in range(n)]
         k += n
-        todo = [(t, p) for t, p in items if not (os.path.exists(p) and sf.info(p).samplerate == 16000)]
-        if engine == "festival" and todo:
-            festival_batch(voice, todo)
-        else:
-            for t, p in todo:
-                synth(engine, voice, t, p)
-        durs = [sf.info(p).frames / 16000 for _, p in items]
+        durs = synth_missing(engine, voice, items)
         rows += [dict(audio_filepath=os.path.abspath(p), duration=round(d, 3), text=t, voice=f"{engine}:{voice}")
                  for (t, p), d in zip(items, durs)]
         print(engine, voice, round(sum(durs)), "s", flush=True)
-    with open(f"{OUT}/test_more.jsonl", "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    print("test_more", len(rows), "utts", round(sum(r["duration"] for r in rows) / 60, 1), "min")
+    write_manifest(f"{OUT}/test_more.jsonl", rows, "test_more")
 
 
 if __name__ == "__main__":
