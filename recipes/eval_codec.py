@@ -28,6 +28,7 @@ import torch  # noqa: E402
 
 from towers.audio import load_audio, save_audio  # noqa: E402
 from towers.codec import SHIPPED_CODECS, load_codec  # noqa: E402
+from towers.corpus import read_manifest  # noqa: E402
 from towers.judges import normalize_text as normalise  # noqa: E402
 from towers.judges import wer as judges_wer  # noqa: E402
 
@@ -50,11 +51,9 @@ def load_items(manifest: str | list[str] | None, n: int, librivox: bool) -> list
     """The rows of one or more manifests (the first ``n`` of them all; 0 = all), then the LibriVox clips."""
     items = []
     for m in [manifest] if isinstance(manifest, str) else manifest or []:
-        base = Path(m).resolve().parent
-        for r in (json.loads(x) for x in Path(m).read_text().splitlines() if x.strip()):
-            p = Path(r["audio_filepath"])
-            items.append({"set": "held-out voices", "path": str(p if p.is_absolute() else base / p),
-                          "text": r["text"], "voice": r.get("voice", "?")})
+        for r in read_manifest(m, require=("audio_filepath", "text")):  # OSError / ValueError on a bad manifest
+            items.append({"set": "held-out voices", "path": r["audio_filepath"], "text": r["text"],
+                          "voice": r.get("voice", "?")})
     items = items[: n or None]
     if librivox:
         trans = {}
@@ -85,11 +84,14 @@ def main(argv=None):
 
     if args.beam < 1:
         ap.error(f"--beam must be >= 1, got {args.beam}")
-    codec = load_codec(args.codec)
-    transcribe = make_judge(args.judge, args.beam)
-    items = load_items(args.manifest, args.n, args.librivox)
+    try:  # read the manifests before loading the codec and the judge: a bad one costs nothing
+        items = load_items(args.manifest, args.n, args.librivox)
+    except (OSError, ValueError) as e:
+        ap.error(f"--manifest: {e}")
     if not items:
         ap.error("nothing to evaluate: give --manifest and/or --librivox")
+    codec = load_codec(args.codec)
+    transcribe = make_judge(args.judge, args.beam)
     out = Path(args.out)
     (out / "wav").mkdir(parents=True, exist_ok=True)
     from tqdm import tqdm

@@ -37,22 +37,18 @@ import torch  # noqa: E402
 from towers.audio import load_audio  # noqa: E402
 from towers.codec import MelUnitCodecConfig  # noqa: E402
 from towers.codec_train import train_mel_unit_codec  # noqa: E402
+from towers.corpus import read_manifest  # noqa: E402
 
 AUDIO_EXT = {".wav", ".flac", ".ogg", ".mp3"}
 
 
 def audio_paths(manifest: str | None, wav_dir: str | None, voices_exclude: set[str]) -> list[Path]:
+    """Audio files of a manifest (minus ``voices_exclude``) and of a directory. A bad manifest raises
+    ``OSError`` or ``ValueError`` (``towers.corpus.read_manifest``), which ``main`` reports as a usage error."""
     paths = []
     if manifest:
-        base = Path(manifest).resolve().parent
-        for line in Path(manifest).read_text().splitlines():
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if row.get("voice") in voices_exclude:
-                continue
-            p = Path(row["audio_filepath"])
-            paths.append(p if p.is_absolute() else base / p)
+        rows = read_manifest(manifest, require=("audio_filepath",))
+        paths += [Path(r["audio_filepath"]) for r in rows if r.get("voice") not in voices_exclude]
     if wav_dir:
         paths += sorted(p for p in Path(wav_dir).rglob("*") if p.suffix.lower() in AUDIO_EXT)
     return paths
@@ -85,30 +81,40 @@ def cached_whisper_states(cache: Path | None, paths: list[Path], waves: list, th
     return states
 
 
-def parallel_examples(ap, args, paths: list[Path], waves: list, extra: dict) -> list[tuple[int, torch.Tensor]]:
-    """``(k, states)`` per --parallel-manifest row: its audio's Whisper states warped (DTW, cosine) onto the
-    frames of ``paths[k]``, the row's target_filepath."""
-    from towers.align import warp_index
-
-    base = Path(args.parallel_manifest).resolve().parent
-    rows = [json.loads(line) for line in Path(args.parallel_manifest).read_text().splitlines() if line.strip()]
+def parallel_pairs(ap, manifest: str, paths: list[Path]) -> list[tuple[Path, int]]:
+    """``(audio, k)`` per --parallel-manifest row: another voice's clip and the index in ``paths`` of its
+    target_filepath. Checked before any audio is loaded: a bad manifest is a usage error."""
+    base = Path(manifest).resolve().parent
+    try:
+        rows = read_manifest(manifest, absolute=False, require=("audio_filepath",))
+    except (OSError, ValueError) as e:
+        ap.error(f"--parallel-manifest: {e}")
     where = lambda p: (Path(p) if Path(p).is_absolute() else base / p).resolve()  # noqa: E731
     index = {p.resolve(): k for k, p in enumerate(paths)}
-    bad = [r.get("target_filepath") for r in rows if "target_filepath" not in r or where(r["target_filepath"]) not in index]
+    target = [index.get(where(r["target_filepath"])) if isinstance(r.get("target_filepath"), str) else None
+              for r in rows]
+    bad = [r.get("target_filepath") for r, k in zip(rows, target) if k is None]
     if not rows or bad:
-        ap.error(f"--parallel-manifest {args.parallel_manifest}: {len(bad)} of {len(rows)} rows lack a target_filepath "
-                 f"among the --manifest files, e.g. {bad[:2]}" if rows else f"{args.parallel_manifest} has no rows")
+        ap.error(f"--parallel-manifest {manifest}: {len(bad)} of {len(rows)} rows lack a target_filepath "
+                 f"among the --manifest files, e.g. {bad[:2]}" if rows else f"{manifest} has no rows")
+    return [(where(r["audio_filepath"]), k) for r, k in zip(rows, target)]
+
+
+def parallel_examples(args, pairs: list[tuple[Path, int]], paths: list[Path], waves: list,
+                      extra: dict) -> list[tuple[int, torch.Tensor]]:
+    """``(k, states)`` per pair: its audio's Whisper states warped (DTW, cosine) onto the frames of ``paths[k]``."""
     from tqdm import tqdm
 
-    src_paths = [where(r["audio_filepath"]) for r in rows]
+    from towers.align import warp_index
+
+    src_paths = [p for p, _ in pairs]
     src_waves = [load_audio(p, target_sr=16_000)[0] for p in tqdm(src_paths, desc="loading parallel audio", mininterval=2)]
     cache = Path(args.parallel_states_cache) if args.parallel_states_cache else None
     src_states = cached_whisper_states(cache, src_paths, src_waves, args.threads)
     if "states" not in extra:
         extra["states"] = cached_whisper_states(None, paths, waves, args.threads)
     out, dists = [], []
-    for r, s in zip(tqdm(rows, desc="DTW", mininterval=2), src_states):
-        k = index[where(r["target_filepath"])]
+    for (_, k), s in zip(tqdm(pairs, desc="DTW", mininterval=2), src_states):
         idx, dist = warp_index(s, extra["states"][k])
         out.append((k, s[idx]))
         dists.append(dist)
@@ -174,11 +180,17 @@ def main(argv=None):
     else:
         ap.error(f"unknown codec_type {codec_type!r} in {args.config}")
 
-    paths = audio_paths(args.manifest, args.wav_dir, set(args.exclude_voice))
+    try:
+        paths = audio_paths(args.manifest, args.wav_dir, set(args.exclude_voice))
+    except (OSError, ValueError) as e:
+        ap.error(f"--manifest: {e}")
     if args.max_files:
         paths = paths[: args.max_files]
     if not paths:
         ap.error("no audio files found")
+    if args.parallel_manifest and codec_type != "whisper_kmeans":
+        ap.error("--parallel-manifest is for codec_type whisper_kmeans")
+    pairs = parallel_pairs(ap, args.parallel_manifest, paths) if args.parallel_manifest else None
     from tqdm import tqdm
 
     waves = [load_audio(p, target_sr=16_000)[0] for p in tqdm(paths, desc="loading audio", mininterval=2)]
@@ -209,16 +221,17 @@ def main(argv=None):
     if args.kmeans_manifest:
         if codec_type != "whisper_kmeans" or args.units_from:
             ap.error("--kmeans-manifest is for codec_type whisper_kmeans without --units-from")
-        km_paths = audio_paths(args.kmeans_manifest, None, set(args.exclude_voice))
+        try:
+            km_paths = audio_paths(args.kmeans_manifest, None, set(args.exclude_voice))
+        except (OSError, ValueError) as e:
+            ap.error(f"--kmeans-manifest: {e}")
         if not km_paths:
             ap.error(f"no audio files in {args.kmeans_manifest}")
         km_waves = [load_audio(p, target_sr=16_000)[0] for p in tqdm(km_paths, desc="loading k-means audio", mininterval=2)]
         cache = Path(args.kmeans_states_cache) if args.kmeans_states_cache else None
         extra["kmeans_states"] = cached_whisper_states(cache, km_paths, km_waves, args.threads)
-    if args.parallel_manifest:
-        if codec_type != "whisper_kmeans":
-            ap.error("--parallel-manifest is for codec_type whisper_kmeans")
-        extra["parallel"] = parallel_examples(ap, args, paths, waves, extra)
+    if pairs:
+        extra["parallel"] = parallel_examples(args, pairs, paths, waves, extra)
     t0 = time.time()
     try:
         codec = train(waves, 16_000, codec_cfg, **cfg["train"], **extra)

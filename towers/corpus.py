@@ -739,13 +739,14 @@ def build_corpus(
     )
 
 
-def read_manifest(path: str | os.PathLike, absolute: bool = True) -> list[dict]:
+def read_manifest(path: str | os.PathLike, absolute: bool = True, require: Sequence[str] = ()) -> list[dict]:
     """Rows of a JSONL manifest; ``audio_filepath`` made absolute (relative to the manifest's
     directory) unless ``absolute=False``.
 
     Raises:
         FileNotFoundError: no such manifest.
-        ValueError: a line is not a JSON object (message gives the line number).
+        ValueError: a line is not a JSON object, or lacks one of the ``require`` keys (message gives
+            the line number).
     """
     path = Path(path)
     rows = []
@@ -758,6 +759,9 @@ def read_manifest(path: str | os.PathLike, absolute: bool = True) -> list[dict]:
             raise ValueError(f"{path}:{n}: not JSON ({e})") from None
         if not isinstance(row, dict):
             raise ValueError(f"{path}:{n}: not a JSON object")
+        missing = [k for k in require if not isinstance(row.get(k), str)]
+        if missing:
+            raise ValueError(f"{path}:{n}: no {' or '.join(map(repr, missing))} (a string) in this row")
         if absolute and "audio_filepath" in row:
             row["audio_filepath"] = str((path.parent / row["audio_filepath"]).resolve())
         rows.append(row)

@@ -308,13 +308,22 @@ def test_train_codec_script_refuses_mismatched_codecs_with_a_usage_error(tmp_pat
     src = codec.save_pretrained(tmp_path / "src")
     parallel = tmp_path / "parallel.jsonl"  # its target is not among the training files
     parallel.write_text(json.dumps({"audio_filepath": str(wavs / "0.wav"), "target_filepath": str(tmp_path / "x.wav")}))
+    not_json = tmp_path / "not_json.jsonl"
+    not_json.write_text(json.dumps({"audio_filepath": str(wavs / "0.wav")}) + "\n{audio_filepath: 1.wav\n")
+    no_path = tmp_path / "no_path.jsonl"
+    no_path.write_text(json.dumps({"text": "hello"}) + "\n")
     base = ["--config", str(path.parent / "configs" / "codec_default.json"), "--wav-dir", str(wavs), "--out", str(tmp_path / "out")]
     cases = [(["--decoder-from", str(src), "--set", "codec.dec_channels=7"], "another decoder shape"),
              (["--units-from", str(src), "--set", "codec.stride=1"], "other unit settings"),
              (["--kmeans-manifest", str(tmp_path / "m.jsonl")], "is for codec_type whisper_kmeans"),
              (["--parallel-manifest", str(tmp_path / "m.jsonl")], "is for codec_type whisper_kmeans"),
              (["--config", str(path.parent / "configs" / "codec_whisper.json"), "--parallel-manifest", str(parallel)],
-              "1 of 1 rows lack a target_filepath")]
+              "1 of 1 rows lack a target_filepath"),
+             (["--manifest", str(not_json)], "not_json.jsonl:2: not JSON"),
+             (["--manifest", str(no_path)], "no_path.jsonl:1: no 'audio_filepath'"),
+             (["--manifest", str(tmp_path / "absent.jsonl")], "absent.jsonl"),
+             (["--config", str(path.parent / "configs" / "codec_whisper.json"), "--parallel-manifest", str(not_json)],
+              "--parallel-manifest: " + str(not_json) + ":2: not JSON")]
     for extra, message in cases:
         with pytest.raises(SystemExit) as exc:
             script.main(base + extra)

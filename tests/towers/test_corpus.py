@@ -263,3 +263,22 @@ def test_text_sources_knob(sentences):
     # the held-out cut is per sentence, so it agrees across source sets
     pools_all, pools_f = split_sentences(sentences), split_sentences(sorted(fortunes))
     assert set(pools_f["test"]) <= set(pools_all["test"]) | (fortunes - set(sentences))
+
+
+def test_read_manifest_names_the_bad_line(tmp_path):
+    """A manifest line that is not a JSON object, or lacks a required key, is a ValueError naming the file
+    and line; relative audio paths resolve against the manifest's directory."""
+    good = json.dumps({"audio_filepath": "a.wav", "text": "hi"})
+    path = tmp_path / "m.jsonl"
+    path.write_text(good + "\n\n" + good + "\n")
+    rows = read_manifest(path, require=("audio_filepath", "text"))
+    assert [r["audio_filepath"] for r in rows] == [str((tmp_path / "a.wav").resolve())] * 2
+    assert read_manifest(path, absolute=False)[0]["audio_filepath"] == "a.wav"
+    for bad, message in [("{oops", "m.jsonl:3: not JSON"), ("[1, 2]", "m.jsonl:3: not a JSON object"),
+                         (json.dumps({"text": "hi"}), "m.jsonl:3: no 'audio_filepath'"),
+                         (json.dumps({"audio_filepath": 7, "text": "hi"}), "m.jsonl:3: no 'audio_filepath'")]:
+        path.write_text(good + "\n\n" + bad + "\n")
+        with pytest.raises(ValueError, match=message):
+            read_manifest(path, require=("audio_filepath",))
+    with pytest.raises(FileNotFoundError):
+        read_manifest(tmp_path / "absent.jsonl")

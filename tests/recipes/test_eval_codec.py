@@ -1,0 +1,49 @@
+"""recipes/eval_codec.py: a bad --manifest is a usage error (exit 2) before the codec or judge loads."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).parents[2] / "recipes" / "eval_codec.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("eval_codec_script", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bad_manifest_is_a_usage_error_and_writes_nothing(script, tmp_path, capsys, monkeypatch):
+    def no_loading(*a, **k):
+        raise AssertionError("the codec or judge was loaded before the manifest was checked")
+
+    monkeypatch.setattr(script, "load_codec", no_loading)
+    monkeypatch.setattr(script, "make_judge", no_loading)
+    good = json.dumps({"audio_filepath": "a.wav", "text": "hi", "voice": "v"})
+    cases = {"not_json.jsonl": (good + "\n{oops\n", "not_json.jsonl:2: not JSON"),
+             "no_text.jsonl": (json.dumps({"audio_filepath": "a.wav"}) + "\n", "no_text.jsonl:1: no 'text'"),
+             "empty.jsonl": ("\n", "nothing to evaluate")}
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+    cases["absent.jsonl"] = (None, "absent.jsonl")
+    for name, (_, message) in cases.items():
+        with pytest.raises(SystemExit) as exc:
+            script.main(["--codec", "default", "--manifest", str(tmp_path / name), "--out", str(tmp_path / "out")])
+        assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_load_items_resolves_relative_paths_against_the_manifest(script, tmp_path):
+    (tmp_path / "sub").mkdir()
+    m = tmp_path / "sub" / "m.jsonl"
+    m.write_text(json.dumps({"audio_filepath": "a.wav", "text": "hi"}) + "\n"
+                 + json.dumps({"audio_filepath": "/abs/b.wav", "text": "yo", "voice": "v"}) + "\n")
+    items = script.load_items(str(m), 0, librivox=False)
+    assert [(i["path"], i["text"], i["voice"]) for i in items] == [
+        (str((tmp_path / "sub" / "a.wav").resolve()), "hi", "?"), ("/abs/b.wav", "yo", "v")]
