@@ -239,6 +239,30 @@ def load_tower(
                  source=ref)
 
 
+def portable_ref(ref: str | None, model_dir: str | os.PathLike) -> str | None:
+    """How a saved model records a tower reference: a local path relative to the model's directory (so the
+    model loads from any working directory, and moves together with its towers), or absolute when the two
+    share no directory but the root; a registered name, or ``None`` (in-memory), as is. :func:`resolve_ref`
+    reads it back."""
+    if ref is None or not Path(ref).expanduser().exists():
+        return ref
+    tower, model = Path(ref).expanduser().resolve(), Path(model_dir).resolve()
+    if Path(os.path.commonpath([tower, model])) == Path(tower.anchor):
+        return str(tower)
+    return os.path.relpath(tower, model)
+
+
+def resolve_ref(ref: str | None, model_dir: str | os.PathLike) -> str | None:
+    """A saved model's tower reference -> a reference :func:`load_tower` takes. A relative path found next
+    to the model directory wins; otherwise the reference is returned as given: a registered name, an
+    absolute path, or a path relative to the working directory (models saved before references were
+    made portable)."""
+    if ref is None or Path(ref).expanduser().is_absolute():
+        return ref
+    near = Path(model_dir) / ref
+    return str(near.resolve()) if near.exists() else ref
+
+
 def _check_safe_checkpoint(path: Path) -> None:
     """Refuse directories whose weights exist only as pickle files (we never unpickle)."""
     if any(path.glob("*.safetensors")) or any(path.glob("*.gguf")):

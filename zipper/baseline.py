@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from towers.tower import Tower, cache_kwargs
+from towers.tower import Tower, cache_kwargs, portable_ref, resolve_ref
 from towers.units import UnitTokenizer
 from zipper.model import Segment, ZipperOutput, check_prefix_ids, loss_targets, segment_nll
 
@@ -149,7 +149,9 @@ class SingleDecoder(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().clone().contiguous() for k, v in self.lm.state_dict().items()}
         save_file(state, str(path / "single_decoder.safetensors"))
-        (path / "single_decoder.json").write_text(json.dumps(self.config_dict()) + "\n")
+        meta = self.config_dict()  # the text tower's path relative to this directory (towers.tower.portable_ref)
+        meta["text_tower"] = portable_ref(meta["text_tower"], path)
+        (path / "single_decoder.json").write_text(json.dumps(meta) + "\n")
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, text: Tower | None = None) -> "SingleDecoder":
@@ -159,7 +161,7 @@ class SingleDecoder(nn.Module):
 
         path = Path(path)
         meta = json.loads((path / "single_decoder.json").read_text())
-        model = cls(text or load_tower(meta["text_tower"], modality="text"), meta["n_units"],
+        model = cls(text or load_tower(resolve_ref(meta["text_tower"], path), modality="text"), meta["n_units"],
                     meta.get("text_prefix_ids", []))
         model.lm.load_state_dict(load_file(str(path / "single_decoder.safetensors")), strict=False)
         return model

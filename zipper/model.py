@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from towers.safefile import safetensors_problem
-from towers.tower import Tower, cache_kwargs, load_tower
+from towers.tower import Tower, cache_kwargs, load_tower, portable_ref, resolve_ref
 from zipper.config import ConfigError, ZipperConfig
 from zipper.ctc import CTC_CHARS, CTCHead, char_targets, ctc_loss, ctc_targets
 from zipper.fusion import GatedCrossAttention, InputProjection, diagonal_guide
@@ -451,7 +451,8 @@ class ZipperModel(nn.Module):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
         try:
-            self.config.save(tmp / CONFIG_NAME)
+            # tower paths are recorded relative to this directory, so the zip loads from any working directory
+            replace(self.config, towers=[portable_ref(r, path) for r in self.config.towers]).save(tmp / CONFIG_NAME)
             save_file(self.zip_state_dict(), str(tmp / WEIGHTS_NAME), metadata={"format": "zipper"})
             for f in tmp.iterdir():
                 with open(f, "rb") as fh:
@@ -486,9 +487,17 @@ class ZipperModel(nn.Module):
         if problem:
             raise CheckpointError(problem)
         config = ZipperConfig.from_json(path / CONFIG_NAME)
+        config.towers = [resolve_ref(r, path) for r in config.towers]
         if towers is None:
             if any(r is None for r in config.towers):
                 raise CheckpointError(f"{path}: the config has in-memory towers without references; pass towers=")
+            from towers import registry
+
+            for r, m in zip(config.towers, config.modalities):
+                if not Path(r).expanduser().exists() and not registry.is_registered(r):
+                    raise CheckpointError(f"{path}: its {m} tower {r!r} is neither next to the model "
+                                          f"({(path / r).resolve()}) nor a registered name; restore it there "
+                                          "or pass towers=")
             towers = [load_tower(r, modality=m) for r, m in zip(config.towers, config.modalities)]
         model = cls(config, towers)
         try:

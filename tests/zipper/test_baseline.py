@@ -44,3 +44,26 @@ def test_generates_only_the_output_modality():
     model, _ = _model(2)
     gen = model.generate([Segment("text", torch.randint(3, 56, (3, 4)))], ["speech"], max_new_tokens=10)[0]
     assert gen.input_ids.max() < model.tower("speech").vocab_size
+
+
+def test_save_load_round_trip_from_another_working_directory(tmp_path, monkeypatch):
+    """save_pretrained / from_pretrained give identical logits; the text tower's path is recorded relative
+    to the model directory, so the model loads from any working directory."""
+    import json
+
+    from towers import load_tower
+
+    text = tiny_tower("llama", "text", vocab=56, hidden=32, layers=2, seed=3, init_std=0.4)
+    text.save_pretrained(tmp_path / "runs" / "text-tower")
+    monkeypatch.chdir(tmp_path)
+    model = SingleDecoder(load_tower("runs/text-tower"), n_units=20)
+    train_steps(model, [Segment("speech", torch.randint(3, 23, (2, 9))), Segment("text", torch.randint(3, 56, (2, 5)), loss=True)],
+                steps=2)
+    model.eval()
+    s, t = torch.randint(3, 23, (2, 9)), torch.randint(3, 56, (2, 5))
+    before = model([Segment("speech", s), Segment("text", t)]).logits[1]
+    model.save_pretrained("runs/single/model")
+    assert json.loads((tmp_path / "runs/single/model/single_decoder.json").read_text())["text_tower"] == "../../text-tower"
+    monkeypatch.chdir(tmp_path / "runs")
+    loaded = SingleDecoder.from_pretrained(tmp_path / "runs/single/model")
+    assert torch.equal(loaded([Segment("speech", s), Segment("text", t)]).logits[1], before)

@@ -105,3 +105,41 @@ def test_config_is_plain_json_with_tower_references(pair, tmp_path):
     assert data["modalities"] == ["speech", "text"] and data["tower_hidden_sizes"] == [32, 48]
     with pytest.raises(CheckpointError, match="in-memory"):
         ZipperModel.from_pretrained(tmp_path / "zip")  # tiny towers have no load reference
+
+
+def test_tower_paths_are_saved_relative_to_the_model_and_load_from_any_directory(pair, tmp_path, monkeypatch):
+    """A zip over towers loaded by a path relative to the working directory loads again from another working
+    directory, after its runs directory moved, and (as saved before paths were made portable) when its
+    config names the towers relative to the working directory; a tower that is gone is a CheckpointError."""
+    import shutil
+
+    from towers import load_tower
+
+    runs = tmp_path / "project" / "runs"
+    for t, name in zip(pair, ("speech-tower", "text-tower")):
+        t.save_pretrained(runs / name)
+    monkeypatch.chdir(tmp_path / "project")
+    towers = [load_tower("runs/speech-tower"), load_tower("runs/text-tower")]
+    model = _model(towers)
+    open_gates(model)
+    before = _logits(model)
+    model.save_pretrained("runs/zip/model")
+    saved = json.loads((runs / "zip" / "model" / "zipper_config.json").read_text())["towers"]
+    assert saved == ["../../speech-tower", "../../text-tower"]
+
+    monkeypatch.chdir(tmp_path)
+    assert torch.equal(_logits(ZipperModel.from_pretrained("project/runs/zip/model")), before)
+    shutil.move(str(runs), str(tmp_path / "moved"))  # the whole runs directory moves: still loads
+    loaded = ZipperModel.from_pretrained(tmp_path / "moved" / "zip" / "model")
+    assert torch.equal(_logits(loaded), before)
+    assert loaded.config.towers == [str(tmp_path / "moved" / n) for n in ("speech-tower", "text-tower")]
+
+    config = tmp_path / "moved" / "zip" / "model" / "zipper_config.json"
+    old = json.loads(config.read_text())
+    old["towers"] = ["moved/speech-tower", "moved/text-tower"]  # an older save: relative to the working dir
+    config.write_text(json.dumps(old))
+    assert torch.equal(_logits(ZipperModel.from_pretrained("moved/zip/model")), before)
+
+    shutil.rmtree(tmp_path / "moved" / "speech-tower")
+    with pytest.raises(CheckpointError, match="speech tower 'moved/speech-tower' is neither next to the model"):
+        ZipperModel.from_pretrained("moved/zip/model")
