@@ -85,7 +85,7 @@ def cmd_speak(a) -> int:
 def cmd_train(a) -> int:
     from zipper.recipe import main
 
-    return main([a.config] + (["--steps", str(a.steps)] if a.steps else []) + (["--out", a.out] if a.out else [])
+    return main([a.config] + (["--steps", str(a.steps)] if a.steps is not None else []) + (["--out", a.out] if a.out else [])
                 + (["--max-minutes", str(a.max_minutes)] if a.max_minutes is not None else [])
                 + (["--results-md", a.results_md] if a.results_md else []))
 

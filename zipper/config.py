@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -117,11 +118,7 @@ class ZipperConfig:
             raise ConfigError("num_heads and lora_rank must be >= 0 and dropout in [0, 1)")
 
     def _check_types(self) -> None:
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            value, hint = getattr(self, f.name), hints[f.name]
-            if not _is_instance(value, hint):
-                raise ConfigError(f"{f.name} must be {_type_name(hint)}, got {value!r}")
+        check_field_types(self)
 
     @property
     def edges(self) -> list[tuple[str, str]]:
@@ -160,6 +157,18 @@ class ZipperConfig:
         return cls.from_dict(data)
 
 
+def check_field_types(config) -> None:
+    """Every field of a config dataclass holds its annotated type (JSON gives no guarantee); floats must
+    be finite. The one type check of ZipperConfig and the recipes' RecipeConfig."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value, hint = getattr(config, f.name), hints[f.name]
+        if not _is_instance(value, hint):
+            raise ConfigError(f"{f.name} must be {_type_name(hint)}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{f.name} must be finite, got {value!r}")
+
+
 def _is_instance(value, hint) -> bool:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is list:
@@ -176,4 +185,4 @@ def _is_instance(value, hint) -> bool:
 
 
 def _type_name(hint) -> str:
-    return str(hint).replace("typing.", "")
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")

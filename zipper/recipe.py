@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 
 from towers.codec import load_codec
-from zipper.config import ConfigError, check_ctc_units
+from zipper.config import ConfigError, check_ctc_units, check_field_types
 from zipper.ctc_beam import FUSION_ALPHA, FUSION_BEAM, FUSION_BETA
 from zipper.data import subset
 from zipper.distributed import barrier, is_main_process
@@ -97,8 +97,28 @@ class RecipeConfig:
     eval_mos: bool = True  # TTS: DNSMOS of generated and reference audio (towers.judges.MosJudge, ~3 s a clip)
 
     def __post_init__(self) -> None:
+        from towers.corpus import SIZES as CORPUS_SIZES
+        from towers.speech_lm import SIZES as TOWER_SIZES
+
+        check_field_types(self)  # wrong JSON types and NaN/inf refused before any corpus or tower work
         if self.task not in TASKS:
             raise ConfigError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.corpus_size not in CORPUS_SIZES or self.speech_tower_size not in TOWER_SIZES:
+            raise ConfigError(f"corpus_size must be one of {sorted(CORPUS_SIZES)} and speech_tower_size one of "
+                              f"{sorted(TOWER_SIZES)}, got {self.corpus_size!r}, {self.speech_tower_size!r}")
+        if (not self.directions or len(set(self.directions)) != len(self.directions)
+                or not set(self.directions) <= {"speech->text", "text->speech"}):
+            raise ConfigError("directions must be distinct entries of 'speech->text' and 'text->speech', "
+                              f"got {self.directions}")
+        at_least = {"steps": 1, "batch_size": 1, "eval_utts": 1, "max_units": 1, "projection_layers": 1,
+                    "warmup_steps": 0, "eval_every": 0, "ffn_mult": 0, "lora_rank": 0, "max_minutes": 0,
+                    "cross_attention_interval_speech": 0, "cross_attention_interval_text": 0}
+        low = {k: getattr(self, k) for k, v in at_least.items() if getattr(self, k) < v}
+        if low:
+            raise ConfigError(f"out of range: {low} (minimums: { {k: at_least[k] for k in low} })")
+        if self.lr <= 0 or self.gate_lr_mult <= 0 or not 0 <= self.ctc_weight < 1:
+            raise ConfigError(f"lr and gate_lr_mult must be > 0 and ctc_weight in [0, 1), got lr={self.lr}, "
+                              f"gate_lr_mult={self.gate_lr_mult}, ctc_weight={self.ctc_weight}")
         if self.model not in ("zipper", "single_decoder"):
             raise ConfigError(f"model must be 'zipper' or 'single_decoder', got {self.model!r}")
         if not 0 < self.data_fraction <= 1:
@@ -127,8 +147,10 @@ class RecipeConfig:
             data = json.loads(Path(path).read_text())
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path} is not valid JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a recipe config must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known) if isinstance(data, dict) else ["<not an object>"]
+        unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"{path}: unknown keys {unknown}; known: {sorted(known)}")
         return cls(**data)
@@ -380,15 +402,13 @@ def main(argv: list[str] | None = None) -> int:
                                         "('none': no row)")
     a = p.parse_args(argv)
     cfg = RecipeConfig.from_json(a.config)
-    if a.steps:
-        cfg.steps = a.steps
-    if a.out:
-        cfg.out = a.out
-    if a.max_minutes is not None:
-        if not a.max_minutes >= 0:  # NaN too
-            raise ConfigError(f"--max-minutes must be >= 0, got {a.max_minutes}")
-        cfg.max_minutes = a.max_minutes
-    overrides = ([f"--steps {a.steps}"] * bool(a.steps) + [f"--out {a.out}"] * bool(a.out)
+    if a.max_minutes is not None and not a.max_minutes >= 0:  # NaN too
+        raise ConfigError(f"--max-minutes must be >= 0, got {a.max_minutes}")
+    if a.steps is not None and a.steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {a.steps}")
+    given = {k: v for k, v in (("steps", a.steps), ("out", a.out), ("max_minutes", a.max_minutes)) if v is not None}
+    cfg = dataclasses.replace(cfg, **given)  # validated again, like the config itself
+    overrides = ([f"--steps {a.steps}"] * ("steps" in given) + [f"--out {a.out}"] * ("out" in given)
                  + ([f"--max-minutes {a.max_minutes:g}"] if a.max_minutes is not None else []))
     cfg.command = " ".join([cfg.command or f"zipper train {a.config}", *overrides])  # what was really run
     run(cfg, results_md=RESULTS_MD if a.results_md is None else None if a.results_md == "none" else Path(a.results_md))

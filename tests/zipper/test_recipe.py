@@ -223,3 +223,53 @@ def test_splits_used_cut_the_rows_before_encoding_and_pretraining_reads_the_name
     for bad in ([], ["dev"], ["train", "test"], ["train", "train"]):  # a repeat would double that audio
         with pytest.raises(ConfigError, match="pretrain_speech_splits"):
             RecipeConfig(task="pretrain_speech", pretrain_speech_splits=bad)
+
+
+def _json_values():
+    from hypothesis import strategies as st
+
+    scalars = st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.text(max_size=12) | st.floats(allow_nan=True)
+    return st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                                          max_size=2), max_leaves=5)
+
+
+def test_recipe_config_field_values_either_load_or_raise_config_error():
+    """Any JSON value in any field: a RecipeConfig, or a ConfigError saying what is wrong, never another
+    exception (so `zipper train` reports it as a usage error before any corpus or tower work)."""
+    import dataclasses
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from zipper.config import ConfigError
+
+    names = [f.name for f in dataclasses.fields(RecipeConfig)]
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.sampled_from(names), _json_values())
+    def check(name, value):
+        try:
+            cfg = RecipeConfig(**{name: value})
+        except ConfigError as e:
+            assert str(e)
+        else:  # accepted: the value has the field's type, and numbers are finite and in range
+            assert getattr(cfg, name) == value
+            assert cfg.steps >= 1 and cfg.batch_size >= 1 and cfg.lr > 0
+
+    check()
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"steps": -5}, "steps"), ({"batch_size": 0}, "batch_size"), ({"lr": -1.0}, "lr"), ({"lr": "1e-3"}, "lr must be float"),
+    ({"directions": ["x->y"]}, "directions"), ({"ctc_weight": 1.5}, "ctc_weight"), ({"corpus_size": "xl"}, "corpus_size"),
+    ({"speech_tower_size": "huge"}, "speech_tower_size"), ({"max_minutes": -1}, "max_minutes"), ([1], "JSON object")])
+def test_bad_recipe_config_is_a_usage_error_before_any_work(data, message, monkeypatch, tmp_path, capsys):
+    import zipper.recipe as recipe
+
+    monkeypatch.setattr(recipe, "run", lambda *a, **k: pytest.fail("run() reached with a bad config"))
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(data))
+    assert cli(["train", str(path)]) == 2
+    assert message in capsys.readouterr().err
+    path.write_text(json.dumps({"task": "asr"}))
+    assert cli(["train", str(path), "--steps", "0"]) == 2 and "steps" in capsys.readouterr().err
