@@ -200,6 +200,7 @@ def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:
 
     from zipper.data import load_split
 
+    check_references(cfg)  # seconds, not after an hour of corpus building and unit encoding
     # starts the process group under torchrun / accelerate launch (gloo without a GPU); a no-op alone
     state = PartialState(cpu=not torch.cuda.is_available())
     torch.manual_seed(cfg.seed)
@@ -226,6 +227,23 @@ def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:
             append_results_row(cfg, results, results_md)
     state.destroy_process_group()
     return results
+
+
+def check_references(cfg: RecipeConfig) -> None:
+    """The codec and the towers a recipe will load exist (a path, or a shipped / registered name)."""
+    from towers import registry
+    from towers.codec import SHIPPED_CODECS
+
+    if cfg.codec not in SHIPPED_CODECS and not Path(cfg.codec).is_dir():
+        raise ConfigError(f"codec {cfg.codec!r} is neither a shipped codec ({sorted(SHIPPED_CODECS)}) nor a directory")
+    if cfg.task == "pretrain_speech":
+        return  # writes the speech tower, reads no tower
+    for name, ref in (("text_tower", cfg.text_tower), ("speech_tower", cfg.speech_tower)):
+        if not Path(ref).expanduser().exists() and not registry.is_registered(ref):
+            hint = (" Pretrain one first with a pretrain_speech config whose speech_tower is this path "
+                    "(e.g. recipes/configs/speech_tower_small.json)." if name == "speech_tower" else
+                    f" Registered towers: {', '.join(registry.list_towers())}.")
+            raise ConfigError(f"{name} {ref!r} is neither a local path nor a registered name.{hint}")
 
 
 def splits_used(cfg: RecipeConfig) -> dict[str, Callable[[list[dict]], list[dict]] | None]:

@@ -273,3 +273,17 @@ def test_bad_recipe_config_is_a_usage_error_before_any_work(data, message, monke
     assert message in capsys.readouterr().err
     path.write_text(json.dumps({"task": "asr"}))
     assert cli(["train", str(path), "--steps", "0"]) == 2 and "steps" in capsys.readouterr().err
+
+
+def test_missing_tower_or_codec_is_refused_before_the_corpus_is_built(tmp_path, capsys):
+    """A recipe whose speech tower, text tower or codec does not exist fails in seconds with a usage error,
+    before it builds a corpus or writes its output directory."""
+    base = {"task": "asr", "corpus": str(tmp_path / "corpus"), "out": str(tmp_path / "out"), "corpus_size": "tiny"}
+    for extra, message in [({"speech_tower": str(tmp_path / "no-tower")}, "Pretrain one first"),
+                           ({"speech_tower": str(tmp_path), "text_tower": "no-such-lm"}, "text_tower 'no-such-lm'"),
+                           ({"codec": "no-such-codec"}, "neither a shipped codec")]:
+        path = tmp_path / "c.json"
+        path.write_text(json.dumps({**base, **extra}))
+        assert cli(["train", str(path)]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "corpus").exists() and not (tmp_path / "out").exists()
