@@ -661,11 +661,13 @@ def build_corpus(
             raise CorpusError(f"unknown size {size!r}; choose from {', '.join(SIZES)} or give hours")
         hours = SIZES[size]
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    items, unpaired_text, voices = plan_corpus(
+    if out.exists() and not out.is_dir():
+        raise CorpusError(f"{out} is a file, not a corpus directory")
+    items, unpaired_text, voices = plan_corpus(  # bad arguments are refused before anything is written
         hours, seed=seed, augment_prob=augment_prob, test_voices=test_voices, dev_voices=dev_voices,
         text_sources=text_sources,
     )
+    out.mkdir(parents=True, exist_ok=True)
     todo = [it for it in items if _valid_wav(out / it.path) is None]
     failed: dict[str, str] = {}
     if todo:
@@ -771,16 +773,8 @@ def read_manifest(path: str | os.PathLike, absolute: bool = True, require: Seque
 # --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["_worker"]:  # internal: synthesis worker process (see _run_worker_pool)
-        return _worker_main()
-    ap = argparse.ArgumentParser(
-        prog="python -m towers.corpus",
-        description="Build an offline paired speech/text corpus from synthetic voices.",
-    )
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="build, resume or verify a corpus directory")
+def add_build_arguments(b: argparse.ArgumentParser) -> None:
+    """The options of ``build``: shared by ``python -m towers.corpus build`` and ``zipper data build``."""
     b.add_argument("--out", required=True, help="output corpus directory (created; reruns resume)")
     b.add_argument("--size", default="tiny", choices=sorted(SIZES),
                    help="preset: tiny (~2 min audio), small (~1 h), medium (~6 h), base (~30 h); default tiny")
@@ -796,6 +790,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--text-sources", nargs="+", default=["fortunes", "gcide"], choices=["fortunes", "gcide"],
                    help="sentence sources: fortunes (modern) and/or gcide (archaic literary quotations)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_build(args: argparse.Namespace) -> int:
+    """``build`` with parsed :func:`add_build_arguments` options: the report as JSON, or one error line and 2."""
+    try:
+        rep = build_corpus(
+            args.out, hours=args.hours, size=args.size, seed=args.seed, num_workers=args.workers,
+            augment_prob=args.augment_prob, test_voices=args.test_voices, dev_voices=args.dev_voices,
+            text_sources=args.text_sources, progress=not args.no_progress,
+        )
+    except (CorpusError, KeyError) as e:
+        print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in rep.as_dict().items() if k != "failed"}, indent=2))
+    if rep.n_failed:
+        print(f"warning: {rep.n_failed} utterances failed; see {Path(args.out) / 'corpus.json'}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_worker"]:  # internal: synthesis worker process (see _run_worker_pool)
+        return _worker_main()
+    ap = argparse.ArgumentParser(
+        prog="python -m towers.corpus",
+        description="Build an offline paired speech/text corpus from synthetic voices.",
+    )
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    add_build_arguments(sub.add_parser("build", help="build, resume or verify a corpus directory"))
     v = sub.add_parser("voices", help="list the registered voices and whether they are installed")
     v.add_argument("--json", action="store_true", help="print JSON")
     args = ap.parse_args(argv)
@@ -808,19 +831,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for r in rows:
                 print(f"{r['name']:20s} {r['engine']:10s} speaker={r['speaker']:18s} {'ok' if r['available'] else 'MISSING'}")
         return 0
-    try:
-        rep = build_corpus(
-            args.out, hours=args.hours, size=args.size, seed=args.seed, num_workers=args.workers,
-            augment_prob=args.augment_prob, test_voices=args.test_voices, dev_voices=args.dev_voices,
-            text_sources=args.text_sources, progress=not args.no_progress,
-        )
-    except (CorpusError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps({k: v for k, v in rep.as_dict().items() if k != "failed"}, indent=2))
-    if rep.n_failed:
-        print(f"warning: {rep.n_failed} utterances failed; see {Path(args.out) / 'corpus.json'}", file=sys.stderr)
-    return 0
+    return run_build(args)
 
 
 if __name__ == "__main__":

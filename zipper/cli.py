@@ -131,9 +131,9 @@ def cmd_towers(a) -> int:
 
 
 def cmd_data_build(a) -> int:
-    from towers.corpus import main
+    from towers.corpus import run_build
 
-    return main(["build", "--size", a.size, "--out", a.out])
+    return run_build(a)
 
 
 def cmd_codec_roundtrip(a) -> int:
@@ -230,9 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="corpus tools")
     dsub = data.add_subparsers(dest="data_command", required=True)
-    b = dsub.add_parser("build", help="build an offline paired speech/text corpus")
-    b.add_argument("--size", default="tiny", help="tiny (~2 min), small (~1 h), medium (~6 h) or base (~30 h)")
-    b.add_argument("--out", required=True, help="output directory")
+    from towers.corpus import add_build_arguments
+
+    b = dsub.add_parser("build", help="build, resume or verify an offline paired speech/text corpus")
+    add_build_arguments(b)  # the same options as `python -m towers.corpus build`
     b.set_defaults(fn=cmd_data_build)
     return p
 

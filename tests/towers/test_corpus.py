@@ -247,12 +247,26 @@ def test_augment_wave(tmp_path):
     assert len(w) >= len(x) and np.max(np.abs(w)) <= 0.99 + 1e-4
 
 
-def test_cli_voices_and_errors(capsys):
+def test_cli_voices_and_errors(capsys, tmp_path):
+    """`python -m towers.corpus` and `zipper data build` take the same options and refuse bad ones with one
+    error line (exit 2) before writing anything."""
+    from zipper.cli import main as zipper_main
+
     assert main(["voices"]) == 0
     assert "piper-joe" in capsys.readouterr().out
-    assert main(["build", "--out", "/tmp/zz-never", "--hours", "-1"]) == 2
-    with pytest.raises(SystemExit):
-        main(["build", "--help"])
+    (tmp_path / "file").write_text("x")
+    cases = [(["--hours", "-1"], "hours must be positive"), (["--hours", "nan"], "hours must be positive"),
+             (["--augment-prob", "2"], "augment_prob"), (["--test-voices", "nobody"], "error: unknown voice 'nobody'"),
+             (["--out", str(tmp_path / "file")], "is a file, not a corpus directory")]
+    for cli in (lambda a: main(["build", *a]), lambda a: zipper_main(["data", "build", *a])):
+        for extra, message in cases:
+            assert cli(["--out", str(tmp_path / "c"), *extra]) == 2
+            assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+    for cli in (lambda a: main(["build", *a]), lambda a: zipper_main(["data", "build", *a])):
+        with pytest.raises(SystemExit):
+            cli(["--help"])
+        assert "--test-voices" in capsys.readouterr().out
 
 
 def test_text_sources_knob(sentences):
