@@ -254,8 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     except expected as e:
         print(f"zipper: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("zipper: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # zipper.train.TrainingInterrupted says where its checkpoint is
+        print(f"zipper: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130
 
 

@@ -7,6 +7,8 @@ batch_size and resuming stays exact), DDP averages the gradients of the trainabl
 towers have ``requires_grad=False`` and DDP never registers them), and rank 0 alone writes checkpoints.
 Checkpoints hold only trainable tensors + optimizer state, as safetensors, written to a temporary
 directory and renamed into place with a ``COMPLETE`` marker; `fit` resumes from the latest complete one.
+Ctrl-C (SIGINT) or SIGTERM (a scheduler's pre-emption) ends the current step, writes a checkpoint and
+raises :class:`TrainingInterrupted`: the same command resumes from there (a second Ctrl-C stops at once).
 """
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ import json
 import math
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +29,32 @@ from typing import Callable, Iterator
 import torch
 
 COMPLETE = "COMPLETE"
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by SIGINT / SIGTERM after checkpointing its last finished step."""
+
+
+class _StopRequest:
+    """While active, SIGINT / SIGTERM only set ``signum``: the loop finishes its step and checkpoints. A
+    second signal raises KeyboardInterrupt at once. Signal handlers exist only in the main thread."""
+
+    def __init__(self):
+        self.signum, self._old = None, {}
+
+    def __enter__(self) -> "_StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
 
 
 @dataclass
@@ -196,6 +226,22 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
     stream = itertools.islice(batch_stream(start * world), rank, None, world)  # this rank's share
     t0 = time.time()
     bar = tqdm(range(start, cfg.steps), desc=desc, disable=not accelerator.is_main_process, dynamic_ncols=True)
+    with _StopRequest() as stop:
+        stopped = _loop(accelerator, model, raw, loss_fn, stream, optimizer, scheduler, cfg, bar, ckpt_dir,
+                        eval_fn, desc, history, evals, t0, stop)
+    accelerator.wait_for_everyone()  # rank 0's checkpoint is complete before any rank returns
+    if stopped is not None:
+        raise TrainingInterrupted(f"{signal.Signals(stopped).name} at step {len(history)}: checkpoint written to "
+                                  f"{ckpt_dir}; run the same command again to resume")
+    if end_training:
+        accelerator.end_training()
+    return {"history": history, "evals": evals, "wall_s": round(time.time() - t0, 1), "steps": len(history)}
+
+
+def _loop(accelerator, model, raw, loss_fn, stream, optimizer, scheduler, cfg, bar, ckpt_dir, eval_fn, desc,
+          history, evals, t0, stop) -> int | None:
+    """The steps of `fit`; -> the signal that stopped them, or None."""
+    world = accelerator.num_processes
     for step in bar:
         model.train()
         with accelerator.autocast():
@@ -210,22 +256,26 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
         if (step + 1) % cfg.log_every == 0:
             bar.set_postfix(loss=f"{sum(history[-cfg.log_every:]) / cfg.log_every:.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
         out_of_time = bool(cfg.max_minutes) and time.time() - t0 > 60 * cfg.max_minutes
-        if cfg.max_minutes and world > 1:  # every rank must stop at the same step, or the others hang
-            out_of_time = accelerator.reduce(torch.tensor(float(out_of_time), device=accelerator.device), "sum").item() > 0
+        stopping = stop.signum is not None
+        if world > 1:  # every rank must stop at the same step, or the others hang
+            flags = torch.tensor([float(out_of_time), float(stopping)], device=accelerator.device)
+            out_of_time, stopping = (accelerator.reduce(flags, "sum") > 0).tolist()
         is_last = step + 1 == cfg.steps or out_of_time
+        checkpoint = lambda: save_checkpoint(ckpt_dir, raw, optimizer, scheduler, step + 1, {  # noqa: E731
+            "history": history, "evals": evals, "config": asdict(cfg), "model_config": model_signature(raw)})
+        if stopping and not is_last:  # a signal: checkpoint this step and stop, no evaluation
+            if accelerator.is_main_process:
+                checkpoint()
+            accelerator.print(f"\n[{desc}] interrupted: checkpoint at step {step + 1}")
+            return stop.signum or signal.SIGINT
         if eval_fn is not None and (is_last or (cfg.eval_every and (step + 1) % cfg.eval_every == 0)):
             model.eval()
             metrics = {"step": step + 1, **eval_fn()}
             evals.append(metrics)
             accelerator.print(f"[{desc}] step {step + 1}: " + ", ".join(f"{k}={v}" for k, v in metrics.items() if k != "step"))
         if accelerator.is_main_process and (is_last or (cfg.save_every and (step + 1) % cfg.save_every == 0)):
-            save_checkpoint(ckpt_dir, raw, optimizer, scheduler, step + 1, {"history": history, "evals": evals,
-                                                                          "config": asdict(cfg),
-                                                                          "model_config": model_signature(raw)})
+            checkpoint()
         if out_of_time:
             accelerator.print(f"[{desc}] time budget of {cfg.max_minutes} min reached at step {step + 1}")
             break
-    accelerator.wait_for_everyone()  # rank 0's checkpoint is complete before any rank returns
-    if end_training:
-        accelerator.end_training()
-    return {"history": history, "evals": evals, "wall_s": round(time.time() - t0, 1), "steps": len(history)}
+    return None

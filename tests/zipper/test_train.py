@@ -31,3 +31,42 @@ def test_gate_lr_multiplier_moves_gates_faster(tmp_path):
         moved[mult] = max(gates)
         assert others and all(not p.requires_grad for p in model.tower("text").model.parameters())
     assert 0.5e-3 < moved[1.0] < 2e-3 and 25e-3 < moved[50.0] < 100e-3, moved
+
+
+def test_sigint_checkpoints_the_step_and_resuming_equals_an_uninterrupted_run(tmp_path):
+    """Ctrl-C (SIGINT) during training: the step finishes, a checkpoint is written, TrainingInterrupted is
+    raised; running again resumes there and ends with the weights of a run never interrupted."""
+    import os
+    import signal
+
+    import pytest
+
+    from zipper.train import TrainingInterrupted, latest_checkpoint
+
+    def new_model():
+        torch.manual_seed(0)
+        return ZipperModel.from_towers([tiny_tower("llama", "speech", vocab=40, seed=1),
+                                        tiny_tower("gpt2", "text", vocab=56, seed=2)], directions=["speech->text"])
+
+    cfg = TrainConfig(steps=6, lr=1e-3, warmup_steps=1)
+    whole = new_model()
+    fit(whole, lambda m, b: m(b).loss, _stream, cfg, tmp_path / "whole")
+
+    calls = []
+
+    def loss_then_sigint(m, b):
+        calls.append(1)
+        if len(calls) == 3:  # the signal arrives mid-step 3
+            os.kill(os.getpid(), signal.SIGINT)
+        return m(b).loss
+
+    model = new_model()
+    with pytest.raises(TrainingInterrupted, match="SIGINT at step 3"):
+        fit(model, loss_then_sigint, _stream, cfg, tmp_path / "cut")
+    assert latest_checkpoint(tmp_path / "cut" / "checkpoints").name.endswith("3")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    resumed = new_model()
+    res = fit(resumed, lambda m, b: m(b).loss, _stream, cfg, tmp_path / "cut")
+    assert res["steps"] == 6
+    for (n, a), b in zip(whole.named_parameters(), resumed.parameters()):
+        assert torch.equal(a, b), n
