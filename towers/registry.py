@@ -59,12 +59,33 @@ def register_tower(name: str, path: str | os.PathLike, modality: str, gguf_file:
 
 
 def _from_env() -> dict[str, TowerEntry]:
+    """The towers of the JSON file named by ``ZIPPER_TOWERS``; a relative ``path`` is relative to that file.
+    A file that cannot be read or has bad entries is a TowerError naming it."""
+    from towers.tower import TowerError
+
     file = os.environ.get("ZIPPER_TOWERS")
     if not file:
         return {}
-    data = json.loads(Path(file).read_text())
-    return {k: TowerEntry(v["path"], v["modality"], v.get("gguf_file"), v.get("description", ""))
-            for k, v in data.items()}
+    where = f"ZIPPER_TOWERS={file}"
+    try:
+        data = json.loads(Path(file).read_text())
+    except OSError as e:
+        raise TowerError(f"{where}: cannot read it ({e.strerror or e})") from None
+    except ValueError as e:
+        raise TowerError(f"{where}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise TowerError(f"{where}: must be a JSON object of name -> {{\"path\": ..., \"modality\": ...}}")
+    entries = {}
+    for name, v in data.items():
+        ok = (isinstance(v, dict) and isinstance(v.get("path"), str) and isinstance(v.get("modality"), str)
+              and isinstance(v.get("gguf_file", ""), (str, type(None))) and isinstance(v.get("description", ""), str))
+        if not ok:
+            raise TowerError(f"{where}: entry {name!r} must be an object with string 'path' and 'modality' "
+                             f"(optional 'gguf_file', 'description'), got {v!r}")
+        path = Path(v["path"]).expanduser()
+        entries[name] = TowerEntry(str(path if path.is_absolute() else Path(file).parent / path), v["modality"],
+                                   v.get("gguf_file"), v.get("description", ""))
+    return entries
 
 
 def list_towers() -> list[str]:

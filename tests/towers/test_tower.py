@@ -106,3 +106,29 @@ def test_real_smollm2_zip_trains_and_generates():
     assert all(torch.equal(p, before[n]) for n, p in text.model.named_parameters())
     out = model.generate([Segment("speech", units)], ["text"], max_new_tokens=8)[0]
     assert out.input_ids.shape[0] == 1
+
+
+def test_towers_json_file_relative_paths_and_bad_files(tmp_path, monkeypatch, capsys):
+    """ZIPPER_TOWERS: a relative path is relative to the JSON file; a bad file is one TowerError naming it
+    (and one `zipper: error:` line from `zipper towers`), never a KeyError or JSONDecodeError traceback."""
+    import json
+
+    from zipper.cli import main as cli
+
+    tiny_tower("llama", "speech", vocab=40, seed=1).save_pretrained(tmp_path / "ckpt" / "sp")
+    reg = tmp_path / "conf" / "towers.json"
+    reg.parent.mkdir()
+    reg.write_text(json.dumps({"my-speech": {"path": "../ckpt/sp", "modality": "speech"}}))
+    monkeypatch.setenv("ZIPPER_TOWERS", str(reg))
+    monkeypatch.chdir(tmp_path / "conf")
+    assert "my-speech" in list_towers() and load_tower("my-speech").modality == "speech"
+    for text, message in [("{bad", "not valid JSON"), ("[1]", "must be a JSON object"),
+                          (json.dumps({"x": {"modality": "text"}}), "entry 'x' must be an object with string 'path'"),
+                          (None, "cannot read it")]:
+        if text is None:
+            reg.unlink()
+        else:
+            reg.write_text(text)
+        with pytest.raises(TowerError, match=message):
+            list_towers()
+        assert cli(["towers"]) == 2 and message in capsys.readouterr().err
