@@ -114,8 +114,10 @@ class SingleDecoder(nn.Module):
                  top_p: float = 1.0, num_beams: int = 1, generator: torch.Generator | None = None, **_) -> list[Segment]:
         from transformers import DynamicCache
 
-        from zipper.generation import pick_next
+        from zipper.generation import check_generation_args, pick_next
 
+        max_new_tokens = check_generation_args(output_modalities, max_new_tokens, do_sample, temperature, top_k,
+                                               top_p, num_beams)[0]
         if len(output_modalities) != 1 or num_beams != 1:
             raise ValueError("the single-decoder baseline generates one modality, without beam search")
         m = output_modalities[0]

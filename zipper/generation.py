@@ -13,11 +13,36 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
+import math
+
 import torch
 
 if TYPE_CHECKING:
     from zipper.ctc_prefix import JointCTCScorer
     from zipper.model import Segment, ZipperModel
+
+
+def check_generation_args(output_modalities, max_new_tokens, do_sample: bool = False, temperature: float = 1.0,
+                          top_k: int = 0, top_p: float = 1.0, num_beams: int = 1) -> list[int]:
+    """Refuse bad generation settings with a ValueError saying which; -> one token budget per output modality.
+    The one check of ZipperModel.generate and the single-decoder baseline's."""
+    if isinstance(output_modalities, str) or not output_modalities:
+        raise ValueError(f"output_modalities must be a non-empty list of modality names, got {output_modalities!r}")
+    if isinstance(max_new_tokens, (list, tuple)):
+        budgets = list(max_new_tokens)
+    else:
+        budgets = [max_new_tokens] * len(output_modalities)
+    if len(budgets) != len(output_modalities):
+        raise ValueError("give one max_new_tokens per output modality (and at least one output modality)")
+    if not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in budgets):
+        raise ValueError(f"max_new_tokens must be integers >= 1, got {max_new_tokens!r}")
+    if not isinstance(num_beams, int) or num_beams < 1:
+        raise ValueError(f"num_beams must be an integer >= 1, got {num_beams!r}")
+    if do_sample and not (temperature > 0 and math.isfinite(temperature)):  # NaN fails both
+        raise ValueError(f"temperature must be > 0 when sampling, got {temperature}")
+    if do_sample and not (isinstance(top_k, int) and top_k >= 0 and 0 < top_p <= 1):
+        raise ValueError(f"top_k must be an integer >= 0 (0: off) and top_p in (0, 1], got {top_k!r}, {top_p!r}")
+    return budgets
 
 
 def pick_next(logits: torch.Tensor, do_sample: bool, temperature: float = 1.0, top_k: int = 0,
@@ -54,10 +79,8 @@ def generate(model: "ZipperModel", prompt: Sequence["Segment"], output_modalitie
     from zipper.model import Segment
 
     model.check_segments(prompt)
-    if isinstance(max_new_tokens, int):
-        max_new_tokens = [max_new_tokens] * len(output_modalities)
-    if len(max_new_tokens) != len(output_modalities) or not output_modalities:
-        raise ValueError("give one max_new_tokens per output modality (and at least one output modality)")
+    max_new_tokens = check_generation_args(output_modalities, max_new_tokens, do_sample, temperature, top_k, top_p,
+                                           num_beams)
     if not 0.0 <= ctc_weight <= 1.0:
         raise ValueError(f"ctc_weight must be in [0, 1], got {ctc_weight}")
     if (num_beams > 1 or ctc_weight) and (len(output_modalities) > 1 or do_sample):

@@ -123,3 +123,22 @@ def test_generation_argument_errors(model):
         model.generate(prompt, ["text"], max_new_tokens=[3, 4])
     with pytest.raises(ValueError, match="temperature"):
         model.generate(prompt, ["text"], do_sample=True, temperature=0.0)
+    bad = [dict(max_new_tokens=0), dict(max_new_tokens=-1), dict(max_new_tokens=3.5), dict(max_new_tokens=True),
+           dict(num_beams=0), dict(do_sample=True, top_p=1.5), dict(do_sample=True, top_p=0.0),
+           dict(do_sample=True, top_k=-2), dict(do_sample=True, temperature=float("nan"))]
+    for kwargs in bad:
+        with pytest.raises(ValueError, match="max_new_tokens|num_beams|top_k|temperature"):
+            model.generate(prompt, ["text"], **kwargs)
+    with pytest.raises(ValueError, match="non-empty list"):
+        model.generate(prompt, "text")  # a string is not a list of modalities
+
+
+def test_single_decoder_generation_argument_errors():
+    from zipper.baseline import SingleDecoder
+
+    model = SingleDecoder(tiny_tower("llama", "text", vocab=56, hidden=32, layers=2, seed=3), n_units=20)
+    prompt = [Segment("speech", torch.randint(3, 23, (1, 5)))]
+    for kwargs in [dict(max_new_tokens=0), dict(do_sample=True, top_p=2.0), dict(num_beams=0)]:
+        with pytest.raises(ValueError, match="max_new_tokens|top_k|num_beams"):
+            model.generate(prompt, ["text"], **kwargs)
+    assert model.generate(prompt, ["text"], max_new_tokens=2)[0].input_ids.shape[1] <= 2
