@@ -366,9 +366,13 @@ class ZipperModel(nn.Module):
                 raise ValueError(f"segment modality {s.modality!r} has no tower; towers: {list(self.tower_objs)}")
             if s.input_ids.ndim != 2 or s.input_ids.shape[0] != batch or s.input_ids.shape[1] == 0:
                 raise ValueError(f"segment {s.modality!r}: input_ids must be (B={batch}, T>0), got {tuple(s.input_ids.shape)}")
+            if s.input_ids.dtype.is_floating_point or s.input_ids.dtype.is_complex or s.input_ids.dtype == torch.bool:
+                raise ValueError(f"segment {s.modality!r}: input_ids must be integer token ids, got {s.input_ids.dtype}")
             if s.attention_mask is not None and s.attention_mask.shape != s.input_ids.shape:
                 raise ValueError(f"segment {s.modality!r}: attention_mask shape {tuple(s.attention_mask.shape)} "
                                  f"!= input_ids shape {tuple(s.input_ids.shape)}")
+            if s.attention_mask is not None and not ((s.attention_mask == 0) | (s.attention_mask == 1)).all():
+                raise ValueError(f"segment {s.modality!r}: attention_mask must hold only 0 and 1 (or booleans)")
             vocab = self.tower_objs[s.modality].vocab_size
             if s.input_ids.min() < 0 or s.input_ids.max() >= vocab:
                 raise ValueError(f"segment {s.modality!r}: token ids must lie in [0, {vocab})")

@@ -142,6 +142,11 @@ def test_bad_segments_rejected(pair):
         model([Segment("speech", torch.ones(1, 0, dtype=torch.long))])
     with pytest.raises(ValueError, match="attention_mask"):
         model([Segment("speech", torch.ones(1, 3, dtype=torch.long), torch.ones(1, 4))])
+    with pytest.raises(ValueError, match="integer token ids"):
+        model([Segment("speech", torch.ones(1, 3))])
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        model([Segment("speech", torch.ones(1, 3, dtype=torch.long), torch.full((1, 3), 2))])
+    model([Segment("speech", torch.ones(1, 3, dtype=torch.long), torch.ones(1, 3, dtype=torch.bool))])  # bool mask ok
     with pytest.raises(ConfigError, match="modalities"):
         ZipperModel.from_towers([speech, tiny_tower("llama", "speech")], directions=["speech->text"])
 
