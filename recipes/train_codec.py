@@ -162,23 +162,34 @@ def main(argv=None):
         ap.error("give --manifest or --wav-dir")
 
     torch.set_num_threads(args.threads)
-    cfg = json.loads(Path(args.config).read_text())
-    for item in args.set:
-        key, val = item.split("=", 1)
-        section, name = key.split(".", 1)
-        cfg[section][name] = json.loads(val)
+    try:
+        cfg = json.loads(Path(args.config).read_text())
+        for item in args.set:
+            key, sep, val = item.partition("=")
+            section, dot, name = key.partition(".")
+            if not (sep and dot and isinstance(cfg.get(section), dict)):
+                raise ValueError(f"--set {item!r}: expected SECTION.KEY=JSON with SECTION one of "
+                                 f"{[k for k, v in cfg.items() if isinstance(v, dict)]}")
+            cfg[section][name] = json.loads(val)
+    except (OSError, ValueError) as e:  # json.JSONDecodeError is a ValueError
+        ap.error(f"--config / --set: {e}")
     codec_type = cfg.get("codec_type", "mel_kmeans")
-    if codec_type == "mel_kmeans":
-        codec_cfg = MelUnitCodecConfig.from_dict(cfg["codec"])
-        train = train_mel_unit_codec
-    elif codec_type == "whisper_kmeans":
-        from towers.codec_train import train_whisper_unit_codec
-        from towers.whisper_units import WhisperUnitCodecConfig
+    from towers.codec import CodecFormatError
 
-        codec_cfg = WhisperUnitCodecConfig.from_dict(cfg["codec"])
-        train = train_whisper_unit_codec
-    else:
-        ap.error(f"unknown codec_type {codec_type!r} in {args.config}")
+    try:
+        if codec_type == "mel_kmeans":
+            codec_cfg = MelUnitCodecConfig.from_dict(cfg["codec"])
+            train = train_mel_unit_codec
+        elif codec_type == "whisper_kmeans":
+            from towers.codec_train import train_whisper_unit_codec
+            from towers.whisper_units import WhisperUnitCodecConfig
+
+            codec_cfg = WhisperUnitCodecConfig.from_dict(cfg["codec"])
+            train = train_whisper_unit_codec
+        else:
+            ap.error(f"unknown codec_type {codec_type!r} in {args.config}")
+    except (CodecFormatError, KeyError, TypeError) as e:
+        ap.error(f"{args.config}: bad codec config: {e}")
 
     try:
         paths = audio_paths(args.manifest, args.wav_dir, set(args.exclude_voice))

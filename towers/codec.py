@@ -68,6 +68,7 @@ from safetensors.torch import load_file, save_file
 
 from towers.audio import EmptyAudioError, preprocess
 from towers.safefile import safetensors_problem
+from towers.typed_config import check_field_types
 from towers.kmeans import assign
 from towers.unit_decoder import UnitToMel
 from towers.vocoder import GriffinLimVocoder, LogMel
@@ -109,6 +110,20 @@ _LAZY_CODEC_MODULES = {"whisper_kmeans": "towers.whisper_units"}
 
 class CodecFormatError(ValueError):
     """A codec directory that is missing, malformed, or in a format we refuse to load (pickle)."""
+
+
+def check_codec_config(config) -> None:
+    """A codec config dataclass (read from JSON: a ``--set`` or a saved ``codec_config.json``) has its fields'
+    types, positive integers and frequencies, and dilation lists of positive integers; else CodecFormatError."""
+    check_field_types(config, CodecFormatError)
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, list) and not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
+            raise CodecFormatError(f"{f.name} must be a list of integers >= 1, got {value!r}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+            raise CodecFormatError(f"{f.name} must be > 0, got {value!r}")
+    if config.vocab_size < 2:
+        raise CodecFormatError(f"vocab_size must be >= 2, got {config.vocab_size}")
 
 
 def register_codec(name: str):
@@ -250,6 +265,8 @@ class SpeechCodec(ABC):
             config = json.loads(cfg_path.read_text())
         except json.JSONDecodeError as e:
             raise CodecFormatError(f"{cfg_path} is not valid JSON: {e}") from None
+        if not isinstance(config, dict):
+            raise CodecFormatError(f"{cfg_path} must hold a JSON object, got {type(config).__name__}")
         ctype = config.pop("codec_type", None)
         version = config.pop("format_version", None)
         if version != FORMAT_VERSION:
@@ -296,6 +313,9 @@ class MelUnitCodecConfig:
     dec_frame_dilations: list = field(default_factory=lambda: [1, 2])
     dec_kernel: int = 5
     gl_iters: int = 64
+
+    def __post_init__(self) -> None:
+        check_codec_config(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "MelUnitCodecConfig":

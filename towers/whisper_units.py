@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 import torch
 
-from towers.codec import CodecFormatError, SpeechCodec, register_codec
+from towers.codec import CodecFormatError, SpeechCodec, check_codec_config, register_codec
 from towers.kmeans import assign
 from towers.unit_decoder import UnitToMel
 from towers.vocoder import GriffinLimVocoder, LogMel
@@ -122,6 +122,9 @@ class WhisperUnitCodecConfig:
     # distance weighs each state direction by how much decoding uses it (better than ``standardise``
     # alone: recipes/RESULTS_codec.md, "k-means in the decoder's space").
     project: bool = False
+
+    def __post_init__(self) -> None:
+        check_codec_config(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "WhisperUnitCodecConfig":

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from towers.typed_config import check_field_types
 
 
 class ConfigError(ValueError):
@@ -118,7 +118,7 @@ class ZipperConfig:
             raise ConfigError("num_heads and lora_rank must be >= 0 and dropout in [0, 1)")
 
     def _check_types(self) -> None:
-        check_field_types(self)
+        check_field_types(self, ConfigError)
 
     @property
     def edges(self) -> list[tuple[str, str]]:
@@ -155,34 +155,3 @@ class ZipperConfig:
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path} is not valid JSON: {e}") from None
         return cls.from_dict(data)
-
-
-def check_field_types(config) -> None:
-    """Every field of a config dataclass holds its annotated type (JSON gives no guarantee); floats must
-    be finite. The one type check of ZipperConfig and the recipes' RecipeConfig."""
-    hints = typing.get_type_hints(type(config))
-    for f in dataclasses.fields(config):
-        value, hint = getattr(config, f.name), hints[f.name]
-        if not _is_instance(value, hint):
-            raise ConfigError(f"{f.name} must be {_type_name(hint)}, got {value!r}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{f.name} must be finite, got {value!r}")
-
-
-def _is_instance(value, hint) -> bool:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is list:
-        return isinstance(value, list) and all(_is_instance(v, args[0]) for v in value)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        return any(_is_instance(value, a) for a in args)
-    if hint is type(None):
-        return value is None
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint)
-
-
-def _type_name(hint) -> str:
-    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")

@@ -27,7 +27,8 @@ from typing import Callable
 import torch
 
 from towers.codec import load_codec
-from zipper.config import ConfigError, check_ctc_units, check_field_types
+from towers.typed_config import check_field_types
+from zipper.config import ConfigError, check_ctc_units
 from zipper.ctc_beam import FUSION_ALPHA, FUSION_BEAM, FUSION_BETA
 from zipper.data import subset
 from zipper.distributed import barrier, is_main_process
@@ -100,7 +101,7 @@ class RecipeConfig:
         from towers.corpus import SIZES as CORPUS_SIZES
         from towers.speech_lm import SIZES as TOWER_SIZES
 
-        check_field_types(self)  # wrong JSON types and NaN/inf refused before any corpus or tower work
+        check_field_types(self, ConfigError)  # wrong JSON types and NaN/inf refused before any corpus or tower work
         if self.task not in TASKS:
             raise ConfigError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.corpus_size not in CORPUS_SIZES or self.speech_tower_size not in TOWER_SIZES:

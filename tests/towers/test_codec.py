@@ -139,6 +139,21 @@ def test_refuses_torch_save_archive(codec, tmp_path):
         SpeechCodec.from_pretrained(tmp_path)
 
 
+def test_refuses_saved_configs_with_bad_values(codec, tmp_path):
+    """A codec_config.json edited by hand (a string for a number, a zero, a list for the object) is a
+    CodecFormatError naming the problem, not a failure later inside the decoder."""
+    codec.save_pretrained(tmp_path)
+    good = json.loads((tmp_path / "codec_config.json").read_text())
+    for change, message in [({"gl_iters": "64"}, "gl_iters must be int"), ({"n_mels": 0}, "n_mels must be > 0"),
+                            ({"dec_unit_dilations": [1, -2]}, "list of integers >= 1")]:
+        (tmp_path / "codec_config.json").write_text(json.dumps({**good, **change}))
+        with pytest.raises(CodecFormatError, match=message):
+            SpeechCodec.from_pretrained(tmp_path)
+    (tmp_path / "codec_config.json").write_text("[1]")
+    with pytest.raises(CodecFormatError, match="JSON object"):
+        SpeechCodec.from_pretrained(tmp_path)
+
+
 def test_refuses_missing_and_unknown(tmp_path):
     with pytest.raises(CodecFormatError):
         SpeechCodec.from_pretrained(tmp_path / "nope")
@@ -320,6 +335,12 @@ def test_train_codec_script_refuses_mismatched_codecs_with_a_usage_error(tmp_pat
              (["--config", str(path.parent / "configs" / "codec_whisper.json"), "--parallel-manifest", str(parallel)],
               "1 of 1 rows lack a target_filepath"),
              (["--manifest", str(not_json)], "not_json.jsonl:2: not JSON"),
+             (["--set", "codec.vocab_size"], "expected SECTION.KEY=JSON"),
+             (["--set", "nosection.x=1"], "expected SECTION.KEY=JSON"),
+             (["--set", "codec.vocab_size=[oops"], "--config / --set"),
+             (["--set", 'codec.vocab_size="512"'], "vocab_size must be int"),
+             (["--set", "codec.gl_iters=0"], "gl_iters must be > 0"),
+             (["--set", "codec.no_such_key=1"], "unknown MelUnitCodec config keys"),
              (["--manifest", str(no_path)], "no_path.jsonl:1: no 'audio_filepath'"),
              (["--manifest", str(tmp_path / "absent.jsonl")], "absent.jsonl"),
              (["--config", str(path.parent / "configs" / "codec_whisper.json"), "--parallel-manifest", str(not_json)],
