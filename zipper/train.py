@@ -226,9 +226,45 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
     stream = itertools.islice(batch_stream(start * world), rank, None, world)  # this rank's share
     t0 = time.time()
     bar = tqdm(range(start, cfg.steps), desc=desc, disable=not accelerator.is_main_process, dynamic_ncols=True)
+    stopped = None
     with _StopRequest() as stop:
-        stopped = _loop(accelerator, model, raw, loss_fn, stream, optimizer, scheduler, cfg, bar, ckpt_dir,
-                        eval_fn, desc, history, evals, t0, stop)
+        for step in bar:
+            model.train()
+            with accelerator.autocast():
+                loss = loss_fn(model, next(stream))
+            accelerator.backward(loss)
+            if cfg.grad_clip:
+                accelerator.clip_grad_norm_(list(_trainable(raw).values()), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            history.append(round(accelerator.reduce(loss.detach(), "mean").item(), 5))
+            if (step + 1) % cfg.log_every == 0:
+                bar.set_postfix(loss=f"{sum(history[-cfg.log_every:]) / cfg.log_every:.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
+            out_of_time = bool(cfg.max_minutes) and time.time() - t0 > 60 * cfg.max_minutes
+            stopping = stop.signum is not None
+            if world > 1:  # every rank must stop at the same step, or the others hang
+                flags = torch.tensor([float(out_of_time), float(stopping)], device=accelerator.device)
+                out_of_time, stopping = (accelerator.reduce(flags, "sum") > 0).tolist()
+            is_last = step + 1 == cfg.steps or out_of_time
+            checkpoint = lambda: save_checkpoint(ckpt_dir, raw, optimizer, scheduler, step + 1, {  # noqa: E731
+                "history": history, "evals": evals, "config": asdict(cfg), "model_config": model_signature(raw)})
+            if stopping and not is_last:  # a signal: checkpoint this step and stop, no evaluation
+                if accelerator.is_main_process:
+                    checkpoint()
+                accelerator.print(f"\n[{desc}] interrupted: checkpoint at step {step + 1}")
+                stopped = stop.signum or signal.SIGINT
+                break
+            if eval_fn is not None and (is_last or (cfg.eval_every and (step + 1) % cfg.eval_every == 0)):
+                model.eval()
+                metrics = {"step": step + 1, **eval_fn()}
+                evals.append(metrics)
+                accelerator.print(f"[{desc}] step {step + 1}: " + ", ".join(f"{k}={v}" for k, v in metrics.items() if k != "step"))
+            if accelerator.is_main_process and (is_last or (cfg.save_every and (step + 1) % cfg.save_every == 0)):
+                checkpoint()
+            if out_of_time:
+                accelerator.print(f"[{desc}] time budget of {cfg.max_minutes} min reached at step {step + 1}")
+                break
     accelerator.wait_for_everyone()  # rank 0's checkpoint is complete before any rank returns
     if stopped is not None:
         raise TrainingInterrupted(f"{signal.Signals(stopped).name} at step {len(history)}: checkpoint written to "
@@ -236,46 +272,3 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
     if end_training:
         accelerator.end_training()
     return {"history": history, "evals": evals, "wall_s": round(time.time() - t0, 1), "steps": len(history)}
-
-
-def _loop(accelerator, model, raw, loss_fn, stream, optimizer, scheduler, cfg, bar, ckpt_dir, eval_fn, desc,
-          history, evals, t0, stop) -> int | None:
-    """The steps of `fit`; -> the signal that stopped them, or None."""
-    world = accelerator.num_processes
-    for step in bar:
-        model.train()
-        with accelerator.autocast():
-            loss = loss_fn(model, next(stream))
-        accelerator.backward(loss)
-        if cfg.grad_clip:
-            accelerator.clip_grad_norm_(list(_trainable(raw).values()), cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        history.append(round(accelerator.reduce(loss.detach(), "mean").item(), 5))
-        if (step + 1) % cfg.log_every == 0:
-            bar.set_postfix(loss=f"{sum(history[-cfg.log_every:]) / cfg.log_every:.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
-        out_of_time = bool(cfg.max_minutes) and time.time() - t0 > 60 * cfg.max_minutes
-        stopping = stop.signum is not None
-        if world > 1:  # every rank must stop at the same step, or the others hang
-            flags = torch.tensor([float(out_of_time), float(stopping)], device=accelerator.device)
-            out_of_time, stopping = (accelerator.reduce(flags, "sum") > 0).tolist()
-        is_last = step + 1 == cfg.steps or out_of_time
-        checkpoint = lambda: save_checkpoint(ckpt_dir, raw, optimizer, scheduler, step + 1, {  # noqa: E731
-            "history": history, "evals": evals, "config": asdict(cfg), "model_config": model_signature(raw)})
-        if stopping and not is_last:  # a signal: checkpoint this step and stop, no evaluation
-            if accelerator.is_main_process:
-                checkpoint()
-            accelerator.print(f"\n[{desc}] interrupted: checkpoint at step {step + 1}")
-            return stop.signum or signal.SIGINT
-        if eval_fn is not None and (is_last or (cfg.eval_every and (step + 1) % cfg.eval_every == 0)):
-            model.eval()
-            metrics = {"step": step + 1, **eval_fn()}
-            evals.append(metrics)
-            accelerator.print(f"[{desc}] step {step + 1}: " + ", ".join(f"{k}={v}" for k, v in metrics.items() if k != "step"))
-        if accelerator.is_main_process and (is_last or (cfg.save_every and (step + 1) % cfg.save_every == 0)):
-            checkpoint()
-        if out_of_time:
-            accelerator.print(f"[{desc}] time budget of {cfg.max_minutes} min reached at step {step + 1}")
-            break
-    return None
