@@ -11,9 +11,8 @@ that the cached path must match.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
-
 import math
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
