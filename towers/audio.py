@@ -31,6 +31,7 @@ import numpy as np
 import soundfile as sf
 
 __all__ = [
+    "writable_format",
     "AudioError",
     "EmptyAudioError",
     "CorruptAudioError",
@@ -464,6 +465,17 @@ def load_audio(
     )
 
 
+def writable_format(path: str | os.PathLike) -> str:
+    """The soundfile format ``path``'s extension names (``out.wav`` -> ``WAV``); UnsupportedFormatError if none.
+    Check it before long work whose result goes to ``path``."""
+    p = Path(path)
+    fmt = p.suffix.lstrip(".").upper()
+    fmt = {"OGA": "OGG", "AIF": "AIFF"}.get(fmt, fmt)
+    if fmt not in sf.available_formats():
+        raise UnsupportedFormatError(f"cannot write {p.name!r}: unknown audio extension {p.suffix!r}")
+    return fmt
+
+
 def save_audio(
     path: str | os.PathLike,
     wave: object,
@@ -487,10 +499,7 @@ def save_audio(
     sr = _check_sr(sr)
     if p.exists() and not overwrite:
         raise AudioFileExistsError(f"{p} exists; pass overwrite=True to replace it")
-    fmt = p.suffix.lstrip(".").upper()
-    fmt = {"OGA": "OGG", "AIF": "AIFF"}.get(fmt, fmt)
-    if fmt not in sf.available_formats():
-        raise UnsupportedFormatError(f"cannot write {p.name!r}: unknown audio extension {p.suffix!r}")
+    fmt = writable_format(p)
     if subtype is None and fmt in ("WAV", "FLAC", "AIFF"):
         subtype = "PCM_16"
     if subtype is not None and not sf.check_format(fmt, subtype):

@@ -36,6 +36,19 @@ def _load_model_codec(path: str):
     return SpeechCodec.from_pretrained(codec_dir) if codec_dir.is_dir() else load_default_codec()
 
 
+def _check_output(path: str, overwrite: bool) -> Path:
+    """An audio output path that can be written, checked before any model work."""
+    from towers.audio import writable_format
+
+    out = Path(path)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    if not out.parent.exists():
+        raise FileNotFoundError(f"output folder {out.parent} does not exist")
+    writable_format(out)
+    return out
+
+
 def cmd_transcribe(a) -> int:
     from towers.audio import load_audio
     from zipper.tasks import transcribe_units
@@ -66,11 +79,7 @@ def cmd_speak(a) -> int:
         raise ValueError("nothing to speak: the text is empty")
     if len(text) > a.max_chars:
         raise ValueError(f"text is {len(text)} characters, more than --max-chars {a.max_chars}")
-    out = Path(a.output)
-    if out.exists() and not a.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    if not out.parent.exists():
-        raise FileNotFoundError(f"output folder {out.parent} does not exist")
+    out = _check_output(a.output, a.overwrite)
     codec = _load_model_codec(a.model)
     model = _load_model(a.model)
     units = speak_units(model, [text], units_per_second=codec.units_per_second)[0]
@@ -140,9 +149,7 @@ def cmd_codec_roundtrip(a) -> int:
     from towers.audio import load_audio, save_audio
     from towers.codec import load_codec
 
-    out = Path(a.output)
-    if out.exists() and not a.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    out = _check_output(a.output, a.overwrite)
     codec = load_codec(a.codec)
     wave, sr = load_audio(a.audio, target_sr=codec.sample_rate, max_seconds=a.max_seconds)
     units = codec.encode(wave, sr)

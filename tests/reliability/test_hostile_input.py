@@ -16,8 +16,10 @@ from hypothesis import strategies as st
 
 from tests.conftest import tiny_text_tower
 from zipper.cli import main as cli
+from zipper.data import LIBRIVOX
 
 ROOT = Path(__file__).resolve().parents[2]
+ROOT_WAV = str(LIBRIVOX / "sense_and_sensibility_01_austen_64kb-0870.wav")  # a real recording
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +77,10 @@ def test_speak_rejects_bad_text_and_outputs(model_dir, tmp_path, capsys):
     for text in ["", "   \n\t", "x" * 5000]:
         _bad(capsys, ["speak", text, "--model", m, "-o", str(tmp_path / "a.wav")])
     _bad(capsys, ["speak", "hello", "--model", m, "-o", str(tmp_path / "no" / "dir" / "a.wav")])
+    # an unwritable extension is refused before the model loads (a missing model would be the other error)
+    assert "unknown audio extension" in _bad(capsys, ["speak", "hello", "--model", str(tmp_path / "no-model"),
+                                                      "-o", str(tmp_path / "a.xyz")])
+    assert "unknown audio extension" in _bad(capsys, ["codec", "roundtrip", ROOT_WAV, "-o", str(tmp_path / "a.xyz")])
     keep = tmp_path / "keep.wav"
     keep.write_bytes(b"precious")
     _bad(capsys, ["speak", "hello", "--model", m, "-o", str(keep)])
