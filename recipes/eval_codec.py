@@ -67,6 +67,14 @@ def load_items(manifest: str | list[str] | None, n: int, librivox: bool) -> list
     return items
 
 
+def set_vocoder(codec, n_iter: int | None = None, seed: int | None = None) -> None:
+    """Override the Griffin-Lim iterations and phase seed of ``codec``'s vocoder (None: keep the codec's)."""
+    if n_iter is not None:
+        codec.vocoder.griffin_lim.n_iter = n_iter
+    if seed is not None:
+        codec.vocoder.seed = seed
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--codec", required=True, help=f"codec directory, or a shipped codec name ({', '.join(SHIPPED_CODECS)})")
@@ -77,6 +85,9 @@ def main(argv=None):
     ap.add_argument("--judge", default="whisper", choices=["whisper", "pocketsphinx"], help="ASR judge")
     ap.add_argument("--beam", type=int, default=1,
                     help="Whisper judge beam size (1: greedy, the default of every table; 5 loops less on buzzy audio)")
+    ap.add_argument("--gl-iters", type=int, help="decode with this many Griffin-Lim iterations (default: the codec's)")
+    ap.add_argument("--gl-seed", type=int, help="Griffin-Lim's random-phase seed (default: the codec's, 0); another "
+                                                "seed shows how far the phase draw alone moves the judge")
     ap.add_argument("--out", required=True, help="output directory (results.json + round-tripped WAVs)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = ap.parse_args(argv)
@@ -84,6 +95,8 @@ def main(argv=None):
 
     if args.beam < 1:
         ap.error(f"--beam must be >= 1, got {args.beam}")
+    if args.gl_iters is not None and args.gl_iters < 1:
+        ap.error(f"--gl-iters must be >= 1, got {args.gl_iters}")
     try:  # read the manifests before loading the codec and the judge: a bad one costs nothing
         items = load_items(args.manifest, args.n, args.librivox)
     except (OSError, ValueError) as e:
@@ -91,6 +104,7 @@ def main(argv=None):
     if not items:
         ap.error("nothing to evaluate: give --manifest and/or --librivox")
     codec = load_codec(args.codec)
+    set_vocoder(codec, args.gl_iters, args.gl_seed)
     transcribe = make_judge(args.judge, args.beam)
     out = Path(args.out)
     (out / "wav").mkdir(parents=True, exist_ok=True)
@@ -133,6 +147,7 @@ def main(argv=None):
                 print(f"  {v:32s} original {wer([i['ref'] for i in vs], [i['hyp_original'] for i in vs]):6.1%}"
                       f"  codec {wer([i['ref'] for i in vs], [i['hyp_codec'] for i in vs]):6.1%}")
     result = {"command": " ".join(sys.argv), "codec": args.codec, "judge": args.judge, "judge_beam": args.beam,
+              "gl_iters": codec.vocoder.griffin_lim.n_iter, "gl_seed": codec.vocoder.seed,
               "units_per_second": codec.units_per_second, "vocab_size": codec.vocab_size,
               "seconds": round(time.time() - t0, 1), "table": rows, "items": items}
     (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
