@@ -108,6 +108,9 @@ def cmd_eval(a) -> int:
     from zipper.tasks import tts_metrics
 
     cfg = RecipeConfig.from_json(a.config)
+    if cfg.task == "pretrain_speech":
+        raise ValueError(f"zipper eval evaluates asr, tts and joint recipes; {a.config} pretrains a speech tower, "
+                         f"whose held-out unit perplexity is in {Path(cfg.out) / 'results.json'}")
     if a.fusion or a.beams or a.fusion_beam:  # validated again: fusion needs a character CTC head
         cfg = dataclasses.replace(cfg, eval_fusion=cfg.eval_fusion or a.fusion, eval_beams=a.beams or cfg.eval_beams,
                                   fusion_beam=a.fusion_beam or cfg.fusion_beam)

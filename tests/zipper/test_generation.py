@@ -92,6 +92,7 @@ def test_beam_search_scores_at_least_greedy(model):
     prompt = [Segment("speech", _speech(1, 8, 6))]
     text = model.tower("text")
 
+    @torch.no_grad()
     def logprob(seg):
         start = model.start_ids("text")[None]
         ids = torch.cat([start, seg.input_ids[:, seg.attention_mask[0].bool()], torch.tensor([[text.eos_token_id]])], 1)

@@ -287,3 +287,10 @@ def test_missing_tower_or_codec_is_refused_before_the_corpus_is_built(tmp_path, 
         assert cli(["train", str(path)]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "corpus").exists() and not (tmp_path / "out").exists()
+
+
+def test_eval_of_a_pretraining_config_says_what_eval_is_for(tmp_path, capsys):
+    path = tmp_path / "pt.json"
+    path.write_text(json.dumps({"task": "pretrain_speech", "out": str(tmp_path / "run")}))
+    assert cli(["eval", str(path)]) == 2
+    assert "evaluates asr, tts and joint recipes" in capsys.readouterr().err
