@@ -30,6 +30,8 @@ def test_json_round_trip(tmp_path):
     ({"frozen": [True]}, "entries"),
     ({"cross_attention_interval": [-1, 1]}, ">= 0"),
     ({"lora_towers": ["image"]}, "lora_towers"),
+    ({"lora_rank": 4}, "go together"),  # no tower named: would add no adapters, silently
+    ({"lora_towers": ["speech"]}, "go together"),
     ({"projection_layers": 0}, ">= 1"),
     ({"dropout": 1.5}, "dropout"),
 ])
