@@ -12,6 +12,11 @@ its ratio to the original's WER, and the original's WER (``towers.judges.wer``).
 codec WER minus the first's, resampling the utterances both were run on (matched by audio path): the
 test for "this codec beats that one" on the same sentences, which the two unpaired intervals overstate.
 ``--voices PREFIX`` restricts the held-out groups to voices starting with PREFIX (``!PREFIX``: the others).
+
+``DIR1+DIR2``: one evaluation pooled from runs of the same codec on the same utterances that differ only
+in Griffin-Lim's phase seed (``eval_codec.py --gl-seed``): WERs pool both runs' transcripts, and the
+bootstrap resamples utterances with all their transcripts, so a paired difference averages over the seeds
+instead of depending on one phase draw (which alone moves the held-out WER by ~0.7 points).
 """
 import argparse
 import json
@@ -36,10 +41,12 @@ def main(argv=None):
         ap.error("--paired needs --bootstrap N")
     first = None
     for d in args.evals:
-        path = Path(d) / "results.json"
-        if not path.is_file():
-            ap.error(f"{path} does not exist: run recipes/eval_codec.py --out {d} first")
-        items = json.loads(path.read_text())["items"]
+        items = []
+        for part in d.split("+"):
+            path = Path(part) / "results.json"
+            if not path.is_file():
+                ap.error(f"{path} does not exist: run recipes/eval_codec.py --out {part} first")
+            items += json.loads(path.read_text())["items"]
         held = [i for i in items if i["set"].startswith("held-out") and keep_voice(i["voice"], args.voices)]
         groups = [("all", held), (f"not {args.voice}", [i for i in held if i["voice"] != args.voice]),
                   (args.voice, [i for i in held if i["voice"] == args.voice]),
@@ -68,17 +75,31 @@ def keep_voice(voice: str, rule: str | None) -> bool:
     return not voice.startswith(rule[1:]) if rule.startswith("!") else voice.startswith(rule)
 
 
+def by_utterance(items: list[dict]) -> dict[str, list[dict]]:
+    """Items grouped by audio path, in first-seen order: one item per utterance, or one per pooled run."""
+    groups: dict[str, list[dict]] = {}
+    for i in items:
+        groups.setdefault(i["path"], []).append(i)
+    return groups
+
+
+def _wer(groups, key: str) -> float:
+    """Corpus WER of the ``key`` transcripts over every item of every (possibly repeated) utterance group."""
+    flat = [i for g in groups for i in g]
+    return wer([i["ref"] for i in flat], [i[key] for i in flat]).wer
+
+
 def paired_difference(base: list[dict], items: list[dict], n: int, seed: int = 0) -> tuple[float, float, float, int]:
     """Held-out codec WER of ``items`` minus ``base``'s on the utterances (audio paths) both have, and the
-    2.5% / 97.5% quantiles of that difference over ``n`` paired resamples -> (diff, lo, hi, shared)."""
-    theirs = {i["path"]: i for i in base}
-    pairs = [(theirs[i["path"]], i) for i in items if i["path"] in theirs]
+    2.5% / 97.5% quantiles of that difference over ``n`` paired resamples of the utterances (each with
+    all its pooled runs) -> (diff, lo, hi, shared)."""
+    theirs, ours = by_utterance(base), by_utterance(items)
+    pairs = [(theirs[p], g) for p, g in ours.items() if p in theirs]
     if not pairs:
         raise SystemExit("--paired: the evaluations share no utterances")
 
     def diff(sample):
-        refs = [b["ref"] for b, _ in sample]
-        return wer(refs, [i["hyp_codec"] for _, i in sample]).wer - wer(refs, [b["hyp_codec"] for b, _ in sample]).wer
+        return _wer([g for _, g in sample], "hyp_codec") - _wer([b for b, _ in sample], "hyp_codec")
 
     rng = random.Random(seed)
     ds = sorted(diff([rng.choice(pairs) for _ in pairs]) for _ in range(n))
@@ -87,12 +108,10 @@ def paired_difference(base: list[dict], items: list[dict], n: int, seed: int = 0
 
 def bootstrap_ratio(items: list[dict], n: int, seed: int = 0) -> tuple[float, float]:
     """2.5% and 97.5% quantiles of corpus WER(codec) / WER(original) over ``n`` utterance resamples."""
-    rng, ratios = random.Random(seed), []
+    rng, ratios, groups = random.Random(seed), [], list(by_utterance(items).values())
     for _ in range(n):
-        s = [rng.choice(items) for _ in items]
-        refs = [i["ref"] for i in s]
-        orig = wer(refs, [i["hyp_original"] for i in s]).wer
-        ratios.append(wer(refs, [i["hyp_codec"] for i in s]).wer / max(orig, 1e-9))
+        s = [rng.choice(groups) for _ in groups]
+        ratios.append(_wer(s, "hyp_codec") / max(_wer(s, "hyp_original"), 1e-9))
     ratios.sort()
     return ratios[int(0.025 * n)], ratios[min(n - 1, int(0.975 * n))]
 

@@ -51,3 +51,19 @@ def test_voices_keeps_a_prefix_or_its_complement(groups):
     assert groups.keep_voice("espeak:en-us+f2", None) and groups.keep_voice("espeak:en-us+f2", "espeak")
     assert not groups.keep_voice("flite:rms", "espeak") and groups.keep_voice("flite:rms", "!espeak")
     assert not groups.keep_voice("espeak:en-us+f2", "!espeak")
+
+
+def test_pooled_runs_average_over_seeds_and_resample_whole_utterances(groups, tmp_path, capsys):
+    """DIR1+DIR2 pools two runs of one codec (two Griffin-Lim seeds): its WER is the runs' mean, and a paired
+    difference against a single run counts each utterance once, with both of its transcripts."""
+    paths = [f"u{i}.wav" for i in range(8)]
+    runs = {"base": ["a b x d"] * 8, "seed0": ["a b c d"] * 8, "seed1": ["a b x d"] * 8}  # 25%, 0%, 25%
+    for name, hyps in runs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps({"items": items(hyps, paths)}))
+    groups.main([str(tmp_path / "base"), f"{tmp_path / 'seed0'}+{tmp_path / 'seed1'}", "--paired", "--bootstrap", "20"])
+    out = capsys.readouterr().out.splitlines()
+    assert "all 12.5%" in out[1] and "minus the first: -12.5% [-12.5%, -12.5%] on 8 shared" in out[1]
+    pooled = items(runs["seed0"], paths) + items(runs["seed1"], paths)
+    assert list(groups.by_utterance(pooled)) == paths and all(len(g) == 2 for g in groups.by_utterance(pooled).values())
+    assert groups.bootstrap_ratio(pooled, 30) == groups.bootstrap_ratio(pooled, 30)  # seeded
