@@ -164,6 +164,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     try:
         cfg = json.loads(Path(args.config).read_text())
+        if not isinstance(cfg, dict):
+            raise ValueError(f"{args.config} must hold a JSON object")
         for item in args.set:
             key, sep, val = item.partition("=")
             section, dot, name = key.partition(".")
