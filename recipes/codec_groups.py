@@ -16,7 +16,7 @@ test for "this codec beats that one" on the same sentences, which the two unpair
 ``DIR1+DIR2``: one evaluation pooled from runs of the same codec on the same utterances that differ only
 in Griffin-Lim's phase seed (``eval_codec.py --gl-seed``): WERs pool both runs' transcripts, and the
 bootstrap resamples utterances with all their transcripts, so a paired difference averages over the seeds
-instead of depending on one phase draw (which alone moves the held-out WER by ~0.7 points).
+instead of depending on one phase draw (which alone moves the held-out WER by up to ~1 point).
 """
 import argparse
 import json
