@@ -1,10 +1,23 @@
 """Shared fixtures: tiny towers built offline from configs (no weights are downloaded)."""
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 
 from towers import Tower
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def load_recipe_script(name: str):
+    """A recipes/ script (not a package module) imported from its file, e.g. ``load_recipe_script("eval_codec")``."""
+    spec = importlib.util.spec_from_file_location(f"{name}_script", RECIPES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_tower(kind: str, modality: str, vocab: int = 48, hidden: int = 32, layers: int = 2, seed: int = 0,

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).parents[2] / "recipes" / "codec_groups.py"
-
+from tests.conftest import load_recipe_script
 
 @pytest.fixture(scope="module")
 def groups():
-    spec = importlib.util.spec_from_file_location("codec_groups_script", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_recipe_script("codec_groups")
 
 
 def items(hyps: list[str], paths: list[str]) -> list[dict]:

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).parents[2] / "recipes" / "eval_codec.py"
-
+from tests.conftest import load_recipe_script
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("eval_codec_script", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_recipe_script("eval_codec")
 
 
 def test_bad_manifest_is_a_usage_error_and_writes_nothing(script, tmp_path, capsys, monkeypatch):

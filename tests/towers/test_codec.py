@@ -307,15 +307,10 @@ def test_whisper_codec_standardise_fits_on_scaled_states_and_round_trips(tmp_pat
 def test_train_codec_script_refuses_mismatched_codecs_with_a_usage_error(tmp_path, codec, capsys):
     """recipes/train_codec.py: --decoder-from of another decoder shape, or --units-from with other unit
     settings, end in one usage error (exit 2), before any training or output."""
-    import importlib.util
-    from pathlib import Path
-
+    from tests.conftest import RECIPES, load_recipe_script
     from towers.audio import save_audio
 
-    path = Path(__file__).parents[2] / "recipes" / "train_codec.py"
-    spec = importlib.util.spec_from_file_location("train_codec_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_recipe_script("train_codec")
     wavs = tmp_path / "wavs"
     wavs.mkdir()
     for i, w in enumerate(synthetic_babble(seconds=1.0, n=2, seed=5)):
@@ -327,12 +322,12 @@ def test_train_codec_script_refuses_mismatched_codecs_with_a_usage_error(tmp_pat
     not_json.write_text(json.dumps({"audio_filepath": str(wavs / "0.wav")}) + "\n{audio_filepath: 1.wav\n")
     no_path = tmp_path / "no_path.jsonl"
     no_path.write_text(json.dumps({"text": "hello"}) + "\n")
-    base = ["--config", str(path.parent / "configs" / "codec_default.json"), "--wav-dir", str(wavs), "--out", str(tmp_path / "out")]
+    base = ["--config", str(RECIPES / "configs" / "codec_default.json"), "--wav-dir", str(wavs), "--out", str(tmp_path / "out")]
     cases = [(["--decoder-from", str(src), "--set", "codec.dec_channels=7"], "another decoder shape"),
              (["--units-from", str(src), "--set", "codec.stride=1"], "other unit settings"),
              (["--kmeans-manifest", str(tmp_path / "m.jsonl")], "is for codec_type whisper_kmeans"),
              (["--parallel-manifest", str(tmp_path / "m.jsonl")], "is for codec_type whisper_kmeans"),
-             (["--config", str(path.parent / "configs" / "codec_whisper.json"), "--parallel-manifest", str(parallel)],
+             (["--config", str(RECIPES / "configs" / "codec_whisper.json"), "--parallel-manifest", str(parallel)],
               "1 of 1 rows lack a target_filepath"),
              (["--manifest", str(not_json)], "not_json.jsonl:2: not JSON"),
              (["--set", "codec.vocab_size"], "expected SECTION.KEY=JSON"),
@@ -343,7 +338,7 @@ def test_train_codec_script_refuses_mismatched_codecs_with_a_usage_error(tmp_pat
              (["--set", "codec.no_such_key=1"], "unknown MelUnitCodec config keys"),
              (["--manifest", str(no_path)], "no_path.jsonl:1: no 'audio_filepath'"),
              (["--manifest", str(tmp_path / "absent.jsonl")], "absent.jsonl"),
-             (["--config", str(path.parent / "configs" / "codec_whisper.json"), "--parallel-manifest", str(not_json)],
+             (["--config", str(RECIPES / "configs" / "codec_whisper.json"), "--parallel-manifest", str(not_json)],
               "--parallel-manifest: " + str(not_json) + ":2: not JSON")]
     for extra, message in cases:
         with pytest.raises(SystemExit) as exc:
