@@ -430,9 +430,14 @@ def load_default_codec() -> SpeechCodec:
 def load_codec(ref: str | os.PathLike) -> SpeechCodec:
     """A shipped codec by name (:data:`SHIPPED_CODECS`: ``"default"``, ``"whisper-joe"``, ``"whisper-std-joe"``,
     ``"whisper-proj-joe"``) or a codec directory."""
-    if isinstance(ref, str) and ref in SHIPPED_CODECS:
-        return SpeechCodec.from_pretrained(SHIPPED_CODECS[ref])
-    if not Path(ref).is_dir():
+    if not codec_exists(ref):
         raise FileNotFoundError(f"codec {str(ref)!r} is neither a shipped codec name ({sorted(SHIPPED_CODECS)}) "
                                 f"nor a directory")
+    if isinstance(ref, str) and ref in SHIPPED_CODECS:
+        return SpeechCodec.from_pretrained(SHIPPED_CODECS[ref])
     return SpeechCodec.from_pretrained(ref)
+
+
+def codec_exists(ref: str | os.PathLike) -> bool:
+    """``ref`` is something :func:`load_codec` can find: a shipped codec name or a directory."""
+    return (isinstance(ref, str) and ref in SHIPPED_CODECS) or Path(ref).is_dir()

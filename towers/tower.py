@@ -239,6 +239,13 @@ def load_tower(
                  source=ref)
 
 
+def tower_exists(ref: str) -> bool:
+    """``ref`` is something :func:`load_tower` can find: a local path or a registered name (nothing is downloaded)."""
+    from towers import registry
+
+    return Path(ref).expanduser().exists() or registry.is_registered(ref)
+
+
 def portable_ref(ref: str | None, model_dir: str | os.PathLike) -> str | None:
     """How a saved model records a tower reference: a local path relative to the model's directory (so the
     model loads from any working directory, and moves together with its towers), or absolute when the two

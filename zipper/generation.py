@@ -46,11 +46,9 @@ def check_generation_args(output_modalities, max_new_tokens, do_sample: bool = F
 
 def pick_next(logits: torch.Tensor, do_sample: bool, temperature: float = 1.0, top_k: int = 0,
               top_p: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    """(B, V) logits -> (B,) next token ids."""
+    """(B, V) logits -> (B,) next token ids. The settings were checked once by `check_generation_args`."""
     if not do_sample:
         return logits.argmax(-1)
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0 when sampling, got {temperature}")
     logits = logits.float() / temperature
     if top_k > 0:
         kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]  # (B, 1)

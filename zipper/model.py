@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from towers.safefile import safetensors_problem
-from towers.tower import Tower, cache_kwargs, load_tower, portable_ref, resolve_ref
+from towers.tower import Tower, cache_kwargs, load_tower, portable_ref, resolve_ref, tower_exists
 from zipper.config import ConfigError, ZipperConfig
 from zipper.ctc import CTC_CHARS, CTCHead, char_targets, ctc_loss, ctc_targets
 from zipper.fusion import GatedCrossAttention, InputProjection, diagonal_guide
@@ -495,10 +495,8 @@ class ZipperModel(nn.Module):
         if towers is None:
             if any(r is None for r in config.towers):
                 raise CheckpointError(f"{path}: the config has in-memory towers without references; pass towers=")
-            from towers import registry
-
             for r, m in zip(config.towers, config.modalities):
-                if not Path(r).expanduser().exists() and not registry.is_registered(r):
+                if not tower_exists(r):
                     raise CheckpointError(f"{path}: its {m} tower {r!r} is neither next to the model "
                                           f"({(path / r).resolve()}) nor a registered name; restore it there "
                                           "or pass towers=")

@@ -233,14 +233,15 @@ def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:
 def check_references(cfg: RecipeConfig) -> None:
     """The codec and the towers a recipe will load exist (a path, or a shipped / registered name)."""
     from towers import registry
-    from towers.codec import SHIPPED_CODECS
+    from towers.codec import SHIPPED_CODECS, codec_exists
+    from towers.tower import tower_exists
 
-    if cfg.codec not in SHIPPED_CODECS and not Path(cfg.codec).is_dir():
+    if not codec_exists(cfg.codec):
         raise ConfigError(f"codec {cfg.codec!r} is neither a shipped codec ({sorted(SHIPPED_CODECS)}) nor a directory")
     if cfg.task == "pretrain_speech":
         return  # writes the speech tower, reads no tower
     for name, ref in (("text_tower", cfg.text_tower), ("speech_tower", cfg.speech_tower)):
-        if not Path(ref).expanduser().exists() and not registry.is_registered(ref):
+        if not tower_exists(ref):
             hint = (" Pretrain one first with a pretrain_speech config whose speech_tower is this path "
                     "(e.g. recipes/configs/speech_tower_small.json)." if name == "speech_tower" else
                     f" Registered towers: {', '.join(registry.list_towers())}.")
