@@ -91,11 +91,11 @@ def smollm2_tokenizer():
     return load_tower("smollm2-135m").tokenizer
 
 
-def tiny_text_tower(tokenizer, seed: int = 0) -> Tower:
+def tiny_text_tower(tokenizer, seed: int = 0, layers: int = 2) -> Tower:
     """A tiny random Llama carrying a real tokenizer: real tokenisation and text handling at test speed."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
                          num_attention_heads=4, num_key_value_heads=4, bos_token_id=1, eos_token_id=2, pad_token_id=2)
     return Tower(LlamaForCausalLM(config).eval(), "text", tokenizer)

@@ -118,4 +118,9 @@ class GriffinLimVocoder(nn.Module):
             wave = self.griffin_lim(magnitude)  # (n,)
         finally:
             torch.random.set_rng_state(state)
+        # Griffin-Lim does not keep the level exactly: a loud predicted mel can give peaks above 1, which
+        # writing or judging would clip. Scale such a wave down to a 0.99 peak (quieter waves are unchanged).
+        peak = wave.abs().max()
+        if peak > 1.0:
+            wave = wave * (0.99 / peak)
         return wave.float()

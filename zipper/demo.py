@@ -21,7 +21,11 @@ def _say(step: int, text: str) -> None:
     print(f"\n[{step}/6] {text}", flush=True)
 
 
-def run_demo(out: str = "runs/demo", minutes: float = 5.0, corpus_hours: float = 0.25) -> int:
+def run_demo(out: str = "runs/demo", minutes: float = 5.0, corpus_hours: float = 0.25, *,
+             text_tower: str = "smollm2-135m", codec_name: str = "default", tower_minutes: float = 2.0,
+             eval_utts: int = 40) -> int:
+    """The six steps above. The keyword options exist for the smoke test (tests/zipper/test_demo.py), which
+    runs the same code on a tiny text tower, codec and corpus; the defaults are the built-in ones."""
     from towers import load_tower
     from towers.audio import save_audio
     from towers.corpus import build_corpus
@@ -43,16 +47,17 @@ def run_demo(out: str = "runs/demo", minutes: float = 5.0, corpus_hours: float =
     print(f"  held-out test voices (never trained on): {', '.join(info['voices']['test'])}")
 
     _say(2, "towers: the real SmolLM2-135M text tower (frozen) and the shipped speech codec")
-    codec = load_codec("default")
-    text = load_tower("smollm2-135m")
+    codec = load_codec(codec_name)
+    text = load_tower(text_tower, modality="text")
     print(f"  text tower: {text}")
     print(f"  codec: {codec.vocab_size} units, {codec.units_per_second:g} units/s")
 
-    base = dict(corpus=str(corpus), codec="default", speech_tower=str(tower_dir), seed=0)
+    base = dict(corpus=str(corpus), codec=codec_name, text_tower=text_tower, speech_tower=str(tower_dir), seed=0,
+                eval_utts=eval_utts)
     _say(3, f"speech tower: a tiny Llama over speech units, pretrained by next-unit prediction ({tower_dir})")
     if not (tower_dir / "config.json").exists():
         res = run(RecipeConfig(task="pretrain_speech", out=str(root / "pretrain"), speech_tower_size="tiny",
-                               steps=400, batch_size=16, lr=1e-3, warmup_steps=20, max_minutes=2.0, eval_utts=40,
+                               steps=400, batch_size=16, lr=1e-3, warmup_steps=20, max_minutes=tower_minutes,
                                command="zipper demo", **base), results_md=None)
         print(f"  held-out unit perplexity: {res['metrics']['heldout_unit_ppl_init']} at init -> "
               f"{res['metrics']['heldout_unit_ppl']} after {res['steps']} steps")
@@ -65,7 +70,7 @@ def run_demo(out: str = "runs/demo", minutes: float = 5.0, corpus_hours: float =
     res = run(RecipeConfig(task="joint", out=str(zip_dir), directions=["speech->text", "text->speech"],
                            cross_attention_interval_text=6, cross_attention_interval_speech=1, ffn_mult=2,
                            steps=max(20, int(60 * minutes)), max_minutes=minutes, batch_size=8, lr=5e-4, warmup_steps=30,
-                           eval_utts=40, eval_beams=[1], command="zipper demo", **base), results_md=None)
+                           eval_beams=[1], command="zipper demo", **base), results_md=None)
     model_dir = zip_dir / "model"
     print(f"  trained {res['steps']} steps in {res['wall_s']} s; trainable {res['params']['trainable']:,} / "
           f"frozen {res['params']['frozen']:,} parameters")
@@ -73,7 +78,7 @@ def run_demo(out: str = "runs/demo", minutes: float = 5.0, corpus_hours: float =
     from zipper.model import ZipperModel
 
     model = ZipperModel.from_pretrained(model_dir, towers=[load_tower(tower_dir), text])
-    test = load_split(corpus, "test", codec, keep=lambda rows: rows[:40])  # the rows the recipe cached
+    test = load_split(corpus, "test", codec, keep=lambda rows: rows[:eval_utts])  # the rows the recipe cached
     _say(5, "ASR on held-out voices and sentences, and on real human read speech")
     m = res["metrics"].get("test_asr_beam1") or asr_metrics(model, test)
     print(f"  held-out synthetic voices: WER {m['wer']}%  CER {m['cer']}%  ({m['n_utts']} utterances)")

@@ -1,11 +1,11 @@
-"""The log-mel post-filter (towers.vocoder.expand_variance)."""
+"""The Griffin-Lim vocoder's output level, and the log-mel post-filter (towers.vocoder.expand_variance)."""
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from towers.vocoder import expand_variance
+from towers.vocoder import GriffinLimVocoder, LogMel, expand_variance
 
 
 @settings(max_examples=30, deadline=None)
@@ -25,3 +25,14 @@ def test_expand_variance_identity_and_bad_mode():
     assert expand_variance(m, 1.0, "freq") is m
     with pytest.raises(ValueError, match="mode"):
         expand_variance(m, 1.2, "both")
+
+
+def test_griffin_lim_keeps_quiet_waves_and_scales_loud_ones_below_full_scale():
+    t = torch.arange(16_000) / 16_000
+    tone = torch.sin(2 * torch.pi * 220 * t)  # (n,) peak 1.0
+    mel, vocoder = LogMel(), GriffinLimVocoder()
+    quiet = vocoder(mel(0.3 * tone))
+    assert 0.1 < quiet.abs().max() < 0.99  # about the input's level, untouched
+    loud = vocoder(mel(0.3 * tone) + 4.0)  # log power +4: amplitude x e^2 ~ 7.4, peaks far above 1
+    assert loud.abs().max() == pytest.approx(0.99, abs=1e-6)
+    assert loud.dtype == torch.float32 and torch.isfinite(loud).all()
