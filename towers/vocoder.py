@@ -16,6 +16,8 @@ config, so nothing of theirs needs saving.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torchaudio
 from torch import nn
@@ -99,7 +101,7 @@ class GriffinLimVocoder(nn.Module):
             mel_scale="slaney",
         )  # (n_freqs, n_mels): mel = spec @ fb
         self.register_buffer("pinv", torch.linalg.pinv(fb), persistent=False)  # (n_mels, n_freqs)
-        self.hop_length = hop_length
+        self.n_fft, self.hop_length = n_fft, hop_length
         self.seed = seed
         self.griffin_lim = torchaudio.transforms.GriffinLim(
             n_fft=n_fft, hop_length=hop_length, n_iter=n_iter, power=1.0, momentum=0.99,
@@ -108,6 +110,12 @@ class GriffinLimVocoder(nn.Module):
 
     @torch.no_grad()
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
+        # Griffin-Lim's STFT reflect-pads n_fft // 2 samples, so a wave of (T - 1) * hop samples must be
+        # longer than that: a mel of a unit or two failed inside torch.stft. Pad it with silent frames.
+        min_frames = self.n_fft // (2 * self.hop_length) + 2
+        if log_mel.shape[0] < min_frames:
+            silence = log_mel.new_full((min_frames - log_mel.shape[0], log_mel.shape[1]), math.log(LOG_FLOOR))
+            log_mel = torch.cat([log_mel, silence])  # (min_frames, n_mels)
         power = torch.exp(log_mel.float())  # (T, n_mels)
         lin_power = (power @ self.pinv).clamp_min(0.0)  # (T, n_freqs)
         magnitude = lin_power.sqrt().transpose(-1, -2)  # (n_freqs, T)

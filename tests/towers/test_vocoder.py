@@ -36,3 +36,13 @@ def test_griffin_lim_keeps_quiet_waves_and_scales_loud_ones_below_full_scale():
     loud = vocoder(mel(0.3 * tone) + 4.0)  # log power +4: amplitude x e^2 ~ 7.4, peaks far above 1
     assert loud.abs().max() == pytest.approx(0.99, abs=1e-6)
     assert loud.dtype == torch.float32 and torch.isfinite(loud).all()
+
+
+@pytest.mark.parametrize("frames", [1, 2, 3, 10])
+def test_griffin_lim_decodes_a_mel_of_a_frame_or_two(frames):
+    """Griffin-Lim's STFT needs a wave longer than n_fft // 2: a mel shorter than that is padded with
+    silence (it used to fail inside torch.stft); longer mels give (T - 1) * hop samples, as before."""
+    vocoder = GriffinLimVocoder()  # n_fft 1024, hop 320: at least 3 frames
+    log_mel = torch.randn(frames, 80, generator=torch.Generator().manual_seed(frames)) - 4  # (T, n_mels)
+    wave = vocoder(log_mel)
+    assert wave.shape == (320 * (max(frames, 3) - 1),) and torch.isfinite(wave).all()
