@@ -1,11 +1,13 @@
 """Can the TTS zip memorise N training sentences through its cross-attention alone?
 
     python recipes/diagnostics/tts_overfit.py --config recipes/configs/tts_medium_whisper_proj_guided.json \
-        --n 16 --steps 400 --out runs/overfit-tts/n16
+        --n 16 --steps 500 --out runs/overfit-tts/n16-frozen
 
 Trains the config's TTS zip on the first N training utterances only, with the speech tower frozen by
-default (``--train-speech-tower`` unfreezes it, as the config does). With the tower frozen the only way to
-say *these* sentences is to read them: the zip must carry what each unit depends on from the text tower.
+default (``--train-speech-tower`` unfreezes it, as the config does). With the tower frozen, only the zip's
+blocks learn. Their gated feed-forward layers can memorise a sentence's continuation from the unit history,
+but telling the N sentences apart takes reading the text through the cross-attention. A trained tower
+can memorise the units without the text at all (recipes/diagnostics/README.md, "Can the TTS zip speak at all?").
 At the end it speaks the same N sentences, decodes them with the codec and reports what the judge hears
 (judge-WER against the gold text, with the reference recordings' own judge-WER beside it) and
 ``text_info`` (teacher-forced nats a unit that the matched text saves, `zipper.tasks.source_use`), then
