@@ -1,4 +1,4 @@
-"""Can the TTS zip memorise N training sentences through its cross-attention alone?
+"""Can the TTS zip memorise N training sentences, and then say them so that the judge hears them?
 
     python recipes/diagnostics/tts_overfit.py --config recipes/configs/tts_medium_whisper_proj_guided.json \
         --n 16 --steps 500 --out runs/overfit-tts/n16-frozen
@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--out", required=True, help="output folder (checkpoints, results.json)")
     a = p.parse_args(argv)
+    if a.n < 2 or a.steps < 1:  # text_info compares each sentence with another's text: it needs two
+        p.error(f"--n must be >= 2 and --steps >= 1, got --n {a.n} --steps {a.steps}")
     torch.set_num_threads(a.threads)
     cfg = dataclasses.replace(RecipeConfig.from_json(a.config), train_speech_tower=a.train_speech_tower)
     if a.guided_attention is not None:

@@ -36,7 +36,7 @@ def test_windowed_equals_whole_for_a_context_free_decoder(windowed, n, window, c
     assert torch.equal(got, codec.decode_mel(units))
 
 
-def test_each_window_sees_its_context():
+def test_each_window_sees_its_context(windowed):
     calls = []
 
     class Recording(_PointwiseCodec):
@@ -44,6 +44,5 @@ def test_each_window_sees_its_context():
             calls.append(units.tolist())
             return super().decode_mel(units)
 
-    windowed = load_recipe_script("diagnostics/codec_windows").windowed
     windowed(Recording.decode_mel, 4, 2)(Recording(), torch.arange(10))
     assert calls == [[0, 1, 2, 3, 4, 5], [2, 3, 4, 5, 6, 7, 8, 9], [6, 7, 8, 9]]
