@@ -35,6 +35,9 @@ from zipper.distributed import barrier, is_main_process
 from zipper.train import TrainConfig, fit
 
 TASKS = ("pretrain_speech", "asr", "tts", "joint")
+# the dev metrics a zip can stop on (best_metric): the task that reports each, and which way is better
+BEST_METRICS = {"dev_wer": ("asr", "min"), "dev_text_nll": ("asr", "min"), "dev_speech_info": ("asr", "max"),
+                "dev_unit_nll": ("tts", "min"), "dev_text_info": ("tts", "max")}
 RESULTS_MD = Path(__file__).resolve().parent.parent / "recipes" / "RESULTS.md"
 
 
@@ -85,6 +88,10 @@ class RecipeConfig:
     data_fraction: float = 1.0  # the limited-aligned-data sweep: 0.01, 0.1, 1.0
     max_minutes: float = 0.0  # > 0: stop training after this much wall time (the demo's budget)
     max_units: int = 600  # crop speech longer than this (units) in training
+    # A BEST_METRICS name: keep the weights of the evaluation (every eval_every steps) where it was best, and
+    # save and test those, not the last step's (past that point the zip learns its training sentences).
+    best_metric: str = ""
+    patience: int = 0  # > 0: stop once this many evaluations in a row have not improved best_metric
     # evaluation
     eval_utts: int = 100
     eval_beams: list[int] = field(default_factory=lambda: [1])
@@ -131,6 +138,15 @@ class RecipeConfig:
         if self.ctc_weight and (self.model != "zipper" or "speech->text" not in self.directions):
             raise ConfigError("ctc_weight needs model 'zipper' with the 'speech->text' direction")
         check_ctc_units(self.ctc_units)  # before any work, not when the zip is built
+        if self.best_metric:
+            reported_by = BEST_METRICS.get(self.best_metric, (None,))[0]
+            if reported_by not in ({"asr", "tts"} if self.task == "joint" else {self.task}):
+                raise ConfigError(f"best_metric must be one of {sorted(BEST_METRICS)} reported by task {self.task!r}, "
+                                  f"got {self.best_metric!r}")
+            if not self.eval_every:
+                raise ConfigError("best_metric needs eval_every > 0 (the evaluations it chooses among)")
+        if self.patience < 0 or (self.patience and not self.best_metric):
+            raise ConfigError(f"patience must be >= 0 and needs a best_metric, got {self.patience}")
         if self.eval_fusion and not (self.ctc_weight and self.ctc_units == "chars"):
             raise ConfigError("eval_fusion needs a character CTC head (ctc_weight > 0, ctc_units 'chars')")
         if not self.eval_beams or any(b < 1 for b in self.eval_beams):
@@ -159,7 +175,9 @@ class RecipeConfig:
     def train_config(self) -> TrainConfig:
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, warmup_steps=self.warmup_steps,
                            eval_every=self.eval_every, save_every=max(self.eval_every, self.steps // 4) or self.steps,
-                           seed=self.seed, max_minutes=self.max_minutes, gate_lr_mult=self.gate_lr_mult)
+                           seed=self.seed, max_minutes=self.max_minutes, gate_lr_mult=self.gate_lr_mult,
+                           best_metric=self.best_metric, patience=self.patience,
+                           best_mode=BEST_METRICS[self.best_metric][1] if self.best_metric else "min")
 
 
 def ensure_corpus(cfg: RecipeConfig) -> Path:
@@ -342,7 +360,7 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
     hours = sum(float(ex.get("duration", 0)) for ex in train) / 3600
     return {"metrics": metrics, "train_utts": len(train), "train_hours": round(hours, 3), "steps": res["steps"],
             "wall_s": res["wall_s"], "final_train_loss": res["history"][-1] if res["history"] else None,
-            "dev_curve": res["evals"], "params": counts}
+            "dev_curve": res["evals"], "params": counts, "best": res["best"], "stopped_early": res["stopped_early"]}
 
 
 def asr_evaluation(model, cfg: RecipeConfig, test: list[dict], codec) -> dict:
@@ -403,8 +421,11 @@ def append_results_row(cfg: RecipeConfig, results: dict, path: Path = RESULTS_MD
                         "it describes. Re-run the command in its row to reproduce it.\n\n"
                         "| date (UTC) | task | results | train utts (h) | steps | wall s | machine | git | command |\n"
                         "|---|---|---|---|---|---|---|---|---|\n")
+    steps, best = results.get("steps"), results.get("best")
+    if best:  # the weights saved and tested are those of the best dev evaluation
+        steps = f"{steps} (weights of {best['step']}: best {cfg.best_metric})"
     row = (f"| {results['started'][:16]} | {cfg.task} | {_headline(results)} | {results.get('train_utts')} "
-           f"({results.get('train_hours')}) | {results.get('steps')} | {results.get('wall_s')} | {results['machine']} | "
+           f"({results.get('train_hours')}) | {steps} | {results.get('wall_s')} | {results['machine']} | "
            f"{results['git']} | `{results['command']}` |\n")
     with open(path, "a") as fh:
         fh.write(row)

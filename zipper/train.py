@@ -9,6 +9,9 @@ Checkpoints hold only trainable tensors + optimizer state, as safetensors, writt
 directory and renamed into place with a ``COMPLETE`` marker; `fit` resumes from the latest complete one.
 Ctrl-C (SIGINT) or SIGTERM (a scheduler's pre-emption) ends the current step, writes a checkpoint and
 raises :class:`TrainingInterrupted`: the same command resumes from there (a second Ctrl-C stops at once).
+With ``best_metric`` set, the weights of the best evaluation are kept in ``best/step-N`` and loaded back at
+the end (HF Trainer's ``load_best_model_at_end``), and ``patience`` stops training once that many
+evaluations in a row have not improved on it (early stopping); a resumed run keeps both counts.
 """
 from __future__ import annotations
 
@@ -72,6 +75,15 @@ class TrainConfig:
     mixed_precision: str = "auto"  # auto = bf16 on a GPU that supports it, else no
     max_minutes: float = 0.0  # > 0: stop (evaluate, checkpoint) once this much wall time has passed
     gate_lr_mult: float = 1.0  # learning-rate multiplier for the zero-initialised tanh gates (names ending "gate")
+    best_metric: str = ""  # an eval_fn metric: end with the weights of its best evaluation ("" = the last)
+    best_mode: str = "min"  # "min" (a loss, WER) or "max" (e.g. text_info)
+    patience: int = 0  # > 0: stop after this many evaluations in a row without a better best_metric
+
+    def __post_init__(self) -> None:
+        if self.best_mode not in ("min", "max"):
+            raise ValueError(f"best_mode must be 'min' or 'max', got {self.best_mode!r}")
+        if self.patience < 0 or (self.patience and not self.best_metric):
+            raise ValueError(f"patience must be >= 0 and needs a best_metric, got {self.patience}")
 
 
 def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
@@ -143,6 +155,29 @@ def save_checkpoint(dirpath: Path, model, optimizer, scheduler, step: int, extra
     return final
 
 
+def _save_best(best_dir: Path, model, step: int, metrics: dict) -> None:
+    """The trainable weights of the best evaluation so far, in ``best/step-N`` (temp dir, then rename)."""
+    from safetensors.torch import save_file
+
+    best_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=best_dir))
+    save_file({n: p.detach().cpu().contiguous() for n, p in _trainable(model).items()}, str(tmp / "trainable.safetensors"))
+    (tmp / "metrics.json").write_text(json.dumps(metrics) + "\n")
+    final = best_dir / f"step-{step:07d}"
+    if final.exists():  # a resumed run re-evaluated this step
+        shutil.rmtree(final)
+    tmp.rename(final)
+
+
+def _prune_best(best_dir: Path, keep: int | None = None, after: int | None = None) -> None:
+    """Remove kept weights other than step ``keep`` (once a checkpoint records it), or those of steps after
+    ``after`` (on resume: evaluations the resumed run will redo)."""
+    for d in best_dir.glob("step-*") if best_dir.exists() else []:
+        n = int(d.name.split("-")[1])
+        if (keep is not None and n != keep) or (after is not None and n > after):
+            shutil.rmtree(d, ignore_errors=True)
+
+
 def latest_checkpoint(dirpath: Path) -> Path | None:
     done = sorted(p for p in dirpath.glob("step-*") if (p / COMPLETE).exists()) if dirpath.exists() else []
     return done[-1] if done else None
@@ -151,10 +186,7 @@ def latest_checkpoint(dirpath: Path) -> Path | None:
 def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
     from safetensors.torch import load_file
 
-    params = _trainable(model)
-    weights = load_file(str(path / "trainable.safetensors"))
-    if set(weights) != set(params):
-        raise ValueError(f"checkpoint {path} does not match the model's trainable parameters")
+    params, weights = _trainable(model), _read_trainable(model, path / "trainable.safetensors")
     state = json.loads((path / "trainer_state.json").read_text())
     saved, now = state.get("model_config"), model_signature(model)
     if saved is not None:  # a key the checkpoint lacks is a field added since: it ran with the default
@@ -165,9 +197,7 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
                          f"{[saved.get(k) for k in diff]} there, {[now.get(k) for k in diff]} now); "
                          "train into a fresh output directory")
     opt_tensors = load_file(str(path / "optimizer.safetensors"))
-    with torch.no_grad():
-        for n, p in params.items():
-            p.copy_(weights[n])
+    _copy_into(params, weights)
     for n, p in params.items():
         entry = {k.split("::", 1)[1]: v for k, v in opt_tensors.items() if k.startswith(n + "::")}
         entry.update({k.split("::", 1)[1]: v for k, v in state["optimizer_scalars"].items() if k.startswith(n + "::")})
@@ -216,11 +246,18 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
     start, history, evals = 0, [], []
+    best_dir, best, bad_evals = out_dir / "best", None, 0  # best: {"step", "value"} of best_metric
     last = latest_checkpoint(ckpt_dir)
     if last is not None:
         state = load_checkpoint(last, model, optimizer, scheduler)
         start, history, evals = state["step"], state.get("history", []), state.get("evals", [])
+        best, bad_evals = state.get("best"), state.get("bad_evals", 0)
         accelerator.print(f"[{desc}] resuming from {last} (step {start})")
+        if accelerator.is_main_process:
+            _prune_best(best_dir, after=start)
+    if cfg.patience and bad_evals >= cfg.patience:  # this run already stopped early: nothing left to train
+        accelerator.print(f"[{desc}] stopped early before (no better {cfg.best_metric} in {bad_evals} evaluations)")
+        start = cfg.steps
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
     stream = itertools.islice(batch_stream(start * world), rank, None, world)  # this rank's share
@@ -247,8 +284,12 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
                 flags = torch.tensor([float(out_of_time), float(stopping)], device=accelerator.device)
                 out_of_time, stopping = (accelerator.reduce(flags, "sum") > 0).tolist()
             is_last = step + 1 == cfg.steps or out_of_time
-            checkpoint = lambda: save_checkpoint(ckpt_dir, raw, optimizer, scheduler, step + 1, {  # noqa: E731
-                "history": history, "evals": evals, "config": asdict(cfg), "model_config": model_signature(raw)})
+            def checkpoint() -> None:
+                save_checkpoint(ckpt_dir, raw, optimizer, scheduler, step + 1, {
+                    "history": history, "evals": evals, "config": asdict(cfg), "model_config": model_signature(raw),
+                    "best": best, "bad_evals": bad_evals})
+                if best is not None:
+                    _prune_best(best_dir, keep=best["step"])
             if stopping and not is_last:  # a signal: checkpoint this step and stop, no evaluation
                 if accelerator.is_main_process:
                     checkpoint()
@@ -260,15 +301,56 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
                 metrics = {"step": step + 1, **eval_fn()}
                 evals.append(metrics)
                 accelerator.print(f"[{desc}] step {step + 1}: " + ", ".join(f"{k}={v}" for k, v in metrics.items() if k != "step"))
+                if cfg.best_metric:
+                    if cfg.best_metric not in metrics:
+                        raise KeyError(f"best_metric {cfg.best_metric!r} is not among the evaluation's metrics "
+                                       f"{sorted(k for k in metrics if k != 'step')}")
+                    value = float(metrics[cfg.best_metric])
+                    sign = 1 if cfg.best_mode == "min" else -1
+                    if best is None or sign * value < sign * best["value"]:
+                        best, bad_evals = {"step": step + 1, "value": value}, 0
+                        if accelerator.is_main_process:
+                            _save_best(best_dir, raw, step + 1, metrics)
+                    else:
+                        bad_evals += 1
+                        if cfg.patience and bad_evals >= cfg.patience:
+                            accelerator.print(f"[{desc}] early stop at step {step + 1}: no better {cfg.best_metric} "
+                                              f"than {best['value']} (step {best['step']}) in {bad_evals} evaluations")
+                            is_last = out_of_time = True  # checkpoint below, then leave the loop
             if accelerator.is_main_process and (is_last or (cfg.save_every and (step + 1) % cfg.save_every == 0)):
                 checkpoint()
             if out_of_time:
-                accelerator.print(f"[{desc}] time budget of {cfg.max_minutes} min reached at step {step + 1}")
+                if not (cfg.patience and bad_evals >= cfg.patience):
+                    accelerator.print(f"[{desc}] time budget of {cfg.max_minutes} min reached at step {step + 1}")
                 break
     accelerator.wait_for_everyone()  # rank 0's checkpoint is complete before any rank returns
     if stopped is not None:
         raise TrainingInterrupted(f"{signal.Signals(stopped).name} at step {len(history)}: checkpoint written to "
                                   f"{ckpt_dir}; run the same command again to resume")
+    if best is not None and best["step"] != len(history):
+        _load_trainable(raw, best_dir / f"step-{best['step']:07d}" / "trainable.safetensors")
+        accelerator.print(f"[{desc}] loaded the weights of step {best['step']}, the best {cfg.best_metric} "
+                          f"({best['value']}), not those of the last step {len(history)}")
     if end_training:
         accelerator.end_training()
-    return {"history": history, "evals": evals, "wall_s": round(time.time() - t0, 1), "steps": len(history)}
+    return {"history": history, "evals": evals, "wall_s": round(time.time() - t0, 1), "steps": len(history),
+            "best": best, "stopped_early": bool(cfg.patience and bad_evals >= cfg.patience)}
+
+
+def _read_trainable(model, path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    weights = load_file(str(path))
+    if set(weights) != set(_trainable(model)):
+        raise ValueError(f"{path} does not match the model's trainable parameters")
+    return weights
+
+
+def _copy_into(params: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(weights[n])
+
+
+def _load_trainable(model, path: Path) -> None:
+    _copy_into(_trainable(model), _read_trainable(model, path))

@@ -92,8 +92,9 @@ def test_character_ctc_zip_with_fused_decoding_in_the_recipe_eval_and_transcribe
 def test_tts_zip_and_speak(world, capsys):
     root, base, _ = world
     cfg = RecipeConfig(task="tts", out=str(root / "tts"), steps=2, directions=["text->speech"],
-                       train_speech_tower=True, eval_every=2, guided_attention=0.5, **base)
+                       train_speech_tower=True, eval_every=2, guided_attention=0.5, best_metric="dev_unit_nll", **base)
     res = run(cfg, results_md=None)
+    assert res["best"] == {"step": 2, "value": res["dev_curve"][-1]["dev_unit_nll"]} and not res["stopped_early"]
     assert set(res["dev_curve"][-1]) == {"step", "dev_unit_nll", "dev_text_info", "dev_tts_guide_loss"}
     assert 0 < res["dev_curve"][-1]["dev_tts_guide_loss"] < 1
     tts = res["metrics"]["test_tts"]
@@ -262,7 +263,10 @@ def test_recipe_config_field_values_either_load_or_raise_config_error():
 @pytest.mark.parametrize("data, message", [
     ({"steps": -5}, "steps"), ({"batch_size": 0}, "batch_size"), ({"lr": -1.0}, "lr"), ({"lr": "1e-3"}, "lr must be float"),
     ({"directions": ["x->y"]}, "directions"), ({"ctc_weight": 1.5}, "ctc_weight"), ({"corpus_size": "xl"}, "corpus_size"),
-    ({"speech_tower_size": "huge"}, "speech_tower_size"), ({"max_minutes": -1}, "max_minutes"), ([1], "JSON object")])
+    ({"speech_tower_size": "huge"}, "speech_tower_size"), ({"max_minutes": -1}, "max_minutes"), ([1], "JSON object"),
+    ({"task": "tts", "best_metric": "dev_wer", "eval_every": 100}, "best_metric"), ({"patience": 3}, "patience"),
+    ({"task": "tts", "best_metric": "dev_unit_nll"}, "eval_every"),
+    ({"task": "pretrain_speech", "best_metric": "dev_wer", "eval_every": 100}, "best_metric")])
 def test_bad_recipe_config_is_a_usage_error_before_any_work(data, message, monkeypatch, tmp_path, capsys):
     import zipper.recipe as recipe
 

@@ -1,6 +1,8 @@
-"""The training loop's optimizer set-up: gates get their own learning rate, frozen towers none."""
+"""The training loop: gates get their own learning rate, frozen towers none; Ctrl-C and resume; the best
+evaluation's weights and early stopping."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tests.conftest import tiny_tower
@@ -39,8 +41,6 @@ def test_sigint_checkpoints_the_step_and_resuming_equals_an_uninterrupted_run(tm
     import os
     import signal
 
-    import pytest
-
     from zipper.train import TrainingInterrupted, latest_checkpoint
 
     def new_model():
@@ -70,3 +70,89 @@ def test_sigint_checkpoints_the_step_and_resuming_equals_an_uninterrupted_run(tm
     assert res["steps"] == 6
     for (n, a), b in zip(whole.named_parameters(), resumed.parameters()):
         assert torch.equal(a, b), n
+
+
+def _new_zip():
+    torch.manual_seed(0)
+    return ZipperModel.from_towers([tiny_tower("llama", "speech", vocab=40, seed=1),
+                                    tiny_tower("gpt2", "text", vocab=56, seed=2)], directions=["speech->text"])
+
+
+def _scripted_eval(model, values, snapshots):
+    """An eval_fn reporting ``values`` in turn as ``dev_x`` and keeping the trainable weights it saw."""
+    def evaluate():
+        snapshots.append({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
+        return {"dev_x": values[len(snapshots) - 1]}
+    return evaluate
+
+
+def _same(model, weights) -> bool:
+    return all(torch.equal(p, weights[n]) for n, p in model.named_parameters() if p.requires_grad)
+
+
+def test_best_metric_ends_with_the_weights_of_the_best_evaluation(tmp_path):
+    """Evaluations every 2 steps report 3, 1, 2, 4: training runs all 8 steps and ends with step 4's
+    weights; with best_mode max, with step 8's (the last, nothing reloaded)."""
+    for mode, best_eval in (("min", 1), ("max", 3)):
+        model, snaps = _new_zip(), []
+        cfg = TrainConfig(steps=8, lr=1e-2, warmup_steps=1, eval_every=2, best_metric="dev_x", best_mode=mode)
+        res = fit(model, lambda m, b: m(b).loss, _stream, cfg, tmp_path / mode,
+                  eval_fn=_scripted_eval(model, [3, 1, 2, 4], snaps))
+        assert res["steps"] == 8 and not res["stopped_early"] and len(snaps) == 4
+        assert res["best"] == {"step": 2 * (best_eval + 1), "value": [3, 1, 2, 4][best_eval]}
+        assert _same(model, snaps[best_eval]) and not _same(model, snaps[0])
+        assert [d.name for d in (tmp_path / mode / "best").iterdir()] == [f"step-{2 * (best_eval + 1):07d}"]
+
+
+def test_patience_stops_early_keeps_the_best_and_a_rerun_trains_no_further(tmp_path):
+    """Patience 2 over evaluations 1, 2, 3, ...: stop after the third (step 6) with step 2's weights; the
+    same command again resumes, sees it stopped early, trains nothing and ends with the same weights."""
+    model, snaps = _new_zip(), []
+    cfg = TrainConfig(steps=20, lr=1e-2, warmup_steps=1, eval_every=2, best_metric="dev_x", patience=2)
+    res = fit(model, lambda m, b: m(b).loss, _stream, cfg, tmp_path, eval_fn=_scripted_eval(model, list(range(1, 11)), snaps))
+    assert res["stopped_early"] and res["steps"] == 6 and len(snaps) == 3 and res["best"]["step"] == 2
+    assert _same(model, snaps[0])
+    again, more = _new_zip(), []
+    res2 = fit(again, lambda m, b: m(b).loss, _stream, cfg, tmp_path, eval_fn=_scripted_eval(again, [0] * 10, more))
+    assert res2["stopped_early"] and res2["steps"] == 6 and more == [] and _same(again, snaps[0])
+
+
+def test_resume_after_ctrl_c_keeps_the_best_so_far(tmp_path):
+    """Interrupted after the best evaluation (step 2), resumed: evaluations that do not beat it leave the
+    run ending with step 2's weights, as if never interrupted."""
+    import os
+    import signal
+
+    from zipper.train import TrainingInterrupted
+
+    cfg = TrainConfig(steps=6, lr=1e-2, warmup_steps=1, eval_every=2, save_every=2, best_metric="dev_x")
+    whole, snaps = _new_zip(), []
+    fit(whole, lambda m, b: m(b).loss, _stream, cfg, tmp_path / "whole", eval_fn=_scripted_eval(whole, [1, 5, 6], snaps))
+    calls = []
+
+    def loss_then_sigint(m, b):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return m(b).loss
+
+    cut, cut_snaps = _new_zip(), []
+    with pytest.raises(TrainingInterrupted):
+        fit(cut, loss_then_sigint, _stream, cfg, tmp_path / "cut", eval_fn=_scripted_eval(cut, [1], cut_snaps))
+    resumed, later = _new_zip(), []
+    res = fit(resumed, lambda m, b: m(b).loss, _stream, cfg, tmp_path / "cut", eval_fn=_scripted_eval(resumed, [5, 6], later))
+    assert res["best"] == {"step": 2, "value": 1} and len(later) == 2
+    assert _same(resumed, snaps[0]) and _same(whole, snaps[0])
+
+
+@pytest.mark.parametrize("kwargs", [dict(best_mode="up"), dict(patience=2), dict(patience=-1, best_metric="x")])
+def test_bad_best_metric_settings_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        TrainConfig(**kwargs)
+
+
+def test_a_best_metric_the_evaluation_lacks_is_named(tmp_path):
+    model = _new_zip()
+    cfg = TrainConfig(steps=2, lr=1e-3, warmup_steps=1, eval_every=2, best_metric="dev_y")
+    with pytest.raises(KeyError, match="dev_y.*dev_x"):
+        fit(model, lambda m, b: m(b).loss, _stream, cfg, tmp_path, eval_fn=lambda: {"dev_x": 1.0})
