@@ -145,8 +145,10 @@ class RecipeConfig:
                                   f"got {self.best_metric!r}")
             if not self.eval_every:
                 raise ConfigError("best_metric needs eval_every > 0 (the evaluations it chooses among)")
-        if self.patience < 0 or (self.patience and not self.best_metric):
-            raise ConfigError(f"patience must be >= 0 and needs a best_metric, got {self.patience}")
+        try:  # the loop's own checks (patience), as a usage error before any work
+            self.train_config()
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         if self.eval_fusion and not (self.ctc_weight and self.ctc_units == "chars"):
             raise ConfigError("eval_fusion needs a character CTC head (ctc_weight > 0, ctc_units 'chars')")
         if not self.eval_beams or any(b < 1 for b in self.eval_beams):

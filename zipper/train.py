@@ -118,6 +118,11 @@ def _trainable(model) -> dict[str, torch.Tensor]:
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
 
+def _trainable_tensors(model) -> dict[str, torch.Tensor]:
+    """The trainable weights as safetensors stores them (CPU, contiguous)."""
+    return {n: p.detach().cpu().contiguous() for n, p in _trainable(model).items()}
+
+
 def save_checkpoint(dirpath: Path, model, optimizer, scheduler, step: int, extra: dict | None = None) -> Path:
     """Write ``checkpoints/step-N`` atomically: temp dir, fsync, rename, then the COMPLETE marker."""
     from safetensors.torch import save_file
@@ -127,7 +132,7 @@ def save_checkpoint(dirpath: Path, model, optimizer, scheduler, step: int, extra
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dirpath))
     try:
         names = {id(p): n for n, p in _trainable(model).items()}
-        save_file({n: p.detach().cpu().contiguous() for n, p in _trainable(model).items()}, str(tmp / "trainable.safetensors"))
+        save_file(_trainable_tensors(model), str(tmp / "trainable.safetensors"))
         opt_tensors, opt_meta = {}, {}
         for group in optimizer.param_groups:
             for p in group["params"]:
@@ -161,7 +166,7 @@ def _save_best(best_dir: Path, model, step: int, metrics: dict) -> None:
 
     best_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=best_dir))
-    save_file({n: p.detach().cpu().contiguous() for n, p in _trainable(model).items()}, str(tmp / "trainable.safetensors"))
+    save_file(_trainable_tensors(model), str(tmp / "trainable.safetensors"))
     (tmp / "metrics.json").write_text(json.dumps(metrics) + "\n")
     final = best_dir / f"step-{step:07d}"
     if final.exists():  # a resumed run re-evaluated this step
@@ -255,7 +260,11 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
         accelerator.print(f"[{desc}] resuming from {last} (step {start})")
         if accelerator.is_main_process:
             _prune_best(best_dir, after=start)
-    if cfg.patience and bad_evals >= cfg.patience:  # this run already stopped early: nothing left to train
+
+    def patience_spent() -> bool:
+        return bool(cfg.patience) and bad_evals >= cfg.patience
+
+    if patience_spent():  # this run already stopped early: nothing left to train
         accelerator.print(f"[{desc}] stopped early before (no better {cfg.best_metric} in {bad_evals} evaluations)")
         start = cfg.steps
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -313,15 +322,15 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
                             _save_best(best_dir, raw, step + 1, metrics)
                     else:
                         bad_evals += 1
-                        if cfg.patience and bad_evals >= cfg.patience:
+                        if patience_spent():
                             accelerator.print(f"[{desc}] early stop at step {step + 1}: no better {cfg.best_metric} "
                                               f"than {best['value']} (step {best['step']}) in {bad_evals} evaluations")
-                            is_last = out_of_time = True  # checkpoint below, then leave the loop
+                            is_last = True  # checkpoint below, then leave the loop
             if accelerator.is_main_process and (is_last or (cfg.save_every and (step + 1) % cfg.save_every == 0)):
                 checkpoint()
             if out_of_time:
-                if not (cfg.patience and bad_evals >= cfg.patience):
-                    accelerator.print(f"[{desc}] time budget of {cfg.max_minutes} min reached at step {step + 1}")
+                accelerator.print(f"[{desc}] time budget of {cfg.max_minutes} min reached at step {step + 1}")
+            if is_last:
                 break
     accelerator.wait_for_everyone()  # rank 0's checkpoint is complete before any rank returns
     if stopped is not None:
@@ -334,7 +343,7 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
     if end_training:
         accelerator.end_training()
     return {"history": history, "evals": evals, "wall_s": round(time.time() - t0, 1), "steps": len(history),
-            "best": best, "stopped_early": bool(cfg.patience and bad_evals >= cfg.patience)}
+            "best": best, "stopped_early": patience_spent()}
 
 
 def _read_trainable(model, path: Path) -> dict[str, torch.Tensor]:
