@@ -111,10 +111,15 @@ class SingleDecoder(nn.Module):
     @torch.no_grad()
     def generate(self, prompt: Sequence[Segment], output_modalities: Sequence[str] = ("text",),
                  max_new_tokens: int = 128, do_sample: bool = False, temperature: float = 1.0, top_k: int = 0,
-                 top_p: float = 1.0, num_beams: int = 1, generator: torch.Generator | None = None, **_) -> list[Segment]:
+                 top_p: float = 1.0, num_beams: int = 1, generator: torch.Generator | None = None,
+                 guidance: float = 0.0, **_) -> list[Segment]:
         from transformers import DynamicCache
 
         from zipper.generation import check_generation_args, pick_next
+
+        if guidance:
+            raise ValueError("guidance needs a zipped model: the single decoder has no tower of its own to guide "
+                             "against")
 
         max_new_tokens = check_generation_args(output_modalities, max_new_tokens, do_sample, temperature, top_k,
                                                top_p, num_beams)[0]

@@ -82,7 +82,8 @@ def cmd_speak(a) -> int:
     out = _check_output(a.output, a.overwrite)
     codec = _load_model_codec(a.model)
     model = _load_model(a.model)
-    units = speak_units(model, [text], units_per_second=codec.units_per_second)[0]
+    prompt = f"{a.voice}: " if a.voice else ""  # a model trained with a recipe's voice_prompt
+    units = speak_units(model, [prompt + text], units_per_second=codec.units_per_second)[0]
     if len(units) == 0:
         raise RuntimeError("the model generated no speech units for this text")
     wave, sr = codec.decode(units)
@@ -104,7 +105,7 @@ def cmd_eval(a) -> int:
 
     from zipper.data import load_split
     from towers.codec import load_codec
-    from zipper.recipe import RecipeConfig, asr_evaluation, splits_used
+    from zipper.recipe import RecipeConfig, asr_evaluation, splits_used, tts_test_rows
     from zipper.tasks import tts_metrics
 
     cfg = RecipeConfig.from_json(a.config)
@@ -124,7 +125,7 @@ def cmd_eval(a) -> int:
     if cfg.task in ("tts", "joint"):
         from towers.judges import MosJudge, WhisperJudge
 
-        results["test_tts"] = tts_metrics(model, test[:50], codec, WhisperJudge(), show=3,
+        results["test_tts"] = tts_metrics(model, tts_test_rows(cfg, test), codec, WhisperJudge(), show=3,
                                           mos_judge=MosJudge() if cfg.eval_mos else None)
     print(json.dumps(results, indent=2))
     return 0
@@ -203,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="output .wav path")
     s.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     s.add_argument("--max-chars", type=int, default=400, help="refuse longer text")
+    s.add_argument("--voice", default="", help="the training voice to speak in, for a model trained with a "
+                                               "recipe's voice_prompt (e.g. piper-joe)")
     s.set_defaults(fn=cmd_speak)
 
     tr = sub.add_parser("train", help="run a recipe config (recipes/configs/*.json)")

@@ -119,13 +119,15 @@ def speech_ids(tower, units: torch.Tensor, max_units: int = 1500,
 
 
 def make_segments(model, batch: Sequence[dict], task: str) -> list[Segment]:
-    """ASR: [speech (input), text (loss)]; TTS: [text (input), speech (loss)]."""
+    """ASR: [speech (input), text (loss)]; TTS: [text (input), speech (loss)]. For TTS an example's
+    ``text_prompt`` (e.g. ``"piper-joe: "``, the recipes' ``voice_prompt``) is read before its text."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     sp, tx = model.tower("speech"), model.tower("text")
     sp_start, tx_start = model.start_ids("speech"), model.start_ids("text")
     speech = pad_rows([speech_ids(sp, ex["units"], start=sp_start) for ex in batch], sp.pad_token_id)
-    text = pad_rows([text_ids(tx, ex["text"], start=tx_start) for ex in batch], tx.pad_token_id)
+    prompts = [ex.get("text_prompt", "") if task == "tts" else "" for ex in batch]
+    text = pad_rows([text_ids(tx, p + ex["text"], start=tx_start) for p, ex in zip(prompts, batch)], tx.pad_token_id)
     if task == "asr":
         return [Segment("speech", *speech), Segment("text", *text, loss=True)]
     return [Segment("text", *text), Segment("speech", *speech, loss=True)]

@@ -8,6 +8,12 @@ generated included: [text, speech] writes text, then speaks it, as in the paper.
 
 ``use_cache=False`` re-runs the full forward over all segments at each step: the slow reference
 that the cached path must match.
+
+``guidance`` w > 0 is classifier-free guidance with the generating tower itself as the unconditional
+model: next-token log-probs are ``(1 + w) log p(x | sources) - w log p(x)``, where ``p(x)`` is the
+bare tower, without its input projection and zip blocks (for a frozen tower, its own prediction). The zip
+starts as exactly that tower (zero gates), so a weakly trained zip reads its source only a little;
+guidance scales up what it does read, at the price of one more tower forward a step.
 """
 from __future__ import annotations
 
@@ -66,13 +72,16 @@ def generate(model: "ZipperModel", prompt: Sequence["Segment"], output_modalitie
              max_new_tokens: int | Sequence[int] = 128, do_sample: bool = False, temperature: float = 1.0,
              top_k: int = 0, top_p: float = 1.0, num_beams: int = 1, length_penalty: float = 1.0,
              use_cache: bool = True, generator: torch.Generator | None = None,
-             ctc_weight: float = 0.0) -> list["Segment"]:
+             ctc_weight: float = 0.0, guidance: float = 0.0) -> list["Segment"]:
     """Generate one segment per output modality. Returns Segments of generated tokens, without the
     forced start (BOS + prefix) and EOS, right-padded with the tower's pad id; ``attention_mask``
     marks the real tokens.
 
     ``ctc_weight`` > 0: joint CTC/attention beam search (``num_beams`` >= 1) with the zip's CTC head on
-    the prompt (zipper/ctc_prefix.py); needs a ``ctc_directions`` edge into the output modality."""
+    the prompt (zipper/ctc_prefix.py); needs a ``ctc_directions`` edge into the output modality.
+
+    ``guidance`` > 0: classifier-free guidance against the output tower alone (see the module docstring);
+    greedy or sampling, for output modalities that are not in the prompt."""
     from zipper.model import Segment
 
     model.check_segments(prompt)
@@ -80,6 +89,14 @@ def generate(model: "ZipperModel", prompt: Sequence["Segment"], output_modalitie
                                            num_beams)
     if not 0.0 <= ctc_weight <= 1.0:
         raise ValueError(f"ctc_weight must be in [0, 1], got {ctc_weight}")
+    if not (guidance >= 0 and math.isfinite(guidance)):  # NaN fails both
+        raise ValueError(f"guidance must be a finite number >= 0, got {guidance}")
+    if guidance and (num_beams > 1 or ctc_weight):
+        raise ValueError("guidance works with greedy decoding and sampling, not beam search or ctc_weight")
+    if guidance and (any(s.modality in output_modalities for s in prompt)
+                     or len(set(output_modalities)) < len(output_modalities)):
+        raise ValueError("guidance needs output modalities that are neither in the prompt nor repeated (the "
+                         "tower alone would not see its own earlier segment)")
     if (num_beams > 1 or ctc_weight) and (len(output_modalities) > 1 or do_sample):
         raise ValueError("beam search and joint CTC decoding (ctc_weight > 0) support one output modality "
                          "and no sampling")
@@ -96,15 +113,16 @@ def generate(model: "ZipperModel", prompt: Sequence["Segment"], output_modalitie
         cached = use_cache or num_beams > 1 or ctc_weight > 0
         history, tower_state = model.run_segments(prompt, cache_all=True)[1:] if cached else ([], {})
         sampling = dict(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+        guide = dict(guidance=guidance)
         for i, (m, n_new) in enumerate(zip(output_modalities, max_new_tokens)):
             if num_beams > 1 or ctc_weight:
                 ctc = _joint_ctc(model, m, history, ctc_weight) if ctc_weight else None
                 ids = _beam_search(model, m, history, tower_state, batch, n_new, num_beams, length_penalty, ctc)
             elif use_cache:
                 ids = _decode_cached(model, m, history, tower_state, batch, n_new, i + 1 < len(output_modalities),
-                                     sampling)
+                                     sampling, **guide)
             else:
-                ids = _decode_uncached(model, m, segments, batch, n_new, sampling)
+                ids = _decode_uncached(model, m, segments, batch, n_new, sampling, **guide)
             tower = model.tower(m)
             full = Segment(m, ids, _real_mask(ids, tower.eos_token_id))  # BOS prefix ... EOS (then padding)
             full.input_ids = full.input_ids.masked_fill(~full.mask(), tower.pad_token_id)
@@ -152,7 +170,13 @@ def _strip(seg: "Segment", tower, n_start: int) -> "Segment":
     return Segment(seg.modality, ids.masked_fill(~mask, tower.pad_token_id), mask.long())
 
 
-def _decode_cached(model, modality, history, tower_state, batch, max_new, record, sampling) -> torch.Tensor:
+def guided(logits: torch.Tensor, plain: torch.Tensor, w: float) -> torch.Tensor:
+    """(B, V) zip logits, (B, V) logits of the tower alone -> (1 + w) log p_zip - w log p_tower."""
+    return (1 + w) * logits.float().log_softmax(-1) - w * plain.float().log_softmax(-1)
+
+
+def _decode_cached(model, modality, history, tower_state, batch, max_new, record, sampling,
+                   guidance: float = 0.0) -> torch.Tensor:
     from transformers import DynamicCache
 
     from zipper.model import _Done
@@ -160,11 +184,16 @@ def _decode_cached(model, modality, history, tower_state, batch, max_new, record
     tower = model.tower(modality)
     memory = model.memory_for(modality, history)  # keys/values over earlier segments: computed once
     cache, past = tower_state.get(modality, (DynamicCache(), None))
+    plain_cache = DynamicCache()  # guidance: the tower alone, on the same tokens
     step_ids = model.start_ids(modality).expand(batch, -1)  # (B, S): BOS + forced prefix
     step_mask = torch.ones_like(step_ids, dtype=torch.bool)
     tokens, finished, chunks = [step_ids], torch.zeros(batch, dtype=torch.bool), []
     for _ in range(max_new):
         logits, states = model.tower_forward(modality, step_ids, step_mask, memory, cache, past, record=record)
+        if guidance:  # the prompt holds no segment of this modality, so both caches cover the same tokens
+            plain, _ = model.tower_forward(modality, step_ids, step_mask, {}, plain_cache, past, record=False,
+                                           alone=True)
+            logits = guided(logits[:, -1:], plain[:, -1:], guidance)
         chunks.append(states)
         past = step_mask if past is None else torch.cat([past, step_mask], 1)
         nxt = pick_next(logits[:, -1], **sampling)
@@ -187,15 +216,19 @@ def _decode_cached(model, modality, history, tower_state, batch, max_new, record
     return ids
 
 
-def _decode_uncached(model, modality, segments, batch, max_new, sampling) -> torch.Tensor:
+def _decode_uncached(model, modality, segments, batch, max_new, sampling, guidance: float = 0.0) -> torch.Tensor:
     from zipper.model import Segment
 
     tower = model.tower(modality)
     ids = model.start_ids(modality).expand(batch, -1)  # (B, S)
     finished = torch.zeros(batch, dtype=torch.bool)
     for _ in range(max_new):
-        out = model(list(segments) + [Segment(modality, ids, _real_mask(ids, tower.eos_token_id).long())])
-        nxt = pick_next(out.logits[-1][:, -1], **sampling).masked_fill(finished, tower.pad_token_id)
+        mask = _real_mask(ids, tower.eos_token_id)
+        logits = model(list(segments) + [Segment(modality, ids, mask.long())]).logits[-1][:, -1]  # (B, V)
+        if guidance:
+            plain, _ = model.tower_forward(modality, ids, mask, {}, record=False, alone=True)
+            logits = guided(logits, plain[:, -1], guidance)
+        nxt = pick_next(logits, **sampling).masked_fill(finished, tower.pad_token_id)
         finished = finished | (nxt == tower.eos_token_id)
         ids = torch.cat([ids, nxt[:, None]], 1)
         if finished.all():

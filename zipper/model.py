@@ -340,12 +340,15 @@ class ZipperModel(nn.Module):
 
     def tower_forward(self, modality: str, input_ids: torch.Tensor, mask: torch.Tensor, memory: dict,
                       cache=None, past_mask: torch.Tensor | None = None, record: bool = True,
-                      penalties: list | None = None):
+                      penalties: list | None = None, alone: bool = False):
         """One tower over (B, T) tokens, zip blocks reading ``memory``; -> logits (B, T, V), states.
-        With ``penalties``, each block appends its guided-attention penalty to it."""
+        With ``penalties``, each block appends its guided-attention penalty to it. ``alone``: the bare
+        tower, with neither its input projection nor its zip blocks (pass ``memory={}``)."""
         tower = self.tower_objs[modality]
         embeds = tower.model.get_input_embeddings()(input_ids)  # (B, T, D)
-        if modality in self.input_projections:
+        if alone and memory:
+            raise ValueError("alone=True runs the tower without its zip blocks: pass memory={}")
+        if modality in self.input_projections and not alone:
             embeds = self.input_projections[modality](embeds)
         full_mask = mask if past_mask is None else torch.cat([past_mask, mask], dim=1)  # (B, P + T)
         position_ids = (full_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -input_ids.shape[1]:]

@@ -77,6 +77,10 @@ class RecipeConfig:
     ctc_units: str = "tokens"
     # > 0: guided-attention loss (ZipperConfig.guided_attention): a diagonal alignment prior on every zip block.
     guided_attention: float = 0.0
+    # TTS: a training voice's name, e.g. "piper-joe". Each training (and dev) text is then read as
+    # "<its voice>: <text>", so the zip learns which voice to speak in; the test sentences are spoken as
+    # "<voice_prompt>: <text>", one known voice instead of an average of all of them.
+    voice_prompt: str = ""
     # training
     steps: int = 1000
     batch_size: int = 8
@@ -157,6 +161,8 @@ class RecipeConfig:
             raise ConfigError(f"fusion_beam must be >= 1, got {self.fusion_beam}")
         if not self.guided_attention >= 0:
             raise ConfigError(f"guided_attention must be >= 0, got {self.guided_attention}")
+        if self.voice_prompt and "text->speech" not in self.directions:
+            raise ConfigError("voice_prompt names the voice to speak in: it needs the 'text->speech' direction")
         if self.guided_attention and self.model != "zipper":
             raise ConfigError("guided_attention needs model 'zipper' (the single decoder has no cross-attention)")
 
@@ -279,6 +285,24 @@ def splits_used(cfg: RecipeConfig) -> dict[str, Callable[[list[dict]], list[dict
             "dev": lambda rows: rows[: max(8, cfg.eval_utts // 4)], "test": first_test}
 
 
+def prompt_voices(cfg: RecipeConfig, train: list[dict], dev: list[dict]) -> None:
+    """With ``cfg.voice_prompt`` (a training voice, or a ConfigError): each training and dev example
+    reads its own voice before its text (``text_prompt``, `zipper.data.make_segments`)."""
+    if not cfg.voice_prompt:
+        return
+    voices = sorted({ex["voice"] for ex in train})
+    if cfg.voice_prompt not in voices:
+        raise ConfigError(f"voice_prompt {cfg.voice_prompt!r} is not a training voice; those are {voices}")
+    for ex in [*train, *dev]:
+        ex["text_prompt"] = f"{ex['voice']}: "
+
+
+def tts_test_rows(cfg: RecipeConfig, test: list[dict]) -> list[dict]:
+    """The (at most 50) test rows that TTS is scored on, spoken in ``cfg.voice_prompt`` if set."""
+    rows = test[: min(len(test), 50)]
+    return [{**ex, "text_prompt": f"{cfg.voice_prompt}: "} for ex in rows] if cfg.voice_prompt else rows
+
+
 def _pretrain_speech(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> dict:
     from towers.speech_lm import lm_batches, lm_loss, new_speech_tower, unit_perplexity
 
@@ -319,6 +343,7 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
     train, dev, test = splits["train"], splits["dev"], splits["test"]  # already cut by splits_used
     for ex in train:
         ex["units"] = ex["units"][: cfg.max_units]
+    prompt_voices(cfg, train, dev)
     tasks = ["asr", "tts"] if cfg.task == "joint" else [cfg.task]
 
     def loss_fn(m, item):
@@ -357,7 +382,7 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
     if "tts" in tasks:
         from towers.judges import MosJudge, WhisperJudge
 
-        metrics["test_tts"] = tts_metrics(model, test[: min(len(test), 50)], codec, WhisperJudge(), show=3,
+        metrics["test_tts"] = tts_metrics(model, tts_test_rows(cfg, test), codec, WhisperJudge(), show=3,
                                           mos_judge=MosJudge() if cfg.eval_mos else None)
     hours = sum(float(ex.get("duration", 0)) for ex in train) / 3600
     return {"metrics": metrics, "train_utts": len(train), "train_hours": round(hours, 3), "steps": res["steps"],

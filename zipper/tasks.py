@@ -105,9 +105,10 @@ def has_ctc(model) -> bool:
 @torch.no_grad()
 def speak_units(model, texts: Sequence[str], batch_size: int = 8, units_per_second: float = 25.0,
                 seconds_per_word: float = 0.64, do_sample: bool = False, temperature: float = 1.0, top_k: int = 0,
-                generator: torch.Generator | None = None) -> list[torch.Tensor]:
+                generator: torch.Generator | None = None, guidance: float = 0.0) -> list[torch.Tensor]:
     """Texts -> generated speech units (unit ids, specials removed). Generation stops at the speech
-    tower's EOS or after ``seconds_per_word`` x words (+ 25 units) at the codec's ``units_per_second``."""
+    tower's EOS or after ``seconds_per_word`` x words (+ 25 units) at the codec's ``units_per_second``.
+    ``guidance``: classifier-free guidance against the speech tower alone (zipper/generation.py)."""
     sp, tx = model.tower("speech"), model.tower("text")
     out: list[torch.Tensor] = []
     start = model.start_ids("text")
@@ -115,7 +116,7 @@ def speak_units(model, texts: Sequence[str], batch_size: int = 8, units_per_seco
         ids, mask = pad_rows([text_ids(tx, t, start=start) for t in chunk], tx.pad_token_id)
         budget = int(max(len(t.split()) for t in chunk) * seconds_per_word * units_per_second + 25)
         gen = model.generate([Segment("text", ids, mask)], ["speech"], max_new_tokens=budget, do_sample=do_sample,
-                             temperature=temperature, top_k=top_k, generator=generator)[0]
+                             temperature=temperature, top_k=top_k, generator=generator, guidance=guidance)[0]
         for row, m in zip(gen.input_ids, gen.attention_mask):
             out.append(sp.tokenizer.decode(torch.cat([torch.tensor([sp.bos_token_id]), row[m.bool()]])))
     return out
@@ -194,17 +195,21 @@ def asr_metrics(model, examples: Sequence[dict], num_beams: int = 1, batch_size:
 
 
 def tts_metrics(model, examples: Sequence[dict], codec, judge, batch_size: int = 8, show: int = 0,
-                mos_judge=None) -> dict:
+                mos_judge=None, **speak) -> dict:
     """Judge-WER of generated speech vs gold text, and vs the judge's transcript of the reference audio.
 
     With ``mos_judge`` (`towers.judges.MosJudge`), also DNSMOS of the generated and the reference audio
     (naturalness, 1..5; empty generations are left out of the MOS mean and counted in ``empty_outputs``).
+    An example's ``text_prompt`` (a voice name, `zipper.data.make_segments`) is spoken before its text and
+    is not part of what the judge is scored against.
+    ``speak``: decoding settings for `speak_units` (guidance, do_sample, temperature, top_k, generator).
     """
     from towers.audio import load_audio
     from towers.judges import wer
 
-    def speak_and_hear(texts: list[str]) -> list[tuple[torch.Tensor, str, float | None]]:
-        units = speak_units(model, texts, batch_size=batch_size, units_per_second=codec.units_per_second)
+    def speak_and_hear(exs: list[dict]) -> list[tuple[torch.Tensor, str, float | None]]:
+        texts = [ex.get("text_prompt", "") + ex["text"] for ex in exs]
+        units = speak_units(model, texts, batch_size=batch_size, units_per_second=codec.units_per_second, **speak)
         waves = [codec.decode(u)[0].numpy() if len(u) else torch.zeros(1600).numpy() for u in units]
         mos = [mos_judge.score_one((w, codec.sample_rate))["ovrl"] if mos_judge is not None and len(u) else None
                for u, w in zip(units, waves)]
@@ -216,7 +221,7 @@ def tts_metrics(model, examples: Sequence[dict], codec, judge, batch_size: int =
         return list(zip(judge.transcribe(waves), mos))
 
     texts = [ex["text"] for ex in examples]
-    units, heard, mos = map(list, zip(*map_sharded(speak_and_hear, texts))) if texts else ([], [], [])
+    units, heard, mos = map(list, zip(*map_sharded(speak_and_hear, examples))) if texts else ([], [], [])
     heard_ref, mos_ref = map(list, zip(*map_sharded(hear_reference, examples))) if texts else ([], [])
     metrics = {
         "judge_wer_vs_gold": round(100 * wer(texts, heard).wer, 2),

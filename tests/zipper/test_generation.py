@@ -105,6 +105,60 @@ def test_beam_search_scores_at_least_greedy(model):
         assert logprob(beam) >= logprob(greedy) - 1e-4
 
 
+def _text_prompt(b, t, seed):
+    return [Segment("text", torch.randint(3, 56, (b, t), generator=torch.Generator().manual_seed(seed)))]
+
+
+@pytest.mark.parametrize("output", ["speech", "text"])
+def test_guided_cached_equals_uncached(model, output):
+    prompt = _text_prompt(3, 5, 5) if output == "speech" else [Segment("speech", _speech(3, 7, 2))]
+    cached = model.generate(prompt, [output], max_new_tokens=10, guidance=2.0)[0]
+    uncached = model.generate(prompt, [output], max_new_tokens=10, guidance=2.0, use_cache=False)[0]
+    assert torch.equal(cached.input_ids, uncached.input_ids)
+    assert torch.equal(cached.attention_mask, uncached.attention_mask)
+
+
+def test_guidance_follows_the_zip_away_from_the_bare_tower(model):
+    """Each guided greedy token is the argmax of (1 + w) log p_zip - w log p_tower, where p_tower is the HF
+    tower's own forward (no zip), both over the generated prefix; and guidance changes what is generated."""
+    prompt, w = _text_prompt(2, 6, 6), 1.5
+    out = model.generate(prompt, ["speech"], max_new_tokens=8, guidance=w)[0]
+    plain_out = model.generate(prompt, ["speech"], max_new_tokens=8)[0]
+    assert not torch.equal(out.input_ids, plain_out.input_ids)
+    start = model.start_ids("speech")
+    full = torch.cat([start.expand(2, -1), out.input_ids], 1)
+    mask = torch.cat([torch.ones(2, len(start), dtype=torch.long), out.attention_mask], 1)
+    zip_lp = model(prompt + [Segment("speech", full, mask)]).logits[1].float().log_softmax(-1)
+    tower_lp = model.tower("speech").model(input_ids=full, attention_mask=mask).logits.float().log_softmax(-1)
+    pred = ((1 + w) * zip_lp - w * tower_lp)[:, len(start) - 1:-1].argmax(-1)
+    real = out.attention_mask.bool()
+    assert torch.equal(pred[real], out.input_ids[real])
+
+
+def test_guidance_is_a_no_op_at_init():
+    """Zero gates: the zip is its tower, so guiding against the tower changes nothing."""
+    speech = tiny_tower("llama", "speech", vocab=40, hidden=32, layers=2, seed=1, init_std=0.4)
+    text = tiny_tower("llama", "text", vocab=56, hidden=32, layers=2, seed=2, init_std=0.4)
+    model = ZipperModel.from_towers([speech, text], directions=["text->speech"], cross_attention_interval=[1, 1])
+    prompt = _text_prompt(3, 5, 7)
+    a = model.generate(prompt, ["speech"], max_new_tokens=12)[0]
+    b = model.generate(prompt, ["speech"], max_new_tokens=12, guidance=3.0)[0]
+    assert torch.equal(a.input_ids, b.input_ids)
+
+
+def test_guidance_errors(model):
+    prompt = _text_prompt(1, 4, 0)
+    for w in (-0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="guidance must be"):
+            model.generate(prompt, ["speech"], guidance=w)
+    with pytest.raises(ValueError, match="beam search"):
+        model.generate(prompt, ["speech"], guidance=1.0, num_beams=2)
+    with pytest.raises(ValueError, match="neither in the prompt"):
+        model.generate(prompt + [Segment("speech", _speech(1, 3, 1))], ["speech"], guidance=1.0)
+    with pytest.raises(ValueError, match="neither in the prompt"):
+        model.generate(prompt, ["speech", "speech"], guidance=1.0)
+
+
 def test_sampling_is_seeded_and_respects_top_k():
     logits = torch.tensor([[0.0, 5.0, 4.0, -1.0]])
     draws = {int(pick_next(logits, True, top_k=2, generator=torch.Generator().manual_seed(s))) for s in range(40)}
@@ -143,3 +197,5 @@ def test_single_decoder_generation_argument_errors():
         with pytest.raises(ValueError, match="max_new_tokens|top_k|num_beams"):
             model.generate(prompt, ["text"], **kwargs)
     assert model.generate(prompt, ["text"], max_new_tokens=2)[0].input_ids.shape[1] <= 2
+    with pytest.raises(ValueError, match="guidance needs a zipped model"):
+        model.generate(prompt, ["text"], guidance=1.0)
