@@ -90,8 +90,11 @@ def test_character_ctc_zip_with_fused_decoding_in_the_recipe_eval_and_transcribe
 
 
 def test_tts_zip_and_speak(world, capsys):
+    from towers.corpus import read_manifest
+
     root, base, _ = world
-    cfg = RecipeConfig(task="tts", out=str(root / "tts"), steps=2, directions=["text->speech"],
+    voice = read_manifest(root / "corpus" / "train.jsonl")[0]["voice"]
+    cfg = RecipeConfig(task="tts", out=str(root / "tts"), steps=2, directions=["text->speech"], voice_prompt=voice,
                        train_speech_tower=True, eval_every=2, guided_attention=0.5, best_metric="dev_unit_nll", **base)
     res = run(cfg, results_md=None)
     assert res["best"] == {"step": 2, "value": res["dev_curve"][-1]["dev_unit_nll"]} and not res["stopped_early"]
@@ -102,7 +105,7 @@ def test_tts_zip_and_speak(world, capsys):
     assert tts["n_utts"] == 2 and tts["judge_wer_vs_gold"] >= 0 and tts["reference_audio_judge_wer"] >= 0
     assert 1 <= tts["reference_audio_dnsmos_ovrl"] <= 5 and tts["empty_outputs"] + bool(tts["dnsmos_ovrl"]) >= 1
     out = root / "hello.wav"
-    assert cli(["speak", "hello world", "--model", str(root / "tts" / "model"), "-o", str(out)]) == 0
+    assert cli(["speak", "hello world", "--model", str(root / "tts" / "model"), "-o", str(out), "--voice", voice]) == 0
     assert out.stat().st_size > 44
     before = out.read_bytes()
     assert cli(["speak", "hello again", "--model", str(root / "tts" / "model"), "-o", str(out)]) == 2
@@ -266,7 +269,8 @@ def test_recipe_config_field_values_either_load_or_raise_config_error():
     ({"speech_tower_size": "huge"}, "speech_tower_size"), ({"max_minutes": -1}, "max_minutes"), ([1], "JSON object"),
     ({"task": "tts", "best_metric": "dev_wer", "eval_every": 100}, "best_metric"), ({"patience": 3}, "patience"),
     ({"task": "tts", "best_metric": "dev_unit_nll"}, "eval_every"),
-    ({"task": "pretrain_speech", "best_metric": "dev_wer", "eval_every": 100}, "best_metric")])
+    ({"task": "pretrain_speech", "best_metric": "dev_wer", "eval_every": 100}, "best_metric"),
+    ({"task": "asr", "voice_prompt": "piper-joe"}, "voice_prompt")])
 def test_bad_recipe_config_is_a_usage_error_before_any_work(data, message, monkeypatch, tmp_path, capsys):
     import zipper.recipe as recipe
 
@@ -298,3 +302,22 @@ def test_eval_of_a_pretraining_config_says_what_eval_is_for(tmp_path, capsys):
     path.write_text(json.dumps({"task": "pretrain_speech", "out": str(tmp_path / "run")}))
     assert cli(["eval", str(path)]) == 2
     assert "evaluates asr, tts and joint recipes" in capsys.readouterr().err
+
+
+def test_voice_prompts_name_each_rows_voice_and_the_test_speaks_the_configured_one():
+    from zipper.config import ConfigError
+    from zipper.recipe import prompt_voices, tts_test_rows
+
+    rows = lambda voices: [{"text": f"s{i}", "voice": v} for i, v in enumerate(voices)]  # noqa: E731
+    train, dev, test = rows(["a", "b", "a"]), rows(["c"]), rows(["d"] * 60)
+    cfg = RecipeConfig(task="tts", directions=["text->speech"], voice_prompt="b")
+    prompt_voices(cfg, train, dev)
+    assert [r["text_prompt"] for r in train + dev] == ["a: ", "b: ", "a: ", "c: "]
+    spoken = tts_test_rows(cfg, test)
+    assert len(spoken) == 50 and {r["text_prompt"] for r in spoken} == {"b: "}
+    assert [r["text"] for r in spoken] == [r["text"] for r in test[:50]] and "text_prompt" not in test[0]
+    with pytest.raises(ConfigError, match="not a training voice"):
+        prompt_voices(RecipeConfig(task="tts", directions=["text->speech"], voice_prompt="zz"), rows(["a"]), [])
+    plain = rows(["a"])
+    prompt_voices(RecipeConfig(task="tts"), plain, [])
+    assert "text_prompt" not in plain[0] and tts_test_rows(RecipeConfig(task="tts"), test) == test[:50]

@@ -100,3 +100,46 @@ def test_speak_units_budget_follows_the_codec_rate(parts):
     finally:
         never_special.remove()
     assert (n25, n50) == (int(2 * 0.64 * 25 + 25), int(2 * 0.64 * 50 + 25))
+
+
+def test_a_voice_prompt_is_read_before_the_tts_text_and_never_scored(parts, monkeypatch, tmp_path):
+    """``text_prompt`` (a recipe's voice_prompt) precedes the text that TTS reads, is ignored when the text
+    is an ASR target, is spoken by tts_metrics, and is not part of what the judge is scored against."""
+    import numpy as np
+    import soundfile as sf
+
+    import zipper.tasks as tasks
+    from zipper.data import make_segments, text_ids
+
+    speech, text, examples = parts
+    model = _tts_zip(speech, text)
+    ex = {**examples[0], "text_prompt": "piper-joe: "}
+    start = model.start_ids("text")
+    tts_text = make_segments(model, [ex], "tts")[0].input_ids[0]
+    assert torch.equal(tts_text, text_ids(text, "piper-joe: " + ex["text"], start=start))
+    asr_text = make_segments(model, [ex], "asr")[1].input_ids[0]
+    assert torch.equal(asr_text, text_ids(text, ex["text"], start=start))
+
+    spoken = []
+    monkeypatch.setattr(tasks, "speak_units", lambda m, texts, **kw: spoken.extend(texts) or
+                        [torch.arange(5) for _ in texts])
+    wav = tmp_path / "ref.wav"
+    sf.write(wav, np.zeros(1600, dtype=np.float32), 16000)
+
+    class Codec:
+        units_per_second, sample_rate = 25.0, 16000
+
+        def decode(self, units):
+            return torch.zeros(1, 1600), 16000
+
+    class EchoJudge:  # hears exactly the gold sentence of each clip, in order
+        def __init__(self, texts):
+            self.texts = texts
+
+        def transcribe(self, waves):
+            return [self.texts[i % len(self.texts)] for i in range(len(waves))]
+
+    rows = [{"text": t, "text_prompt": "piper-joe: ", "audio_filepath": str(wav)} for t in ("a cat sat", "on the mat")]
+    m = tasks.tts_metrics(model, rows, Codec(), EchoJudge([r["text"] for r in rows]))
+    assert spoken == ["piper-joe: a cat sat", "piper-joe: on the mat"]
+    assert m["judge_wer_vs_gold"] == 0.0
