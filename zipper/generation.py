@@ -113,16 +113,15 @@ def generate(model: "ZipperModel", prompt: Sequence["Segment"], output_modalitie
         cached = use_cache or num_beams > 1 or ctc_weight > 0
         history, tower_state = model.run_segments(prompt, cache_all=True)[1:] if cached else ([], {})
         sampling = dict(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
-        guide = dict(guidance=guidance)
         for i, (m, n_new) in enumerate(zip(output_modalities, max_new_tokens)):
             if num_beams > 1 or ctc_weight:
                 ctc = _joint_ctc(model, m, history, ctc_weight) if ctc_weight else None
                 ids = _beam_search(model, m, history, tower_state, batch, n_new, num_beams, length_penalty, ctc)
             elif use_cache:
                 ids = _decode_cached(model, m, history, tower_state, batch, n_new, i + 1 < len(output_modalities),
-                                     sampling, **guide)
+                                     sampling, guidance)
             else:
-                ids = _decode_uncached(model, m, segments, batch, n_new, sampling, **guide)
+                ids = _decode_uncached(model, m, segments, batch, n_new, sampling, guidance)
             tower = model.tower(m)
             full = Segment(m, ids, _real_mask(ids, tower.eos_token_id))  # BOS prefix ... EOS (then padding)
             full.input_ids = full.input_ids.masked_fill(~full.mask(), tower.pad_token_id)

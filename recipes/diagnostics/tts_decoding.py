@@ -1,0 +1,59 @@
+"""Does a TTS zip speak better with another decoding rule? Greedy, sampling, and guidance, on one model.
+
+    python recipes/diagnostics/tts_decoding.py --config recipes/configs/tts_base_whisper_proj_frozen.json \
+        --model runs/tts-base-whisper-proj-frozen/model --n 50 '{}' '{"guidance": 1.0}' \
+        '{"do_sample": true, "temperature": 0.7, "top_k": 20}'
+
+Each positional argument is a JSON object of `zipper.tasks.speak_units` settings (``guidance``, ``do_sample``,
+``temperature``, ``top_k``); ``{}`` is the recipes' greedy decoding. For each, the config's first ``--n``
+test sentences are spoken, decoded by the config's codec and heard by the Whisper-base judge, exactly as
+the recipe's own test (`zipper.tasks.tts_metrics`, without the teacher-forced ``text_info``, which does
+not depend on decoding). Sampling draws from a generator seeded with 0. Prints one JSON line per setting:
+judge-WER against the gold text, mean generated units, and the seconds it took.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from towers.codec import load_codec
+from towers.judges import WhisperJudge
+from zipper.data import load_split
+from zipper.model import ZipperModel
+from zipper.recipe import RecipeConfig, splits_used
+from zipper.tasks import tts_metrics
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", required=True, help="the TTS recipe config the model was trained with")
+    p.add_argument("--model", required=True, help="the trained model directory")
+    p.add_argument("--n", type=int, default=50, help="test sentences to speak (the recipe's test uses 50)")
+    p.add_argument("settings", nargs="+", help="JSON objects of speak_units settings; '{}' is greedy")
+    a = p.parse_args(argv)
+    settings = [json.loads(s) for s in a.settings]
+    cfg = RecipeConfig.from_json(a.config)
+    model = ZipperModel.from_pretrained(a.model)
+    codec = load_codec(cfg.codec)
+    test = load_split(cfg.corpus, "test", codec, keep=splits_used(cfg)["test"])[: a.n]
+    gold_units = round(sum(len(ex["units"]) for ex in test) / len(test), 1)  # the reference recordings' units
+    test = [{k: v for k, v in ex.items() if k != "units"} for ex in test]  # no teacher-forced text_info
+    judge, out = WhisperJudge(), []
+    for kw in settings:
+        if kw.get("do_sample"):
+            kw = {**kw, "generator": torch.Generator().manual_seed(0)}
+        t = time.time()
+        m = tts_metrics(model, test, codec, judge, show=3, **kw)
+        row = {"setting": {k: v for k, v in kw.items() if k != "generator"}, "judge_wer_vs_gold": m["judge_wer_vs_gold"],
+               "mean_units": m["mean_units"], "reference_mean_units": gold_units,
+               "seconds": round(time.time() - t), "examples": m["examples"]}
+        print(json.dumps(row), flush=True)
+        out.append(row)
+    return out
+
+
+if __name__ == "__main__":
+    main()
