@@ -4,7 +4,8 @@
         --model runs/tts-base-whisper-proj-frozen/model --n 50 '{}' '{"guidance": 1.0}' \
         '{"do_sample": true, "temperature": 0.7, "top_k": 20}'
 
-Each positional argument is a JSON object of `zipper.tasks.speak_units` settings (``guidance``, ``do_sample``,
+``--skip`` and ``--n`` choose other test sentences than the recipe's; ``--voice`` speaks as a recipe with that
+``voice_prompt`` does. Each positional argument is a JSON object of `zipper.tasks.speak_units` settings (``guidance``, ``do_sample``,
 ``temperature``, ``top_k``); ``{}`` is the recipes' greedy decoding. For each, the config's first ``--n``
 test sentences are spoken, decoded by the config's codec and heard by the Whisper-base judge, exactly as
 the recipe's own test (`zipper.tasks.tts_metrics`, without the teacher-forced ``text_info``, which does
@@ -32,15 +33,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--config", required=True, help="the TTS recipe config the model was trained with")
     p.add_argument("--model", required=True, help="the trained model directory")
     p.add_argument("--n", type=int, default=50, help="test sentences to speak (the recipe's test uses 50)")
+    p.add_argument("--skip", type=int, default=0, help="start after this many test sentences (0: the recipe's)")
+    p.add_argument("--voice", default="", help="speak every sentence as '<voice>: <sentence>' (a model trained "
+                                               "with the config's voice_prompt; the judge scores the sentence)")
     p.add_argument("settings", nargs="+", help="JSON objects of speak_units settings; '{}' is greedy")
     a = p.parse_args(argv)
     settings = [json.loads(s) for s in a.settings]
     cfg = RecipeConfig.from_json(a.config)
     model = ZipperModel.from_pretrained(a.model)
     codec = load_codec(cfg.codec)
-    test = load_split(cfg.corpus, "test", codec, keep=splits_used(cfg)["test"])[: a.n]
+    if a.skip:
+        test = load_split(cfg.corpus, "test", codec, keep=lambda rows: rows[a.skip: a.skip + a.n])
+    else:  # the recipe's own selection (and units cache)
+        test = load_split(cfg.corpus, "test", codec, keep=splits_used(cfg)["test"])[: a.n]
     gold_units = round(sum(len(ex["units"]) for ex in test) / len(test), 1)  # the reference recordings' units
-    test = [{k: v for k, v in ex.items() if k != "units"} for ex in test]  # no teacher-forced text_info
+    prompt = {"text_prompt": f"{a.voice}: "} if a.voice else {}
+    test = [{**{k: v for k, v in ex.items() if k != "units"}, **prompt} for ex in test]  # no teacher-forced text_info
     judge, out = WhisperJudge(), []
     for kw in settings:
         if kw.get("do_sample"):
