@@ -72,6 +72,7 @@ def cmd_transcribe(a) -> int:
 
 def cmd_speak(a) -> int:
     from towers.audio import save_audio
+    from zipper.data import voice_text_prompt
     from zipper.tasks import speak_units
 
     text = " ".join(a.text.split())
@@ -82,7 +83,7 @@ def cmd_speak(a) -> int:
     out = _check_output(a.output, a.overwrite)
     codec = _load_model_codec(a.model)
     model = _load_model(a.model)
-    prompt = f"{a.voice}: " if a.voice else ""  # a model trained with a recipe's voice_prompt
+    prompt = voice_text_prompt(a.voice) if a.voice else ""  # a model trained with a recipe's voice_prompt
     units = speak_units(model, [prompt + text], units_per_second=codec.units_per_second)[0]
     if len(units) == 0:
         raise RuntimeError("the model generated no speech units for this text")

@@ -118,6 +118,16 @@ def speech_ids(tower, units: torch.Tensor, max_units: int = 1500,
     return torch.cat([start, tower.tokenizer.encode(units[: max_units - len(start) - 1], add_bos=False)])
 
 
+def voice_text_prompt(voice: str) -> str:
+    """The ``text_prompt`` that names a voice (a recipe's ``voice_prompt``): ``"piper-joe: "``."""
+    return f"{voice}: "
+
+
+def tts_text(example: dict) -> str:
+    """What TTS reads for an example: its ``text_prompt`` (if any), then its text."""
+    return example.get("text_prompt", "") + example["text"]
+
+
 def make_segments(model, batch: Sequence[dict], task: str) -> list[Segment]:
     """ASR: [speech (input), text (loss)]; TTS: [text (input), speech (loss)]. For TTS an example's
     ``text_prompt`` (e.g. ``"piper-joe: "``, the recipes' ``voice_prompt``) is read before its text."""
@@ -126,8 +136,8 @@ def make_segments(model, batch: Sequence[dict], task: str) -> list[Segment]:
     sp, tx = model.tower("speech"), model.tower("text")
     sp_start, tx_start = model.start_ids("speech"), model.start_ids("text")
     speech = pad_rows([speech_ids(sp, ex["units"], start=sp_start) for ex in batch], sp.pad_token_id)
-    prompts = [ex.get("text_prompt", "") if task == "tts" else "" for ex in batch]
-    text = pad_rows([text_ids(tx, p + ex["text"], start=tx_start) for p, ex in zip(prompts, batch)], tx.pad_token_id)
+    texts = [tts_text(ex) if task == "tts" else ex["text"] for ex in batch]
+    text = pad_rows([text_ids(tx, t, start=tx_start) for t in texts], tx.pad_token_id)
     if task == "asr":
         return [Segment("speech", *speech), Segment("text", *text, loss=True)]
     return [Segment("text", *text), Segment("speech", *speech, loss=True)]

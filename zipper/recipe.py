@@ -30,7 +30,7 @@ from towers.codec import load_codec
 from towers.typed_config import check_field_types
 from zipper.config import ConfigError, check_ctc_units
 from zipper.ctc_beam import FUSION_ALPHA, FUSION_BEAM, FUSION_BETA
-from zipper.data import subset
+from zipper.data import subset, voice_text_prompt
 from zipper.distributed import barrier, is_main_process
 from zipper.train import TrainConfig, fit
 
@@ -294,13 +294,13 @@ def prompt_voices(cfg: RecipeConfig, train: list[dict], dev: list[dict]) -> None
     if cfg.voice_prompt not in voices:
         raise ConfigError(f"voice_prompt {cfg.voice_prompt!r} is not a training voice; those are {voices}")
     for ex in [*train, *dev]:
-        ex["text_prompt"] = f"{ex['voice']}: "
+        ex["text_prompt"] = voice_text_prompt(ex["voice"])
 
 
 def tts_test_rows(cfg: RecipeConfig, test: list[dict]) -> list[dict]:
     """The (at most 50) test rows that TTS is scored on, spoken in ``cfg.voice_prompt`` if set."""
     rows = test[: min(len(test), 50)]
-    return [{**ex, "text_prompt": f"{cfg.voice_prompt}: "} for ex in rows] if cfg.voice_prompt else rows
+    return [{**ex, "text_prompt": voice_text_prompt(cfg.voice_prompt)} for ex in rows] if cfg.voice_prompt else rows
 
 
 def _pretrain_speech(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> dict:

@@ -206,10 +206,10 @@ def tts_metrics(model, examples: Sequence[dict], codec, judge, batch_size: int =
     """
     from towers.audio import load_audio
     from towers.judges import wer
+    from zipper.data import tts_text
 
     def speak_and_hear(exs: list[dict]) -> list[tuple[torch.Tensor, str, float | None]]:
-        texts = [ex.get("text_prompt", "") + ex["text"] for ex in exs]
-        units = speak_units(model, texts, batch_size=batch_size, units_per_second=codec.units_per_second, **speak)
+        units = speak_units(model, [tts_text(ex) for ex in exs], batch_size=batch_size, units_per_second=codec.units_per_second, **speak)
         waves = [codec.decode(u)[0].numpy() if len(u) else torch.zeros(1600).numpy() for u in units]
         mos = [mos_judge.score_one((w, codec.sample_rate))["ovrl"] if mos_judge is not None and len(u) else None
                for u, w in zip(units, waves)]

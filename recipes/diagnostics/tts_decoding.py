@@ -6,8 +6,8 @@
 
 ``--skip`` and ``--n`` choose other test sentences than the recipe's; ``--voice`` speaks as a recipe with that
 ``voice_prompt`` does. Each positional argument is a JSON object of `zipper.tasks.speak_units` settings (``guidance``, ``do_sample``,
-``temperature``, ``top_k``); ``{}`` is the recipes' greedy decoding. For each, the config's first ``--n``
-test sentences are spoken, decoded by the config's codec and heard by the Whisper-base judge, exactly as
+``temperature``, ``top_k``); ``{}`` is the recipes' greedy decoding. For each, the ``--n`` test sentences
+after the first ``--skip`` are spoken, decoded by the config's codec and heard by the Whisper-base judge, exactly as
 the recipe's own test (`zipper.tasks.tts_metrics`, without the teacher-forced ``text_info``, which does
 not depend on decoding). Sampling draws from a generator seeded with 0. Prints one JSON line per setting:
 judge-WER against the gold text, mean generated units, and the seconds it took.
@@ -22,7 +22,7 @@ import torch
 
 from towers.codec import load_codec
 from towers.judges import WhisperJudge
-from zipper.data import load_split
+from zipper.data import load_split, voice_text_prompt
 from zipper.model import ZipperModel
 from zipper.recipe import RecipeConfig, splits_used
 from zipper.tasks import tts_metrics
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     else:  # the recipe's own selection (and units cache)
         test = load_split(cfg.corpus, "test", codec, keep=splits_used(cfg)["test"])[: a.n]
     gold_units = round(sum(len(ex["units"]) for ex in test) / len(test), 1)  # the reference recordings' units
-    prompt = {"text_prompt": f"{a.voice}: "} if a.voice else {}
+    prompt = {"text_prompt": voice_text_prompt(a.voice)} if a.voice else {}
     test = [{**{k: v for k, v in ex.items() if k != "units"}, **prompt} for ex in test]  # no teacher-forced text_info
     judge, out = WhisperJudge(), []
     for kw in settings:
