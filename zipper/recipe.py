@@ -466,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, help="override the number of training steps")
     p.add_argument("--out", help="override the output directory")
     p.add_argument("--max-minutes", type=float, help="override the wall-time budget of this run (a resume gets a fresh one)")
+    p.add_argument("--seed", type=int, help="override the seed (weight init, the training data's order and subset)")
     p.add_argument("--results-md", help="append the results row to this file instead of recipes/RESULTS.md "
                                         "('none': no row)")
     a = p.parse_args(argv)
@@ -474,10 +475,11 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"--max-minutes must be >= 0, got {a.max_minutes}")
     if a.steps is not None and a.steps < 1:
         raise ConfigError(f"--steps must be >= 1, got {a.steps}")
-    given = {k: v for k, v in (("steps", a.steps), ("out", a.out), ("max_minutes", a.max_minutes)) if v is not None}
+    given = {k: v for k, v in (("steps", a.steps), ("out", a.out), ("max_minutes", a.max_minutes), ("seed", a.seed))
+             if v is not None}
     cfg = dataclasses.replace(cfg, **given)  # validated again, like the config itself
-    overrides = ([f"--steps {a.steps}"] * ("steps" in given) + [f"--out {a.out}"] * ("out" in given)
-                 + ([f"--max-minutes {a.max_minutes:g}"] if a.max_minutes is not None else []))
+    overrides = [f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
+                 for k, v in given.items()]
     cfg.command = " ".join([cfg.command or f"zipper train {a.config}", *overrides])  # what was really run
     run(cfg, results_md=RESULTS_MD if a.results_md is None else None if a.results_md == "none" else Path(a.results_md))
     return 0

@@ -201,9 +201,10 @@ def test_train_command_line_overrides_are_applied_and_recorded(monkeypatch, tmp_
     monkeypatch.setattr(recipe, "run", lambda cfg, results_md: seen.update(cfg=cfg))
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"task": "asr", "max_minutes": 40, "command": "zipper train c.json"}))
-    assert cli(["train", str(path), "--max-minutes", "20", "--steps", "7"]) == 0
+    assert cli(["train", str(path), "--max-minutes", "20", "--steps", "7", "--seed", "3"]) == 0
     cfg = seen["cfg"]
-    assert (cfg.max_minutes, cfg.steps) == (20, 7) and cfg.command == "zipper train c.json --steps 7 --max-minutes 20"
+    assert (cfg.max_minutes, cfg.steps, cfg.seed) == (20, 7, 3)
+    assert cfg.command == "zipper train c.json --steps 7 --max-minutes 20 --seed 3"
     assert cli(["train", str(path)]) == 0  # no overrides: the config as written
     assert (seen["cfg"].max_minutes, seen["cfg"].command) == (40, "zipper train c.json")
 
