@@ -124,10 +124,12 @@ class RecipeConfig:
                               f"got {self.directions}")
         at_least = {"steps": 1, "batch_size": 1, "eval_utts": 1, "max_units": 1, "projection_layers": 1,
                     "warmup_steps": 0, "eval_every": 0, "ffn_mult": 0, "lora_rank": 0, "max_minutes": 0,
-                    "cross_attention_interval_speech": 0, "cross_attention_interval_text": 0}
+                    "cross_attention_interval_speech": 0, "cross_attention_interval_text": 0, "seed": 0}
         low = {k: getattr(self, k) for k, v in at_least.items() if getattr(self, k) < v}
         if low:
             raise ConfigError(f"out of range: {low} (minimums: { {k: at_least[k] for k in low} })")
+        if self.seed >= 2**63:  # torch.manual_seed's limit
+            raise ConfigError(f"seed must be < 2**63, got {self.seed}")
         if self.lr <= 0 or self.gate_lr_mult <= 0 or not 0 <= self.ctc_weight < 1:
             raise ConfigError(f"lr and gate_lr_mult must be > 0 and ctc_weight in [0, 1), got lr={self.lr}, "
                               f"gate_lr_mult={self.gate_lr_mult}, ctc_weight={self.ctc_weight}")

@@ -267,7 +267,8 @@ def test_recipe_config_field_values_either_load_or_raise_config_error():
 @pytest.mark.parametrize("data, message", [
     ({"steps": -5}, "steps"), ({"batch_size": 0}, "batch_size"), ({"lr": -1.0}, "lr"), ({"lr": "1e-3"}, "lr must be float"),
     ({"directions": ["x->y"]}, "directions"), ({"ctc_weight": 1.5}, "ctc_weight"), ({"corpus_size": "xl"}, "corpus_size"),
-    ({"speech_tower_size": "huge"}, "speech_tower_size"), ({"max_minutes": -1}, "max_minutes"), ([1], "JSON object"),
+    ({"speech_tower_size": "huge"}, "speech_tower_size"), ({"max_minutes": -1}, "max_minutes"),
+    ({"seed": -1}, "seed"), ({"seed": 2**63}, "seed"), ([1], "JSON object"),
     ({"task": "tts", "best_metric": "dev_wer", "eval_every": 100}, "best_metric"), ({"patience": 3}, "patience"),
     ({"task": "tts", "best_metric": "dev_unit_nll"}, "eval_every"),
     ({"task": "pretrain_speech", "best_metric": "dev_wer", "eval_every": 100}, "best_metric"),
