@@ -43,6 +43,7 @@ __all__ = [
     "ErrorRate",
     "wer",
     "cer",
+    "paired_wer_difference",
     "whisper_base_dir",
     "default_cache_dir",
     "WhisperJudge",
@@ -247,6 +248,37 @@ def cer(refs: str | Sequence[str], hyps: str | Sequence[str], normalize: bool = 
     out = jiwer.process_characters(r, h)
     n_ref = out.hits + out.substitutions + out.deletions
     return _make("char", out, n_ref, len(r))
+
+
+def paired_wer_difference(refs: Sequence[str], hyps_a: Sequence[str], hyps_b: Sequence[str], n: int = 2000,
+                          seed: int = 0) -> dict:
+    """Corpus WER of ``hyps_b`` minus that of ``hyps_a`` on the same references, with a paired bootstrap.
+
+    The utterances are resampled ``n`` times with replacement, each keeping both systems' transcripts
+    (so what the two share, e.g. a hard sentence, cancels out); ``lo`` / ``hi`` are the 2.5% / 97.5%
+    quantiles of the difference. All rates are fractions -> {"wer_a", "wer_b", "diff", "lo", "hi", "n_utts"}.
+    """
+    import random
+
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if not len(refs) == len(hyps_a) == len(hyps_b):
+        raise ValueError(f"{len(refs)} references, {len(hyps_a)} hypotheses from system a and {len(hyps_b)} "
+                         "from system b: they must be as many")
+    per = [(wer(r, a), wer(r, b)) for r, a, b in zip(refs, hyps_a, hyps_b)]  # one utterance each
+    if not per:
+        raise ValueError("no reference/hypothesis pairs to score")
+    cols = [(ea.errors, eb.errors, ea.n_ref) for ea, eb in per]
+
+    def diff(sample) -> float:
+        words = max(1, sum(c[2] for c in sample))
+        return (sum(c[1] for c in sample) - sum(c[0] for c in sample)) / words
+
+    rng = random.Random(seed)
+    ds = sorted(diff([rng.choice(cols) for _ in cols]) for _ in range(n))
+    words = max(1, sum(c[2] for c in cols))
+    return {"wer_a": sum(c[0] for c in cols) / words, "wer_b": sum(c[1] for c in cols) / words, "diff": diff(cols),
+            "lo": ds[int(0.025 * n)], "hi": ds[min(n - 1, int(0.975 * n))], "n_utts": len(cols)}
 
 
 def _make(unit: str, out, n_ref: int, n_utt: int) -> ErrorRate:

@@ -10,7 +10,9 @@
 after the first ``--skip`` are spoken, decoded by the config's codec and heard by the Whisper-base judge, exactly as
 the recipe's own test (`zipper.tasks.tts_metrics`, without the teacher-forced ``text_info``, which does
 not depend on decoding). Sampling draws from a generator seeded with 0. Prints one JSON line per setting:
-judge-WER against the gold text, mean generated units, and the seconds it took.
+judge-WER against the gold text, mean generated units, and the seconds it took. ``--save FILE`` also writes
+every sentence's text and what the judge heard (JSON lines), for `compare_tts.py`'s paired comparison of two
+models on the same sentences.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--skip", type=int, default=0, help="start after this many test sentences (0: the recipe's)")
     p.add_argument("--voice", default="", help="speak every sentence as '<voice>: <sentence>' (a model trained "
                                                "with the config's voice_prompt; the judge scores the sentence)")
+    p.add_argument("--save", help="write each sentence's setting, text and judge transcript to this JSONL file")
     p.add_argument("settings", nargs="+", help="JSON objects of speak_units settings; '{}' is greedy")
     a = p.parse_args(argv)
     settings = [json.loads(s) for s in a.settings]
@@ -54,12 +57,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if kw.get("do_sample"):
             kw = {**kw, "generator": torch.Generator().manual_seed(0)}
         t = time.time()
-        m = tts_metrics(model, test, codec, judge, show=3, **kw)
+        m = tts_metrics(model, test, codec, judge, show=len(test) if a.save else 3, **kw)
         row = {"setting": {k: v for k, v in kw.items() if k != "generator"}, "judge_wer_vs_gold": m["judge_wer_vs_gold"],
                "mean_units": m["mean_units"], "reference_mean_units": gold_units,
-               "seconds": round(time.time() - t), "examples": m["examples"]}
+               "seconds": round(time.time() - t), "examples": m["examples"][:3]}
         print(json.dumps(row), flush=True)
-        out.append(row)
+        out.append({**row, "examples": m["examples"]})
+    if a.save:
+        with open(a.save, "w") as fh:
+            for row in out:
+                fh.writelines(json.dumps({"setting": row["setting"], **ex}) + "\n" for ex in row["examples"])
     return out
 
 

@@ -20,6 +20,7 @@ from towers.judges import (
     cer,
     normalize_text,
     number_to_words,
+    paired_wer_difference,
     wer,
     whisper_base_dir,
 )
@@ -126,6 +127,32 @@ def test_wer_bad_arguments():
         wer([], [])
     with pytest.raises(TypeError):
         wer(["a"], [None])
+
+
+def test_paired_wer_difference_is_the_corpus_difference_with_an_interval_around_it():
+    refs = ["the cat sat on the mat", "a b c d", "hello world", "one two three four five", "", "x y"]
+    a = ["the cat sat on a mat", "a b c d", "hello word", "one two three for five", "", "x y"]
+    b = ["the bat sat on", "a c d e f", "hello world", "one to three four five six", "oops", "x"]
+    out = paired_wer_difference(refs, a, b, n=500)
+    assert out["wer_a"] == pytest.approx(wer(refs, a).wer) and out["wer_b"] == pytest.approx(wer(refs, b).wer)
+    assert out["diff"] == pytest.approx(wer(refs, b).wer - wer(refs, a).wer) and out["n_utts"] == 6
+    assert out["lo"] <= out["diff"] <= out["hi"] and out["lo"] < out["hi"]
+    same = paired_wer_difference(refs, a, a, n=100)  # a system against itself: exactly no difference
+    assert same["diff"] == same["lo"] == same["hi"] == 0
+    worse = paired_wer_difference(refs[:4], a[:4], [h + " extra" for h in a[:4]], n=200)  # worse on every utterance
+    assert worse["lo"] > 0
+    assert paired_wer_difference(refs, a, b, n=500) == out  # seeded
+
+
+def test_paired_wer_difference_bad_arguments():
+    with pytest.raises(ValueError, match="as many"):
+        paired_wer_difference(["a", "b"], ["a", "b"], ["a"])
+    with pytest.raises(ValueError, match="n must be"):
+        paired_wer_difference(["a"], ["a"], ["a"], n=0)
+    with pytest.raises(ValueError, match="no reference"):
+        paired_wer_difference([], [], [])
+    with pytest.raises(ValueError):  # refs and hypotheses differ in number
+        paired_wer_difference(["a", "b"], ["a"], ["a"])
 
 
 def test_cer():

@@ -1,0 +1,58 @@
+"""Is one TTS model's judge-WER really lower than another's? A paired bootstrap over the same sentences.
+
+    python recipes/diagnostics/tts_decoding.py ... --save runs/a.jsonl '{}'      # model a
+    python recipes/diagnostics/tts_decoding.py ... --save runs/b.jsonl '{}'      # model b, same sentences
+    python recipes/diagnostics/compare_tts.py --a runs/a.jsonl --b runs/b.jsonl
+
+Each side may pool several ``--save`` files (e.g. the recipe's 50 test sentences and the next 100); every
+file must hold one decoding setting. The sentences both sides spoke are paired by their text, and
+`towers.judges.paired_wer_difference` resamples them: prints both corpus judge-WERs, b minus a, and the 95%
+interval of that difference (points). An interval that excludes 0 means the gap is larger than what
+resampling these sentences moves; it says nothing about training seeds, which need their own runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from towers.judges import paired_wer_difference
+
+
+def read_side(paths: list[str]) -> dict[str, str]:
+    """{sentence text: what the judge heard} over one side's files; one setting per file, no repeats."""
+    heard: dict[str, str] = {}
+    for path in paths:
+        rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        if not rows:
+            raise SystemExit(f"{path}: no sentences")
+        if len({json.dumps(r["setting"], sort_keys=True) for r in rows}) > 1:
+            raise SystemExit(f"{path} holds several decoding settings: save one setting per file to compare")
+        for r in rows:
+            if r["text"] in heard:
+                raise SystemExit(f"{path}: the sentence {r['text']!r} appears twice on one side")
+            heard[r["text"]] = r["judge_heard"]
+    return heard
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--a", nargs="+", required=True, help="model a's tts_decoding.py --save files")
+    p.add_argument("--b", nargs="+", required=True, help="model b's files (the same sentences)")
+    p.add_argument("--n", type=int, default=2000, help="bootstrap resamples")
+    a = p.parse_args(argv)
+    side_a, side_b = read_side(a.a), read_side(a.b)
+    texts = [t for t in side_a if t in side_b]
+    if not texts:
+        raise SystemExit("the two sides share no sentences")
+    out = paired_wer_difference(texts, [side_a[t] for t in texts], [side_b[t] for t in texts], n=a.n)
+    out = {k: round(100 * v, 2) if k != "n_utts" else v for k, v in out.items()}
+    out.update(only_a=len(side_a) - len(texts), only_b=len(side_b) - len(texts))
+    print(f"judge-WER a {out['wer_a']}%, b {out['wer_b']}% on {out['n_utts']} shared sentences: "
+          f"b - a = {out['diff']:+.2f} points, 95% interval [{out['lo']:+.2f}, {out['hi']:+.2f}]")
+    print(json.dumps(out))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""recipes/diagnostics/compare_tts.py: two TTS models' judge transcripts paired by sentence."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import load_recipe_script
+from towers.judges import wer
+
+
+@pytest.fixture(scope="module")
+def compare():
+    return load_recipe_script("diagnostics/compare_tts")
+
+
+def save(path, pairs, setting=None):
+    path.write_text("".join(json.dumps({"setting": setting or {}, "text": t, "judge_heard": h}) + "\n" for t, h in pairs))
+    return str(path)
+
+
+def test_pools_files_pairs_by_sentence_and_reports_the_difference(compare, tmp_path, capsys):
+    texts = ["the cat sat", "a dog ran far", "hello there world", "one two three"]
+    a1 = save(tmp_path / "a1.jsonl", [(texts[0], "the cat sat"), (texts[1], "a dog ran")])
+    a2 = save(tmp_path / "a2.jsonl", [(texts[2], "hello world"), (texts[3], "one two three"), ("only in a", "x")])
+    b = save(tmp_path / "b.jsonl", [(t, "nothing like it") for t in reversed(texts)])  # another order
+    out = compare.main(["--a", a1, a2, "--b", b, "--n", "300"])
+    heard_a = ["the cat sat", "a dog ran", "hello world", "one two three"]
+    assert out["n_utts"] == 4 and (out["only_a"], out["only_b"]) == (1, 0)
+    assert out["wer_a"] == round(100 * wer(texts, heard_a).wer, 2)
+    assert out["wer_b"] == round(100 * wer(texts, ["nothing like it"] * 4).wer, 2)
+    assert out["lo"] <= out["diff"] <= out["hi"] and out["lo"] > 0  # b is worse on every sentence
+    assert "b - a = +" in capsys.readouterr().out
+
+
+def test_refuses_mixed_settings_repeats_and_disjoint_sides(compare, tmp_path):
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(json.dumps({"setting": {}, "text": "a", "judge_heard": "a"}) + "\n"
+                     + json.dumps({"setting": {"guidance": 1.0}, "text": "b", "judge_heard": "b"}) + "\n")
+    one = save(tmp_path / "one.jsonl", [("a", "a")])
+    with pytest.raises(SystemExit, match="several decoding settings"):
+        compare.main(["--a", str(mixed), "--b", one])
+    with pytest.raises(SystemExit, match="twice"):
+        compare.main(["--a", one, one, "--b", one])
+    with pytest.raises(SystemExit, match="share no sentences"):
+        compare.main(["--a", one, "--b", save(tmp_path / "other.jsonl", [("b", "b")])])
+    with pytest.raises(SystemExit, match="no sentences"):
+        compare.main(["--a", save(tmp_path / "empty.jsonl", []), "--b", one])
