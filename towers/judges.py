@@ -256,8 +256,12 @@ def paired_wer_difference(refs: Sequence[str], hyps_a: Sequence[str], hyps_b: Se
 
     The utterances are resampled ``n`` times with replacement, each keeping both systems' transcripts
     (so what the two share, e.g. a hard sentence, cancels out); ``lo`` / ``hi`` are the 2.5% / 97.5%
-    quantiles of the difference. All rates are fractions -> {"wer_a", "wer_b", "diff", "lo", "hi", "n_utts"}.
+    quantiles of the difference. A few runaway outputs (a decoder repeating itself) can carry a corpus WER,
+    so the utterances each system gets fewer errors on are counted too, with the exact two-sided sign test's
+    p-value (ties left out). Rates are fractions -> {"wer_a", "wer_b", "diff", "lo", "hi", "n_utts",
+    "a_fewer_errors", "b_fewer_errors", "sign_test_p"}.
     """
+    import math
     import random
 
     if n < 1:
@@ -277,8 +281,12 @@ def paired_wer_difference(refs: Sequence[str], hyps_a: Sequence[str], hyps_b: Se
     rng = random.Random(seed)
     ds = sorted(diff([rng.choice(cols) for _ in cols]) for _ in range(n))
     words = max(1, sum(c[2] for c in cols))
+    wins_a, wins_b = sum(c[0] < c[1] for c in cols), sum(c[1] < c[0] for c in cols)
+    m = wins_a + wins_b
+    p = min(1.0, 2 * sum(math.comb(m, k) for k in range(min(wins_a, wins_b) + 1)) / 2**m)
     return {"wer_a": sum(c[0] for c in cols) / words, "wer_b": sum(c[1] for c in cols) / words, "diff": diff(cols),
-            "lo": ds[int(0.025 * n)], "hi": ds[min(n - 1, int(0.975 * n))], "n_utts": len(cols)}
+            "lo": ds[int(0.025 * n)], "hi": ds[min(n - 1, int(0.975 * n))], "n_utts": len(cols),
+            "a_fewer_errors": wins_a, "b_fewer_errors": wins_b, "sign_test_p": p}
 
 
 def _make(unit: str, out, n_ref: int, n_utt: int) -> ErrorRate:

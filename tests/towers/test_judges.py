@@ -137,8 +137,10 @@ def test_paired_wer_difference_is_the_corpus_difference_with_an_interval_around_
     assert out["wer_a"] == pytest.approx(wer(refs, a).wer) and out["wer_b"] == pytest.approx(wer(refs, b).wer)
     assert out["diff"] == pytest.approx(wer(refs, b).wer - wer(refs, a).wer) and out["n_utts"] == 6
     assert out["lo"] <= out["diff"] <= out["hi"] and out["lo"] < out["hi"]
+    assert (out["a_fewer_errors"], out["b_fewer_errors"]) == (5, 1)  # b only on "hello world"
+    assert out["sign_test_p"] == pytest.approx(2 * 7 / 64)  # P(at most 1 of 6 fair coins) = 7/64, two-sided
     same = paired_wer_difference(refs, a, a, n=100)  # a system against itself: exactly no difference
-    assert same["diff"] == same["lo"] == same["hi"] == 0
+    assert same["diff"] == same["lo"] == same["hi"] == 0 and same["sign_test_p"] == 1.0
     worse = paired_wer_difference(refs[:4], a[:4], [h + " extra" for h in a[:4]], n=200)  # worse on every utterance
     assert worse["lo"] > 0
     assert paired_wer_difference(refs, a, b, n=500) == out  # seeded
