@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from towers.audio import EmptyAudioError, NonFiniteAudioError, load_audio
 import towers.judges as judges_mod
@@ -144,6 +146,22 @@ def test_paired_wer_difference_is_the_corpus_difference_with_an_interval_around_
     worse = paired_wer_difference(refs[:4], a[:4], [h + " extra" for h in a[:4]], n=200)  # worse on every utterance
     assert worse["lo"] > 0
     assert paired_wer_difference(refs, a, b, n=500) == out  # seeded
+
+
+_sentence = st.lists(st.sampled_from(["a", "b", "c", "d"]), min_size=1, max_size=6).map(" ".join)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(_sentence, _sentence, _sentence), min_size=1, max_size=8))
+def test_paired_wer_difference_invariants(triples):
+    refs, a, b = map(list, zip(*triples))
+    out = paired_wer_difference(refs, a, b, n=50)
+    assert out["diff"] == pytest.approx(wer(refs, b).wer - wer(refs, a).wer)
+    assert out["lo"] <= out["hi"] and out["a_fewer_errors"] + out["b_fewer_errors"] <= len(refs)
+    flipped = paired_wer_difference(refs, b, a, n=50)  # the same resamples, the systems swapped
+    assert flipped["diff"] == pytest.approx(-out["diff"]) and flipped["sign_test_p"] == out["sign_test_p"]
+    assert (flipped["a_fewer_errors"], flipped["b_fewer_errors"]) == (out["b_fewer_errors"], out["a_fewer_errors"])
+    assert 0 < out["sign_test_p"] <= 1
 
 
 def test_paired_wer_difference_bad_arguments():
