@@ -8,7 +8,9 @@ Each side may pool several ``--save`` files (e.g. the recipe's 50 test sentences
 file must hold one decoding setting. The sentences both sides spoke are paired by their text, and
 `towers.judges.paired_wer_difference` resamples them: prints both corpus judge-WERs, b minus a, the 95%
 interval of that difference (points), and on how many sentences each model has fewer errors, with the sign
-test's p-value (a few runaway outputs can carry a corpus WER; the counts are not moved by them). An interval that excludes 0 means the gap
+test's p-value (a few runaway outputs can carry a corpus WER; the counts are not moved by them), and each
+side's runaways: sentences where the judge makes more than 2 errors per reference word (a decoder that does
+not stop, heard as a repeated phrase). An interval that excludes 0 means the gap
 is larger than what resampling these sentences moves; it says nothing about training seeds, which need
 their own runs.
 """
@@ -18,7 +20,9 @@ import argparse
 import json
 from pathlib import Path
 
-from towers.judges import paired_wer_difference
+from towers.judges import paired_wer_difference, wer
+
+RUNAWAY = 2  # a sentence whose transcript has more than this many errors per reference word
 
 
 def read_side(paths: list[str]) -> dict[str, str]:
@@ -49,10 +53,14 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("the two sides share no sentences")
     out = paired_wer_difference(texts, [side_a[t] for t in texts], [side_b[t] for t in texts], n=a.n)
     out = {k: round(100 * v, 2) if k in ("wer_a", "wer_b", "diff", "lo", "hi") else v for k, v in out.items()}
+    for side, heard in (("a", side_a), ("b", side_b)):
+        scored = [wer(t, heard[t]) for t in texts]
+        out[f"runaways_{side}"] = sum(e.errors > RUNAWAY * max(1, e.n_ref) for e in scored)
     out.update(only_a=len(side_a) - len(texts), only_b=len(side_b) - len(texts))
     print(f"judge-WER a {out['wer_a']}%, b {out['wer_b']}% on {out['n_utts']} shared sentences: "
           f"b - a = {out['diff']:+.2f} points, 95% interval [{out['lo']:+.2f}, {out['hi']:+.2f}]; fewer errors: "
-          f"a on {out['a_fewer_errors']} sentences, b on {out['b_fewer_errors']} (sign test p = {out['sign_test_p']:.3g})")
+          f"a on {out['a_fewer_errors']} sentences, b on {out['b_fewer_errors']} (sign test p = {out['sign_test_p']:.3g}); "
+          f"runaways: a {out['runaways_a']}, b {out['runaways_b']}")
     print(json.dumps(out))
     return out
 

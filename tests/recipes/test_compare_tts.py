@@ -31,7 +31,9 @@ def test_pools_files_pairs_by_sentence_and_reports_the_difference(compare, tmp_p
     assert out["wer_a"] == round(100 * wer(texts, heard_a).wer, 2)
     assert out["wer_b"] == round(100 * wer(texts, ["nothing like it"] * 4).wer, 2)
     assert out["lo"] <= out["diff"] <= out["hi"] and out["lo"] > 0  # b is worse on every sentence
-    assert (out["a_fewer_errors"], out["b_fewer_errors"]) == (4, 0)
+    assert (out["a_fewer_errors"], out["b_fewer_errors"]) == (4, 0) and (out["runaways_a"], out["runaways_b"]) == (0, 0)
+    loop = save(tmp_path / "loop.jsonl", [(t, t + " and on" * 5) for t in texts[:2]] + [(t, t) for t in texts[2:]])
+    assert compare.main(["--a", a1, a2, "--b", loop])["runaways_b"] == 2  # 10 inserted words on 3 or 4
     assert "b - a = +" in capsys.readouterr().out
 
 
