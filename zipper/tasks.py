@@ -107,18 +107,19 @@ def speak_units(model, texts: Sequence[str], batch_size: int = 8, units_per_seco
                 seconds_per_word: float = 0.64, do_sample: bool = False, temperature: float = 1.0, top_k: int = 0,
                 generator: torch.Generator | None = None, guidance: float = 0.0) -> list[torch.Tensor]:
     """Texts -> generated speech units (unit ids, specials removed). Generation stops at the speech
-    tower's EOS or after ``seconds_per_word`` x words (+ 25 units) at the codec's ``units_per_second``.
+    tower's EOS or after ``seconds_per_word`` x words (+ 25 units) at the codec's ``units_per_second``, each
+    text by its own word count, so a batch gives what one text at a time does (greedy).
     ``guidance``: classifier-free guidance against the speech tower alone (zipper/generation.py)."""
     sp, tx = model.tower("speech"), model.tower("text")
     out: list[torch.Tensor] = []
     start = model.start_ids("text")
     for chunk in _chunks(list(texts), batch_size):
         ids, mask = pad_rows([text_ids(tx, t, start=start) for t in chunk], tx.pad_token_id)
-        budget = int(max(len(t.split()) for t in chunk) * seconds_per_word * units_per_second + 25)
-        gen = model.generate([Segment("text", ids, mask)], ["speech"], max_new_tokens=budget, do_sample=do_sample,
+        budgets = [int(len(t.split()) * seconds_per_word * units_per_second + 25) for t in chunk]
+        gen = model.generate([Segment("text", ids, mask)], ["speech"], max_new_tokens=max(budgets), do_sample=do_sample,
                              temperature=temperature, top_k=top_k, generator=generator, guidance=guidance)[0]
-        for row, m in zip(gen.input_ids, gen.attention_mask):
-            out.append(sp.tokenizer.decode(torch.cat([torch.tensor([sp.bos_token_id]), row[m.bool()]])))
+        for row, m, budget in zip(gen.input_ids, gen.attention_mask, budgets):  # a row past its budget is cut there
+            out.append(sp.tokenizer.decode(torch.cat([torch.tensor([sp.bos_token_id]), row[m.bool()][:budget]])))
     return out
 
 

@@ -88,18 +88,24 @@ def test_forward_row_nll_is_the_loss_split_by_row(parts):
 
 def test_speak_units_budget_follows_the_codec_rate(parts):
     """Without an EOS, generation runs to its budget: seconds_per_word x words at the codec's unit rate
-    (+ 25), so a 50 units/s codec gets twice the units of a 25/s one for the same text."""
+    (+ 25), so a 50 units/s codec gets twice the units of a 25/s one for the same text; in a batch, each
+    text's budget is its own."""
     from zipper.tasks import speak_units
 
     speech, text, _ = parts
     model = _tts_zip(speech, text)
     never_special = speech.model.lm_head.register_forward_hook(
         lambda mod, inp, out: out.index_fill(-1, torch.tensor([0, 1, 2]), -1e9))  # no pad/BOS/EOS
+    texts = ["hello there", "a much longer sentence than the first one"]
     try:
-        n25, n50 = (len(speak_units(model, ["hello there"], units_per_second=r)[0]) for r in (25.0, 50.0))
+        n25, n50 = (len(speak_units(model, texts[:1], units_per_second=r)[0]) for r in (25.0, 50.0))
+        batched, alone = speak_units(model, texts), [speak_units(model, [t])[0] for t in texts]
     finally:
         never_special.remove()
     assert (n25, n50) == (int(2 * 0.64 * 25 + 25), int(2 * 0.64 * 50 + 25))
+    # each text's budget is its own, not its batch's longest: batched greedy == one text at a time
+    assert [len(u) for u in batched] == [n25, int(8 * 0.64 * 25 + 25)]
+    assert all(torch.equal(b, a) for b, a in zip(batched, alone))
 
 
 def test_a_voice_prompt_is_read_before_the_tts_text_and_never_scored(parts, monkeypatch, tmp_path):
