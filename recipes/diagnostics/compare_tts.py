@@ -5,14 +5,17 @@
     python recipes/diagnostics/compare_tts.py --a runs/a.jsonl --b runs/b.jsonl
 
 Each side may pool several ``--save`` files (e.g. the recipe's 50 test sentences and the next 100); every
-file must hold one decoding setting. The sentences both sides spoke are paired by their text, and
-`towers.judges.paired_wer_difference` resamples them: prints both corpus judge-WERs, b minus a, the 95%
-interval of that difference (points), and on how many sentences each model has fewer errors, with the sign
-test's p-value (a few runaway outputs can carry a corpus WER; the counts are not moved by them), and each
-side's runaways: sentences where the judge makes more than 2 errors per reference word (a decoder that does
-not stop, heard as a repeated phrase). An interval that excludes 0 means the gap
-is larger than what resampling these sentences moves; it says nothing about training seeds, which need
-their own runs.
+file must hold one decoding setting. The sentences both sides spoke are paired by their text. Prints:
+
+- both corpus judge-WERs, b minus a, and the 95% interval of that difference (points) over resamples of the
+  sentences (`towers.judges.paired_wer_difference`);
+- on how many sentences each model makes fewer errors, with the sign test's p-value: a few runaway outputs
+  can carry a corpus WER, and these counts are not moved by them;
+- each side's runaways: sentences where the judge makes more than 2 errors per reference word (a decoder
+  that does not stop, heard as a repeated phrase).
+
+An interval that excludes 0 means the gap is larger than what resampling these sentences moves; it says
+nothing about training seeds, which need their own runs.
 """
 from __future__ import annotations
 
