@@ -94,11 +94,9 @@ def cmd_speak(a) -> int:
 
 
 def cmd_train(a) -> int:
-    from zipper.recipe import main
+    from zipper.recipe import train_from_args
 
-    given = {"--steps": a.steps, "--out": a.out, "--max-minutes": a.max_minutes, "--seed": a.seed,
-             "--results-md": a.results_md}
-    return main([a.config] + [x for flag, v in given.items() if v is not None for x in (flag, str(v))])
+    return train_from_args(a)
 
 
 def cmd_eval(a) -> int:
@@ -213,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("config", help="recipe JSON")
     tr.add_argument("--steps", type=int, help="override the number of steps")
     tr.add_argument("--out", help="override the output directory")
-    tr.add_argument("--max-minutes", type=float, help="override the config's wall-time budget in minutes (0 = none)")
+    tr.add_argument("--max-minutes", type=float, help="override the config's wall-time budget in minutes (0 = none; "
+                                                      "a resumed run gets a fresh one)")
     tr.add_argument("--seed", type=int, help="override the config's seed (weight init, training data order and subset)")
     tr.add_argument("--results-md", help="append the results row to this file instead of recipes/RESULTS.md "
                                          "('none': no row)")

@@ -460,18 +460,9 @@ def append_results_row(cfg: RecipeConfig, results: dict, path: Path = RESULTS_MD
         fh.write(row)
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(description="Run a zipper recipe from its JSON config.")
-    p.add_argument("config", help="recipe JSON (see recipes/configs/)")
-    p.add_argument("--steps", type=int, help="override the number of training steps")
-    p.add_argument("--out", help="override the output directory")
-    p.add_argument("--max-minutes", type=float, help="override the wall-time budget of this run (a resume gets a fresh one)")
-    p.add_argument("--seed", type=int, help="override the seed (weight init, the training data's order and subset)")
-    p.add_argument("--results-md", help="append the results row to this file instead of recipes/RESULTS.md "
-                                        "('none': no row)")
-    a = p.parse_args(argv)
+def train_from_args(a) -> int:
+    """``zipper train``: run the recipe ``a.config`` with the command line's overrides (``a.steps``, ``a.out``,
+    ``a.max_minutes``, ``a.seed``: None = the config's), recorded in the results row's command."""
     cfg = RecipeConfig.from_json(a.config)
     if a.max_minutes is not None and not a.max_minutes >= 0:  # NaN too
         raise ConfigError(f"--max-minutes must be >= 0, got {a.max_minutes}")
@@ -480,8 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     given = {k: v for k, v in (("steps", a.steps), ("out", a.out), ("max_minutes", a.max_minutes), ("seed", a.seed))
              if v is not None}
     cfg = dataclasses.replace(cfg, **given)  # validated again, like the config itself
-    overrides = [f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
-                 for k, v in given.items()]
+    overrides = [f"--{k.replace('_', '-')} {format(v, 'g') if isinstance(v, float) else v}" for k, v in given.items()]
     cfg.command = " ".join([cfg.command or f"zipper train {a.config}", *overrides])  # what was really run
     run(cfg, results_md=RESULTS_MD if a.results_md is None else None if a.results_md == "none" else Path(a.results_md))
     return 0
