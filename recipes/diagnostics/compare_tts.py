@@ -32,7 +32,11 @@ def read_side(paths: list[str]) -> dict[str, str]:
     """{sentence text: what the judge heard} over one side's files; one setting per file, no repeats."""
     heard: dict[str, str] = {}
     for path in paths:
-        rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        try:
+            rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+            rows = [{"setting": r["setting"], "text": r["text"], "judge_heard": r["judge_heard"]} for r in rows]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+            raise SystemExit(f"{path}: not a readable tts_decoding.py --save file ({type(e).__name__}: {e})") from None
         if not rows:
             raise SystemExit(f"{path}: no sentences")
         if len({json.dumps(r["setting"], sort_keys=True) for r in rows}) > 1:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("settings", nargs="+", help="JSON objects of speak_units settings; '{}' is greedy")
     a = p.parse_args(argv)
     settings = [json.loads(s) for s in a.settings]
+    if a.save and Path(a.save).exists():  # before minutes of decoding, and without replacing earlier results
+        raise SystemExit(f"--save {a.save} exists: choose another file")
     cfg = RecipeConfig.from_json(a.config)
     model = ZipperModel.from_pretrained(a.model)
     codec = load_codec(cfg.codec)

@@ -48,5 +48,11 @@ def test_refuses_mixed_settings_repeats_and_disjoint_sides(compare, tmp_path):
         compare.main(["--a", one, one, "--b", one])
     with pytest.raises(SystemExit, match="share no sentences"):
         compare.main(["--a", one, "--b", save(tmp_path / "other.jsonl", [("b", "b")])])
+    for bad in ("not json\n", json.dumps({"text": "a"}) + "\n", "[1, 2]\n"):
+        (tmp_path / "bad.jsonl").write_text(bad)
+        with pytest.raises(SystemExit, match="not a readable tts_decoding.py --save file"):
+            compare.main(["--a", str(tmp_path / "bad.jsonl"), "--b", one])
+    with pytest.raises(SystemExit, match="not a readable"):
+        compare.main(["--a", str(tmp_path / "missing.jsonl"), "--b", one])
     with pytest.raises(SystemExit, match="no sentences"):
         compare.main(["--a", save(tmp_path / "empty.jsonl", []), "--b", one])
