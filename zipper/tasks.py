@@ -27,7 +27,9 @@ def _chunks(items: Sequence, n: int):
 @torch.no_grad()
 def transcribe_units(model, units: Sequence[torch.Tensor], num_beams: int = 1, batch_size: int = 8,
                      max_new_tokens: int = 96, progress: bool = False, ctc_weight: float = 0.0) -> list[str]:
-    """Speech units (one LongTensor per utterance) -> transcripts. ``ctc_weight`` > 0: joint CTC/attention
+    """Speech units (one LongTensor per utterance) -> transcripts. Generation stops at the text tower's EOS
+    or after ``len(units) // 3 + 10`` tokens (at most ``max_new_tokens``), each utterance by its own length,
+    so a batch gives what one utterance at a time does (greedy). ``ctc_weight`` > 0: joint CTC/attention
     beam search with the zip's CTC head (zipper/ctc_prefix.py)."""
     from tqdm.auto import tqdm
 
@@ -38,11 +40,11 @@ def transcribe_units(model, units: Sequence[torch.Tensor], num_beams: int = 1, b
     for chunk in tqdm(list(_chunks(units, step)), desc="transcribing", disable=not progress):
         ids, mask = pad_rows([speech_ids(sp, u, start=start) for u in chunk], sp.pad_token_id)
         # ~25 units/s of speech carry ~3 words/s (~4 tokens): a budget of units/3 + 10 tokens is ample
-        budget = min(max_new_tokens, max(len(u) for u in chunk) // 3 + 10)
-        gen = model.generate([Segment("speech", ids, mask)], ["text"], max_new_tokens=budget,
+        budgets = [min(max_new_tokens, len(u) // 3 + 10) for u in chunk]
+        gen = model.generate([Segment("speech", ids, mask)], ["text"], max_new_tokens=max(budgets),
                              num_beams=num_beams, ctc_weight=ctc_weight)[0]
-        for row, m in zip(gen.input_ids, gen.attention_mask):
-            out.append(tx.tokenizer.decode(row[m.bool()].tolist(), skip_special_tokens=True).strip())
+        for row, m, budget in zip(gen.input_ids, gen.attention_mask, budgets):  # each row cut at its own budget
+            out.append(tx.tokenizer.decode(row[m.bool()][:budget].tolist(), skip_special_tokens=True).strip())
     return out
 
 

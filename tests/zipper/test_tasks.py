@@ -108,6 +108,32 @@ def test_speak_units_budget_follows_the_codec_rate(parts):
     assert all(torch.equal(b, a) for b, a in zip(batched, alone))
 
 
+def test_transcribe_units_budget_is_each_utterances_own(parts, monkeypatch):
+    """Without an EOS, greedy ASR runs to its budget, len(units) // 3 + 10 tokens (at most max_new_tokens),
+    each utterance by its own length: a short utterance batched with a long one gets what it gets alone."""
+    from zipper.tasks import transcribe_units
+
+    speech, text, _ = parts
+    model = _zip(speech, text)
+    open_gates(model, 1.0, block_scale=30.0)
+    g = torch.Generator().manual_seed(3)
+    units = [torch.randint(0, 30, (n,), generator=g) for n in (6, 60, 33)]
+    specials = torch.tensor(sorted({text.eos_token_id, text.pad_token_id}))
+    never_special = text.model.lm_head.register_forward_hook(lambda mod, inp, out: out.index_fill(-1, specials, -1e9))
+    lengths, decode = [], text.tokenizer.decode
+    monkeypatch.setattr(text.tokenizer, "decode", lambda ids, **kw: lengths.append(len(ids)) or decode(ids, **kw))
+    try:
+        batched = transcribe_units(model, units, batch_size=3)
+        batched_lengths = lengths[:]
+        alone = [transcribe_units(model, [u])[0] for u in units]
+        capped = transcribe_units(model, units[1:2], max_new_tokens=7)
+    finally:
+        never_special.remove()
+    assert batched_lengths == [6 // 3 + 10, 60 // 3 + 10, 33 // 3 + 10] == lengths[3:6]
+    assert lengths[6] == 7
+    assert batched == alone and capped[0] != alone[1]
+
+
 def test_a_voice_prompt_is_read_before_the_tts_text_and_never_scored(parts, monkeypatch, tmp_path):
     """``text_prompt`` (a recipe's voice_prompt) precedes the text that TTS reads, is ignored when the text
     is an ASR target, is spoken by tts_metrics, and is not part of what the judge is scored against."""
