@@ -175,3 +175,21 @@ def test_a_voice_prompt_is_read_before_the_tts_text_and_never_scored(parts, monk
     m = tasks.tts_metrics(model, rows, Codec(), EchoJudge([r["text"] for r in rows]))
     assert spoken == ["piper-joe: a cat sat", "piper-joe: on the mat"]
     assert m["judge_wer_vs_gold"] == 0.0
+
+
+def test_ctc_transcribe_units_batched_equals_one_at_a_time(parts):
+    """The CTC head's best path reads only each utterance's own frames: padding a short utterance beside a
+    long one changes nothing."""
+    from zipper.tasks import ctc_transcribe_units
+
+    speech, text, _ = parts
+    torch.manual_seed(3)
+    model = ZipperModel.from_towers([speech, text], directions=["speech->text"], cross_attention_interval=[1, 1],
+                                    prefix_ids=[[], [12, 13]], ctc_directions=["speech->text"], ctc_weight=0.3,
+                                    ctc_units="chars")
+    open_gates(model, 1.0, block_scale=30.0)
+    g = torch.Generator().manual_seed(4)
+    units = [torch.randint(0, 30, (n,), generator=g) for n in (5, 40, 17)]
+    batched = ctc_transcribe_units(model, units, batch_size=3)
+    assert batched == [ctc_transcribe_units(model, [u])[0] for u in units]
+    assert all(batched)  # not all blanks: the comparison sees real output
