@@ -250,13 +250,14 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
         groups.append({"params": gates, "lr": cfg.lr * cfg.gate_lr_mult, "weight_decay": 0.0})
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
-    start, history, evals = 0, [], []
+    start, history, evals, eval_pending = 0, [], [], False
     best_dir, best, bad_evals = out_dir / "best", None, 0  # best: {"step", "value"} of best_metric
     last = latest_checkpoint(ckpt_dir)
     if last is not None:
         state = load_checkpoint(last, model, optimizer, scheduler)
         start, history, evals = state["step"], state.get("history", []), state.get("evals", [])
         best, bad_evals = state.get("best"), state.get("bad_evals", 0)
+        eval_pending = bool(state.get("eval_pending"))
         accelerator.print(f"[{desc}] resuming from {last} (step {start})")
         if accelerator.is_main_process:
             _prune_best(best_dir, after=start)
@@ -269,6 +270,52 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
         start = cfg.steps
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
+
+    def scheduled(n: int) -> bool:  # an evaluation an uninterrupted run makes: every eval_every steps and the last
+        return n == cfg.steps or bool(cfg.eval_every) and n % cfg.eval_every == 0
+
+    def evaluate(n: int) -> None:
+        """Evaluate after step ``n``. Only scheduled evaluations compete for the best weights and count
+        towards patience; one at the end of a time budget is logged only, so that a run trained in several
+        budgets keeps the best step and stops where one uninterrupted run would."""
+        nonlocal best, bad_evals
+        model.eval()
+        metrics = {"step": n, **eval_fn()}
+        evals.append(metrics)
+        accelerator.print(f"[{desc}] step {n}: " + ", ".join(f"{k}={v}" for k, v in metrics.items() if k != "step"))
+        if not cfg.best_metric:
+            return
+        if cfg.best_metric not in metrics:
+            raise KeyError(f"best_metric {cfg.best_metric!r} is not among the evaluation's metrics "
+                           f"{sorted(k for k in metrics if k != 'step')}")
+        if not scheduled(n):
+            return
+        value = float(metrics[cfg.best_metric])
+        sign = 1 if cfg.best_mode == "min" else -1
+        if best is None or sign * value < sign * best["value"]:
+            best, bad_evals = {"step": n, "value": value}, 0
+            if accelerator.is_main_process:
+                _save_best(best_dir, raw, n, metrics)
+        else:
+            bad_evals += 1
+            if patience_spent():
+                accelerator.print(f"[{desc}] early stop at step {n}: no better {cfg.best_metric} "
+                                  f"than {best['value']} (step {best['step']}) in {bad_evals} evaluations")
+
+    def checkpoint(n: int, pending: bool = False) -> None:
+        save_checkpoint(ckpt_dir, raw, optimizer, scheduler, n, {
+            "history": history, "evals": evals, "config": asdict(cfg), "model_config": model_signature(raw),
+            "best": best, "bad_evals": bad_evals, "eval_pending": pending})
+        if best is not None:
+            _prune_best(best_dir, keep=best["step"])
+
+    if eval_pending and eval_fn is not None and start < cfg.steps:
+        # a Ctrl-C stopped the run on an evaluation step before it evaluated: evaluate those weights now
+        evaluate(start)
+        if accelerator.is_main_process:
+            checkpoint(start)
+        if patience_spent():
+            start = cfg.steps
     stream = itertools.islice(batch_stream(start * world), rank, None, world)  # this rank's share
     t0 = time.time()
     bar = tqdm(range(start, cfg.steps), desc=desc, disable=not accelerator.is_main_process, dynamic_ncols=True)
@@ -293,46 +340,28 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
                 flags = torch.tensor([float(out_of_time), float(stopping)], device=accelerator.device)
                 out_of_time, stopping = (accelerator.reduce(flags, "sum") > 0).tolist()
             is_last = step + 1 == cfg.steps or out_of_time
-            def checkpoint() -> None:
-                save_checkpoint(ckpt_dir, raw, optimizer, scheduler, step + 1, {
-                    "history": history, "evals": evals, "config": asdict(cfg), "model_config": model_signature(raw),
-                    "best": best, "bad_evals": bad_evals})
-                if best is not None:
-                    _prune_best(best_dir, keep=best["step"])
-            if stopping and not is_last:  # a signal: checkpoint this step and stop, no evaluation
+            if stopping and not is_last:  # a signal: checkpoint this step and stop; its evaluation waits for the resume
                 if accelerator.is_main_process:
-                    checkpoint()
+                    checkpoint(step + 1, pending=eval_fn is not None and scheduled(step + 1))
                 accelerator.print(f"\n[{desc}] interrupted: checkpoint at step {step + 1}")
                 stopped = stop.signum or signal.SIGINT
                 break
-            if eval_fn is not None and (is_last or (cfg.eval_every and (step + 1) % cfg.eval_every == 0)):
-                model.eval()
-                metrics = {"step": step + 1, **eval_fn()}
-                evals.append(metrics)
-                accelerator.print(f"[{desc}] step {step + 1}: " + ", ".join(f"{k}={v}" for k, v in metrics.items() if k != "step"))
-                if cfg.best_metric:
-                    if cfg.best_metric not in metrics:
-                        raise KeyError(f"best_metric {cfg.best_metric!r} is not among the evaluation's metrics "
-                                       f"{sorted(k for k in metrics if k != 'step')}")
-                    value = float(metrics[cfg.best_metric])
-                    sign = 1 if cfg.best_mode == "min" else -1
-                    if best is None or sign * value < sign * best["value"]:
-                        best, bad_evals = {"step": step + 1, "value": value}, 0
-                        if accelerator.is_main_process:
-                            _save_best(best_dir, raw, step + 1, metrics)
-                    else:
-                        bad_evals += 1
-                        if patience_spent():
-                            accelerator.print(f"[{desc}] early stop at step {step + 1}: no better {cfg.best_metric} "
-                                              f"than {best['value']} (step {best['step']}) in {bad_evals} evaluations")
-                            is_last = True  # checkpoint below, then leave the loop
+            if eval_fn is not None and (is_last or scheduled(step + 1)):
+                evaluate(step + 1)
+                is_last = is_last or patience_spent()  # checkpoint below, then leave the loop
             if accelerator.is_main_process and (is_last or (cfg.save_every and (step + 1) % cfg.save_every == 0)):
-                checkpoint()
+                checkpoint(step + 1)
             if out_of_time:
                 accelerator.print(f"[{desc}] time budget of {cfg.max_minutes} min reached at step {step + 1}")
             if is_last:
                 break
+        late = stop.signum  # a signal during the last step or its evaluation: the checkpoint is written
     accelerator.wait_for_everyone()  # rank 0's checkpoint is complete before any rank returns
+    if stopped is None:  # a late signal stops here too, rather than go on to a caller's long test evaluation
+        if world > 1:  # on every rank alike
+            flag = torch.tensor([float(late is not None)], device=accelerator.device)
+            late = signal.SIGINT if accelerator.reduce(flag, "sum").item() > 0 else None
+        stopped = late
     if stopped is not None:
         raise TrainingInterrupted(f"{signal.Signals(stopped).name} at step {len(history)}: checkpoint written to "
                                   f"{ckpt_dir}; run the same command again to resume")

@@ -156,3 +156,74 @@ def test_a_best_metric_the_evaluation_lacks_is_named(tmp_path):
     cfg = TrainConfig(steps=2, lr=1e-3, warmup_steps=1, eval_every=2, best_metric="dev_y")
     with pytest.raises(KeyError, match="dev_y.*dev_x"):
         fit(model, lambda m, b: m(b).loss, _stream, cfg, tmp_path, eval_fn=lambda: {"dev_x": 1.0})
+
+
+def _counting_loss(counter, signal_in_step=None):
+    import os
+    import signal
+
+    def loss_fn(m, b):
+        counter[0] += 1
+        if counter[0] == signal_in_step:
+            os.kill(os.getpid(), signal.SIGINT)
+        return m(b).loss
+    return loss_fn
+
+
+def _eval_by_step(counter, by_step):
+    return lambda: {"dev_x": by_step[counter[0]]}
+
+
+def test_ctrl_c_on_an_evaluation_step_evaluates_it_on_resume(tmp_path):
+    """Ctrl-C during step 4, an evaluation step whose weights are the best: the checkpoint marks the
+    evaluation as pending and the resumed run makes it first, so it ends as an uninterrupted run does."""
+    from zipper.train import TrainingInterrupted
+
+    cfg = TrainConfig(steps=6, lr=1e-2, warmup_steps=1, eval_every=2, best_metric="dev_x")
+    by_step = {2: 5.0, 4: 1.0, 6: 3.0}
+    whole, n = _new_zip(), [0]
+    ref = fit(whole, _counting_loss(n), _stream, cfg, tmp_path / "whole", eval_fn=_eval_by_step(n, by_step))
+    cut, n = _new_zip(), [0]
+    with pytest.raises(TrainingInterrupted, match="at step 4"):
+        fit(cut, _counting_loss(n, signal_in_step=4), _stream, cfg, tmp_path / "cut", eval_fn=_eval_by_step(n, by_step))
+    resumed, n = _new_zip(), [4]
+    res = fit(resumed, _counting_loss(n), _stream, cfg, tmp_path / "cut", eval_fn=_eval_by_step(n, by_step))
+    assert [e["step"] for e in res["evals"]] == [e["step"] for e in ref["evals"]] == [2, 4, 6]
+    assert res["best"] == ref["best"] == {"step": 4, "value": 1.0}
+    assert all(torch.equal(a, b) for a, b in zip(whole.parameters(), resumed.parameters()))
+
+
+def test_an_evaluation_at_a_time_budgets_end_is_logged_but_does_not_pick_the_best(tmp_path, monkeypatch):
+    """A run cut by --max-minutes evaluates where it stops (step 3, off the every-2 schedule); that value
+    neither becomes the best nor counts towards patience, so two budgets end like one run."""
+    import zipper.train as train
+
+    clock = [0.0]
+    monkeypatch.setattr(train.time, "time", lambda: clock[0])
+    by_step = {2: 3.0, 3: 0.5, 4: 2.0, 6: 1.0}
+    cfg = TrainConfig(steps=6, lr=1e-2, warmup_steps=1, eval_every=2, best_metric="dev_x", max_minutes=1, patience=2)
+    n = [0]
+
+    def tick(m, b):  # each step takes 25 s: the 1-minute budget runs out after step 3
+        clock[0] += 25.0
+        n[0] += 1
+        return m(b).loss
+
+    first = fit(_new_zip(), tick, _stream, cfg, tmp_path, eval_fn=_eval_by_step(n, by_step))
+    assert [e["step"] for e in first["evals"]] == [2, 3] and first["best"] == {"step": 2, "value": 3.0}
+    second = fit(_new_zip(), tick, _stream, cfg, tmp_path, eval_fn=_eval_by_step(n, by_step))
+    assert [e["step"] for e in second["evals"]] == [2, 3, 4, 6]
+    assert second["best"] == {"step": 6, "value": 1.0} and not second["stopped_early"]
+
+
+def test_ctrl_c_in_the_last_step_still_raises_after_its_checkpoint(tmp_path):
+    """A signal in the last step: the run is complete and checkpointed, but fit raises rather than let a
+    caller start a long test evaluation; the same command again trains nothing and returns."""
+    from zipper.train import TrainingInterrupted, latest_checkpoint
+
+    cfg = TrainConfig(steps=3, lr=1e-3, warmup_steps=1)
+    n = [0]
+    with pytest.raises(TrainingInterrupted, match="at step 3"):
+        fit(_new_zip(), _counting_loss(n, signal_in_step=3), _stream, cfg, tmp_path)
+    assert latest_checkpoint(tmp_path / "checkpoints").name.endswith("3")
+    assert fit(_new_zip(), _counting_loss(n), _stream, cfg, tmp_path)["steps"] == 3 and n[0] == 3
