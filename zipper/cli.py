@@ -84,7 +84,7 @@ def cmd_speak(a) -> int:
     codec = _load_model_codec(a.model)
     model = _load_model(a.model)
     prompt = voice_text_prompt(a.voice) if a.voice else ""  # a model trained with a recipe's voice_prompt
-    units = speak_units(model, [prompt + text], units_per_second=codec.units_per_second)[0]
+    units = speak_units(model, [text], units_per_second=codec.units_per_second, prompts=[prompt])[0]
     if len(units) == 0:
         raise RuntimeError("the model generated no speech units for this text")
     wave, sr = codec.decode(units)

@@ -107,17 +107,23 @@ def has_ctc(model) -> bool:
 @torch.no_grad()
 def speak_units(model, texts: Sequence[str], batch_size: int = 8, units_per_second: float = 25.0,
                 seconds_per_word: float = 0.64, do_sample: bool = False, temperature: float = 1.0, top_k: int = 0,
-                generator: torch.Generator | None = None, guidance: float = 0.0) -> list[torch.Tensor]:
+                generator: torch.Generator | None = None, guidance: float = 0.0,
+                prompts: Sequence[str] | None = None) -> list[torch.Tensor]:
     """Texts -> generated speech units (unit ids, specials removed). Generation stops at the speech
     tower's EOS or after ``seconds_per_word`` x words (+ 25 units) at the codec's ``units_per_second``, each
     text by its own word count, so a batch gives what one text at a time does (greedy).
+    ``prompts``: read before each text (a voice name, e.g. ``"piper-joe: "``) and not counted in its budget.
     ``guidance``: classifier-free guidance against the speech tower alone (zipper/generation.py)."""
     sp, tx = model.tower("speech"), model.tower("text")
+    texts = list(texts)
+    prompts = [""] * len(texts) if prompts is None else list(prompts)
+    if len(prompts) != len(texts):
+        raise ValueError(f"give one prompt per text: {len(prompts)} prompts for {len(texts)} texts")
     out: list[torch.Tensor] = []
     start = model.start_ids("text")
-    for chunk in _chunks(list(texts), batch_size):
-        ids, mask = pad_rows([text_ids(tx, t, start=start) for t in chunk], tx.pad_token_id)
-        budgets = [int(len(t.split()) * seconds_per_word * units_per_second + 25) for t in chunk]
+    for chunk in _chunks(list(zip(prompts, texts)), batch_size):
+        ids, mask = pad_rows([text_ids(tx, p + t, start=start) for p, t in chunk], tx.pad_token_id)
+        budgets = [int(len(t.split()) * seconds_per_word * units_per_second + 25) for _, t in chunk]
         gen = model.generate([Segment("text", ids, mask)], ["speech"], max_new_tokens=max(budgets), do_sample=do_sample,
                              temperature=temperature, top_k=top_k, generator=generator, guidance=guidance)[0]
         for row, m, budget in zip(gen.input_ids, gen.attention_mask, budgets):  # a row past its budget is cut there
@@ -209,10 +215,10 @@ def tts_metrics(model, examples: Sequence[dict], codec, judge, batch_size: int =
     """
     from towers.audio import load_audio
     from towers.judges import wer
-    from zipper.data import tts_text
-
     def speak_and_hear(exs: list[dict]) -> list[tuple[torch.Tensor, str, float | None]]:
-        units = speak_units(model, [tts_text(ex) for ex in exs], batch_size=batch_size, units_per_second=codec.units_per_second, **speak)
+        units = speak_units(model, [ex["text"] for ex in exs], batch_size=batch_size,
+                            units_per_second=codec.units_per_second, prompts=[ex.get("text_prompt", "") for ex in exs],
+                            **speak)
         waves = [codec.decode(u)[0].numpy() if len(u) else torch.zeros(1600).numpy() for u in units]
         mos = [mos_judge.score_one((w, codec.sample_rate))["ovrl"] if mos_judge is not None and len(u) else None
                for u, w in zip(units, waves)]

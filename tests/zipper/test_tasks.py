@@ -100,12 +100,17 @@ def test_speak_units_budget_follows_the_codec_rate(parts):
     try:
         n25, n50 = (len(speak_units(model, texts[:1], units_per_second=r)[0]) for r in (25.0, 50.0))
         batched, alone = speak_units(model, texts), [speak_units(model, [t])[0] for t in texts]
+        prompted = speak_units(model, texts, prompts=["piper-joe: ", ""])
+        with pytest.raises(ValueError, match="one prompt per text"):
+            speak_units(model, texts, prompts=["piper-joe: "])
     finally:
         never_special.remove()
     assert (n25, n50) == (int(2 * 0.64 * 25 + 25), int(2 * 0.64 * 50 + 25))
     # each text's budget is its own, not its batch's longest: batched greedy == one text at a time
     assert [len(u) for u in batched] == [n25, int(8 * 0.64 * 25 + 25)]
     assert all(torch.equal(b, a) for b, a in zip(batched, alone))
+    # a voice name is read, but its words do not lengthen the budget
+    assert [len(u) for u in prompted] == [len(u) for u in batched]
 
 
 def test_transcribe_units_budget_is_each_utterances_own(parts, monkeypatch):
@@ -153,8 +158,8 @@ def test_a_voice_prompt_is_read_before_the_tts_text_and_never_scored(parts, monk
     assert torch.equal(asr_text, text_ids(text, ex["text"], start=start))
 
     spoken = []
-    monkeypatch.setattr(tasks, "speak_units", lambda m, texts, **kw: spoken.extend(texts) or
-                        [torch.arange(5) for _ in texts])
+    monkeypatch.setattr(tasks, "speak_units", lambda m, texts, prompts, **kw: spoken.extend(
+        p + t for p, t in zip(prompts, texts)) or [torch.arange(5) for _ in texts])
     wav = tmp_path / "ref.wav"
     sf.write(wav, np.zeros(1600, dtype=np.float32), 16000)
 
