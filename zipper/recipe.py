@@ -141,6 +141,10 @@ class RecipeConfig:
         if not names or len(set(names)) != len(names) or not set(names) <= {"unpaired_speech", "train"}:
             raise ConfigError("pretrain_speech_splits must be a non-empty list of 'unpaired_speech' and 'train', "
                               f"each at most once, got {names}")
+        needs = {"asr": {"speech->text"}, "tts": {"text->speech"}, "joint": {"speech->text", "text->speech"}}
+        if self.model == "zipper" and not needs.get(self.task, set()) <= set(self.directions):
+            raise ConfigError(f"task {self.task!r} needs directions {sorted(needs[self.task])} (the target reads its "
+                              f"source through them), got {self.directions}")
         if self.ctc_weight and (self.model != "zipper" or "speech->text" not in self.directions):
             raise ConfigError("ctc_weight needs model 'zipper' with the 'speech->text' direction")
         check_ctc_units(self.ctc_units)  # before any work, not when the zip is built
@@ -460,6 +464,11 @@ def append_results_row(cfg: RecipeConfig, results: dict, path: Path = RESULTS_MD
         fh.write(row)
 
 
+def _number(v) -> str:
+    """An override as typed: ``20`` for 20.0, all the digits of 37.123456789."""
+    return (format(v, "g") if float(format(v, "g")) == v else repr(v)) if isinstance(v, float) else str(v)
+
+
 def train_from_args(a) -> int:
     """``zipper train``: run the recipe ``a.config`` with the command line's overrides (``a.steps``, ``a.out``,
     ``a.max_minutes``, ``a.seed``: None = the config's), recorded in the results row's command."""
@@ -470,8 +479,14 @@ def train_from_args(a) -> int:
         raise ConfigError(f"--steps must be >= 1, got {a.steps}")
     given = {k: v for k, v in (("steps", a.steps), ("out", a.out), ("max_minutes", a.max_minutes), ("seed", a.seed))
              if v is not None}
+    overrides = [f"--{k.replace('_', '-')} {_number(v)}" for k, v in given.items()]
+    if a.out is not None and cfg.task == "pretrain_speech":  # the tower is an output too: keep it with the run
+        given["speech_tower"] = str(Path(a.out) / "speech-tower")
     cfg = dataclasses.replace(cfg, **given)  # validated again, like the config itself
-    overrides = [f"--{k.replace('_', '-')} {format(v, 'g') if isinstance(v, float) else v}" for k, v in given.items()]
-    cfg.command = " ".join([cfg.command or f"zipper train {a.config}", *overrides])  # what was really run
+    # what was really run: the config's own command if it names this file (a copied config still carries its
+    # original's), else this file
+    named = [t for t in (cfg.command or "").split() if t.endswith(".json")]
+    base = cfg.command if named and Path(named[0]).resolve() == Path(a.config).resolve() else f"zipper train {a.config}"
+    cfg.command = " ".join([base, *overrides])
     run(cfg, results_md=RESULTS_MD if a.results_md is None else None if a.results_md == "none" else Path(a.results_md))
     return 0

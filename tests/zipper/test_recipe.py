@@ -199,6 +199,7 @@ def test_train_command_line_overrides_are_applied_and_recorded(monkeypatch, tmp_
 
     seen = {}
     monkeypatch.setattr(recipe, "run", lambda cfg, results_md: seen.update(cfg=cfg))
+    monkeypatch.chdir(tmp_path)
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"task": "asr", "max_minutes": 40, "command": "zipper train c.json"}))
     assert cli(["train", str(path), "--max-minutes", "20", "--steps", "7", "--seed", "3"]) == 0
@@ -207,6 +208,15 @@ def test_train_command_line_overrides_are_applied_and_recorded(monkeypatch, tmp_
     assert cfg.command == "zipper train c.json --steps 7 --max-minutes 20 --seed 3"
     assert cli(["train", str(path)]) == 0  # no overrides: the config as written
     assert (seen["cfg"].max_minutes, seen["cfg"].command) == (40, "zipper train c.json")
+    # a copied config still names its original: the row records the file that ran, and every digit typed
+    copy = tmp_path / "mine.json"
+    copy.write_text(path.read_text())
+    assert cli(["train", "mine.json", "--max-minutes", "37.123456789"]) == 0
+    assert seen["cfg"].command == "zipper train mine.json --max-minutes 37.123456789"
+    # a pretraining run's tower is an output: --out keeps it with the run, not at the config's shared path
+    path.write_text(json.dumps({"task": "pretrain_speech", "command": "zipper train c.json"}))
+    assert cli(["train", "c.json", "--out", "runs/seed1"]) == 0
+    assert seen["cfg"].speech_tower == str(Path("runs/seed1") / "speech-tower")
 
 
 def test_splits_used_cut_the_rows_before_encoding_and_pretraining_reads_the_named_splits():
@@ -269,8 +279,10 @@ def test_recipe_config_field_values_either_load_or_raise_config_error():
     ({"directions": ["x->y"]}, "directions"), ({"ctc_weight": 1.5}, "ctc_weight"), ({"corpus_size": "xl"}, "corpus_size"),
     ({"speech_tower_size": "huge"}, "speech_tower_size"), ({"max_minutes": -1}, "max_minutes"),
     ({"seed": -1}, "seed"), ({"seed": 2**63}, "seed"), ([1], "JSON object"),
-    ({"task": "tts", "best_metric": "dev_wer", "eval_every": 100}, "best_metric"), ({"patience": 3}, "patience"),
-    ({"task": "tts", "best_metric": "dev_unit_nll"}, "eval_every"),
+    ({"task": "tts", "directions": ["text->speech"], "best_metric": "dev_wer", "eval_every": 100}, "best_metric"), ({"patience": 3}, "patience"),
+    ({"task": "tts", "directions": ["text->speech"], "best_metric": "dev_unit_nll"}, "eval_every"),
+    ({"task": "tts"}, "needs directions"), ({"task": "asr", "directions": ["text->speech"]}, "needs directions"),
+    ({"task": "joint", "directions": ["speech->text"]}, "needs directions"),
     ({"task": "pretrain_speech", "best_metric": "dev_wer", "eval_every": 100}, "best_metric"),
     ({"task": "asr", "voice_prompt": "piper-joe"}, "voice_prompt")])
 def test_bad_recipe_config_is_a_usage_error_before_any_work(data, message, monkeypatch, tmp_path, capsys):
@@ -321,5 +333,6 @@ def test_voice_prompts_name_each_rows_voice_and_the_test_speaks_the_configured_o
     with pytest.raises(ConfigError, match="not a training voice"):
         prompt_voices(RecipeConfig(task="tts", directions=["text->speech"], voice_prompt="zz"), rows(["a"]), [])
     plain = rows(["a"])
-    prompt_voices(RecipeConfig(task="tts"), plain, [])
-    assert "text_prompt" not in plain[0] and tts_test_rows(RecipeConfig(task="tts"), test) == test[:50]
+    no_voice = RecipeConfig(task="tts", directions=["text->speech"])
+    prompt_voices(no_voice, plain, [])
+    assert "text_prompt" not in plain[0] and tts_test_rows(no_voice, test) == test[:50]
