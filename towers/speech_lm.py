@@ -53,6 +53,10 @@ def lm_batches(sequences: list[torch.Tensor], tok: UnitTokenizer, batch_size: in
     """Endless seeded batches of BOS+units+EOS token windows (random crops of long utterances), resumable."""
     import random
 
+    if not sequences:
+        raise ValueError("no utterances to make batches of")
+    batch_size = min(batch_size, len(sequences))  # fewer utterances than a batch: every batch holds them all
+
     step = 0
     epoch = 0
     while True:

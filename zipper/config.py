@@ -116,6 +116,9 @@ class ZipperConfig:
             raise ConfigError("projection_layers and input_projection_layers must be >= 1, ffn_mult >= 0")
         if self.num_heads < 0 or self.lora_rank < 0 or not 0.0 <= self.dropout < 1.0:
             raise ConfigError("num_heads and lora_rank must be >= 0 and dropout in [0, 1)")
+        if not 0.0 <= self.lora_dropout < 1.0 or self.lora_alpha <= 0:
+            raise ConfigError(f"lora_dropout must be in [0, 1) and lora_alpha > 0, got lora_dropout={self.lora_dropout}, "
+                              f"lora_alpha={self.lora_alpha}")
         if bool(self.lora_rank) != bool(self.lora_towers):  # either alone would silently add no adapters
             raise ConfigError(f"lora_rank > 0 and lora_towers go together, got lora_rank={self.lora_rank}, "
                               f"lora_towers={self.lora_towers}")

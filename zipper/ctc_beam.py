@@ -104,11 +104,16 @@ class Lexicon:
 
     @classmethod
     def from_tokenizer(cls, tokenizer, symbols: str) -> "Lexicon":
-        """The whole-word tokens of a byte-level BPE vocabulary (those starting a word, "\u0120word"),
-        lower-cased and made only of ``symbols``: about the commonest words of the tower's training data."""
+        """The whole-word tokens of a byte-level BPE vocabulary ("\u0120word") or a SentencePiece one
+        ("\u2581word"), lower-cased and made only of ``symbols``: about the commonest words of the tower's
+        training data."""
         allowed = set(symbols) - {" "}
-        words = {tok[1:].lower() for tok in tokenizer.get_vocab() if tok.startswith("\u0120") and len(tok) > 1}
-        return cls(w for w in words if set(w) <= allowed)
+        words = {tok[1:].lower() for tok in tokenizer.get_vocab() if tok[:1] in ("\u0120", "\u2581") and len(tok) > 1}
+        lexicon = cls(w for w in words if set(w) <= allowed)
+        if not lexicon.words:
+            raise ValueError("the text tower's vocabulary has no whole-word tokens to make a lexicon of; "
+                             "decode with unk_penalty=0 (no lexicon)")
+        return lexicon
 
     def known_word(self, w: str) -> bool:
         head, _, clitic = w.partition("'")
@@ -127,7 +132,7 @@ class Lexicon:
             if self.known_word(w) if complete else self.known_prefix(w):
                 self._past[key] = None
             else:
-                self._past[key] = len(w) - max(i for i in range(len(w) + 1) if self.known_prefix(w[:i]))
+                self._past[key] = len(w) - max((i for i in range(len(w) + 1) if self.known_prefix(w[:i])), default=0)
         return self._past[key]
 
 

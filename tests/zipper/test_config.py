@@ -34,6 +34,7 @@ def test_json_round_trip(tmp_path):
     ({"lora_towers": ["speech"]}, "go together"),
     ({"projection_layers": 0}, ">= 1"),
     ({"dropout": 1.5}, "dropout"),
+    ({"lora_dropout": 1.0}, "lora_dropout"), ({"lora_dropout": -0.5}, "lora_dropout"), ({"lora_alpha": -2}, "lora_alpha"),
 ])
 def test_bad_configs(data, match):
     with pytest.raises(ConfigError, match=match):

@@ -204,3 +204,23 @@ def test_fused_decoding_runs_on_a_character_zip_and_refuses_a_token_head(smollm2
         RecipeConfig(task="asr", ctc_weight=0.3, eval_fusion=True)  # a token head
     with pytest.raises(ConfigError, match="fusion_beam"):
         RecipeConfig(task="asr", ctc_weight=0.3, ctc_units="chars", eval_fusion=True, fusion_beam=0)
+
+
+def test_lexicon_reads_sentencepiece_vocabularies_and_refuses_one_without_words():
+    """Llama/Mistral/Gemma vocabularies mark a word's start with U+2581, not U+0120; a vocabulary with
+    neither is a clear error, not a crash inside the search."""
+    from zipper.ctc import CTC_CHARS
+    from zipper.ctc_beam import Lexicon
+
+    class Vocab:
+        def __init__(self, tokens):
+            self.tokens = tokens
+
+        def get_vocab(self):
+            return {t: i for i, t in enumerate(self.tokens)}
+
+    lex = Lexicon.from_tokenizer(Vocab(["\u2581the", "\u2581Cat", "s", "\u2581", "<s>"]), CTC_CHARS)
+    assert lex.words == {"the", "cat"} and lex.letters_past("cats", complete=True) == 1
+    with pytest.raises(ValueError, match="no whole-word tokens"):
+        Lexicon.from_tokenizer(Vocab(["a", "b", "<s>"]), CTC_CHARS)
+    assert Lexicon([]).letters_past("xyz", complete=True) == 3
