@@ -34,6 +34,7 @@ __all__ = [
     "writable_format",
     "AudioError",
     "EmptyAudioError",
+    "AudioTooShortError",
     "CorruptAudioError",
     "NonFiniteAudioError",
     "AudioTooLongError",
@@ -53,6 +54,7 @@ __all__ = [
     "to_mono",
     "resample",
     "audio_info",
+    "check_wav_complete",
 ]
 
 DEFAULT_SR = 16_000
@@ -73,6 +75,13 @@ class AudioError(ValueError):
 
 class EmptyAudioError(AudioError):
     """The input holds zero samples (empty array, empty file, header only)."""
+
+
+class AudioTooShortError(EmptyAudioError):
+    """The waveform holds samples, but fewer than an analysis needs (e.g. a codec's STFT frame).
+
+    A subclass of :class:`EmptyAudioError`, so code that skips empty clips skips these too.
+    """
 
 
 class CorruptAudioError(AudioError):
@@ -145,7 +154,10 @@ def _as_numpy(wave: object) -> np.ndarray:
     except ImportError:  # pragma: no cover - torch is a hard dependency of the project
         torch = None
     if torch is not None and isinstance(wave, torch.Tensor):
-        return wave.detach().cpu().numpy()
+        t = wave.detach().cpu()
+        if t.dtype in (torch.bfloat16, torch.float16):  # numpy has no bfloat16: widen (exactly) first
+            t = t.float()
+        return t.numpy()
     try:
         return np.asarray(wave)
     except Exception as e:  # ragged lists etc.
@@ -156,7 +168,7 @@ def to_float32(wave: object) -> np.ndarray:
     """Convert integer / float samples to ``float32`` in ``[-1, 1]`` (same shape).
 
     int16 / int32 / int64 are scaled by their full range (``x / 2**(bits-1)``); uint8 is
-    centred at 128; float16/32/64 are cast, and values beyond +-1 are clipped with a warning.
+    centred at 128; float16/32/64 (and bfloat16 / float16 torch tensors) are cast, and values beyond +-1 are clipped with a warning.
     Booleans, complex numbers and objects raise :class:`UnsupportedFormatError`. Non-finite
     floats raise :class:`NonFiniteAudioError`.
     """
@@ -255,7 +267,13 @@ def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
 
     with torch.no_grad():
         y = AF.resample(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), orig_sr, target_sr)
-    return y.numpy().astype(np.float32, copy=False)
+    y = y.numpy().astype(np.float32, copy=False)
+    # torchaudio computes the output length in float32 and is sometimes one sample short of the
+    # exact ceil(n * target / orig); pad (with zeros) or cut to the documented length.
+    n_out = -(-wave.shape[0] * target_sr // orig_sr)
+    if y.shape[0] < n_out:
+        y = np.concatenate([y, np.zeros(n_out - y.shape[0], dtype=np.float32)])
+    return y[:n_out]
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,27 +347,76 @@ def preprocess(
     return y, out_sr
 
 
-def _wav_declared_data_bytes(head: bytes) -> int | None:
-    """Size of the RIFF/WAVE ``data`` chunk as declared in the header, if found (else None).
+_MAX_RIFF_CHUNKS = 10_000  # a chunk walk that needs more steps than this is not a real WAV
 
-    Returns None for non-RIFF input and for streaming headers (size 0 or 0xFFFFFFFF).
+
+def _wav_data_chunk(f) -> tuple[int, int] | None:
+    """``(offset of the data payload, declared payload bytes)`` of a RIFF/WAVE stream, else None.
+
+    Walks the 8-byte chunk headers from the start of the seekable binary file ``f`` (however large
+    the chunks before ``data`` are: LIST/INFO, bext, iXML, ...). Returns None for non-RIFF input, when
+    no ``data`` chunk header is found, and for streaming headers (size 0 or 0xFFFFFFFF).
     """
+    f.seek(0)
+    head = f.read(12)
     if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return None
     pos = 12
-    while pos + 8 <= len(head):
-        cid, size = head[pos : pos + 4], struct.unpack("<I", head[pos + 4 : pos + 8])[0]
+    for _ in range(_MAX_RIFF_CHUNKS):
+        f.seek(pos)
+        hdr = f.read(8)
+        if len(hdr) < 8:
+            return None
+        cid, size = hdr[:4], struct.unpack("<I", hdr[4:])[0]
         if cid == b"data":
-            return None if size in (0, 0xFFFFFFFF) else size
+            return None if size in (0, 0xFFFFFFFF) else (pos + 8, size)
         pos += 8 + size + (size & 1)
     return None
 
 
-def _source_bytes_and_name(src: PathOrBytes) -> tuple[object, str, int | None, bytes]:
-    """Return (soundfile source, display name, total byte size, first 4 KiB)."""
+def check_wav_complete(path_or_bytes: PathOrBytes, name: str | None = None) -> tuple[int, int] | None:
+    """Raise :class:`CorruptAudioError` if a RIFF/WAVE file (or its bytes) is truncated.
+
+    libsndfile silently shortens a WAV whose ``data`` chunk was cut (a half-written file, an
+    interrupted copy); this compares the ``data`` chunk's declared size, found by walking the
+    RIFF chunk headers, with the bytes actually present. Non-WAV input and WAVs without a sized
+    ``data`` chunk pass. A path that cannot be opened raises :class:`AudioFileNotFoundError` or
+    :class:`AudioError`.
+
+    Returns the ``data`` chunk's ``(payload offset, declared bytes)``, or None when there is none to
+    check (not a WAV, no ``data`` chunk header, streaming size).
+    """
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        b = bytes(path_or_bytes)
+        name = name or f"<{len(b)} bytes>"
+        found, size = _wav_data_chunk(io.BytesIO(b)), len(b)
+    else:
+        p = Path(path_or_bytes)
+        name = name or str(p)
+        try:
+            with open(p, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                found = _wav_data_chunk(f)
+        except FileNotFoundError:
+            raise AudioFileNotFoundError(f"no such audio file: {p}") from None
+        except OSError as e:
+            raise AudioError(f"cannot read {p}: {e.strerror or e}") from None
+    if found is None:
+        return None
+    data_start, declared = found
+    if data_start + declared > size:
+        raise CorruptAudioError(
+            f"{name} is truncated: header declares {declared} data bytes, "
+            f"file has {max(0, size - data_start)}"
+        )
+    return found
+
+
+def _source_bytes_and_name(src: PathOrBytes) -> tuple[object, str, int]:
+    """Return (soundfile source, display name, total byte size)."""
     if isinstance(src, (bytes, bytearray, memoryview)):
         b = bytes(src)
-        return io.BytesIO(b), f"<{len(b)} bytes>", len(b), b[:4096]
+        return io.BytesIO(b), f"<{len(b)} bytes>", len(b)
     if not isinstance(src, (str, os.PathLike)):
         raise UnsupportedFormatError(
             f"load_audio wants a path or bytes, got {type(src).__name__}"
@@ -361,16 +428,16 @@ def _source_bytes_and_name(src: PathOrBytes) -> tuple[object, str, int | None, b
         raise UnsupportedFormatError(f"{p} is a directory, not an audio file")
     try:
         size = p.stat().st_size
-        with open(p, "rb") as f:
-            head = f.read(4096)
-    except OSError as e:  # permissions, I/O errors
+        with open(p, "rb") as f:  # permissions, I/O errors surface here as AudioError
+            f.read(1)
+    except OSError as e:
         raise AudioError(f"cannot read {p}: {e.strerror or e}") from None
-    return str(p), str(p), size, head
+    return str(p), str(p), size
 
 
 def audio_info(path_or_bytes: PathOrBytes) -> tuple[int, int, int]:
     """``(frames, sample_rate, channels)`` from the header, without decoding the samples."""
-    src, name, size, head = _source_bytes_and_name(path_or_bytes)
+    src, name, size = _source_bytes_and_name(path_or_bytes)
     if size == 0:
         raise EmptyAudioError(f"{name} is empty (0 bytes)")
     try:
@@ -413,7 +480,7 @@ def load_audio(
         UnsupportedFormatError, NonFiniteAudioError, AudioTooLongError, SampleRateError;
         plain :class:`AudioError` when the file exists but cannot be read (permissions, I/O).
     """
-    src, name, size, head = _source_bytes_and_name(path_or_bytes)
+    src, name, size = _source_bytes_and_name(path_or_bytes)
     max_s = _check_max_seconds(max_seconds)
     if target_sr is not None:
         _check_sr(target_sr, "target sample rate")
@@ -432,15 +499,8 @@ def load_audio(
         raise AudioTooLongError(
             f"{name} is {info.frames / file_sr:.2f} s, longer than max_seconds={max_s:g}"
         )
-    declared = _wav_declared_data_bytes(head)
-    if declared is not None and size is not None:
-        # libsndfile silently shortens a WAV whose data chunk was cut; catch it from the header
-        data_start = head.find(b"data") + 8
-        if data_start >= 8 and data_start + declared > size:
-            raise CorruptAudioError(
-                f"{name} is truncated: header declares {declared} data bytes, "
-                f"file has {size - data_start}"
-            )
+    # libsndfile silently shortens a WAV whose data chunk was cut; catch it from the chunk headers
+    declared = check_wav_complete(path_or_bytes, name)
     try:
         x, _sr = sf.read(src, dtype="float32", always_2d=True)  # (n, c) float32
     except Exception as e:

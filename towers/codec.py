@@ -8,7 +8,10 @@ The interface
 ``codec.encode(wave, sample_rate) -> LongTensor (T_units,)``
     ``wave`` is a numpy array or tensor, ``(n,)`` mono or ``(n, c)``/``(c, n)``, any dtype that
     :func:`towers.audio.preprocess` accepts; it is validated (empty / NaN / Inf input raise the
-    :class:`towers.audio.AudioError` subclasses) and resampled to ``codec.sample_rate``.
+    :class:`towers.audio.AudioError` subclasses) and resampled to ``codec.sample_rate``. A wave
+    shorter than ``codec.min_samples`` after resampling (the mel codec's centred STFT needs more than
+    ``n_fft // 2`` = 512 samples, 32 ms at 16 kHz) raises :class:`towers.audio.AudioTooShortError`,
+    an ``EmptyAudioError``.
     Units are ints in ``[0, codec.vocab_size)``, about ``duration * codec.units_per_second`` of them.
 ``codec.decode(units) -> (wave float32 tensor (n,), sample_rate)``
 ``codec.encode_batch(waves, sample_rate)`` / ``codec.decode_batch(list_of_units)``
@@ -66,7 +69,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from towers.audio import EmptyAudioError, preprocess
+from towers.audio import AudioTooShortError, EmptyAudioError, preprocess
 from towers.safefile import safetensors_problem
 from towers.typed_config import check_field_types
 from towers.kmeans import assign
@@ -189,13 +192,25 @@ class SpeechCodec(ABC):
         decoder returns only the encoder's part, so a codec with a retrained decoder keeps the caches."""
         return self.config_dict(), self.state_tensors()
 
+    @property
+    def min_samples(self) -> int:
+        """Fewest samples (at :attr:`sample_rate`) :meth:`encode` accepts; override when ``_encode_wave`` needs more."""
+        return 1
+
     # ---- shared behaviour -----------------------------------------------------------------
     def encode(self, wave, sample_rate: int) -> torch.Tensor:
         """Waveform (any rate/layout :func:`towers.audio.preprocess` takes) -> int64 ``(T_units,)``.
 
-        Raises the :class:`towers.audio.AudioError` subclasses for empty / non-finite / bad input.
+        Raises the :class:`towers.audio.AudioError` subclasses for empty / non-finite / bad input,
+        :class:`towers.audio.AudioTooShortError` for fewer than :attr:`min_samples` samples.
         """
         x, _ = preprocess(wave, sample_rate, target_sr=self.sample_rate, max_seconds=None, return_tensor=True)
+        if x.shape[-1] < self.min_samples:
+            raise AudioTooShortError(
+                f"{self.codec_type} codec needs at least {self.min_samples} samples at {self.sample_rate} Hz "
+                f"({1000 * self.min_samples / self.sample_rate:.1f} ms), got {x.shape[-1]}"
+                + (f" (after resampling from {sample_rate} Hz)" if sample_rate != self.sample_rate else "")
+            )
         with torch.no_grad():
             return self._encode_wave(x).long()
 
@@ -364,9 +379,16 @@ class MelUnitCodec(SpeechCodec):
     def units_per_second(self) -> float:
         return self.config.sample_rate / (self.config.hop_length * self.config.stride)
 
+    @property
+    def min_samples(self) -> int:
+        """``n_fft // 2 + 1``: the centred STFT reflect-pads ``n_fft // 2`` samples on each side."""
+        return self.logmel.min_samples
+
     # ---- features -------------------------------------------------------------------------
     def mel(self, wave: torch.Tensor) -> torch.Tensor:
-        """float32 ``(n,)`` at the codec rate -> log-mel ``(T, n_mels)``, ``T = n // hop + 1``."""
+        """float32 ``(n,)`` at the codec rate -> log-mel ``(T, n_mels)``, ``T = n // hop + 1``.
+
+        Raises :class:`towers.audio.AudioTooShortError` for fewer than :attr:`min_samples` samples."""
         return self.logmel(wave)
 
     def unit_features(self, log_mel: torch.Tensor) -> torch.Tensor:

@@ -52,7 +52,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import soundfile as sf
 
-from towers.audio import DEFAULT_SR, load_audio, save_audio
+from towers.audio import DEFAULT_SR, check_wav_complete, load_audio, save_audio
 from towers.judges import default_cache_dir, normalize_text
 from towers.voices import VOICES, VoiceError, get_voice
 
@@ -442,10 +442,15 @@ def augment_wave(src: str | os.PathLike, dst: str | os.PathLike, params: dict) -
 # Rendering (worker side)
 # --------------------------------------------------------------------------------------------
 def _valid_wav(path: Path) -> float | None:
-    """Duration in seconds if ``path`` is a readable non-empty 16 kHz mono file, else None."""
+    """Duration in seconds if ``path`` is a readable, complete, non-empty 16 kHz mono file, else None.
+
+    A WAV whose data chunk was cut (a half-written file) counts as invalid, so it is synthesised again
+    (the same check :func:`towers.audio.load_audio` applies, :func:`towers.audio.check_wav_complete`).
+    """
     try:
         info = sf.info(str(path))
-    except Exception:
+        check_wav_complete(path)
+    except Exception:  # libsndfile errors, AudioError (truncated, unreadable)
         return None
     if info.samplerate != DEFAULT_SR or info.channels != 1 or info.frames <= 0:
         return None

@@ -18,12 +18,14 @@ Judges (both offline, CPU):
   downloaded.
 
 Audio inputs to the judges are paths/bytes (read with :func:`towers.audio.load_audio`), 16 kHz
-mono float arrays ``(n,)``, or ``(wave, sample_rate)`` pairs; all go through
-:mod:`towers.audio` validation first.
+mono float arrays ``(n,)``, or ``(wave, sample_rate)`` pairs (a 2-tuple is such a pair only when its
+second item is a number: a tuple of two paths is two clips); all go through :mod:`towers.audio`
+validation first.
 """
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 import shutil
@@ -110,6 +112,28 @@ def number_to_words(n: int) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+# Last words of a cardinal that do not just take "th" as an ordinal; words in -y take -ieth.
+_ORDINAL_LAST = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
+                 "nine": "ninth", "twelve": "twelfth"}
+
+
+def _ordinal_words(n: int) -> str:
+    """Ordinal English words for ``n >= 0`` in :func:`number_to_words`' style: ``21 -> "twenty first"``,
+    ``101 -> "one hundred first"``, ``20 -> "twentieth"``, ``1000 -> "one thousandth"``."""
+    head, _, last = number_to_words(n).rpartition(" ")
+    if last in _ORDINAL_LAST:
+        last = _ORDINAL_LAST[last]
+    elif last.endswith("y"):
+        last = last[:-1] + "ieth"
+    else:
+        last += "th"
+    return f"{head} {last}" if head else last
+
+
+def _spell_ordinal(m: re.Match) -> str:
+    return f" {_ordinal_words(int(m.group(1).replace(',', '')))} "
+
+
 def _spell_number(m: re.Match) -> str:
     s = m.group(0).replace(",", "")
     if "." in s:
@@ -122,27 +146,45 @@ def _spell_number(m: re.Match) -> str:
 
 
 _NUMBER_RE = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+")
+# digit ordinals ("1st", "22nd", "3rd", "19th", "1,000th"), spelled before the cardinals so that
+# "1st" does not become "one st" (-> "one saint")
+_ORDINAL_RE = re.compile(r"(?<![0-9a-z.,])(\d{1,3}(?:,\d{3})+|\d+)(?:st|nd|rd|th)(?![a-z0-9])")
+
+# Characters NFKD leaves alone (or decomposes into a space) that have a plain ASCII reading: letters
+# that are not accented base letters, apostrophe look-alikes, and the invisible soft hyphen.
+_CHAR_MAP = str.maketrans({
+    "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ß": "ss", "ẞ": "SS", "ø": "o", "Ø": "O",
+    "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "þ": "th", "Þ": "TH", "ð": "d", "Ð": "D", "ı": "i",
+    "\u2019": "'", "\u2018": "'", "`": "'", "\u00b4": "'", "\u02bc": "'", "\u2032": "'",
+    "\u00ad": None,
+})
 
 
 def normalize_text(s: str, numbers_to_words: bool = True) -> str:
     """Canonical form of a transcript, used by every evaluation in the project.
 
-    Steps: Unicode NFKC + accents stripped to ASCII; lowercase; ``&``/``%``/``+``/``@``/``=`` as
-    words; a few abbreviations spoken out (``mr`` -> ``mister``, ``dr`` -> ``doctor``, ...);
-    numbers (``1,984``, ``3.5``) as words when ``numbers_to_words``; hyphens, slashes and all other
-    punctuation to spaces, except apostrophes inside words (``don't`` stays); whitespace collapsed.
+    Steps: letters without an ASCII decomposition mapped (``æ`` -> ``ae``, ``œ`` -> ``oe``, ``ß`` ->
+    ``ss``, ``ø`` -> ``o``, ``ł`` -> ``l``, ``đ``/``ð`` -> ``d``, ``þ`` -> ``th``), apostrophe
+    look-alikes (``’ ‘ ` ´ ʼ ′``) to ``'`` and soft hyphens deleted; Unicode NFKD with the accents
+    (combining marks) dropped; lowercase; ``&``/``%``/``+``/``@``/``=`` as words; when
+    ``numbers_to_words``, digit ordinals as ordinal words (``21st`` -> ``twenty first``) and numbers
+    (``1,984``, ``3.5``) as cardinal words; a few abbreviations spoken out (``mr`` -> ``mister``,
+    ``dr`` -> ``doctor``, ...); hyphens, slashes and all other punctuation to spaces, except
+    apostrophes inside words (``don't`` stays); whitespace collapsed.
 
     >>> normalize_text("Mr. Smith's 2 dogs -- well, 'twas  fine!")
     "mister smith's two dogs well twas fine"
     """
     if not isinstance(s, str):
         raise TypeError(f"normalize_text wants a str, got {type(s).__name__}")
+    s = s.translate(_CHAR_MAP)  # before NFKD: it would turn "´" into a space + combining accent
     s = unicodedata.normalize("NFKD", s)
     s = "".join(c for c in s if not unicodedata.combining(c))
     s = s.replace("\u2019", "'").replace("\u2018", "'").replace("`", "'").lower()
     for sym, word in _SYMBOLS.items():
         s = s.replace(sym, word)
     if numbers_to_words:
+        s = _ORDINAL_RE.sub(_spell_ordinal, s)
         s = _NUMBER_RE.sub(_spell_number, s)
     s = re.sub(r"[^a-z0-9' ]+", " ", s)  # all other punctuation (incl. non-ASCII) -> space
     s = re.sub(r"(?<![a-z0-9])'|'(?![a-z0-9])", " ", s)  # quotes, not in-word apostrophes
@@ -259,7 +301,8 @@ def paired_wer_difference(refs: Sequence[str], hyps_a: Sequence[str], hyps_b: Se
     quantiles of the difference. A few runaway outputs (a decoder repeating itself) can carry a corpus WER,
     so the utterances each system gets fewer errors on are counted too, with the exact two-sided sign test's
     p-value (ties left out). Rates are fractions -> {"wer_a", "wer_b", "diff", "lo", "hi", "n_utts",
-    "a_fewer_errors", "b_fewer_errors", "sign_test_p"}.
+    "a_fewer_errors", "b_fewer_errors", "sign_test_p"}. A resample whose references hold no words has no
+    WER and is drawn again; references with no words at all raise ``ValueError``.
     """
     import math
     import random
@@ -274,13 +317,20 @@ def paired_wer_difference(refs: Sequence[str], hyps_a: Sequence[str], hyps_b: Se
         raise ValueError("no reference/hypothesis pairs to score")
     cols = [(ea.errors, eb.errors, ea.n_ref) for ea, eb in per]
 
+    words = sum(c[2] for c in cols)
+    if words == 0:
+        raise ValueError("the references hold no words: a WER difference is undefined")
+
     def diff(sample) -> float:
-        words = max(1, sum(c[2] for c in sample))
-        return (sum(c[1] for c in sample) - sum(c[0] for c in sample)) / words
+        return (sum(c[1] for c in sample) - sum(c[0] for c in sample)) / sum(c[2] for c in sample)
 
     rng = random.Random(seed)
-    ds = sorted(diff([rng.choice(cols) for _ in cols]) for _ in range(n))
-    words = max(1, sum(c[2] for c in cols))
+    ds = []
+    while len(ds) < n:  # a resample of only empty references has no WER: draw it again (p <= 1/e per draw)
+        sample = [rng.choice(cols) for _ in cols]
+        if any(c[2] for c in sample):
+            ds.append(diff(sample))
+    ds.sort()
     wins_a, wins_b = sum(c[0] < c[1] for c in cols), sum(c[1] < c[0] for c in cols)
     m = wins_a + wins_b
     p = min(1.0, 2 * sum(math.comb(m, k) for k in range(min(wins_a, wins_b) + 1)) / 2**m)
@@ -307,9 +357,14 @@ def _make(unit: str, out, n_ref: int, n_utt: int) -> ErrorRate:
 # --------------------------------------------------------------------------------------------
 # Audio inputs
 # --------------------------------------------------------------------------------------------
+def _is_wave_sr_pair(item) -> bool:
+    """A ``(wave, sample_rate)`` pair: a 2-tuple whose second item is a real number (not a path/bytes)."""
+    return isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], (numbers.Real, np.integer, np.floating))
+
+
 def _to_wave16k(item: AudioLike, max_seconds: float | None) -> np.ndarray:
     """Any supported audio input -> validated mono float32 ``(n,)`` at 16 kHz."""
-    if isinstance(item, tuple) and len(item) == 2:
+    if _is_wave_sr_pair(item):
         wave, sr = item
         return preprocess(wave, sr, DEFAULT_SR, max_seconds)[0]
     if isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
@@ -319,9 +374,7 @@ def _to_wave16k(item: AudioLike, max_seconds: float | None) -> np.ndarray:
 
 def _as_list(items) -> list:
     """A single clip (path, bytes, array, ``(wave, sr)`` pair) -> ``[clip]``; sequences -> list."""
-    if isinstance(items, (str, os.PathLike, bytes, bytearray, np.ndarray)) or (
-        isinstance(items, tuple) and len(items) == 2 and np.isscalar(items[1])
-    ):
+    if isinstance(items, (str, os.PathLike, bytes, bytearray, np.ndarray)) or _is_wave_sr_pair(items):
         return [items]
     try:
         import torch

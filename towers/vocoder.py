@@ -22,6 +22,8 @@ import torch
 import torchaudio
 from torch import nn
 
+from towers.audio import AudioTooShortError, EmptyAudioError
+
 __all__ = ["LogMel", "GriffinLimVocoder", "LOG_FLOOR", "expand_variance"]
 
 LOG_FLOOR = 1e-5  # power floor before the log: log(1e-5) ~ -11.5 is "silence"
@@ -45,7 +47,9 @@ def expand_variance(log_mel: torch.Tensor, scale: float, mode: str = "time") -> 
 class LogMel(nn.Module):
     """``(n,)`` or ``(B, n)`` waveform -> ``(T, n_mels)`` or ``(B, T, n_mels)`` natural-log mel power.
 
-    ``T = n // hop_length + 1`` (centred frames, reflect padding).
+    ``T = n // hop_length + 1`` (centred frames, reflect padding). The reflect padding needs
+    ``n > n_fft // 2`` (:attr:`min_samples`); a shorter non-empty wave raises
+    :class:`towers.audio.AudioTooShortError` (an ``EmptyAudioError``), an empty one ``EmptyAudioError``.
     """
 
     def __init__(
@@ -59,6 +63,7 @@ class LogMel(nn.Module):
     ):
         super().__init__()
         self.hop_length = hop_length
+        self.sample_rate, self.n_fft = sample_rate, n_fft
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate,
             n_fft=n_fft,
@@ -71,7 +76,21 @@ class LogMel(nn.Module):
             mel_scale="slaney",
         )
 
+    @property
+    def min_samples(self) -> int:
+        """Fewest samples a wave needs: the centred STFT reflect-pads ``n_fft // 2`` on each side."""
+        return self.n_fft // 2 + 1
+
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        n = wave.shape[-1] if wave.ndim else 0
+        if n < self.min_samples:
+            if n == 0 or wave.numel() == 0:
+                raise EmptyAudioError("cannot compute a log-mel of an empty waveform")
+            raise AudioTooShortError(
+                f"waveform of {n} samples is too short for a log-mel with n_fft={self.n_fft}: it needs at "
+                f"least {self.min_samples} samples ({1000 * self.min_samples / self.sample_rate:.1f} ms at "
+                f"{self.sample_rate} Hz)"
+            )
         power = self.mel(wave.float())  # (..., n_mels, T)
         return torch.log(power.clamp_min(LOG_FLOOR)).transpose(-1, -2)  # (..., T, n_mels)
 

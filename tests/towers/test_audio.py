@@ -24,9 +24,11 @@ from towers.audio import (
     SampleRateError,
     UnsupportedFormatError,
     audio_info,
+    check_wav_complete,
     load_audio,
     preprocess,
     save_audio,
+    to_float32,
 )
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
@@ -154,6 +156,36 @@ def test_truncated_wav(keep):
         load_audio(data[: int(len(data) * keep)])
 
 
+def _wav_with_list_chunk(x: np.ndarray, comment: bytes) -> bytes:
+    """A 16 kHz PCM_16 WAV with a LIST/INFO comment chunk before its data chunk."""
+    import struct
+
+    pcm = (x * 32767).astype("<i2").tobytes()
+    fmt = struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 1, 16000, 32000, 2, 16)
+    comment = comment + b"\0" * (len(comment) % 2)
+    lst = b"INFO" + b"ICMT" + struct.pack("<I", len(comment)) + comment
+    chunks = fmt + b"LIST" + struct.pack("<I", len(lst)) + lst + b"data" + struct.pack("<I", len(pcm)) + pcm
+    return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks
+
+
+@pytest.mark.parametrize(
+    "comment,cut",
+    [(b"metadata: " + b"x" * 2990, 2000),  # "data" inside the LIST chunk, before the real data chunk
+     (b"z" * 5000, 8000)],  # the data chunk starts after the first 4 KiB
+)
+def test_truncated_wav_found_by_walking_the_chunks(tmp_path, comment, cut):
+    full = _wav_with_list_chunk(_sine(16000), comment)
+    assert load_audio(full)[0].shape == (16000,)  # the complete file loads
+    offset, declared = check_wav_complete(full)
+    assert declared == 32000 and full[offset - 8 : offset - 4] == b"data"
+    (tmp_path / "cut.wav").write_bytes(full[:-cut])
+    for src in (full[:-cut], tmp_path / "cut.wav"):
+        with pytest.raises(CorruptAudioError, match="truncated"):
+            load_audio(src)
+        with pytest.raises(CorruptAudioError, match="truncated"):
+            check_wav_complete(src)
+
+
 def test_truncated_flac():
     data = _wav_bytes(_sine(16000), fmt="FLAC")
     with pytest.raises(CorruptAudioError):
@@ -275,6 +307,27 @@ def test_resample_preserves_a_tone(src_sr):
     assert abs(np.argmax(spec) * 16000 / len(y) - 440.0) < 2.0
     ref = _sine(16000, sr=16000, f=440.0)
     assert np.sqrt(np.mean((y[200:-200] - ref[200:-200]) ** 2)) < 0.02
+
+
+def test_resample_length_is_exactly_the_ceiling():
+    # torchaudio computes the length in float32 and came out one sample short for the first three
+    for sr, n in [(44100, 441102), (22050, 220551), (22050, 220664), (44100, 441000)]:
+        y, out_sr = preprocess(np.zeros(n, np.float32), sr, 16000, max_seconds=None)
+        assert out_sr == 16000 and y.shape == (-(-n * 16000 // sr),), (sr, n)
+
+
+def test_half_precision_torch_tensors(tmp_path):
+    import torch
+
+    x = torch.from_numpy(_sine(1600))
+    for dtype in (torch.bfloat16, torch.float16):
+        t = x.to(dtype)
+        assert to_float32(t).dtype == np.float32
+        np.testing.assert_array_equal(to_float32(t), t.float().numpy())
+        y, sr = preprocess(t, 16000)
+        assert y.dtype == np.float32 and y.shape == (1600,) and sr == 16000
+    p = save_audio(tmp_path / "bf16.wav", x.bfloat16(), 16000)
+    assert load_audio(p)[0].shape == (1600,)
 
 
 def test_torch_in_and_out():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from towers.audio import EmptyAudioError, NonFiniteAudioError
+from towers.audio import AudioTooShortError, EmptyAudioError, NonFiniteAudioError
 from towers.codec import (
     CONFIG_NAME,
     DEFAULT_CODEC_DIR,
@@ -170,6 +170,21 @@ def test_bad_audio_raises_audio_errors(codec):
         codec.encode(bad, SR)
     with pytest.raises(NonFiniteAudioError):
         codec.encode(torch.full((SR,), float("inf")), SR)
+
+
+def test_too_short_audio_raises_an_audio_error(codec):
+    # the centred STFT reflect-pads n_fft // 2 = 512 samples: 512 or fewer failed inside torch with a RuntimeError
+    rng = np.random.default_rng(0)
+    for n in (1, 100, 512):
+        with pytest.raises(AudioTooShortError, match="at least 513 samples") as e:
+            codec.encode((0.1 * rng.standard_normal(n)).astype(np.float32), SR)
+        assert isinstance(e.value, EmptyAudioError)
+    with pytest.raises(AudioTooShortError, match="48000 Hz"):  # 1500 samples at 48 kHz: 500 at 16 kHz
+        codec.encode(np.full(1500, 0.01, np.float32), 48_000)
+    with pytest.raises(AudioTooShortError):
+        codec.mel(torch.zeros(512))
+    assert codec.encode((0.1 * rng.standard_normal(513)).astype(np.float32), SR).shape == (1,)
+    assert codec.min_samples == codec.config.n_fft // 2 + 1 == 513
 
 
 def test_bad_units_raise(codec):

@@ -23,6 +23,7 @@ from towers.corpus import (
     load_sentences,
     main,
     plan_corpus,
+    _valid_wav,
     read_manifest,
     split_sentences,
 )
@@ -128,6 +129,31 @@ def test_resume_after_loss_and_corruption(tiny, tmp_path):
     assert rep2.n_synthesized == 2 and rep2.n_skipped == rep.n_items - 2
     assert (copy / "dev.jsonl").read_text() == (out / "dev.jsonl").read_text()
     assert (copy / "train.jsonl").read_text() == (out / "train.jsonl").read_text()
+
+
+def test_resume_resynthesises_a_half_written_wav(tiny, tmp_path):
+    out, rep, _ = tiny
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    rows = read_manifest(copy / "train.jsonl")
+    p = Path(rows[0]["audio_filepath"])
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])  # an interrupted copy: the header is whole, the samples are not
+    assert _valid_wav(p) is None
+    rep2 = build_corpus(copy, size="tiny", seed=0, num_workers=1, progress=False)
+    assert rep2.n_synthesized == 1 and rep2.n_skipped == rep.n_items - 1 and rep2.n_failed == 0
+    assert (copy / "train.jsonl").read_text() == (out / "train.jsonl").read_text()
+    assert load_audio(p)[0].shape[0] > 0
+
+
+def test_valid_wav_refuses_a_truncated_wav(tmp_path):
+    from towers.audio import save_audio
+
+    p = save_audio(tmp_path / "a.wav", np.full(16000, 0.1, np.float32), 16000)
+    assert _valid_wav(p) == pytest.approx(1.0)
+    data = p.read_bytes()
+    p.write_bytes(data[:-100])
+    assert _valid_wav(p) is None
 
 
 # ------------------------------------------------------------------ planning (no synthesis)

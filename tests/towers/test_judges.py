@@ -61,6 +61,48 @@ def test_normalize_text(raw, norm):
     assert normalize_text(raw) == norm
 
 
+@pytest.mark.parametrize(
+    "raw,norm",
+    [
+        ("Cæsar, mediæval MANŒUVRE", "caesar mediaeval manoeuvre"),
+        ("Straße STRAẞE", "strasse strasse"),
+        ("Søren Ørsted Łódź Đorđe", "soren orsted lodz dorde"),
+        ("Þór ÞÓR Ðað", "thor thor dad"),
+        ("don\u00b4t don\u02bct don\u2032t", "don't don't don't"),
+        ("no\u00adbody", "nobody"),
+    ],
+)
+def test_normalize_maps_letters_without_an_ascii_decomposition(raw, norm):
+    assert normalize_text(raw) == norm
+
+
+def test_normalize_letter_mapping_fixes_wer():
+    assert wer("Caesar came", "Cæsar came").wer == 0.0
+    assert wer("nobody knows", "no\u00adbody knows").wer == 0.0
+
+
+@pytest.mark.parametrize(
+    "raw,norm",
+    [
+        ("the 1st day", "the first day"),
+        ("2nd 3rd 4th 5th", "second third fourth fifth"),
+        ("8th 9th 12th 19th", "eighth ninth twelfth nineteenth"),
+        ("20th 21st 22nd 40th", "twentieth twenty first twenty second fortieth"),
+        ("100th 101st 1,000th", "one hundredth one hundred first one thousandth"),
+        ("St. Paul on the 3rd", "saint paul on the third"),
+    ],
+)
+def test_normalize_spells_digit_ordinals(raw, norm):
+    assert normalize_text(raw) == norm
+    assert normalize_text(norm) == norm
+
+
+def test_normalize_ordinals_fix_wer():
+    assert wer("the first day", "the 1st day").wer == 0.0
+    assert wer("the nineteenth century", "the 19th century").wer == 0.0
+    assert normalize_text("the 1st day", numbers_to_words=False) == "the 1st day"
+
+
 def test_normalize_keeps_digits_when_asked():
     assert normalize_text("Route 66!", numbers_to_words=False) == "route 66"
 
@@ -162,6 +204,16 @@ def test_paired_wer_difference_invariants(triples):
     assert flipped["diff"] == pytest.approx(-out["diff"]) and flipped["sign_test_p"] == out["sign_test_p"]
     assert (flipped["a_fewer_errors"], flipped["b_fewer_errors"]) == (out["b_fewer_errors"], out["a_fewer_errors"])
     assert 0 < out["sign_test_p"] <= 1
+
+
+def test_paired_wer_difference_skips_resamples_without_reference_words():
+    # a resample of only the empty reference has no WER; it used to count b's error deficit (-2) as a rate
+    refs, a, b = ["", "a b c d"], ["x", "a b c d"], ["", "a b c d"]
+    out = paired_wer_difference(refs, a, b, n=200)
+    assert out["diff"] == pytest.approx(-0.25)
+    assert out["lo"] == pytest.approx(-0.25) and out["hi"] == 0.0  # the only rates a resample with words gives
+    with pytest.raises(ValueError, match="no words"):
+        paired_wer_difference(["", ""], ["x", ""], ["", ""], n=10)
 
 
 def test_paired_wer_difference_bad_arguments():
@@ -337,3 +389,19 @@ def test_mos_judge_missing_package_or_changed_model(monkeypatch):
     monkeypatch.setitem(judges_mod._DNSMOS_SHA256, "dnsmos_models/model_v8.onnx", "0" * 64)
     with pytest.raises(JudgeError, match="sha256"):
         MosJudge()
+
+
+def test_two_paths_or_two_bytes_are_two_clips_not_a_wave_rate_pair(tmp_path):
+    p1, p2 = str(tmp_path / "a.wav"), str(tmp_path / "b.wav")
+    assert judges_mod._as_list((p1, p2)) == [p1, p2]
+    assert judges_mod._as_list((b"RIFF1", b"RIFF2")) == [b"RIFF1", b"RIFF2"]
+    wave = np.zeros(1600, np.float32)
+    for sr in (16000, np.int32(16000), 16000.0, np.float64(16000)):
+        assert len(judges_mod._as_list((wave, sr))) == 1
+    # each of the two paths goes through load_audio on its own
+    from towers.audio import save_audio
+
+    save_audio(p1, np.full(1600, 0.1, np.float32), 16000)
+    save_audio(p2, np.full(3200, 0.1, np.float32), 8000)
+    got = judges_mod._map_clips(lambda x: judges_mod._to_wave16k(x, None).shape, (p1, p2), False, "")
+    assert got == [(1600,), (6400,)]

@@ -5,6 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from towers.audio import AudioTooShortError, EmptyAudioError
 from towers.vocoder import GriffinLimVocoder, LogMel, expand_variance
 
 
@@ -46,3 +47,14 @@ def test_griffin_lim_decodes_a_mel_of_a_frame_or_two(frames):
     log_mel = torch.randn(frames, 80, generator=torch.Generator().manual_seed(frames)) - 4  # (T, n_mels)
     wave = vocoder(log_mel)
     assert wave.shape == (320 * (max(frames, 3) - 1),) and torch.isfinite(wave).all()
+
+
+def test_log_mel_refuses_waves_shorter_than_half_a_window_with_an_audio_error():
+    mel = LogMel(n_fft=1024, hop_length=320)
+    for shape in ((1,), (512,), (2, 512)):
+        with pytest.raises(AudioTooShortError, match="at least 513 samples"):
+            mel(torch.zeros(shape))
+    with pytest.raises(EmptyAudioError):
+        mel(torch.zeros(0))
+    assert mel(torch.zeros(513)).shape == (513 // 320 + 1, 80)
+    assert mel.min_samples == 513
