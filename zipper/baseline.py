@@ -65,10 +65,10 @@ class SingleDecoder(nn.Module):
         return {"text_tower": self.text.source, "n_units": self.speech.tokenizer.n_units,
                 "text_prefix_ids": self.text_prefix_ids}
 
-    def start_ids(self, modality: str) -> torch.Tensor:
+    def start_ids(self, modality: str, device: torch.device | str | None = None) -> torch.Tensor:
         """(S,) BOS (+ the text prefix for text), in the modality's own ids: what ZipperModel.start_ids is."""
         prefix = self.text_prefix_ids if modality == "text" else []
-        return torch.tensor([self.tower(modality).bos_token_id, *prefix], dtype=torch.long)
+        return torch.tensor([self.tower(modality).bos_token_id, *prefix], dtype=torch.long, device=device)
 
     def parameter_counts(self) -> dict[str, int]:
         n = sum(p.numel() for p in self.parameters())
@@ -101,7 +101,8 @@ class SingleDecoder(nn.Module):
             seg_logits = logits[:, start:start + t, off:off + v]  # this modality's head
             out.append(seg_logits)
             if s.loss:
-                nll, n = segment_nll(seg_logits, s.input_ids, loss_targets(s, self.start_ids(s.modality)))
+                keep = loss_targets(s, self.start_ids(s.modality, s.input_ids.device))
+                nll, n = segment_nll(seg_logits, s.input_ids, keep)
                 row_nll, row_count = (nll, n) if row_nll is None else (row_nll + nll, row_count + n)
             start += t
         count = int(row_count.sum()) if row_count is not None else 0
@@ -129,12 +130,12 @@ class SingleDecoder(nn.Module):
         tower, off = self.tower(m), self._offset(m)
         ids, mask = self._join(prompt)
         batch = ids.shape[0]
-        step = (self.start_ids(m) + off).expand(batch, -1)  # (B, S)
+        step = (self.start_ids(m, ids.device) + off).expand(batch, -1)  # (B, S)
         step_mask = torch.ones_like(step, dtype=torch.bool)
         cache = DynamicCache()
         logits = self._run(torch.cat([ids, step], 1), torch.cat([mask, step_mask], 1), cache)
         past = torch.cat([mask, step_mask], 1)
-        tokens, finished = [], torch.zeros(batch, dtype=torch.bool)
+        tokens, finished = [], torch.zeros(batch, dtype=torch.bool, device=ids.device)
         for _ in range(max_new_tokens):
             head = logits[:, -1, off:off + self._vocab(m)]
             nxt = pick_next(head, do_sample, temperature, top_k, top_p, generator).masked_fill(finished, tower.pad_token_id)
@@ -145,7 +146,7 @@ class SingleDecoder(nn.Module):
                 break
             logits = self._run((nxt + off)[:, None], real[:, None], cache, past)
             past = torch.cat([past, real[:, None]], 1)
-        gen = torch.stack(tokens, 1) if tokens else torch.zeros(batch, 0, dtype=torch.long)
+        gen = torch.stack(tokens, 1) if tokens else torch.zeros(batch, 0, dtype=torch.long, device=ids.device)
         keep = gen >= 0
         return [Segment(m, gen.masked_fill(~keep, tower.pad_token_id), keep.long())]
 

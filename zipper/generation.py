@@ -123,10 +123,11 @@ def generate(model: "ZipperModel", prompt: Sequence["Segment"], output_modalitie
             else:
                 ids = _decode_uncached(model, m, segments, batch, n_new, sampling, guidance)
             tower = model.tower(m)
-            full = Segment(m, ids, _real_mask(ids, tower.eos_token_id))  # BOS prefix ... EOS (then padding)
+            n_start = len(model.start_ids(m))
+            full = Segment(m, ids, _real_mask(ids, tower.eos_token_id, n_start))  # BOS prefix ... EOS (then padding)
             full.input_ids = full.input_ids.masked_fill(~full.mask(), tower.pad_token_id)
             segments.append(full)
-            outputs.append(_strip(full, tower, len(model.start_ids(m))))
+            outputs.append(_strip(full, tower, n_start))
         return outputs
     finally:
         model.train(was_training)
@@ -153,9 +154,11 @@ def _joint_ctc(model, modality, history, weight):
     return JointCTCScorer(log_probs, done.mask, to_symbols, weight)
 
 
-def _real_mask(ids: torch.Tensor, eos: int) -> torch.Tensor:
-    """(B, T) with the start first (never EOS): True up to and including the first EOS."""
+def _real_mask(ids: torch.Tensor, eos: int, n_start: int) -> torch.Tensor:
+    """(B, T) with the forced start (``n_start`` tokens: BOS + prefix) first: True up to and including the
+    first EOS after the start. The start never counts as EOS, even where BOS is the EOS id (GPT-2, Pythia)."""
     is_eos = (ids == eos).long()
+    is_eos[:, :n_start] = 0
     after_eos = (is_eos.cumsum(-1) - is_eos) > 0
     return ~after_eos
 
@@ -174,6 +177,11 @@ def guided(logits: torch.Tensor, plain: torch.Tensor, w: float) -> torch.Tensor:
     return (1 + w) * logits.float().log_softmax(-1) - w * plain.float().log_softmax(-1)
 
 
+def _device(model, modality: str) -> torch.device:
+    """Where the tower of ``modality`` runs: its generation bookkeeping is made there."""
+    return model.tower(modality).model.get_input_embeddings().weight.device
+
+
 def _decode_cached(model, modality, history, tower_state, batch, max_new, record, sampling,
                    guidance: float = 0.0) -> torch.Tensor:
     from transformers import DynamicCache
@@ -184,9 +192,11 @@ def _decode_cached(model, modality, history, tower_state, batch, max_new, record
     memory = model.memory_for(modality, history)  # keys/values over earlier segments: computed once
     cache, past = tower_state.get(modality, (DynamicCache(), None))
     plain_cache = DynamicCache()  # guidance: the tower alone, on the same tokens
-    step_ids = model.start_ids(modality).expand(batch, -1)  # (B, S): BOS + forced prefix
+    device = _device(model, modality)
+    step_ids = model.start_ids(modality, device).expand(batch, -1)  # (B, S): BOS + forced prefix
+    n_start = step_ids.shape[1]
     step_mask = torch.ones_like(step_ids, dtype=torch.bool)
-    tokens, finished, chunks = [step_ids], torch.zeros(batch, dtype=torch.bool), []
+    tokens, finished, chunks = [step_ids], torch.zeros(batch, dtype=torch.bool, device=device), []
     for _ in range(max_new):
         logits, states = model.tower_forward(modality, step_ids, step_mask, memory, cache, past, record=record)
         if guidance:  # the prompt holds no segment of this modality, so both caches cover the same tokens
@@ -210,7 +220,7 @@ def _decode_cached(model, modality, history, tower_state, batch, max_new, record
         past = torch.cat([past, step_mask], 1)
         layers = chunks[0].keys()
         history.append(_Done(modality, {j: torch.cat([c[j] for c in chunks], 1) for j in layers},
-                             _real_mask(ids, tower.eos_token_id)))
+                             _real_mask(ids, tower.eos_token_id, n_start)))
         tower_state[modality] = (cache, past)
     return ids
 
@@ -219,10 +229,12 @@ def _decode_uncached(model, modality, segments, batch, max_new, sampling, guidan
     from zipper.model import Segment
 
     tower = model.tower(modality)
-    ids = model.start_ids(modality).expand(batch, -1)  # (B, S)
-    finished = torch.zeros(batch, dtype=torch.bool)
+    device = _device(model, modality)
+    ids = model.start_ids(modality, device).expand(batch, -1)  # (B, S)
+    n_start = ids.shape[1]
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
     for _ in range(max_new):
-        mask = _real_mask(ids, tower.eos_token_id)
+        mask = _real_mask(ids, tower.eos_token_id, n_start)
         logits = model(list(segments) + [Segment(modality, ids, mask.long())]).logits[-1][:, -1]  # (B, V)
         if guidance:
             plain, _ = model.tower_forward(modality, ids, mask, {}, record=False, alone=True)
@@ -237,7 +249,9 @@ def _decode_uncached(model, modality, segments, batch, max_new, sampling, guidan
 
 def _beam_search(model, modality, history, tower_state, batch, max_new, k, length_penalty,
                  ctc: "JointCTCScorer | None" = None) -> torch.Tensor:
-    """Beam search with early stopping (a batch item is done once it has k finished hypotheses).
+    """Beam search with early stopping (a batch item is done once it has k finished hypotheses). A batch
+    item not done when the token budget runs out also weighs its running beams (length-normalised like
+    the finished ones), as HF's ``BeamSearchScorer.finalize``.
 
     With ``ctc`` (joint CTC/attention decoding, zipper/ctc_prefix.py) each beam's ``pre_beam`` best
     tokens by the decoder are rescored by (1 - w) * attention + w * CTC prefix log-probs; without it the
@@ -251,9 +265,10 @@ def _beam_search(model, modality, history, tower_state, batch, max_new, k, lengt
     if past is not None:
         cache.batch_repeat_interleave(k)
         past = past.repeat_interleave(k, 0)
-    start = model.start_ids(modality)
+    device = _device(model, modality)
+    start = model.start_ids(modality, device)
     seqs = start.expand(batch * k, -1)  # (B*K, t): BOS + forced prefix, then the generated tokens
-    att = torch.full((batch, k), float("-inf"))  # accumulated decoder log-probs
+    att = torch.full((batch, k), float("-inf"), device=device)  # accumulated decoder log-probs
     att[:, 0] = 0.0  # all beams start identical: expand only the first
     scores = att.clone()  # what beams are ranked by: att, or the joint score with ctc
     pre_beam = max(2 * k, 10) if ctc is not None else 2 * k  # candidates a beam for the CTC term to rescore
@@ -269,9 +284,10 @@ def _beam_search(model, modality, history, tower_state, batch, max_new, k, lengt
         cand_att = (att.view(-1, 1) + top_lp).view(batch, k * n_pre)  # (B, K*P)
         cand = cand_att if ctc is None else _joint_scores(ctc, seqs[:, len(start):], top_tok, cand_att, eos, done, k)
         top_scores, top_idx = cand.topk(2 * k, dim=-1)  # (B, 2K)
-        new_beam = torch.zeros(batch, k, dtype=torch.long)
-        new_tok = torch.full((batch, k), pad, dtype=torch.long)
-        new_att, new_scores = torch.full((batch, k), float("-inf")), torch.full((batch, k), float("-inf"))
+        new_beam = torch.zeros(batch, k, dtype=torch.long, device=device)
+        new_tok = torch.full((batch, k), pad, dtype=torch.long, device=device)
+        new_att = torch.full((batch, k), float("-inf"), device=device)
+        new_scores = torch.full((batch, k), float("-inf"), device=device)
         for b in range(batch):
             if done[b]:
                 continue
@@ -283,7 +299,7 @@ def _beam_search(model, modality, history, tower_state, batch, max_new, k, lengt
                     break
                 if tok == eos:
                     if rank < k:
-                        seq = torch.cat([seqs[b * k + beam], torch.tensor([eos])])
+                        seq = torch.cat([seqs[b * k + beam], torch.tensor([eos], device=device)])
                         hyps[b].append((sc / (t + 1) ** length_penalty, seq))
                 elif j < k:
                     new_beam[b, j], new_tok[b, j] = beam, tok
@@ -292,20 +308,23 @@ def _beam_search(model, modality, history, tower_state, batch, max_new, k, lengt
             done[b] = len(hyps[b]) >= k
         if all(done):
             break
-        beam_idx = (torch.arange(batch)[:, None] * k + new_beam).view(-1)
+        beam_idx = (torch.arange(batch, device=device)[:, None] * k + new_beam).view(-1)
         cache.reorder_cache(beam_idx)
         past = past[beam_idx]
         seqs = torch.cat([seqs[beam_idx], new_tok.view(-1, 1)], 1)
         att, scores = new_att, new_scores
-        step_ids, step_mask = new_tok.view(-1, 1), torch.ones(batch * k, 1, dtype=torch.bool)
+        step_ids, step_mask = new_tok.view(-1, 1), torch.ones(batch * k, 1, dtype=torch.bool, device=device)
     best = []
+    n_gen = seqs.shape[1] - len(start)
     for b in range(batch):
-        if not hyps[b]:  # ran out of tokens: take the running beams
-            hyps[b] = [(float(scores[b, j]) / (seqs.shape[1] - len(start)) ** length_penalty, seqs[b * k + j])
-                       for j in range(k)]
+        if not done[b]:  # the budget ran out first: the running beams compete with the finished hypotheses
+            running = [(float(scores[b, j]) / n_gen ** length_penalty, seqs[b * k + j])  # as HF's finalize
+                       for j in range(k) if math.isfinite(float(scores[b, j]))]
+            hyps[b] = hyps[b] + (running or [(float("-inf"), seqs[b * k])])
         best.append(max(hyps[b], key=lambda h: h[0])[1])
     width = max(len(s) for s in best)
-    return torch.stack([torch.cat([s, torch.full((width - len(s),), pad, dtype=torch.long)]) for s in best])
+    return torch.stack([torch.cat([s, torch.full((width - len(s),), pad, dtype=torch.long, device=device)])
+                        for s in best])
 
 
 def _joint_scores(ctc, generated, top_tok, cand_att, eos, done, k) -> torch.Tensor:

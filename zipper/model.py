@@ -141,7 +141,7 @@ def loss_targets(seg: Segment, start: torch.Tensor) -> torch.Tensor:
     targets = mask[:, 1:] & mask[:, :-1]
     n = len(start)
     if n > 1 and seg.input_ids.shape[1] >= n:
-        forced = (seg.input_ids[:, :n] == start).all(-1)  # (B,)
+        forced = (seg.input_ids[:, :n] == start.to(seg.input_ids.device)).all(-1)  # (B,)
         targets[:, :n - 1] &= ~forced[:, None]
     return targets
 
@@ -284,9 +284,13 @@ class ZipperModel(nn.Module):
 
     def train(self, mode: bool = True) -> "ZipperModel":
         super().train(mode)
-        for m, model in self.towers.items():  # frozen towers stay in eval mode (no dropout)
+        for m, model in self.towers.items():  # frozen towers stay in eval mode (no dropout) ...
             if self.config.is_frozen(m):
                 model.eval()
+                if m in self.config.lora_towers:  # ... but their (trained) LoRA adapters' lora_dropout follows mode
+                    for name, module in model.named_modules():
+                        if name.rpartition(".")[2] == "lora_dropout":
+                            module.train(mode)
         return self
 
     def tower(self, modality: str) -> Tower:
@@ -298,10 +302,11 @@ class ZipperModel(nn.Module):
         """The zip's config as plain JSON data (recorded in training checkpoints, checked on resume)."""
         return self.config.to_dict()
 
-    def start_ids(self, modality: str) -> torch.Tensor:
-        """(S,) what every segment of this tower starts with: BOS, then the config's ``prefix_ids``."""
+    def start_ids(self, modality: str, device: torch.device | str | None = None) -> torch.Tensor:
+        """(S,) what every segment of this tower starts with: BOS, then the config's ``prefix_ids``; on
+        ``device`` (default: the CPU)."""
         prefix = self.config.prefix_ids[self.config.modalities.index(modality)] if self.config.prefix_ids else []
-        return torch.tensor([self.tower(modality).bos_token_id, *prefix], dtype=torch.long)
+        return torch.tensor([self.tower(modality).bos_token_id, *prefix], dtype=torch.long, device=device)
 
     # -- running -------------------------------------------------------------------------------
     def _sources(self, dst: str) -> list[str]:
@@ -411,7 +416,7 @@ class ZipperModel(nn.Module):
         row_nll, row_count, ctc_terms = None, None, []
         for i, (s, logits) in enumerate(zip(segments, logits_out)):
             if s.loss:
-                keep = loss_targets(s, self.start_ids(s.modality))  # (B, T-1)
+                keep = loss_targets(s, self.start_ids(s.modality, s.input_ids.device))  # (B, T-1)
                 nll, n = segment_nll(logits, s.input_ids, keep)
                 row_nll, row_count = (nll, n) if row_nll is None else (row_nll + nll, row_count + n)
                 for src in self._ctc_sources(s.modality):

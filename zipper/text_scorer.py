@@ -45,10 +45,12 @@ class TextScorer:
 
         self.model, self.tower = model, model.tower("text")
         self.memory, self.batch_size, self.max_states = memory, batch_size, max(2, max_states)
+        self.device = self.tower.model.get_input_embeddings().weight.device  # where the tower runs
         self.start = model.start_ids("text")  # (S,) BOS + the forced prefix: costs every text the same
         self.root = tuple(self.start.tolist())
         cache = DynamicCache()
-        logits, _ = model.tower_forward("text", self.start[None], torch.ones(1, len(self.start), dtype=torch.bool),
+        logits, _ = model.tower_forward("text", self.start[None].to(self.device),
+                                        torch.ones(1, len(self.start), dtype=torch.bool, device=self.device),
                                         memory, cache, record=False)
         kv = [(layer.keys, layer.values) for layer in cache.layers]
         self.states: OrderedDict[tuple[int, ...], _State] = OrderedDict()
@@ -84,12 +86,14 @@ class TextScorer:
         parents = [self.states[p] for p, _ in jobs]
         past = [len(p) for p, _ in jobs]
         ids, mask = pad_rows([torch.tensor(r[n:]) for (_, r), n in zip(jobs, past)], self.tower.pad_token_id)  # (B, M)
+        ids, mask = ids.to(self.device), mask.to(self.device)
         width = max(past)
         cache = DynamicCache()
         for layer in range(len(parents[0].kv)):
             ks, vs = zip(*[_left_pad(*p.kv[layer], width) for p in parents])
             cache.update(torch.cat(ks), torch.cat(vs), layer)  # (B, H, width, d)
-        past_mask = torch.tensor([[0] * (width - n) + [1] * n for n in past], dtype=torch.bool)  # (B, width)
+        past_mask = torch.tensor([[0] * (width - n) + [1] * n for n in past], dtype=torch.bool,
+                                 device=self.device)  # (B, width)
         logits, _ = self.model.tower_forward("text", ids, mask.bool(), repeat_memory(self.memory, len(jobs)), cache,
                                              past_mask, record=False)
         logp = logits.float().log_softmax(-1)  # (B, M, V)
@@ -122,6 +126,8 @@ def scores_from_scratch(model, memory: dict, texts: Sequence[str], ended: bool) 
     length): the reference the scorer is tested and benchmarked against."""
     tx, start = model.tower("text"), model.start_ids("text")
     ids, mask = pad_rows([sentence_ids(tx, t, start, ended) for t in texts], tx.pad_token_id)  # (n, L)
+    device = tx.model.get_input_embeddings().weight.device
+    ids, mask = ids.to(device), mask.to(device)
     logits, _ = model.tower_forward("text", ids, mask.bool(), repeat_memory(memory, len(texts)), record=False)
     logp = logits[:, :-1].float().log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]  # (n, L - 1)
     keep = mask[:, 1:].bool()

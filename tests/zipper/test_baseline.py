@@ -67,3 +67,11 @@ def test_save_load_round_trip_from_another_working_directory(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path / "runs")
     loaded = SingleDecoder.from_pretrained(tmp_path / "runs/single/model")
     assert torch.equal(loaded([Segment("speech", s), Segment("text", t)]).logits[1], before)
+
+
+def test_start_ids_on_the_device_asked_for():
+    model = SingleDecoder(tiny_tower("llama", "text", vocab=56, hidden=32, layers=2, seed=3), n_units=20,
+                          text_prefix_ids=[7])
+    assert model.start_ids("text").tolist() == [1, 7] and model.start_ids("text").device.type == "cpu"
+    assert model.start_ids("text", "meta").device.type == "meta"
+    assert model.start_ids("speech", "meta").shape == (1,)

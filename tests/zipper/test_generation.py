@@ -199,3 +199,127 @@ def test_single_decoder_generation_argument_errors():
     assert model.generate(prompt, ["text"], max_new_tokens=2)[0].input_ids.shape[1] <= 2
     with pytest.raises(ValueError, match="guidance needs a zipped model"):
         model.generate(prompt, ["text"], guidance=1.0)
+
+
+@pytest.fixture(params=[[], [[4], [11, 12]]], ids=["bos", "bos+prefix"])
+def bos_is_eos_model(request):
+    """A GPT-2 text tower whose BOS id is its EOS id (as GPT-2's and Pythia's <|endoftext|>)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from towers import Tower
+
+    torch.manual_seed(2)
+    cfg = GPT2Config(vocab_size=56, n_embd=48, n_layer=3, n_head=4, bos_token_id=3, eos_token_id=3, pad_token_id=0,
+                     initializer_range=0.4)
+    text = Tower(GPT2LMHeadModel(cfg).eval(), "text")
+    assert text.bos_token_id == text.eos_token_id == 3
+    speech = tiny_tower("llama", "speech", vocab=40, hidden=32, layers=4, seed=1, init_std=0.4)
+    m = ZipperModel.from_towers([speech, text], directions=["speech->text", "text->speech"],
+                                cross_attention_interval=[1, 1], prefix_ids=request.param)
+    open_gates(m, 1.0, block_scale=100.0)
+    with torch.no_grad():  # EOS wins wherever token 23 would: rows end at varied lengths
+        head = text.model.get_output_embeddings().weight
+        head[3] = head[23] * 1.05
+    return m
+
+
+def _greedy_by_full_forwards(model, prompt, modality, max_new):
+    """Reference greedy decode of one row: a full forward over the whole sequence at every step."""
+    eos = model.tower(modality).eos_token_id
+    ids = model.start_ids(modality)[None]
+    out = []
+    with torch.no_grad():
+        for _ in range(max_new):
+            nxt = int(model(prompt + [Segment(modality, ids)]).logits[-1][0, -1].argmax())
+            if nxt == eos:
+                break
+            out.append(nxt)
+            ids = torch.cat([ids, torch.tensor([[nxt]])], 1)
+    return out
+
+
+def test_generation_when_bos_is_the_eos_id(bos_is_eos_model):
+    """The forced BOS is never taken for the EOS: cached, uncached and beam paths generate what a greedy
+    decode by full forwards does (before the fix every output was empty)."""
+    model = bos_is_eos_model
+    speech = _speech(6, 8, 0)
+    prompt = [Segment("speech", speech)]
+    cached = model.generate(prompt, ["text"], max_new_tokens=8)[0]
+    uncached = model.generate(prompt, ["text"], max_new_tokens=8, use_cache=False)[0]
+    assert torch.equal(cached.input_ids, uncached.input_ids)
+    assert torch.equal(cached.attention_mask, uncached.attention_mask)
+    refs = [_greedy_by_full_forwards(model, [Segment("speech", speech[i:i + 1])], "text", 8) for i in range(6)]
+    got = [row[m.bool()].tolist() for row, m in zip(cached.input_ids, cached.attention_mask)]
+    assert got == refs
+    assert all(refs) and len({len(r) for r in refs}) > 1 and len({tuple(r) for r in refs}) > 1  # rows differ, end early
+    beam = model.generate(prompt, ["text"], max_new_tokens=8, num_beams=2)[0]
+    assert bool((beam.attention_mask.sum(1) > 0).all())
+    # a later output modality sees the generated text: [text, speech] cached == uncached
+    a = model.generate(prompt, ["text", "speech"], max_new_tokens=[6, 5])
+    b = model.generate(prompt, ["text", "speech"], max_new_tokens=[6, 5], use_cache=False)
+    for x, y in zip(a, b):
+        assert torch.equal(x.input_ids, y.input_ids) and torch.equal(x.attention_mask, y.attention_mask)
+    assert a[0].attention_mask.sum() > 0
+
+
+def _reference_beam(model, prompt, k, max_new, length_penalty):
+    """Plain beam search by full forwards (batch of one), ranking as zipper does, with HF's finalize: when
+    the budget runs out before k hypotheses finished, the running beams join them. -> tokens (no start)."""
+    eos, start = model.tower("text").eos_token_id, model.start_ids("text").tolist()
+    beams, hyps = [(0.0, list(start))], []
+    with torch.no_grad():
+        for t in range(max_new):
+            cands = []
+            for score, seq in beams:
+                lp = model(prompt + [Segment("text", torch.tensor([seq]))]).logits[-1][0, -1].float().log_softmax(-1)
+                top = lp.topk(2 * k)
+                cands += [(score + float(v), seq, int(i)) for v, i in zip(top.values, top.indices)]
+            cands = sorted(cands, key=lambda c: -c[0])[:2 * k]
+            new = []
+            for rank, (score, seq, tok) in enumerate(cands):
+                if tok == eos:
+                    if rank < k:
+                        hyps.append((score / (t + 1) ** length_penalty, seq + [eos]))
+                elif len(new) < k:
+                    new.append((score, seq + [tok]))
+            if len(hyps) >= k:
+                break
+            beams = new
+        else:
+            hyps += [(score / (len(seq) - len(start)) ** length_penalty, seq) for score, seq in beams]
+    return [x for x in max(hyps, key=lambda h: h[0])[1][len(start):] if x != eos]
+
+
+def _speech_prompts(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    prompts = []
+    for _ in range(n):
+        t = int(torch.randint(4, 10, (1,), generator=g))
+        prompts.append([Segment("speech", torch.tensor([[1, 4] + torch.randint(3, 40, (t,), generator=g).tolist()
+                                                         + [2]]))])
+    return prompts
+
+
+def test_beam_search_weighs_running_beams_when_the_budget_runs_out(model):
+    """Some but fewer than k hypotheses finish within the budget: the running beams still compete (as in
+    HF's finalize), so a short early-EOS hypothesis no longer beats better running beams. The result is
+    the reference beam search's, and its length-normalised log-prob is at least greedy's."""
+    text = model.tower("text")
+    start = model.start_ids("text").tolist()
+
+    @torch.no_grad()
+    def mean_logprob(prompt, tokens, max_new):
+        ended = len(tokens) < max_new  # a finished hypothesis has at most max_new - 1 tokens before its EOS
+        seq = start + tokens + ([text.eos_token_id] if ended else [])
+        lp = model(prompt + [Segment("text", torch.tensor([seq]))]).logits[-1][0].float().log_softmax(-1)
+        return sum(float(lp[i, seq[i + 1]]) for i in range(len(start) - 1, len(seq) - 1)) / (len(seq) - len(start))
+
+    def tokens(seg):
+        return seg.input_ids[0][seg.attention_mask[0].bool()].tolist()
+
+    k, max_new = 3, 4
+    for prompt in _speech_prompts(8, 5):
+        beam = tokens(model.generate(prompt, ["text"], max_new_tokens=max_new, num_beams=k, length_penalty=1.0)[0])
+        assert beam == _reference_beam(model, prompt, k, max_new, 1.0)
+        greedy = tokens(model.generate(prompt, ["text"], max_new_tokens=max_new)[0])
+        assert mean_logprob(prompt, beam, max_new) >= mean_logprob(prompt, greedy, max_new) - 1e-4

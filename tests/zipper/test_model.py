@@ -92,6 +92,50 @@ def test_lora_only_adapterstrain_steps(pair):
     assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters() if n in before)
 
 
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_lora_dropout_acts_in_train_mode_on_a_frozen_tower(kind):
+    """A frozen tower stays in eval mode (its own dropout off), but its LoRA adapters' lora_dropout follows
+    train()/eval(): two train-mode forwards differ, two eval-mode forwards are equal."""
+    speech = tiny_tower("llama", "speech", vocab=40, hidden=32, layers=2, seed=1)
+    text = tiny_tower(kind, "text", vocab=56, hidden=48, layers=2, seed=2)
+    model = ZipperModel.from_towers([speech, text], directions=["speech->text"], frozen=[True, True], lora_rank=4,
+                                    lora_towers=["text"], lora_dropout=0.5)
+    with torch.no_grad():  # LoRA B starts at zero, which would hide the dropout before it
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
+    segs = [Segment("speech", _ids(40, 2, 6, 0)), Segment("text", _ids(56, 2, 5, 1), loss=True)]
+    model.train()
+    lora_dropouts = [m for n, m in model.towers["text"].named_modules() if "lora_dropout" in n]
+    assert lora_dropouts and all(m.training for m in lora_dropouts)
+    assert not any(m.training for n, m in model.towers["text"].named_modules() if "lora_dropout" not in n)
+    assert not any(m.training for m in model.towers["speech"].modules())
+    with torch.no_grad():
+        assert not torch.equal(model(segs).logits[1], model(segs).logits[1])
+    model.eval()
+    assert not any(m.training for m in model.modules())
+    with torch.no_grad():
+        assert torch.equal(model(segs).logits[1], model(segs).logits[1])
+
+
+def test_start_ids_and_loss_targets_follow_the_inputs_device(pair):
+    """Start ids are made on the device asked for, and the forced-start check of the loss runs on the
+    segment's device (meta stands in for a GPU here: mixing it with CPU tensors fails like CUDA does)."""
+    from zipper.model import loss_targets
+
+    speech, text = pair
+    model = ZipperModel.from_towers([speech, text], directions=["speech->text"], prefix_ids=[[], [11, 12]])
+    assert model.start_ids("text").device.type == "cpu"
+    start = model.start_ids("text", "meta")
+    assert start.device.type == "meta" and start.shape == (3,)
+    ids = torch.cat([model.start_ids("text").expand(2, -1), _ids(56, 2, 4, 0)], 1)
+    on_cpu = loss_targets(Segment("text", ids), model.start_ids("text"))
+    assert on_cpu[:, :2].sum() == 0 and bool(on_cpu[:, 2:].all())
+    for start in (model.start_ids("text"), model.start_ids("text", "meta")):  # a CPU start is moved across
+        keep = loss_targets(Segment("text", ids.to("meta")), start)
+        assert keep.device.type == "meta" and keep.shape == on_cpu.shape
+
+
 def test_unfrozen_tower_trains(pair):
     speech, text = pair
     model = ZipperModel.from_towers([speech, text], directions=["text->speech"], frozen=[False, True])
