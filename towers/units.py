@@ -30,7 +30,10 @@ class UnitTokenizer:
 
     def encode(self, units: torch.Tensor, add_bos: bool = True, add_eos: bool = True) -> torch.Tensor:
         """(T,) unit ids in [0, n_units) -> (T [+2],) token ids."""
-        units = torch.as_tensor(units, dtype=torch.long)
+        units = torch.as_tensor(units)
+        if units.dtype.is_floating_point or units.dtype.is_complex or units.dtype == torch.bool:
+            raise ValueError(f"unit ids must be integers, got dtype {units.dtype}")
+        units = units.long()
         if units.ndim != 1:
             raise ValueError(f"units must be 1-D, got shape {tuple(units.shape)}")
         if units.numel() and (units.min() < 0 or units.max() >= self.n_units):
@@ -43,7 +46,10 @@ class UnitTokenizer:
 
     def decode(self, ids: torch.Tensor) -> torch.Tensor:
         """Token ids -> unit ids, dropping specials and stopping at the first eos."""
-        ids = torch.as_tensor(ids, dtype=torch.long).flatten()
+        ids = torch.as_tensor(ids)
+        if ids.ndim != 1 or ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+            raise ValueError(f"token ids must be a 1-D integer tensor, got shape {tuple(ids.shape)}, dtype {ids.dtype}")
+        ids = ids.long()
         eos = (ids == self.eos_token_id).nonzero()
         if len(eos):
             ids = ids[: int(eos[0])]

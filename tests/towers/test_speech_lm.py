@@ -17,3 +17,13 @@ def test_fewer_utterances_than_a_batch_give_batches_of_all_of_them():
     assert [ids.shape[0] for ids, _ in got] == [3, 3, 3]
     with pytest.raises(ValueError, match="no utterances"):
         next(lm_batches([], UnitTokenizer(10), batch_size=8, seed=0))
+
+
+def test_unit_tokenizer_refuses_float_ids_and_2d_input():
+    """A float unit id would be truncated (2.7 -> 2) and 2-D ids flattened into one sequence: both refused."""
+    tok = UnitTokenizer(10)
+    assert tok.decode(tok.encode(torch.tensor([2, 7]))).tolist() == [2, 7]
+    with pytest.raises(ValueError, match="integers"):
+        tok.encode(torch.tensor([2.7, 1.0]))
+    with pytest.raises(ValueError, match="1-D"):
+        tok.decode(torch.tensor([[3, 4], [5, 6]]))
