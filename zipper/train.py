@@ -250,7 +250,7 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
         groups.append({"params": gates, "lr": cfg.lr * cfg.gate_lr_mult, "weight_decay": 0.0})
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
-    start, history, evals, eval_pending = 0, [], [], False
+    start, history, evals, eval_pending, stream_start = 0, [], [], False, None
     best_dir, best, bad_evals = out_dir / "best", None, 0  # best: {"step", "value"} of best_metric
     last = latest_checkpoint(ckpt_dir)
     if last is not None:
@@ -258,6 +258,7 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
         start, history, evals = state["step"], state.get("history", []), state.get("evals", [])
         best, bad_evals = state.get("best"), state.get("bad_evals", 0)
         eval_pending = bool(state.get("eval_pending"))
+        stream_start = state.get("batches")  # None: an older checkpoint, written by as many processes as now
         accelerator.print(f"[{desc}] resuming from {last} (step {start})")
         if accelerator.is_main_process:
             _prune_best(best_dir, after=start)
@@ -270,6 +271,9 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
         start = cfg.steps
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
+    # batches the run has drawn so far, over all its processes: a resume with another process count goes on
+    # from there (each step draws one batch per process) instead of replaying or skipping batches
+    stream_start = start * world if stream_start is None else int(stream_start)
 
     def scheduled(n: int) -> bool:  # an evaluation an uninterrupted run makes: every eval_every steps and the last
         return n == cfg.steps or bool(cfg.eval_every) and n % cfg.eval_every == 0
@@ -305,7 +309,8 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
     def checkpoint(n: int, pending: bool = False) -> None:
         save_checkpoint(ckpt_dir, raw, optimizer, scheduler, n, {
             "history": history, "evals": evals, "config": asdict(cfg), "model_config": model_signature(raw),
-            "best": best, "bad_evals": bad_evals, "eval_pending": pending})
+            "best": best, "bad_evals": bad_evals, "eval_pending": pending,
+            "batches": stream_start + (n - start) * world})
         if best is not None:
             _prune_best(best_dir, keep=best["step"])
 
@@ -316,7 +321,7 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
             checkpoint(start)
         if patience_spent():
             start = cfg.steps
-    stream = itertools.islice(batch_stream(start * world), rank, None, world)  # this rank's share
+    stream = itertools.islice(batch_stream(stream_start), rank, None, world)  # this rank's share
     t0 = time.time()
     bar = tqdm(range(start, cfg.steps), desc=desc, disable=not accelerator.is_main_process, dynamic_ncols=True)
     stopped = None

@@ -227,3 +227,28 @@ def test_ctrl_c_in_the_last_step_still_raises_after_its_checkpoint(tmp_path):
         fit(_new_zip(), _counting_loss(n, signal_in_step=3), _stream, cfg, tmp_path)
     assert latest_checkpoint(tmp_path / "checkpoints").name.endswith("3")
     assert fit(_new_zip(), _counting_loss(n), _stream, cfg, tmp_path)["steps"] == 3 and n[0] == 3
+
+
+def test_a_resume_goes_on_from_the_batches_drawn_whatever_the_process_count(tmp_path):
+    """Checkpoints record how many batches the run has drawn (steps x processes); a resume asks the stream
+    for the batches after those, so resuming with another process count neither replays nor skips any."""
+    import json
+
+    from zipper.train import latest_checkpoint
+
+    starts = []
+
+    def stream(start):
+        starts.append(start)
+        return _stream(start)
+
+    cfg = TrainConfig(steps=4, lr=1e-3, warmup_steps=1, save_every=2)
+    fit(_new_zip(), lambda m, b: m(b).loss, stream, TrainConfig(steps=2, lr=1e-3, warmup_steps=1), tmp_path)
+    state_file = latest_checkpoint(tmp_path / "checkpoints") / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    assert state["batches"] == 2
+    state["batches"] = 5  # as if two processes had run 2 steps, and one more batch had been drawn
+    state_file.write_text(json.dumps(state))
+    fit(_new_zip(), lambda m, b: m(b).loss, stream, cfg, tmp_path)
+    assert starts == [0, 5]
+    assert json.loads((latest_checkpoint(tmp_path / "checkpoints") / "trainer_state.json").read_text())["batches"] == 7
