@@ -84,6 +84,8 @@ class TrainConfig:
             raise ValueError(f"best_mode must be 'min' or 'max', got {self.best_mode!r}")
         if self.patience < 0 or (self.patience and not self.best_metric):
             raise ValueError(f"patience must be >= 0 and needs a best_metric, got {self.patience}")
+        if self.log_every < 1:
+            raise ValueError(f"log_every must be >= 1, got {self.log_every}")
 
 
 def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
@@ -258,6 +260,9 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
         start, history, evals = state["step"], state.get("history", []), state.get("evals", [])
         best, bad_evals = state.get("best"), state.get("bad_evals", 0)
         eval_pending = bool(state.get("eval_pending"))
+        was = state.get("config") or {}
+        if (was.get("best_metric", ""), was.get("best_mode", "min")) != (cfg.best_metric, cfg.best_mode):
+            best, bad_evals = None, 0  # another metric now: the old best is no yardstick
         stream_start = state.get("batches")  # None: an older checkpoint, written by as many processes as now
         accelerator.print(f"[{desc}] resuming from {last} (step {start})")
         if accelerator.is_main_process:

@@ -252,3 +252,17 @@ def test_a_resume_goes_on_from_the_batches_drawn_whatever_the_process_count(tmp_
     fit(_new_zip(), lambda m, b: m(b).loss, stream, cfg, tmp_path)
     assert starts == [0, 5]
     assert json.loads((latest_checkpoint(tmp_path / "checkpoints") / "trainer_state.json").read_text())["batches"] == 7
+
+
+def test_a_resume_with_another_best_metric_starts_its_best_afresh(tmp_path):
+    """The checkpoint's best was of dev_x (min); resumed with best_mode max, the old value is no yardstick:
+    the next evaluation becomes the best, and nothing counts towards patience from before."""
+    n = [0]
+    first = TrainConfig(steps=2, lr=1e-3, warmup_steps=1, eval_every=2, best_metric="dev_x", patience=1)
+    fit(_new_zip(), _counting_loss(n), _stream, first, tmp_path, eval_fn=lambda: {"dev_x": 1.0})
+    again = TrainConfig(steps=4, lr=1e-3, warmup_steps=1, eval_every=2, best_metric="dev_x", best_mode="max",
+                        patience=1)
+    res = fit(_new_zip(), _counting_loss(n), _stream, again, tmp_path, eval_fn=lambda: {"dev_x": 0.5})
+    assert res["best"] == {"step": 4, "value": 0.5} and res["steps"] == 4
+    with pytest.raises(ValueError, match="log_every"):
+        TrainConfig(log_every=0)
