@@ -243,8 +243,11 @@ def _fft_resample(wave: np.ndarray, n_out: int) -> np.ndarray:
     out = np.zeros(k, dtype=np.complex128)
     m = min(k, spec.shape[0])
     out[:m] = spec[:m]
-    if n_out < n and n_out % 2 == 0:  # the new Nyquist bin must be real
-        out[k - 1] = out[k - 1].real
+    half = min(n, n_out)  # the shorter signal's Nyquist bin stands for both +f and -f of the longer one
+    if half % 2 == 0 and n_out < n:  # folds both halves into the new (real) Nyquist bin
+        out[half // 2] = 2 * out[half // 2].real
+    elif half % 2 == 0 and n_out > n:  # splits the old one between +f and -f
+        out[half // 2] *= 0.5
     return (np.fft.irfft(out, n_out) * (n_out / n)).astype(np.float32)
 
 

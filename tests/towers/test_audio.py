@@ -406,3 +406,14 @@ def test_real_librivox_clip():
     assert sr8 == 8000 and abs(len(y8) - len(y) / 2) <= 1
     with pytest.raises(AudioTooLongError):
         load_audio(CLIP, max_seconds=1.0)
+
+
+def test_fft_resampling_splits_and_folds_the_nyquist_bin():
+    """A tone exactly at Nyquist, upsampled 2x band-limited, keeps its amplitude (it was doubled); an
+    fs/4 tone halved in rate lands on the new Nyquist with its amplitude (it was halved)."""
+    from towers.audio import _fft_resample
+
+    up = _fft_resample(np.tile([0.5, -0.5], 500).astype(np.float32), 2000)
+    assert np.allclose(up, 0.5 * np.cos(np.pi * np.arange(2000) / 2), atol=1e-5)
+    down = _fft_resample(np.cos(np.pi / 2 * np.arange(1000)).astype(np.float32), 500)
+    assert np.allclose(down, np.cos(np.pi * np.arange(500)), atol=1e-5)
