@@ -121,6 +121,11 @@ class Tower:
         return int(self.config.num_attention_heads)
 
     @property
+    def device(self) -> torch.device:
+        """Where the tower runs (its input embeddings' device): tensors fed to it are made there."""
+        return self.model.get_input_embeddings().weight.device
+
+    @property
     def vocab_size(self) -> int:
         return int(self.model.get_input_embeddings().num_embeddings)
 

@@ -45,7 +45,7 @@ class TextScorer:
 
         self.model, self.tower = model, model.tower("text")
         self.memory, self.batch_size, self.max_states = memory, batch_size, max(2, max_states)
-        self.device = self.tower.model.get_input_embeddings().weight.device  # where the tower runs
+        self.device = self.tower.device
         self.start = model.start_ids("text")  # (S,) BOS + the forced prefix: costs every text the same
         self.root = tuple(self.start.tolist())
         cache = DynamicCache()
@@ -126,8 +126,7 @@ def scores_from_scratch(model, memory: dict, texts: Sequence[str], ended: bool) 
     length): the reference the scorer is tested and benchmarked against."""
     tx, start = model.tower("text"), model.start_ids("text")
     ids, mask = pad_rows([sentence_ids(tx, t, start, ended) for t in texts], tx.pad_token_id)  # (n, L)
-    device = tx.model.get_input_embeddings().weight.device
-    ids, mask = ids.to(device), mask.to(device)
+    ids, mask = ids.to(tx.device), mask.to(tx.device)
     logits, _ = model.tower_forward("text", ids, mask.bool(), repeat_memory(memory, len(texts)), record=False)
     logp = logits[:, :-1].float().log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]  # (n, L - 1)
     keep = mask[:, 1:].bool()
