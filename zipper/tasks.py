@@ -108,12 +108,15 @@ def has_ctc(model) -> bool:
 def speak_units(model, texts: Sequence[str], batch_size: int = 8, units_per_second: float = 25.0,
                 seconds_per_word: float = 0.64, do_sample: bool = False, temperature: float = 1.0, top_k: int = 0,
                 generator: torch.Generator | None = None, guidance: float = 0.0,
-                prompts: Sequence[str] | None = None) -> list[torch.Tensor]:
+                prompts: Sequence[str] | None = None, repeat_ngram: int = 0) -> list[torch.Tensor]:
     """Texts -> generated speech units (unit ids, specials removed). Generation stops at the speech
     tower's EOS or after ``seconds_per_word`` x words (+ 25 units) at the codec's ``units_per_second``, each
     text by its own word count, so a batch gives what one text at a time does (greedy).
     ``prompts``: read before each text (a voice name, e.g. ``"piper-joe: "``) and not counted in its budget.
-    ``guidance``: classifier-free guidance against the speech tower alone (zipper/generation.py)."""
+    ``guidance``: classifier-free guidance against the speech tower alone (zipper/generation.py).
+    ``repeat_ngram`` n > 0: each output is cut where it starts repeating itself (`cut_repeat`)."""
+    if not (isinstance(repeat_ngram, int) and repeat_ngram >= 0) or repeat_ngram == 1:
+        raise ValueError(f"repeat_ngram must be 0 (off) or an integer >= 2, got {repeat_ngram!r}")
     sp, tx = model.tower("speech"), model.tower("text")
     texts = list(texts)
     prompts = [""] * len(texts) if prompts is None else list(prompts)
@@ -127,8 +130,25 @@ def speak_units(model, texts: Sequence[str], batch_size: int = 8, units_per_seco
         gen = model.generate([Segment("text", ids, mask)], ["speech"], max_new_tokens=max(budgets), do_sample=do_sample,
                              temperature=temperature, top_k=top_k, generator=generator, guidance=guidance)[0]
         for row, m, budget in zip(gen.input_ids, gen.attention_mask, budgets):  # a row past its budget is cut there
-            out.append(sp.tokenizer.decode(torch.cat([torch.tensor([sp.bos_token_id]), row[m.bool()][:budget]])))
+            units = sp.tokenizer.decode(torch.cat([torch.tensor([sp.bos_token_id]), row[m.bool()][:budget]]))
+            out.append(cut_repeat(units, repeat_ngram) if repeat_ngram else units)
     return out
+
+
+def cut_repeat(units: torch.Tensor, n: int) -> torch.Tensor:
+    """(L,) unit ids -> the prefix before the first ``n``-gram that already occurred earlier in them, or
+    ``units`` unchanged. A greedy decoder that fails to stop falls into a loop that repeats a phrase exactly
+    ("for it is for it is ..."), and the judge then hears the phrase over and over; cutting at the second
+    occurrence keeps one copy. A token never depends on later ones, so cutting after decoding gives what
+    stopping during it would. An n-gram of one unit repeated (a held sound or a pause) does not count."""
+    seen: set[tuple[int, ...]] = set()
+    u = units.tolist()
+    for p in range(len(u) - n + 1):
+        gram = tuple(u[p:p + n])
+        if gram in seen and len(set(gram)) > 1:
+            return units[:p]
+        seen.add(gram)
+    return units
 
 
 @torch.no_grad()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import open_gates, tiny_text_tower, tiny_tower
 from zipper import ZipperModel
@@ -111,6 +113,48 @@ def test_speak_units_budget_follows_the_codec_rate(parts):
     assert all(torch.equal(b, a) for b, a in zip(batched, alone))
     # a voice name is read, but its words do not lengthen the budget
     assert [len(u) for u in prompted] == [len(u) for u in batched]
+
+
+def test_speak_units_repeat_ngram_cuts_each_output(parts):
+    """repeat_ngram n: each output is what cut_repeat makes of the output without it; 1 and negatives are refused."""
+    from zipper.tasks import cut_repeat, speak_units
+
+    speech, text, _ = parts
+    model = _tts_zip(speech, text)
+    texts = ["hello there", "a much longer sentence than the first one, and it goes on and on"]
+    plain, cut = speak_units(model, texts), speak_units(model, texts, repeat_ngram=2)
+    assert all(torch.equal(c, cut_repeat(p, 2)) for c, p in zip(cut, plain))
+    assert any(len(c) < len(p) for c, p in zip(cut, plain))  # the tiny random tower repeats itself
+    for bad in (1, -2, 2.5):
+        with pytest.raises(ValueError, match="repeat_ngram"):
+            speak_units(model, texts, repeat_ngram=bad)
+
+
+def test_cut_repeat_keeps_one_cycle_of_a_loop():
+    from zipper.tasks import cut_repeat
+
+    speech = torch.tensor([9, 8, 7, 6, 5])
+    loop = torch.tensor([1, 2, 3, 4])
+    out = cut_repeat(torch.cat([speech, loop, loop, loop, loop[:2]]), 3)
+    assert out.tolist() == speech.tolist() + loop.tolist()
+    held = torch.tensor([9, 8, 4, 4, 4, 4, 4, 4, 4, 7, 6])  # a held unit is no loop
+    assert torch.equal(cut_repeat(held, 3), held)
+
+
+@given(st.lists(st.integers(0, 5), max_size=60), st.integers(2, 6))
+@settings(max_examples=200, deadline=None)
+def test_cut_repeat_is_the_longest_prefix_without_a_repeated_ngram(seq, n):
+    from zipper.tasks import cut_repeat
+
+    out = cut_repeat(torch.tensor(seq, dtype=torch.long), n).tolist()
+    assert out == seq[:len(out)]
+
+    def grams(u):
+        return [tuple(u[i:i + n]) for i in range(len(u) - n + 1) if len(set(u[i:i + n])) > 1]
+
+    assert len(set(grams(out))) == len(grams(out))  # no loop left
+    if len(out) < len(seq):  # cut exactly where an earlier n-gram comes again
+        assert tuple(seq[len(out):len(out) + n]) in set(grams(seq[:len(out) + n - 1]))
 
 
 def test_transcribe_units_budget_is_each_utterances_own(parts, monkeypatch):
