@@ -164,14 +164,9 @@ def random_ids(tower, batch: int, length: int, gen: torch.Generator) -> torch.Te
 
 
 def unzip(model) -> None:
-    """Remove a ZipperModel's layer hooks from its (shared) towers, so the next zip starts clean.
-
-    ZipperModel has no public way to do this (see the benchmarks' report); the hooks are kept in
-    ``model._hooks``.
-    """
-    for h in getattr(model, "_hooks", []):
-        h.remove()
-    model._hooks = []
+    """Detach a ZipperModel from its (shared) towers, so the next zip starts clean; a no-op for other models."""
+    if hasattr(model, "unzip"):
+        model.unzip()
 
 
 def free(*objs) -> None:

@@ -64,8 +64,8 @@ def open_gates(model, value: float = 0.7, block_scale: float = 1.0) -> None:
 
 def train_steps(model, segments, steps: int = 3, lr: float = 1e-2) -> list[float]:
     """A few AdamW steps on one batch of segments (trainable tensors only); -> the losses."""
+    model.train()  # first: a ZipperModel re-applies its own trainability (towers may be shared)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    model.train()
     losses = []
     for _ in range(steps):
         opt.zero_grad()

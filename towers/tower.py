@@ -39,7 +39,9 @@ DECODER_LAYERS: dict[str, str] = {
     "gpt_neox": "gpt_neox.layers",
 }
 
-# model_type -> default LoRA target modules (attention projections), as PEFT's own table does.
+# model_type -> default LoRA target modules. PEFT matches a target against the last part of a module's name,
+# so these are the attention projections, and for GPT-2 also the MLP's output projection (``c_proj`` names
+# both ``attn.c_proj`` and ``mlp.c_proj``). Kept as they are: saved zips name these adapters.
 LORA_TARGETS: dict[str, list[str]] = {
     "gpt2": ["c_attn", "c_proj"],
     "gpt_neox": ["query_key_value", "dense"],

@@ -27,6 +27,14 @@ def check_ctc_units(value) -> None:
         raise ConfigError(f"ctc_units must be one of {CTC_UNITS}, got {value!r}")
 
 
+def check_modality_name(name: str) -> None:
+    """A modality names its zip blocks, ``<src>_to_<dst>`` (module names: no dots). Two edges could give one
+    name if a modality contained "_to_", began with "to_" or ended with "_to" ("a_to"->"b" and "a"->"to_b")."""
+    if not name or "." in name or "->" in name or "_to_" in name or name.startswith("to_") or name.endswith("_to"):
+        raise ConfigError(f"modality name {name!r} must be non-empty, without '.', '->' or '_to_', and neither "
+                          "begin with 'to_' nor end with '_to' (zip block names '<a>_to_<b>' must not collide)")
+
+
 @dataclass
 class ZipperConfig:
     # One entry per tower, in the same order.
@@ -81,6 +89,8 @@ class ZipperConfig:
             raise ConfigError(f"a zip needs at least 2 towers, got modalities={self.modalities}")
         if len(set(self.modalities)) != n:
             raise ConfigError(f"modalities must be distinct, got {self.modalities}")
+        for m in self.modalities:
+            check_modality_name(m)
         for name in ("towers", "cross_attention_interval", "frozen", "prefix_ids", "tower_hidden_sizes",
                      "tower_num_layers", "tower_vocab_sizes"):
             value = getattr(self, name)
@@ -100,6 +110,10 @@ class ZipperConfig:
             for m in getattr(self, name):
                 if m not in self.modalities:
                     raise ConfigError(f"{name} names {m!r}, not one of {self.modalities}")
+            if len(set(getattr(self, name))) != len(getattr(self, name)):
+                raise ConfigError(f"duplicate entries in {name} {getattr(self, name)}")
+        if self.input_projection_towers and not self.input_projection:  # would silently build none
+            raise ConfigError(f"input_projection_towers {self.input_projection_towers} needs input_projection=True")
         for d in self.ctc_directions:
             if d not in self.directions:
                 raise ConfigError(f"ctc_directions entry {d!r} is not one of the zip's directions {self.directions}")

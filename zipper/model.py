@@ -18,6 +18,7 @@ which is the paper's "layer n*i_A attends to layer n*i_B" when both have the sam
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -112,9 +113,25 @@ def _zip_hook(owner: object, layer_idx: int, module, args, kwargs, output):
     return (h, *output[1:]) if isinstance(output, tuple) else h
 
 
-def _remove_hooks(handles) -> None:
+def _lora_layers(model: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
+    """(parent, attribute name, layer) of every peft LoRA layer in a model."""
+    from peft.tuners.lora import LoraLayer
+
+    return [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+            if isinstance(child, LoraLayer)]
+
+
+def _unzip(handles, injected) -> None:
+    """Undo what a zip did to its towers: remove its layer hooks, and put each tower's own module back in
+    place of every LoRA layer injected into it (peft keeps that module, untouched, as ``base_layer``).
+    ``injected``: (tower model, its `_lora_layers`) pairs. Never given the zip itself (a weakref finalizer)."""
     for h in handles:
         h.remove()
+    for model, layers in injected:
+        for parent, name, layer in layers:
+            setattr(parent, name, layer.base_layer)
+        model.__dict__.pop("peft_config", None)  # the one attribute inject_adapter_in_model adds
+    injected.clear()
 
 
 def repeat_memory(memory: dict, n: int) -> dict:
@@ -158,6 +175,7 @@ class ZipperModel(nn.Module):
 
     def __init__(self, config: ZipperConfig, towers: Sequence[Tower] | Mapping[str, Tower]):
         super().__init__()
+        config = copy.deepcopy(config)  # filled in below: the caller's config stays as it was
         towers = self._order_towers(config, towers)
         self._fill_and_check_config(config, towers)
         self.config = config
@@ -167,8 +185,12 @@ class ZipperModel(nn.Module):
             t.modality: [n * i - 1 for n in range(1, t.num_layers // i + 1)]
             for t, i in zip(towers, config.cross_attention_interval)
         }
+        # The hooks key on a private token (never id(self), which Python reuses). Hooks and LoRA adapters
+        # are removed when this model is garbage-collected or unzipped, so towers can be zipped again and again.
+        self._token, self._hooks, injected = object(), [], []
+        self._finalizer = weakref.finalize(self, _unzip, self._hooks, injected)
         if config.lora_rank:
-            self._inject_lora()
+            injected.extend(self._inject_lora())
         self.blocks = nn.ModuleDict()
         for src, dst in config.edges:
             t_src, t_dst = self.tower_objs[src], self.tower_objs[dst]
@@ -179,23 +201,17 @@ class ZipperModel(nn.Module):
                 for _ in self.zip_layers[dst]
             )
         n_symbols = len(CTC_CHARS) if config.ctc_units == "chars" else 0
-        for d in config.ctc_directions if n_symbols else []:  # character targets come from decoded tokens
-            if self.tower_objs[d.split("->")[1]].tokenizer is None:
-                raise ConfigError(f"ctc_units 'chars' on {d!r} needs a tokenizer on the {d.split('->')[1]!r} tower")
         self.ctc_heads = nn.ModuleDict({f"{src}_to_{dst}": CTCHead(self.tower_objs[dst].hidden_size, n_symbols)
                                         for src, dst in (d.split("->") for d in config.ctc_directions)})
         projected = (config.input_projection_towers or config.modalities) if config.input_projection else []
         self.input_projections = nn.ModuleDict(
             {m: InputProjection(self.tower_objs[m].hidden_size, config.input_projection_layers) for m in projected})
-        # The hooks key on a private token (never id(self), which Python reuses) and are removed when
-        # this model is garbage-collected or unzipped, so towers can be zipped again and again.
-        self._token = object()
-        self._hooks = [
+        self._hooks.extend(
             t.layers[j].register_forward_hook(partial(_zip_hook, self._token, j), with_kwargs=True)
             for m, t in self.tower_objs.items() for j in self.zip_layers[m]
-        ]
-        self._finalizer = weakref.finalize(self, _remove_hooks, self._hooks)
+        )
         self._set_trainability()
+        self.eval()  # like a freshly loaded HF model; call .train() to train
         counts = self.parameter_counts()
         logger.info("zipper: %s trainable / %s frozen parameters", f"{counts['trainable']:,}", f"{counts['frozen']:,}")
 
@@ -237,20 +253,32 @@ class ZipperModel(nn.Module):
             setattr(config, name, actual)
         for t, ids in zip(towers, config.prefix_ids):
             check_prefix_ids(t, ids)
+        for t in towers:
+            if any("lora_" in n for n, _ in t.model.named_parameters()):
+                raise ConfigError(f"tower {t.modality!r} already carries LoRA adapters (another zip's): unzip that "
+                                  "zip first (ZipperModel.unzip, or drop it), or load the tower afresh")
+        if config.ctc_units == "chars":  # character targets come from decoded tokens
+            for d in config.ctc_directions:
+                if towers[config.modalities.index(d.split("->")[1])].tokenizer is None:
+                    raise ConfigError(f"ctc_units 'chars' on {d!r} needs a tokenizer on the {d.split('->')[1]!r} tower")
         for m in config.modalities:
             if config.num_heads and config.edges and any(dst == m for _, dst in config.edges):
                 width = towers[config.modalities.index(m)].hidden_size
                 if width % config.num_heads:
                     raise ConfigError(f"num_heads {config.num_heads} does not divide width {width} of tower {m!r}")
 
-    def _inject_lora(self) -> None:
+    def _inject_lora(self) -> list[tuple[nn.Module, list]]:
+        """Add LoRA adapters to the ``lora_towers`` -> (tower model, its `_lora_layers`) for `_unzip`."""
         from peft import LoraConfig, inject_adapter_in_model
 
+        injected = []
         for m in self.config.lora_towers:
             tower = self.tower_objs[m]
             lora = LoraConfig(r=self.config.lora_rank, lora_alpha=self.config.lora_alpha,
                               lora_dropout=self.config.lora_dropout, target_modules=tower.lora_targets)
             inject_adapter_in_model(lora, tower.model)  # in place: base weights keep their tensors
+            injected.append((tower.model, _lora_layers(tower.model)))
+        return injected
 
     def _expected_trainable(self) -> set[str]:
         names = set()
@@ -265,16 +293,18 @@ class ZipperModel(nn.Module):
         return names
 
     def _set_trainability(self) -> None:
-        """Trainability is decided once, here, and then asserted."""
+        """Trainability follows the config (`_expected_trainable`): set here, on construction and again by
+        every ``train()``, then asserted. Towers can be shared with another zip whose config sets their
+        ``requires_grad`` otherwise; ``zip_state_dict`` never reads the flags."""
         expected = self._expected_trainable()
         for name, p in self.named_parameters():
             p.requires_grad_(name in expected)
         actual = {n for n, p in self.named_parameters() if p.requires_grad}
         assert actual == expected, f"trainability mismatch: {sorted(actual ^ expected)[:5]}"
-        self.eval()  # like a freshly loaded HF model; call .train() to train
 
     def unzip(self) -> None:
-        """Detach this zip from its towers (remove the layer hooks); the towers work alone as before."""
+        """Detach this zip from its towers (remove the layer hooks and the LoRA adapters it added); the
+        towers work alone, bit for bit, as before."""
         self._finalizer()
 
     def parameter_counts(self) -> dict[str, int]:
@@ -283,6 +313,8 @@ class ZipperModel(nn.Module):
         return {"trainable": trainable, "frozen": total - trainable, "total": total}
 
     def train(self, mode: bool = True) -> "ZipperModel":
+        if mode:  # another zip over the same towers may have set their requires_grad since
+            self._set_trainability()
         super().train(mode)
         for m, model in self.towers.items():  # frozen towers stay in eval mode (no dropout) ...
             if self.config.is_frozen(m):
@@ -303,10 +335,12 @@ class ZipperModel(nn.Module):
         return self.config.to_dict()
 
     def start_ids(self, modality: str, device: torch.device | str | None = None) -> torch.Tensor:
-        """(S,) what every segment of this tower starts with: BOS, then the config's ``prefix_ids``; on
-        ``device`` (default: the CPU)."""
+        """(S,) what every segment of this tower starts with: BOS (if the tower has one), then the config's
+        ``prefix_ids``; on ``device`` (default: the CPU)."""
         prefix = self.config.prefix_ids[self.config.modalities.index(modality)] if self.config.prefix_ids else []
-        return torch.tensor([self.tower(modality).bos_token_id, *prefix], dtype=torch.long, device=device)
+        bos = self.tower(modality).bos_token_id
+        bos = [] if bos is None else [bos]  # a tower without BOS (generation refuses it) starts with the prefix
+        return torch.tensor([*bos, *prefix], dtype=torch.long, device=device)
 
     # -- running -------------------------------------------------------------------------------
     def _sources(self, dst: str) -> list[str]:
@@ -374,8 +408,9 @@ class ZipperModel(nn.Module):
                 raise ValueError(f"segment modality {s.modality!r} has no tower; towers: {list(self.tower_objs)}")
             if s.input_ids.ndim != 2 or s.input_ids.shape[0] != batch or s.input_ids.shape[1] == 0:
                 raise ValueError(f"segment {s.modality!r}: input_ids must be (B={batch}, T>0), got {tuple(s.input_ids.shape)}")
-            if s.input_ids.dtype.is_floating_point or s.input_ids.dtype.is_complex or s.input_ids.dtype == torch.bool:
-                raise ValueError(f"segment {s.modality!r}: input_ids must be integer token ids, got {s.input_ids.dtype}")
+            if s.input_ids.dtype != torch.long:  # embeddings take int32 too, but the loss and cache code do not
+                raise ValueError(f"segment {s.modality!r}: input_ids must be integer token ids of dtype torch.long "
+                                 f"(int64), got {s.input_ids.dtype}")
             if s.attention_mask is not None and s.attention_mask.shape != s.input_ids.shape:
                 raise ValueError(f"segment {s.modality!r}: attention_mask shape {tuple(s.attention_mask.shape)} "
                                  f"!= input_ids shape {tuple(s.input_ids.shape)}")
@@ -450,8 +485,10 @@ class ZipperModel(nn.Module):
 
     # -- saving / loading ----------------------------------------------------------------------
     def zip_state_dict(self) -> dict[str, torch.Tensor]:
-        """Only what training changes: zip blocks, input projections, LoRA and unfrozen tower weights."""
-        return {n: p.detach().clone().contiguous() for n, p in self.named_parameters() if p.requires_grad}
+        """Only what training changes: zip blocks, input projections, LoRA and unfrozen tower weights, as the
+        config says (`_expected_trainable`), whatever ``requires_grad`` another zip left on shared towers."""
+        expected = self._expected_trainable()
+        return {n: p.detach().clone().contiguous() for n, p in self.named_parameters() if n in expected}
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Write ``zipper_config.json`` + ``zipper.safetensors`` atomically (temp dir, fsync, rename)."""

@@ -245,6 +245,7 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
     rank, world = accelerator.process_index, accelerator.num_processes
     torch.manual_seed(cfg.seed)
     out_dir, ckpt_dir = Path(out_dir), Path(out_dir) / "checkpoints"
+    model.train()  # first: a ZipperModel re-applies its own trainability (towers may be shared with another zip)
     params = _trainable(model)
     gates = [p for n, p in params.items() if n.endswith("gate")]
     groups = [{"params": [p for n, p in params.items() if not n.endswith("gate")]}]

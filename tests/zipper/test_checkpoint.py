@@ -143,3 +143,45 @@ def test_tower_paths_are_saved_relative_to_the_model_and_load_from_any_directory
     shutil.rmtree(tmp_path / "moved" / "speech-tower")
     with pytest.raises(CheckpointError, match="speech tower 'moved/speech-tower' is neither next to the model"):
         ZipperModel.from_pretrained("moved/zip/model")
+
+
+def _fresh_pair():
+    return (tiny_tower("llama", "speech", vocab=40, hidden=32, layers=4, seed=1),
+            tiny_tower("gpt_neox", "text", vocab=56, hidden=48, layers=3, seed=2))
+
+
+def test_zips_sharing_towers_each_save_what_their_config_trains(pair, tmp_path):
+    """requires_grad flags another zip set on shared towers never change what a zip saves: each saves and
+    loads back exactly (the tuned zip onto fresh towers, the frozen one onto the towers as they now are)."""
+    tuned = ZipperModel.from_towers(list(pair), directions=["speech->text"], frozen=[False, True])
+    plain = _model(pair)  # all frozen: clears the speech tower's flags
+    tuned.train()  # sets them again: now the plain zip's towers carry trainable flags
+    with torch.no_grad():
+        next(pair[0].model.parameters()).add_(0.5)  # a trained speech tower
+    for model, name, towers in ((tuned, "tuned", _fresh_pair()), (plain, "plain", pair)):
+        open_gates(model)
+        model.eval()
+        model.save_pretrained(tmp_path / name)
+        assert set(model.zip_state_dict()) == model._expected_trainable()
+        assert torch.equal(_logits(ZipperModel.from_pretrained(tmp_path / name, towers=towers)), _logits(model))
+    assert any(n.startswith("towers.speech.") for n in tuned.zip_state_dict())
+    assert not any(n.startswith("towers.") for n in plain.zip_state_dict())
+
+
+def test_a_lora_zip_after_another_was_unzipped_round_trips(pair, tmp_path):
+    """The second LoRA zip over the same tower objects starts from the bare tower and saves/loads exactly."""
+    first = _model(pair, lora_rank=2, lora_towers=["speech"])
+    open_gates(first)
+    with torch.no_grad():
+        for n, p in first.named_parameters():
+            if "lora_B" in n:
+                p.normal_()
+    first.unzip()
+    second = _model(pair, lora_rank=2, lora_towers=["speech"])
+    open_gates(second)
+    with torch.no_grad():
+        for n, p in second.named_parameters():
+            if "lora_B" in n:
+                p.uniform_()
+    second.save_pretrained(tmp_path / "zip")
+    assert torch.equal(_logits(ZipperModel.from_pretrained(tmp_path / "zip", towers=_fresh_pair())), _logits(second))

@@ -35,6 +35,15 @@ def test_json_round_trip(tmp_path):
     ({"projection_layers": 0}, ">= 1"),
     ({"dropout": 1.5}, "dropout"),
     ({"lora_dropout": 1.0}, "lora_dropout"), ({"lora_dropout": -0.5}, "lora_dropout"), ({"lora_alpha": -2}, "lora_alpha"),
+    # zip block names "<a>_to_<b>" would collide ("a_to"->"b" and "a"->"to_b") or not be module names
+    ({"modalities": ["a_to", "b", "a", "to_b"], "directions": ["a_to->b", "a->to_b"]}, "modality name 'a_to'"),
+    ({"modalities": ["a", "to_b"], "directions": ["a->to_b"]}, "modality name 'to_b'"),
+    ({"modalities": ["x_to_y", "b"], "directions": ["x_to_y->b"]}, "modality name"),
+    ({"modalities": ["a.b", "c"], "directions": ["a.b->c"]}, "modality name"),
+    ({"modalities": ["", "c"], "directions": ["->c"]}, "modality name"),
+    ({"modalities": ["a->b", "c"]}, "modality name"),
+    ({"input_projection": False, "input_projection_towers": ["text"]}, "input_projection=True"),
+    ({"lora_rank": 4, "lora_towers": ["text", "text"]}, "duplicate entries in lora_towers"),
 ])
 def test_bad_configs(data, match):
     with pytest.raises(ConfigError, match=match):

@@ -265,3 +265,113 @@ def test_zip_without_feed_forward_has_only_cross_attention_paths(pair):
     open_gates(model)
     model(segs).loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters() if p.requires_grad)
+
+
+def _perturb_lora(model) -> None:
+    """LoRA B starts at zero (an identity); give it values, as training would."""
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2", "gpt_neox"])
+@pytest.mark.parametrize("how", ["unzip", "garbage-collected"])
+def test_lora_adapters_leave_with_their_zip(kind, how):
+    """After unzip() or garbage collection the tower is the bare tower again: its own modules and parameter
+    names, and logits bit-exactly a fresh copy's; a new zip over it starts from the bare tower."""
+    import gc
+
+    speech = tiny_tower("llama", "speech", vocab=40, hidden=32, layers=2, seed=1)
+    text = tiny_tower(kind, "text", vocab=56, hidden=32, layers=2, seed=2, init_std=0.2)
+    fresh = tiny_tower(kind, "text", vocab=56, hidden=32, layers=2, seed=2, init_std=0.2)
+    names = [n for n, _ in text.model.named_parameters()]
+    s, t = _ids(40, 2, 6, 0), _ids(56, 2, 5, 1)
+    model = ZipperModel.from_towers([speech, text], directions=["speech->text"], lora_rank=4, lora_towers=["text"])
+    _perturb_lora(model)
+    with torch.no_grad():
+        assert not torch.equal(text.model(input_ids=t).logits, fresh.model(input_ids=t).logits)  # adapters act
+    if how == "unzip":
+        model.unzip()
+    else:
+        del model
+        gc.collect()
+    assert [n for n, _ in text.model.named_parameters()] == names and not hasattr(text.model, "peft_config")
+    with torch.no_grad():
+        assert torch.equal(text.model(input_ids=t).logits, fresh.model(input_ids=t).logits)
+    again = ZipperModel.from_towers([speech, text], directions=["speech->text"], lora_rank=4, lora_towers=["text"])
+    with torch.no_grad():
+        assert torch.equal(again([Segment("speech", s), Segment("text", t)]).logits[1], fresh.model(input_ids=t).logits)
+
+
+def test_a_tower_carrying_another_zips_lora_is_refused(pair):
+    """A zip never runs on (nor resets) another live zip's adapters: it asks for that zip to be unzipped."""
+    speech, text = pair
+    first = ZipperModel.from_towers([speech, text], directions=["speech->text"], lora_rank=4, lora_towers=["speech"])
+    _perturb_lora(first)
+    trained = {n: p.detach().clone() for n, p in first.named_parameters() if "lora_" in n}
+    for kwargs in ({}, {"lora_rank": 4, "lora_towers": ["speech"]}):
+        with pytest.raises(ConfigError, match="already carries LoRA adapters.*unzip"):
+            ZipperModel.from_towers([speech, text], directions=["speech->text"], **kwargs)
+    assert all(torch.equal(p, trained[n]) for n, p in first.named_parameters() if "lora_" in n)
+    first.unzip()
+    ZipperModel.from_towers([speech, text], directions=["speech->text"])
+
+
+def test_train_reapplies_this_zips_trainability_on_shared_towers(pair):
+    """Another zip built over the same towers sets their requires_grad its way; train() sets them back to
+    this zip's config, so training it trains (and saving it saves) what its config says."""
+    speech, text = pair
+    tts = ZipperModel.from_towers([speech, text], directions=["text->speech"], frozen=[False, True])
+    ZipperModel.from_towers([speech, text], directions=["text->speech"])  # all frozen: clears the flags
+    assert not any(p.requires_grad for p in speech.model.parameters())
+    tts.train()
+    assert all(p.requires_grad for p in speech.model.parameters())
+    assert {n for n, p in tts.named_parameters() if p.requires_grad} == tts._expected_trainable()
+    before = {n: p.detach().clone() for n, p in speech.model.named_parameters()}
+    opt = torch.optim.AdamW([p for p in tts.parameters() if p.requires_grad], lr=1e-2)
+    tts([Segment("text", _ids(56, 2, 5, 1)), Segment("speech", _ids(40, 2, 6, 0), loss=True)]).loss.backward()
+    opt.step()
+    assert all(not torch.equal(p, before[n]) for n, p in speech.model.named_parameters())
+
+
+def test_the_callers_config_is_left_unchanged(pair):
+    """Building a zip fills a copy of its config: the same config object then zips other towers."""
+    from zipper import ZipperConfig
+
+    config = ZipperConfig(modalities=["speech", "text"], directions=["speech->text"])
+    before = config.to_dict()
+    first = ZipperModel(config, pair)
+    assert config.to_dict() == before and first.config is not config and first.config.tower_hidden_sizes == [32, 48]
+    other = (tiny_tower("llama", "speech", vocab=40, hidden=64, layers=2, seed=3), pair[1])
+    second = ZipperModel(config, other)  # would be "towers do not match this zip" with a filled config
+    assert second.config.tower_hidden_sizes == [64, 48] and config.to_dict() == before
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.uint8])
+def test_input_ids_other_than_long_are_refused_by_name(pair, dtype):
+    speech, text = pair
+    model = ZipperModel.from_towers([speech, text], directions=["speech->text"])
+    segs = [Segment("speech", _ids(40, 2, 6, 0).to(dtype)), Segment("text", _ids(56, 2, 5, 1).to(dtype), loss=True)]
+    with pytest.raises(ValueError, match=f"torch.long.*got {dtype}"):
+        model(segs)
+    with pytest.raises(ValueError, match=f"torch.long.*got {dtype}"):
+        model.generate(segs[:1], ["text"], max_new_tokens=2)
+
+
+def test_a_tower_without_bos_trains_on_its_plain_next_token_loss(pair):
+    """start_ids leaves out a BOS the tower does not have; the loss at init is the bare tower's mean
+    next-token NLL (the zip is the identity), with no forced start to skip."""
+    import torch.nn.functional as F
+
+    speech, text = pair
+    text.model.config.bos_token_id = None
+    model = ZipperModel.from_towers([speech, text], directions=["speech->text"], prefix_ids=[[], [11]])
+    assert model.start_ids("text").tolist() == [11] and model.start_ids("speech").tolist() == [1]
+    t = _ids(56, 2, 5, 1)
+    out = model([Segment("speech", _ids(40, 2, 6, 0)), Segment("text", t, loss=True)])
+    with torch.no_grad():
+        logits = text.model(input_ids=t).logits
+    torch.testing.assert_close(out.loss, F.cross_entropy(logits[:, :-1].transpose(1, 2), t[:, 1:]))
+    with pytest.raises(ValueError, match="needs bos"):
+        model.generate([Segment("speech", _ids(40, 2, 6, 0))], ["text"], max_new_tokens=2)
