@@ -18,9 +18,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from towers.safefile import safetensors_problem
 from towers.tower import Tower, cache_kwargs, portable_ref, resolve_ref
 from towers.units import UnitTokenizer
-from zipper.model import Segment, ZipperOutput, check_prefix_ids, loss_targets, segment_nll
+from zipper.model import CheckpointError, Segment, ZipperOutput, check_prefix_ids, loss_targets, segment_nll
+
+META_NAME, WEIGHTS_NAME = "single_decoder.json", "single_decoder.safetensors"
 
 
 @dataclass
@@ -156,20 +159,62 @@ class SingleDecoder(nn.Module):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().clone().contiguous() for k, v in self.lm.state_dict().items()}
-        save_file(state, str(path / "single_decoder.safetensors"))
+        save_file(state, str(path / WEIGHTS_NAME))
         meta = self.config_dict()  # the text tower's path relative to this directory (towers.tower.portable_ref)
         meta["text_tower"] = portable_ref(meta["text_tower"], path)
-        (path / "single_decoder.json").write_text(json.dumps(meta) + "\n")
+        (path / META_NAME).write_text(json.dumps(meta) + "\n")
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, text: Tower | None = None) -> "SingleDecoder":
-        from safetensors.torch import load_file
-
+        """Load a saved single decoder. A missing, damaged or mismatched file is a CheckpointError."""
         from towers import load_tower
 
         path = Path(path)
-        meta = json.loads((path / "single_decoder.json").read_text())
+        meta = _read_meta(path)
+        state = _read_weights(path / WEIGHTS_NAME)
         model = cls(text or load_tower(resolve_ref(meta["text_tower"], path), modality="text"), meta["n_units"],
                     meta.get("text_prefix_ids", []))
-        model.lm.load_state_dict(load_file(str(path / "single_decoder.safetensors")), strict=False)
+        model._load_lm_state(state)
         return model
+
+    def _load_lm_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Every weight of the expanded LM, with its shape, or a CheckpointError (nothing loads silently)."""
+        own = self.lm.state_dict()
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise CheckpointError(f"single-decoder weights do not match this model: missing {missing[:4]}, "
+                                  f"unexpected {unexpected[:4]}")
+        for name, value in state.items():
+            if own[name].shape != value.shape:
+                raise CheckpointError(f"{name}: saved shape {tuple(value.shape)} != model {tuple(own[name].shape)}")
+        self.lm.load_state_dict(state)
+
+
+def _read_meta(path: Path) -> dict:
+    """single_decoder.json of a saved single decoder, with the keys from_pretrained needs."""
+    file = path / META_NAME
+    if not file.is_file():
+        raise CheckpointError(f"{path} has no {META_NAME}: not a saved single decoder")
+    try:
+        meta = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{file} is not valid JSON: {e}") from None
+    missing = [k for k in ("text_tower", "n_units") if not isinstance(meta, dict) or k not in meta]
+    if missing:
+        raise CheckpointError(f"{file} lacks {', '.join(missing)}: not a single decoder's config")
+    return meta
+
+
+def _read_weights(file: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not file.is_file():
+        raise CheckpointError(f"{file.parent} has no {file.name}")
+    problem = safetensors_problem(file)
+    if problem:
+        raise CheckpointError(problem)
+    try:
+        return load_file(str(file))
+    except SafetensorError as e:
+        raise CheckpointError(f"{file} is not a valid safetensors file: {e}") from None

@@ -27,6 +27,14 @@ def _load_model(path: str):
     return ZipperModel.from_pretrained(path)
 
 
+def _check_direction(model, direction: str, path: str) -> None:
+    """A zip trained only for the other direction would ignore its input and write its own text or
+    speech: refuse it. (The single decoder records no direction: its recipe's task is not saved.)"""
+    config = getattr(model, "config", None)
+    if config is not None and direction not in config.directions:
+        raise ValueError(f"the model at {path} was zipped for {', '.join(config.directions)}, not {direction}")
+
+
 def _load_model_codec(path: str):
     from towers.codec import SpeechCodec, load_default_codec
 
@@ -59,12 +67,13 @@ def cmd_transcribe(a) -> int:
         wave, sr = load_audio(f, target_sr=codec.sample_rate, max_seconds=a.max_seconds)
         units.append(codec.encode(wave, sr))
     model = _load_model(a.model)
+    _check_direction(model, "speech->text", a.model)
     if a.fusion:
         from zipper.tasks import fused_transcribe_units
 
-        texts = fused_transcribe_units(model, units, beam=a.fusion_beam, progress=len(units) > 1)
+        texts = fused_transcribe_units(model, units, beam=a.fusion_beam or FUSION_BEAM, progress=len(units) > 1)
     else:
-        texts = transcribe_units(model, units, num_beams=a.beams)
+        texts = transcribe_units(model, units, num_beams=a.beams or 1)
     for f, text in zip(a.audio, texts):
         print(f"{f}\t{text}" if len(a.audio) > 1 else text)
     return 0
@@ -83,6 +92,7 @@ def cmd_speak(a) -> int:
     out = _check_output(a.output, a.overwrite)
     codec = _load_model_codec(a.model)
     model = _load_model(a.model)
+    _check_direction(model, "text->speech", a.model)
     prompt = voice_text_prompt(a.voice) if a.voice else ""  # a model trained with a recipe's voice_prompt
     units = speak_units(model, [text], units_per_second=codec.units_per_second, prompts=[prompt])[0]
     if len(units) == 0:
@@ -111,6 +121,9 @@ def cmd_eval(a) -> int:
     if cfg.task == "pretrain_speech":
         raise ValueError(f"zipper eval evaluates asr, tts and joint recipes; {a.config} pretrains a speech tower, "
                          f"whose held-out unit perplexity is in {Path(cfg.out) / 'results.json'}")
+    if a.beams and (cfg.task == "tts" or cfg.model == "single_decoder"):
+        raise ValueError(f"--beams sets the attention beams of a zipper ASR or joint recipe; {a.config} is a "
+                         f"{cfg.model} {cfg.task} recipe, which has none")
     if a.fusion or a.beams or a.fusion_beam:  # validated again: fusion needs a character CTC head
         cfg = dataclasses.replace(cfg, eval_fusion=cfg.eval_fusion or a.fusion, eval_beams=a.beams or cfg.eval_beams,
                                   fusion_beam=a.fusion_beam or cfg.fusion_beam)
@@ -189,12 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("transcribe", help="speech -> text with a trained ASR (or joint) zip")
     t.add_argument("audio", nargs="+", help="audio files (wav/flac/ogg/mp3)")
     t.add_argument("--model", required=True, help="a trained model directory (e.g. runs/asr/model)")
-    t.add_argument("--beams", type=_positive_int, default=1, help="beam size (1 = greedy)")
+    t.add_argument("--beams", type=_positive_int, help="beam size of the attention decoder (default 1: greedy; "
+                                                        "not with --fusion)")
     t.add_argument("--max-seconds", type=float, default=60.0, help="refuse longer audio")
     t.add_argument("--fusion", action="store_true",
                    help="decode with the character CTC head, the decoder scoring words (zipper/ctc_beam.py)")
-    t.add_argument("--fusion-beam", type=_positive_int, default=FUSION_BEAM,
-                   help="beam of the --fusion search (larger: slower, and better on the dev set it was tuned on)")
+    t.add_argument("--fusion-beam", type=_positive_int,
+                   help=f"beam of the --fusion search (default {FUSION_BEAM}; larger: slower, and better on the dev "
+                        "set it was tuned on)")
     t.set_defaults(fn=cmd_transcribe)
 
     s = sub.add_parser("speak", help="text -> speech with a trained TTS (or joint) zip")
@@ -221,11 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="evaluate a trained recipe on held-out voices (and real speech)")
     ev.add_argument("config", help="the recipe JSON it was trained with")
     ev.add_argument("--model", help="model directory (default: <out>/model from the config)")
-    ev.add_argument("--beams", type=int, nargs="+", help="beam sizes of the attention decoder (default: the config's "
-                                                        "eval_beams)")
+    ev.add_argument("--beams", type=int, nargs="+", help="beam sizes of the attention decoder, for a zipper ASR or "
+                                                        "joint recipe (default: the config's eval_beams)")
     ev.add_argument("--fusion", action="store_true",
                     help="also decode by CTC prefix beam search + decoder word scores (the config's eval_fusion)")
-    ev.add_argument("--fusion-beam", type=_positive_int, help="beam of that search (default: the config's fusion_beam)")
+    ev.add_argument("--fusion-beam", type=_positive_int, help="beam of that search, with --fusion (default: the "
+                                                               "config's fusion_beam)")
     ev.set_defaults(fn=cmd_eval)
 
     tw = sub.add_parser("towers", help="list registered towers")
@@ -252,8 +268,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_options(parser: argparse.ArgumentParser, a) -> None:
+    """Options that would be accepted and then ignored are usage errors."""
+    if a.command not in ("transcribe", "eval"):
+        return
+    if a.fusion_beam is not None and not a.fusion:
+        parser.error("--fusion-beam sets the beam of the --fusion search; pass --fusion too")
+    if a.command == "transcribe" and a.fusion and a.beams is not None:
+        parser.error("--beams sets the attention decoder's beam, which --fusion does not use (see --fusion-beam)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_options(parser, args)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     from towers.audio import AudioError
     from towers.codec import CodecFormatError

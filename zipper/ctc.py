@@ -79,6 +79,7 @@ def ctc_loss(log_probs: torch.Tensor, mask: torch.Tensor, targets: Sequence[torc
     blank = log_probs.shape[-1] - 1
     lengths = torch.tensor([len(t) for t in targets], dtype=torch.long)
     flat = torch.cat(list(targets)) if len(targets) else torch.zeros(0, dtype=torch.long)
+    flat = flat.to(log_probs.device)  # character targets are built on the CPU
     return F.ctc_loss(log_probs.transpose(0, 1), flat, mask.sum(-1).long().cpu(), lengths, blank=blank,
                       reduction="mean", zero_infinity=True)
 

@@ -84,10 +84,13 @@ def ctc_prefix_beam_search(log_probs: np.ndarray, symbols: str,
         scores = rank(prefixes, [float(np.logaddexp(*nxt[p])) for p in prefixes])
         keep = np.argsort(scores)[::-1][:beam]
         beams = {prefixes[i]: tuple(nxt[prefixes[i]]) for i in keep}
-    finals = [p.strip() for p in beams]
+    merged: dict[str, float] = {}  # "ab" and "ab " are one text: add their CTC probabilities
+    for prefix, (pb, pn) in beams.items():
+        merged[prefix.strip()] = float(np.logaddexp(merged.get(prefix.strip(), NEG), np.logaddexp(pb, pn)))
+    finals = list(merged)
     lm = words_score(finals, True)
-    totals = [float(np.logaddexp(*beams[p])) + alpha * s + beta * len(f.split())
-              + _unknown(f + " ", lexicon, unk_penalty, unk_letter_penalty) for p, f, s in zip(beams, finals, lm)]
+    totals = [merged[f] + alpha * s + beta * len(f.split())
+              + _unknown(f + " ", lexicon, unk_penalty, unk_letter_penalty) for f, s in zip(finals, lm)]
     return finals[int(np.argmax(totals))]
 
 

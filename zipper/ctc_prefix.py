@@ -29,6 +29,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+# A log-prob of -inf is read as this: the recurrences subtract cumulative sums, and -inf - -inf is NaN.
+# Small enough that a path through it never counts, large enough to keep float64 precision.
+LOG_ZERO = -1e4
+
 
 def _linear_recurrence(inputs: np.ndarray, log_x: np.ndarray) -> np.ndarray:
     """y[0] = -inf, y[t] = (y[t-1] + inputs[t-1]) * x[t] in the log domain, for all t at once."""
@@ -49,6 +53,7 @@ class CTCPrefixScorer:
         x = np.asarray(log_probs, dtype=np.float64)
         if x.ndim != 2 or x.shape[0] == 0:
             raise ValueError(f"CTCPrefixScorer wants (T, S + 1) log-probs with T > 0, got shape {x.shape}")
+        x = np.maximum(x, LOG_ZERO)  # -inf would make the cumulative sums' differences NaN
         self.x, self.blank = x, x.shape[1] - 1
         r_b = np.cumsum(x[:, self.blank])  # the empty prefix: blanks only
         self._cache: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray, float]] = {

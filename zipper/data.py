@@ -102,10 +102,14 @@ def subset(examples: Sequence[dict], fraction: float, seed: int = 0) -> list[dic
     return random.Random(seed).sample(list(examples), n)
 
 
-def text_ids(tower, text: str, max_tokens: int = 128, start: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
-    """start (default BOS; a model's ``start_ids("text")`` adds its forced prefix) + tokens + EOS."""
+def text_ids(tower, text: str, max_tokens: int | None = 128,
+             start: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
+    """start (default BOS; a model's ``start_ids("text")`` adds its forced prefix) + tokens + EOS, at most
+    ``max_tokens`` ids in all (None: the whole text)."""
     start = [tower.bos_token_id] if start is None else [int(i) for i in start]
-    ids = tower.tokenizer(text, add_special_tokens=False).input_ids[: max_tokens - len(start) - 1]
+    ids = tower.tokenizer(text, add_special_tokens=False).input_ids
+    if max_tokens is not None:
+        ids = ids[: max_tokens - len(start) - 1]
     return torch.tensor([*start, *ids, tower.eos_token_id])
 
 
@@ -147,7 +151,9 @@ def batches(examples: Sequence[dict], batch_size: int, seed: int, start_step: in
     """An endless, seeded stream of batches, length-bucketed for less padding; resumable at a step.
 
     Epoch e is a fixed permutation from (seed, e), so the stream after ``start_step`` batches is
-    the same whether or not the run was interrupted.
+    the same whether or not the run was interrupted. The ``len % batch_size`` examples left over in an
+    epoch are random ones, dropped before the length sort. (Earlier versions dropped them after it: the
+    longest of the last chunk, never drawn. The stream for a given seed differs from theirs.)
     """
     per_epoch = max(1, len(examples) // batch_size)
     epoch, skip = divmod(start_step, per_epoch)
@@ -155,11 +161,12 @@ def batches(examples: Sequence[dict], batch_size: int, seed: int, start_step: in
         rng = random.Random(seed * 100_003 + epoch)
         order = list(range(len(examples)))
         rng.shuffle(order)
+        order = order[:per_epoch * batch_size]  # the leftover: random examples, not the longest
         # sort within chunks of 50 batches by length, then shuffle the batches
         chunk = batch_size * 50
         order = [i for c in range(0, len(order), chunk)
                  for i in sorted(order[c:c + chunk], key=lambda i: len(examples[i]["units"]))]
-        groups = [order[i:i + batch_size] for i in range(0, per_epoch * batch_size, batch_size)]
+        groups = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
         rng.shuffle(groups)
         for g in groups[skip:]:
             yield [examples[i] for i in g]

@@ -13,6 +13,7 @@ good model (see recipes/RESULTS.md for the full-size runs and the commands that 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -26,6 +27,9 @@ def run_demo(out: str = "runs/demo", minutes: float = 5.0, corpus_hours: float =
              eval_utts: int = 40) -> int:
     """The six steps above. The keyword options exist for the smoke test (tests/zipper/test_demo.py), which
     runs the same code on a tiny text tower, codec and corpus; the defaults are the built-in ones."""
+    if not (math.isfinite(minutes) and minutes >= 0):  # before the slow corpus and tower stages
+        raise ValueError(f"--minutes must be a number >= 0, got {minutes}")
+
     from towers import load_tower
     from towers.audio import save_audio
     from towers.corpus import build_corpus

@@ -115,8 +115,9 @@ class TextScorer:
 
 
 def sentence_ids(tower, text: str, start: torch.Tensor, ended: bool) -> torch.Tensor:
-    """``start`` + the tokens of ``text`` in sentence case (as the decoder was trained) + EOS if ``ended``."""
-    row = text_ids(tower, text[:1].upper() + text[1:], start=start)  # ends with EOS
+    """``start`` + the tokens of ``text`` in sentence case (as the decoder was trained) + EOS if ``ended``:
+    the whole text, however long (a cut would give hypotheses that differ past it the same score)."""
+    row = text_ids(tower, text[:1].upper() + text[1:], max_tokens=None, start=start)  # ends with EOS
     return row if ended else row[:-1]
 
 

@@ -154,8 +154,8 @@ def test_ddp_steps_equal_single_process_mean_loss(ddp_run):
     init = dict(_model().named_parameters())
     moved = sum(not torch.equal(p, init[n]) for n, p in params.items() if not n.endswith("gate"))
     assert moved > 0.5 * len(params), "too few parameters changed for the comparison to mean anything"
-    for n, p in params.items():
-        torch.testing.assert_close(ddp[n], p, rtol=1e-5, atol=1e-6, msg=lambda m: f"{n}: {m}")
+    for n, p in params.items():  # atol: thread counts (which earlier tests may set) change the float sums' order
+        torch.testing.assert_close(ddp[n], p, rtol=1e-5, atol=1e-5, msg=lambda m: f"{n}: {m}")
     assert res["history"] == pytest.approx(r["history"], rel=1e-5)  # logged loss = mean over ranks
     assert all(torch.equal(frozen[n], p) for n, p in model.named_parameters() if not p.requires_grad)
 

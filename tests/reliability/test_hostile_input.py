@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -133,6 +134,76 @@ def test_random_bytes_in_a_subprocess(model_dir, tmp_path):
         proc = subprocess.run([sys.executable, "-m", "zipper.cli", "transcribe", str(path), "--model",
                                str(model_dir / "model")], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.startswith("zipper: error:")
+
+
+@pytest.fixture(scope="module")
+def other_models(model_dir):
+    """Beside model_dir's two-way zip: a single decoder, and a zip for each direction alone, each with the codec."""
+    from towers import load_tower
+    from zipper import ZipperModel
+    from zipper.baseline import SingleDecoder
+
+    towers = [load_tower(model_dir / "speech"), load_tower(model_dir / "text")]
+    SingleDecoder(load_tower(model_dir / "text"), n_units=32).save_pretrained(model_dir / "single")
+    for name, direction in (("asr_only", "speech->text"), ("tts_only", "text->speech")):
+        ZipperModel.from_towers(towers, directions=[direction]).save_pretrained(model_dir / name)
+    for name in ("single", "asr_only", "tts_only"):
+        shutil.copytree(model_dir / "model" / "codec", model_dir / name / "codec")
+    return model_dir
+
+
+@pytest.fixture
+def no_progress_bars():
+    """transformers draws a progress bar on stderr while a tower loads; these errors come after one."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    yield
+    hf_logging.enable_progress_bar()
+
+
+def test_a_damaged_single_decoder_is_one_error_line(other_models, tmp_path, capsys, no_progress_bars):
+    from tests.zipper.test_baseline import DAMAGE
+
+    for name in ("config without n_units", "garbage weights", "other weights"):
+        damage, message = DAMAGE[name]
+        # beside the original, so that the text tower's relative path still holds
+        d = shutil.copytree(other_models / "single", other_models / f"single-{name.replace(' ', '_')}")
+        damage(d)
+        assert re.search(message, _bad(capsys, ["transcribe", ROOT_WAV, "--model", str(d)]))
+        assert re.search(message, _bad(capsys, ["speak", "hello", "--model", str(d), "-o", str(tmp_path / "a.wav")]))
+
+
+def test_a_zip_for_the_other_direction_is_refused(other_models, tmp_path, capsys, no_progress_bars):
+    err = _bad(capsys, ["transcribe", ROOT_WAV, "--model", str(other_models / "tts_only")])
+    assert "zipped for text->speech, not speech->text" in err
+    err = _bad(capsys, ["speak", "hello", "--model", str(other_models / "asr_only"), "-o", str(tmp_path / "a.wav")])
+    assert "zipped for speech->text, not text->speech" in err and not (tmp_path / "a.wav").exists()
+
+
+def _usage_error(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as stop:
+        cli(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.splitlines()[-1].startswith("zipper: error:") and "Traceback" not in err, err
+    return err.splitlines()[-1]
+
+
+def test_options_that_would_be_ignored_are_refused(tmp_path, capsys):
+    """Each combination used to run and silently ignore one option."""
+    m = ["--model", str(tmp_path / "no-model")]  # refused before any loading
+    assert "pass --fusion too" in _usage_error(capsys, ["transcribe", ROOT_WAV, *m, "--fusion-beam", "64"])
+    assert "--fusion does not use" in _usage_error(capsys, ["transcribe", ROOT_WAV, *m, "--fusion", "--beams", "4"])
+    assert "--fusion does not use" in _usage_error(capsys, ["transcribe", ROOT_WAV, *m, "--fusion", "--beams", "1"])
+    configs = {}
+    for name, cfg in {"asr": {"task": "asr", "ctc_weight": 0.3, "ctc_units": "chars"},
+                      "tts": {"task": "tts", "directions": ["text->speech"]},
+                      "single": {"task": "asr", "model": "single_decoder"}}.items():
+        configs[name] = tmp_path / f"{name}.json"
+        configs[name].write_text(json.dumps(cfg))
+    assert "pass --fusion too" in _usage_error(capsys, ["eval", str(configs["asr"]), *m, "--fusion-beam", "64"])
+    for name in ("tts", "single"):
+        assert "--beams sets the attention beams" in _bad(capsys, ["eval", str(configs[name]), *m, "--beams", "4"])
 
 
 def test_no_unsafe_loading_in_the_code():

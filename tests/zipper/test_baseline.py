@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import copy
+import json
+import shutil
 
+import pytest
 import torch
 
 from tests.conftest import tiny_tower, train_steps
-from zipper import Segment
+from zipper import CheckpointError, Segment
 from zipper.baseline import SingleDecoder
 
 
@@ -49,8 +52,6 @@ def test_generates_only_the_output_modality():
 def test_save_load_round_trip_from_another_working_directory(tmp_path, monkeypatch):
     """save_pretrained / from_pretrained give identical logits; the text tower's path is recorded relative
     to the model directory, so the model loads from any working directory."""
-    import json
-
     from towers import load_tower
 
     text = tiny_tower("llama", "text", vocab=56, hidden=32, layers=2, seed=3, init_std=0.4)
@@ -75,3 +76,54 @@ def test_start_ids_on_the_device_asked_for():
     assert model.start_ids("text").tolist() == [1, 7] and model.start_ids("text").device.type == "cpu"
     assert model.start_ids("text", "meta").device.type == "meta"
     assert model.start_ids("speech", "meta").shape == (1,)
+
+
+def _edit_meta(d, **changes):
+    meta = json.loads((d / "single_decoder.json").read_text())
+    meta.update(changes)
+    (d / "single_decoder.json").write_text(json.dumps({k: v for k, v in meta.items() if v is not None}))
+
+
+def _save_weights(d, edit):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(d / "single_decoder.safetensors"))
+    save_file(edit(state), str(d / "single_decoder.safetensors"))
+
+
+DAMAGE = {  # what is done to a saved single decoder -> what the CheckpointError says
+    "no config": (lambda d: (d / "single_decoder.json").unlink(), "has no single_decoder.json"),
+    "config not JSON": (lambda d: (d / "single_decoder.json").write_text("{oops"), "not valid JSON"),
+    "config a list": (lambda d: (d / "single_decoder.json").write_text("[1]"), "lacks text_tower, n_units"),
+    "config without n_units": (lambda d: _edit_meta(d, n_units=None), "lacks n_units"),
+    "no weights": (lambda d: (d / "single_decoder.safetensors").unlink(), "has no single_decoder.safetensors"),
+    "garbage weights": (lambda d: (d / "single_decoder.safetensors").write_bytes(b"garbage" * 10),
+                        "not a valid safetensors file"),
+    "pickled weights": (lambda d: (d / "single_decoder.safetensors").write_bytes(b"\x80\x04K\x01." * 4), "pickle"),
+    "header too large": (lambda d: (d / "single_decoder.safetensors").write_bytes(
+        (10 ** 6).to_bytes(8, "little") + b"{" + b" " * 2 * 10 ** 6), "not a valid safetensors file"),
+    "other weights": (lambda d: _save_weights(d, lambda s: {"unrelated": torch.zeros(1)}), "unexpected \\['unrelated'\\]"),
+    "a weight missing": (lambda d: _save_weights(d, lambda s: dict(sorted(s.items())[1:])),
+                         "do not match this model: missing"),
+    "another unit vocabulary": (lambda d: _edit_meta(d, n_units=21), "saved shape"),
+}
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])  # tied and untied embeddings
+def test_a_damaged_save_is_a_checkpoint_error_never_a_silent_load(tmp_path, kind):
+    from towers import load_tower
+
+    tiny_tower(kind, "text", vocab=56, hidden=32, layers=2, seed=3, init_std=0.4).save_pretrained(tmp_path / "text")
+    model = SingleDecoder(load_tower(tmp_path / "text"), n_units=20, text_prefix_ids=[7])
+    batch = [Segment("speech", torch.randint(3, 23, (2, 9))), Segment("text", torch.randint(3, 56, (2, 5)), loss=True)]
+    train_steps(model, batch, steps=2)
+    model.eval().save_pretrained(tmp_path / "model")
+    s, t = torch.randint(3, 23, (2, 9)), torch.randint(3, 56, (2, 5))
+    loaded = SingleDecoder.from_pretrained(tmp_path / "model")
+    assert torch.equal(loaded([Segment("speech", s), Segment("text", t)]).logits[1],
+                       model([Segment("speech", s), Segment("text", t)]).logits[1])
+    for name, (damage, message) in DAMAGE.items():
+        d = shutil.copytree(tmp_path / "model", tmp_path / name.replace(" ", "_"))
+        damage(d)
+        with pytest.raises(CheckpointError, match=message):
+            SingleDecoder.from_pretrained(d)

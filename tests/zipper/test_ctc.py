@@ -143,6 +143,17 @@ def test_char_targets_are_normalised_text():
     assert all(0 <= int(i) < len(CTC_CHARS) for t in got for i in t)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_ctc_loss_on_a_gpu_takes_character_targets_built_on_the_cpu():
+    from zipper.ctc import char_targets, ctc_loss
+
+    log_probs = torch.randn(2, 30, 29, generator=torch.Generator().manual_seed(0)).log_softmax(-1)
+    mask = torch.ones(2, 30, dtype=torch.bool)
+    targets = char_targets(["hello there", "a cat"])  # on the CPU
+    want = ctc_loss(log_probs, mask, targets)
+    assert ctc_loss(log_probs.cuda(), mask.cuda(), targets).item() == pytest.approx(want.item(), rel=1e-4)
+
+
 def test_char_ctc_scores_28_characters_and_its_loss_is_ctc_on_the_decoded_text(smollm2_tokenizer):
     from zipper.ctc import CTC_CHARS, char_targets
 

@@ -49,6 +49,20 @@ def test_prefix_and_full_scores_equal_sums_over_all_paths(seed):
     assert scorer.full(g) == pytest.approx(want, abs=1e-9)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_zero_probability_symbol_gives_the_sums_over_all_paths_not_nan(seed):
+    """A log-prob of -inf (a symbol or the blank impossible at one frame) is clamped, not propagated as NaN."""
+    x = _log_probs(T=5, S=2, seed=seed)
+    x[1, 0] = x[3, 2] = -np.inf  # symbol 0 impossible at frame 1, the blank at frame 3
+    x = x - np.logaddexp.reduce(x, axis=1, keepdims=True)
+    labels = _labelling_probs(x)
+    scorer = CTCPrefixScorer(x)
+    for g in [(0,), (1,), (0, 1), (1, 0), (0, 0), (0, 1, 0)]:
+        starting = [v for k, v in labels.items() if k[:len(g)] == g]
+        assert scorer.prefix(g) == pytest.approx(float(np.logaddexp.reduce(starting)), abs=1e-9)
+        assert scorer.full(g) == pytest.approx(labels[g], abs=1e-9)
+
+
 def test_prefix_scorer_refuses_bad_input():
     with pytest.raises(ValueError, match="T > 0"):
         CTCPrefixScorer(np.zeros((0, 4)))
@@ -130,6 +144,20 @@ def test_prefix_beam_search_without_a_scorer_finds_the_likeliest_labelling():
         got = ctc_prefix_beam_search(x, "abc", lambda texts, ended: [0.0] * len(texts), beam=10_000,
                                      alpha=0.0, beta=0.0, prune=-np.inf)
         assert got == "".join("abc"[i] for i in best)
+
+
+def test_prefix_beam_search_with_spaces_finds_the_likeliest_text():
+    """With a space symbol, "ab" and "ab " (a trailing space) are one text: the search adds their
+    probabilities, as a sum over every CTC path of its stripped, space-squeezed text does."""
+    for seed in range(40):
+        x = _log_probs(T=5, S=3, seed=seed, scale=1.5)
+        texts: dict[str, list[float]] = {}
+        for label, lp in _labelling_probs(x).items():
+            texts.setdefault(" ".join("".join("ab "[i] for i in label).split()), []).append(lp)
+        probs = {t: float(np.logaddexp.reduce(v)) for t, v in texts.items()}
+        got = ctc_prefix_beam_search(x, "ab ", lambda t, e: [0.0] * len(t), beam=100_000,
+                                     alpha=0.0, beta=0.0, prune=-np.inf)
+        assert probs[got] == pytest.approx(max(probs.values()), abs=1e-9), seed
 
 
 def test_the_word_scorer_picks_among_the_ctc_spellings():

@@ -1,9 +1,12 @@
-"""zipper.data: unit caches follow what the units depend on (codec_id), and hold only what a run reads."""
+"""zipper.data: unit caches follow what the units depend on (codec_id), and hold only what a run reads;
+the training batch stream resumes exactly and draws every example."""
+
+import itertools
 
 import torch
 
 from towers.codec_train import synthetic_babble, train_mel_unit_codec, train_tiny_codec
-from zipper.data import codec_id
+from zipper.data import batches, codec_id
 
 
 def test_codec_id_ignores_the_decoder_but_not_the_unit_encoder():
@@ -82,3 +85,23 @@ def test_load_split_keeping_every_row_in_another_order_caches_the_whole_split(tm
     assert sorted(r["id"] for r in shuffled) == sorted(f"u{i}" for i in range(10))
     whole = load_split(corpus, "train", codec, progress=False)  # the split's own cache, in manifest order
     assert codec.encoded == 10 and [r["id"] for r in whole] == [f"u{i}" for i in range(10)]
+
+
+def test_batches_resume_at_any_step_gives_the_same_stream():
+    ex = [{"id": i, "units": torch.zeros(5 + (i * 7) % 13)} for i in range(37)]
+    full = [[e["id"] for e in b] for b in itertools.islice(batches(ex, 5, seed=3), 40)]
+    for k in range(30):
+        assert full[k:k + 10] == [[e["id"] for e in b] for b in itertools.islice(batches(ex, 5, seed=3, start_step=k), 10)]
+
+
+def test_batches_draw_every_example_at_the_same_rate_the_longest_too():
+    """20 examples in batches of 8: 4 are left over each epoch. They are random ones, so over many epochs
+    every example is drawn in about 16 epochs of 20, whatever its length (example i is the i-th shortest)."""
+    ex = [{"id": i, "units": torch.zeros(10 + i)} for i in range(20)]
+    epochs = 300
+    drawn = [0] * 20
+    for batch in itertools.islice(batches(ex, 8, seed=0), 2 * epochs):
+        assert len(batch) == 8 and len({e["id"] for e in batch}) == 8
+        for e in batch:
+            drawn[e["id"]] += 1
+    assert all(0.7 < d / epochs < 0.9 for d in drawn), drawn  # uniform: 16 / 20 = 0.8

@@ -50,3 +50,16 @@ def test_demo_end_to_end_then_cached(tmp_path, smollm2_tokenizer, capsys):
     assert printed and printed.group(2) == str(out / "zip" / "model")
     wav = read_manifest(out / "corpus" / "test.jsonl")[0]["audio_filepath"]
     assert cli(["transcribe", wav, "--model", printed.group(2)]) == 0
+
+
+def test_a_bad_minutes_budget_is_refused_before_any_stage(tmp_path, capsys, monkeypatch):
+    import towers.corpus
+
+    def no_stage(*a, **k):
+        raise AssertionError("a demo stage ran before the budget was checked")
+    monkeypatch.setattr(towers.corpus, "build_corpus", no_stage)
+    for minutes in ("-1", "nan", "inf"):
+        assert cli(["demo", "--out", str(tmp_path / "demo"), "--minutes", minutes]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("zipper: error: --minutes must be a number >= 0") and err.count("\n") == 1, err
+    assert not (tmp_path / "demo").exists()

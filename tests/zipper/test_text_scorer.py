@@ -54,3 +54,23 @@ def test_a_longer_text_reuses_its_prefix(smollm2_tokenizer):
     m.tower_forward = lambda modality, ids, *a, **k: seen.append(ids.shape) or forward(modality, ids, *a, **k)
     scorer(["the cat sat"], False)
     assert seen == [torch.Size([1, len(smollm2_tokenizer(" sat", add_special_tokens=False).input_ids)])]
+
+
+def test_a_long_text_is_scored_whole(smollm2_tokenizer):
+    """A 133-word hypothesis (past text_ids' default 128 tokens) is scored to its last word: two that
+    differ only there score differently, and every token is in the ids the scorer runs."""
+    from zipper.text_scorer import sentence_ids
+
+    m = _zip(smollm2_tokenizer, (7, 9))
+    base = " ".join(["the cat sat on the mat"] * 22)  # 132 words
+    texts = [base + " today", base + " tomorrow"]
+    start = m.start_ids("text")
+    for t in texts:
+        n_tokens = len(smollm2_tokenizer(t[:1].upper() + t[1:], add_special_tokens=False).input_ids)
+        assert n_tokens > 128 and len(sentence_ids(m.tower("text"), t, start, ended=True)) == len(start) + n_tokens + 1
+    scorer = TextScorer(m, _memory(m))
+    for ended in (False, True):
+        got = scorer(texts, ended)
+        assert got[0] != got[1]
+        want = scores_from_scratch(m, _memory(m), texts, ended)
+        torch.testing.assert_close(torch.tensor(got), torch.tensor(want), atol=1e-4, rtol=1e-6)  # sums of ~130 logps
