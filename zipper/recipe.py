@@ -188,7 +188,8 @@ class RecipeConfig:
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, warmup_steps=self.warmup_steps,
-                           eval_every=self.eval_every, save_every=max(self.eval_every, self.steps // 4) or self.steps,
+                           # a checkpoint at every evaluation (or every quarter): a killed run loses at most that
+                           eval_every=self.eval_every, save_every=self.eval_every or max(1, self.steps // 4),
                            seed=self.seed, max_minutes=self.max_minutes, gate_lr_mult=self.gate_lr_mult,
                            best_metric=self.best_metric, patience=self.patience,
                            best_mode=BEST_METRICS[self.best_metric][1] if self.best_metric else "min")
