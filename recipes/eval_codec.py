@@ -36,11 +36,12 @@ LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 
 
 def make_judge(name: str, beam: int = 1):
-    """``transcribe(wave float32 (n,) at 16 kHz) -> raw str`` with the project's judges (Whisper: ``beam``)."""
+    """``transcribe(wave float32 (n,), sample_rate) -> raw str`` with the project's judges (Whisper: ``beam``);
+    the judge resamples to its own rate."""
     from towers.judges import PocketsphinxJudge, WhisperJudge
 
     judge = WhisperJudge(cpu_threads=2, beam_size=beam) if name == "whisper" else PocketsphinxJudge()
-    return lambda w: judge.transcribe_one((np.asarray(w, dtype=np.float32), 16_000))
+    return lambda w, sr: judge.transcribe_one((np.asarray(w, dtype=np.float32), sr))
 
 
 def wer(refs: list[str], hyps: list[str]) -> float:
@@ -49,6 +50,8 @@ def wer(refs: list[str], hyps: list[str]) -> float:
 
 def load_items(manifest: str | list[str] | None, n: int, librivox: bool) -> list[dict]:
     """The rows of one or more manifests (the first ``n`` of them all; 0 = all), then the LibriVox clips."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0 (0: all rows), got {n}")
     items = []
     for m in [manifest] if isinstance(manifest, str) else manifest or []:
         for r in read_manifest(m, require=("audio_filepath", "text")):  # OSError / ValueError on a bad manifest
@@ -97,6 +100,8 @@ def main(argv=None):
         ap.error(f"--beam must be >= 1, got {args.beam}")
     if args.gl_iters is not None and args.gl_iters < 1:
         ap.error(f"--gl-iters must be >= 1, got {args.gl_iters}")
+    if args.n < 0:
+        ap.error(f"--n must be >= 0 (0: all rows), got {args.n}")
     try:  # read the manifests before loading the codec and the judge: a bad one costs nothing
         items = load_items(args.manifest, args.n, args.librivox)
     except (OSError, ValueError) as e:
@@ -121,11 +126,11 @@ def main(argv=None):
         stem = Path(it["path"]).stem
         save_audio(out / "wav" / f"{stem}.codec.wav", y, ysr, overwrite=True)
         it.update(units=len(units), seconds=len(x) / sr, ref=normalise(it["text"]),
-                  hyp_original=normalise(transcribe(x)), hyp_codec=normalise(transcribe(y)))
+                  hyp_original=normalise(transcribe(x, sr)), hyp_codec=normalise(transcribe(y, ysr)))
         if args.mel_baseline and hasattr(codec, "vocoder"):
             m = codec.vocoder(codec.mel(torch.from_numpy(x))).numpy()
             m = m / max(1e-6, float(np.abs(m).max())) * 0.7
-            it["hyp_mel_gl"] = normalise(transcribe(m))
+            it["hyp_mel_gl"] = normalise(transcribe(m, codec.sample_rate))
     rows = []
     for set_name in dict.fromkeys(i["set"] for i in items):
         sub = [i for i in items if i["set"] == set_name]

@@ -24,6 +24,7 @@ Output: a codec directory (``codec_config.json`` + ``codec.safetensors``) loadab
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -40,6 +41,11 @@ from towers.codec_train import train_mel_unit_codec  # noqa: E402
 from towers.corpus import read_manifest  # noqa: E402
 
 AUDIO_EXT = {".wav", ".flac", ".ogg", ".mp3"}
+# trainer arguments main passes itself: not 'train' keys of the config
+TRAIN_ARGS_FROM_MAIN = ("waves", "sample_rate", "config", "units_from", "init_decoder", "states", "kmeans_states",
+                        "parallel")
+POSITIVE_COUNTS = ("batch_size", "crop_units", "kmeans_iters", "kmeans_max_points", "log_every")  # integers >= 1
+STEP_COUNTS = ("dec_steps", "project_steps")  # integers >= 0
 
 
 def audio_paths(manifest: str | None, wav_dir: str | None, voices_exclude: set[str]) -> list[Path]:
@@ -52,6 +58,25 @@ def audio_paths(manifest: str | None, wav_dir: str | None, voices_exclude: set[s
     if wav_dir:
         paths += sorted(p for p in Path(wav_dir).rglob("*") if p.suffix.lower() in AUDIO_EXT)
     return paths
+
+
+def train_args_problem(train, train_args) -> str | None:
+    """What is wrong with the config's 'train' arguments for the trainer ``train`` (not an object, a key it does
+    not take, a count that is not a positive integer, lr <= 0), or None. Checked before any audio is loaded."""
+    if not isinstance(train_args, dict):
+        return f"'train' must be a JSON object, got {type(train_args).__name__}"
+    known = [k for k in inspect.signature(train).parameters if k not in TRAIN_ARGS_FROM_MAIN]
+    unknown = sorted(set(train_args) - set(known))
+    if unknown:
+        return f"unknown train keys {unknown} for {train.__name__} (known: {known})"
+    for key, value in train_args.items():
+        low = 1 if key in POSITIVE_COUNTS else 0 if key in STEP_COUNTS else None
+        if low is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
+            return f"train.{key} must be an integer >= {low}, got {value!r}"
+    lr = train_args.get("lr", 1.0)
+    if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0):
+        return f"train.lr must be a number > 0, got {lr!r}"
+    return None
 
 
 def cached_whisper_states(cache: Path | None, paths: list[Path], waves: list, threads: int = 2) -> list[torch.Tensor]:
@@ -192,6 +217,12 @@ def main(argv=None):
             ap.error(f"unknown codec_type {codec_type!r} in {args.config}")
     except (CodecFormatError, KeyError, TypeError) as e:
         ap.error(f"{args.config}: bad codec config: {e}")
+    cfg.setdefault("train", {})
+    problem = train_args_problem(train, cfg["train"])
+    if problem:
+        ap.error(f"{args.config} / --set: {problem}")
+    if args.max_files < 0:
+        ap.error(f"--max-files must be >= 0 (0: all), got {args.max_files}")
 
     try:
         paths = audio_paths(args.manifest, args.wav_dir, set(args.exclude_voice))

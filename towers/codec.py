@@ -115,9 +115,12 @@ class CodecFormatError(ValueError):
     """A codec directory that is missing, malformed, or in a format we refuse to load (pickle)."""
 
 
-def check_codec_config(config) -> None:
+def check_codec_config(config, sample_rate: int | None = None) -> None:
     """A codec config dataclass (read from JSON: a ``--set`` or a saved ``codec_config.json``) has its fields'
-    types, positive integers and frequencies, and dilation lists of positive integers; else CodecFormatError."""
+    types, positive integers and frequencies, and dilation lists of positive integers; an odd ``dec_kernel``
+    (the decoder's same-length convolutions), ``hop_length <= n_fft`` (Griffin-Lim's inverse STFT) and
+    ``f_max <= sample_rate / 2``; else CodecFormatError. ``sample_rate``: the audio rate of a config without
+    a ``sample_rate`` field."""
     check_field_types(config, CodecFormatError)
     for f in fields(config):
         value = getattr(config, f.name)
@@ -127,6 +130,21 @@ def check_codec_config(config) -> None:
             raise CodecFormatError(f"{f.name} must be > 0, got {value!r}")
     if config.vocab_size < 2:
         raise CodecFormatError(f"vocab_size must be >= 2, got {config.vocab_size}")
+    if config.dec_kernel % 2 == 0:
+        raise CodecFormatError(f"dec_kernel must be odd (the decoder's convolutions keep the length), "
+                               f"got {config.dec_kernel}")
+    if config.hop_length > config.n_fft:
+        raise CodecFormatError(f"hop_length must be <= n_fft ({config.n_fft}), got {config.hop_length}")
+    sr = getattr(config, "sample_rate", sample_rate)
+    if sr is not None and config.f_max > sr / 2:
+        raise CodecFormatError(f"f_max must be <= sample_rate / 2 ({sr / 2:g} Hz), got {config.f_max:g}")
+
+
+def check_scale(name: str, scale: torch.Tensor, size: int) -> None:
+    """A per-dimension feature scale (divided by) is ``(size,)`` finite values > 0; else CodecFormatError."""
+    if tuple(scale.shape) != (size,) or not (torch.isfinite(scale).all() and (scale > 0).all()):
+        raise CodecFormatError(f"{name} must be {size} finite positive values, got shape {tuple(scale.shape)}"
+                               + ("" if tuple(scale.shape) != (size,) else f", min {float(scale.min()):g}"))
 
 
 def register_codec(name: str):
@@ -358,6 +376,7 @@ class MelUnitCodec(SpeechCodec):
             raise CodecFormatError(
                 f"centroids shape {tuple(centroids.shape)} != ({c.vocab_size}, {c.context * c.n_mels})"
             )
+        check_scale("feat_std", feat_std, c.n_mels)
         self.centroids = centroids.float()
         self.feat_std = feat_std.float()
         self.logmel = LogMel(c.sample_rate, c.n_fft, c.hop_length, c.n_mels, f_max=c.f_max)

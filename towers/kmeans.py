@@ -56,6 +56,9 @@ def fit_kmeans(
     use all points. Empty clusters are re-seeded at the points farthest from their centroid.
     """
     x = x.float()
+    if not torch.isfinite(x).all():
+        bad = int((~torch.isfinite(x)).any(1).sum())
+        raise ValueError(f"k-means features must be finite: {bad} of {x.shape[0]} points hold NaN or inf")
     if x.shape[0] < k:
         raise ValueError(f"k-means needs at least k={k} points, got {x.shape[0]}")
     g = torch.Generator().manual_seed(seed)

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 import torch
 
-from towers.codec import CodecFormatError, SpeechCodec, check_codec_config, register_codec
+from towers.codec import CodecFormatError, SpeechCodec, check_codec_config, check_scale, register_codec
 from towers.kmeans import assign
 from towers.unit_decoder import UnitToMel
 from towers.vocoder import GriffinLimVocoder, LogMel
@@ -124,7 +124,10 @@ class WhisperUnitCodecConfig:
     project: bool = False
 
     def __post_init__(self) -> None:
-        check_codec_config(self)
+        check_codec_config(self, sample_rate=_SR)
+        if self.hop_length != _STATE_HOP:  # another hop changes the decoded tempo and misaligns unit/mel pairs
+            raise CodecFormatError(f"hop_length must be {_STATE_HOP} (the encoder's {1000 * _STATE_HOP // _SR} ms "
+                                   f"state hop at {_SR} Hz: one unit per mel frame), got {self.hop_length}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "WhisperUnitCodecConfig":
@@ -153,8 +156,8 @@ class WhisperUnitCodec(SpeechCodec):
             raise CodecFormatError(f"centroids {tuple(centroids.shape)} vs vocab_size {c.vocab_size}")
         if c.standardise != (state_scale is not None):
             raise CodecFormatError(f"standardise={c.standardise} needs a state_scale tensor exactly when true")
-        if state_scale is not None and (state_scale.shape != (centroids.shape[1],) or not (state_scale > 0).all()):
-            raise CodecFormatError(f"state_scale must be {centroids.shape[1]} positive values, got {tuple(state_scale.shape)}")
+        if state_scale is not None:
+            check_scale("state_scale", state_scale, centroids.shape[1])
         if c.project != (state_proj is not None):
             raise CodecFormatError(f"project={c.project} needs state_proj tensors exactly when true")
         if state_proj is not None and (state_proj[0].shape != (centroids.shape[1], 512)

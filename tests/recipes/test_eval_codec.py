@@ -72,3 +72,49 @@ def test_gl_iters_below_one_is_a_usage_error(script, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         script.main(["--codec", "default", "--manifest", str(m), "--gl-iters", "0", "--out", str(tmp_path / "o")])
     assert exc.value.code == 2 and "--gl-iters" in capsys.readouterr().err
+
+
+def test_negative_n_is_a_usage_error(script, tmp_path, capsys):
+    m = tmp_path / "m.jsonl"
+    m.write_text("".join(json.dumps({"audio_filepath": f"{i}.wav", "text": "hi"}) + "\n" for i in range(3)))
+    with pytest.raises(SystemExit) as exc:
+        script.main(["--codec", "default", "--manifest", str(m), "--n", "-2", "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2 and "--n must be >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    assert len(script.load_items(str(m), 2, librivox=False)) == 2
+    with pytest.raises(ValueError, match="n must be >= 0"):
+        script.load_items(str(m), -2, librivox=False)
+
+
+def test_judge_hears_every_clip_at_its_own_rate(script, tmp_path, monkeypatch):
+    """The original, the round trip and the mel baseline reach the judge with their real sample rate (a
+    22.05 kHz codec's clips told as 16 kHz would be heard slowed down)."""
+    import towers.judges
+    from towers.audio import save_audio
+    from towers.codec import MelUnitCodecConfig
+    from towers.codec_train import synthetic_babble, train_mel_unit_codec
+
+    c = MelUnitCodecConfig(sample_rate=22_050, vocab_size=16, n_mels=40, dec_channels=16, dec_unit_dilations=[1],
+                           dec_frame_dilations=[1], dec_kernel=3, gl_iters=4)
+    codec = train_mel_unit_codec(synthetic_babble(seconds=2.0, n=4), 16_000, c, kmeans_iters=2, dec_steps=2,
+                                 batch_size=2, crop_units=8, progress=False)
+    codec.save_pretrained(tmp_path / "codec")
+    save_audio(tmp_path / "clip.wav", synthetic_babble(seconds=3.0, n=1, seed=5)[0], 16_000)
+    (tmp_path / "m.jsonl").write_text(json.dumps({"audio_filepath": str(tmp_path / "clip.wav"), "text": "hello"}) + "\n")
+    heard = []
+
+    class FakeJudge:
+        def __init__(self, **kw):
+            pass
+
+        def transcribe_one(self, item):
+            wave, sr = item
+            heard.append((sr, len(wave) / sr))
+            return "hello"
+
+    monkeypatch.setattr(towers.judges, "WhisperJudge", FakeJudge)
+    script.main(["--codec", str(tmp_path / "codec"), "--manifest", str(tmp_path / "m.jsonl"), "--mel-baseline",
+                 "--out", str(tmp_path / "ev"), "--threads", "1"])
+    assert len(heard) == 3  # original, codec, mel baseline
+    assert all(sr == 22_050 for sr, _ in heard)
+    assert all(abs(seconds - 3.0) < 0.05 for _, seconds in heard), heard

@@ -401,3 +401,76 @@ def test_whisper_codec_projected_units_fit_in_the_state_decoders_space_and_round
         WhisperUnitCodec(cfg, c.centroids, state_proj=(w[:, :10], b))
     with pytest.raises(CodecFormatError, match="512"):
         WhisperUnitCodec(replace(cfg, project=False), c.centroids)
+
+
+@pytest.mark.parametrize("kind", ["mel", "whisper"])
+def test_configs_refuse_even_kernel_hop_above_n_fft_and_f_max_above_nyquist(kind):
+    """An even dec_kernel (the decoder's convolutions would change the length), hop_length > n_fft (Griffin-Lim's
+    inverse STFT fails) and f_max above half the sample rate are CodecFormatErrors when the config is made, not
+    failures at decode time."""
+    from towers.codec import MelUnitCodecConfig
+    from towers.whisper_units import WhisperUnitCodecConfig
+
+    make = MelUnitCodecConfig if kind == "mel" else WhisperUnitCodecConfig
+    small = dict(vocab_size=8, n_mels=40, dec_channels=16, dec_unit_dilations=[1], gl_iters=2)
+    for change, message in [({"dec_kernel": 4}, "dec_kernel must be odd"), ({"dec_kernel": 2}, "dec_kernel must be odd"),
+                            ({"n_fft": 256}, "hop_length must be <= n_fft"),
+                            ({"f_max": 8_001.0}, "f_max must be <= sample_rate / 2")]:
+        with pytest.raises(CodecFormatError, match=message):
+            make(**small, **change)
+    if kind == "mel":
+        with pytest.raises(CodecFormatError, match=r"f_max must be <= sample_rate / 2 \(4000 Hz\)"):
+            make(**small, sample_rate=8_000)
+        with pytest.raises(CodecFormatError, match="hop_length must be <= n_fft"):
+            make(**small, hop_length=2048)
+    c = make(**small, dec_kernel=3, n_fft=320, f_max=8_000.0)  # the limits themselves are fine
+    assert c.dec_kernel == 3 and c.hop_length == c.n_fft == 320
+
+
+def test_whisper_codec_config_refuses_a_hop_other_than_the_encoders_state_hop():
+    """Whisper units come 50/s (320 samples at 16 kHz); a mel hop of 160 or 640 would decode 50 units into 0.5 s
+    or 2 s of audio and pair each unit with the wrong mel frame."""
+    from towers.whisper_units import WhisperUnitCodec, WhisperUnitCodecConfig
+
+    small = dict(vocab_size=8, dec_channels=16, dec_unit_dilations=[1], gl_iters=2)
+    for hop in (160, 640):
+        with pytest.raises(CodecFormatError, match=f"hop_length must be 320 .* got {hop}"):
+            WhisperUnitCodecConfig(**small, hop_length=hop)
+    codec = WhisperUnitCodec(WhisperUnitCodecConfig(**small), torch.randn(8, 512))
+    y, sr = codec.decode(torch.zeros(50, dtype=torch.long))
+    assert abs(len(y) / sr - 50 / codec.units_per_second) < 0.05
+
+
+def test_refuses_a_bad_feature_scale(codec, tmp_path):
+    """feat_std (mel) and state_scale (whisper) are divided by: a wrong shape, a zero, a negative, NaN or inf value
+    is a CodecFormatError when the codec is built or loaded, not wrong units later."""
+    from safetensors.torch import load_file, save_file
+
+    from towers.whisper_units import WhisperUnitCodec, WhisperUnitCodecConfig
+
+    n = codec.config.n_mels
+    bad = {"shape (1,)": torch.ones(1), "shape (n+1,)": torch.ones(n + 1), "zeros": torch.zeros(n),
+           "negative": -torch.ones(n), "nan": torch.ones(n).index_fill(0, torch.tensor([3]), float("nan")),
+           "inf": torch.ones(n).index_fill(0, torch.tensor([3]), float("inf"))}
+    codec.save_pretrained(tmp_path)
+    good = load_file(str(tmp_path / WEIGHTS_NAME))
+    for label, scale in bad.items():
+        with pytest.raises(CodecFormatError, match=f"feat_std must be {n} finite positive values"):
+            MelUnitCodec(codec.config, codec.centroids, scale)
+        save_file({**good, "feat_std": scale}, str(tmp_path / WEIGHTS_NAME), metadata={"codec_type": "mel_kmeans"})
+        with pytest.raises(CodecFormatError, match="feat_std"):
+            SpeechCodec.from_pretrained(tmp_path)
+    cfg = WhisperUnitCodecConfig(vocab_size=8, dec_channels=16, dec_unit_dilations=[1], gl_iters=2, standardise=True)
+    with pytest.raises(CodecFormatError, match="state_scale must be 512 finite positive values"):
+        WhisperUnitCodec(cfg, torch.randn(8, 512), state_scale=torch.ones(512).index_fill(0, torch.tensor([0]), float("inf")))
+    WhisperUnitCodec(cfg, torch.randn(8, 512), state_scale=torch.ones(512))
+
+
+def test_fit_kmeans_refuses_non_finite_features():
+    from towers.kmeans import fit_kmeans
+
+    x = torch.randn(50, 4)
+    assert fit_kmeans(x, 3, n_iter=2).shape == (3, 4)
+    for value in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="k-means features must be finite: 1 of 50 points"):
+            fit_kmeans(x.index_fill(0, torch.tensor([7]), value), 3, n_iter=2)
