@@ -18,10 +18,10 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from towers.safefile import safetensors_problem
 from towers.tower import Tower, cache_kwargs, portable_ref, resolve_ref
 from towers.units import UnitTokenizer
-from zipper.model import CheckpointError, Segment, ZipperOutput, check_prefix_ids, loss_targets, segment_nll
+from zipper.model import (CheckpointError, Segment, ZipperOutput, check_prefix_ids, load_checked, loss_targets,
+                          read_weights, segment_nll)
 
 META_NAME, WEIGHTS_NAME = "single_decoder.json", "single_decoder.safetensors"
 
@@ -171,23 +171,11 @@ class SingleDecoder(nn.Module):
 
         path = Path(path)
         meta = _read_meta(path)
-        state = _read_weights(path / WEIGHTS_NAME)
+        state = read_weights(path / WEIGHTS_NAME)
         model = cls(text or load_tower(resolve_ref(meta["text_tower"], path), modality="text"), meta["n_units"],
                     meta.get("text_prefix_ids", []))
-        model._load_lm_state(state)
+        load_checked(model.lm.state_dict(), state, "single-decoder")  # every weight, with its shape
         return model
-
-    def _load_lm_state(self, state: dict[str, torch.Tensor]) -> None:
-        """Every weight of the expanded LM, with its shape, or a CheckpointError (nothing loads silently)."""
-        own = self.lm.state_dict()
-        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-        if missing or unexpected:
-            raise CheckpointError(f"single-decoder weights do not match this model: missing {missing[:4]}, "
-                                  f"unexpected {unexpected[:4]}")
-        for name, value in state.items():
-            if own[name].shape != value.shape:
-                raise CheckpointError(f"{name}: saved shape {tuple(value.shape)} != model {tuple(own[name].shape)}")
-        self.lm.load_state_dict(state)
 
 
 def _read_meta(path: Path) -> dict:
@@ -203,18 +191,3 @@ def _read_meta(path: Path) -> dict:
     if missing:
         raise CheckpointError(f"{file} lacks {', '.join(missing)}: not a single decoder's config")
     return meta
-
-
-def _read_weights(file: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    if not file.is_file():
-        raise CheckpointError(f"{file.parent} has no {file.name}")
-    problem = safetensors_problem(file)
-    if problem:
-        raise CheckpointError(problem)
-    try:
-        return load_file(str(file))
-    except SafetensorError as e:
-        raise CheckpointError(f"{file} is not a valid safetensors file: {e}") from None

@@ -187,7 +187,7 @@ def _decode_cached(model, modality, history, tower_state, batch, max_new, record
     memory = model.memory_for(modality, history)  # keys/values over earlier segments: computed once
     cache, past = tower_state.get(modality, (DynamicCache(), None))
     plain_cache = DynamicCache()  # guidance: the tower alone, on the same tokens
-    device = model.tower(modality).device
+    device = tower.device
     step_ids = model.start_ids(modality, device).expand(batch, -1)  # (B, S): BOS + forced prefix
     n_start = step_ids.shape[1]
     step_mask = torch.ones_like(step_ids, dtype=torch.bool)
@@ -224,7 +224,7 @@ def _decode_uncached(model, modality, segments, batch, max_new, sampling, guidan
     from zipper.model import Segment
 
     tower = model.tower(modality)
-    device = model.tower(modality).device
+    device = tower.device
     ids = model.start_ids(modality, device).expand(batch, -1)  # (B, S)
     n_start = ids.shape[1]
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
@@ -260,7 +260,7 @@ def _beam_search(model, modality, history, tower_state, batch, max_new, k, lengt
     if past is not None:
         cache.batch_repeat_interleave(k)
         past = past.repeat_interleave(k, 0)
-    device = model.tower(modality).device
+    device = tower.device
     start = model.start_ids(modality, device)
     seqs = start.expand(batch * k, -1)  # (B*K, t): BOS + forced prefix, then the generated tokens
     att = torch.full((batch, k), float("-inf"), device=device)  # accumulated decoder log-probs

@@ -51,6 +51,40 @@ class CheckpointError(ValueError):
     """A saved zip cannot be loaded safely (missing, pickle, or not matching the towers)."""
 
 
+def read_weights(file: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a saved model's safetensors file; a missing (a hint names pickle files beside it, which
+    we never load), unsafe or damaged file is a CheckpointError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not file.is_file():
+        pickles = [p.name for p in file.parent.iterdir() if p.suffix in _PICKLE_SUFFIXES] if file.parent.is_dir() else []
+        hint = f" (found pickle files {pickles}; zipper never unpickles)" if pickles else ""
+        raise CheckpointError(f"{file.parent} has no {file.name}{hint}")
+    problem = safetensors_problem(file)
+    if problem:
+        raise CheckpointError(problem)
+    try:
+        return load_file(str(file))
+    except SafetensorError as e:
+        raise CheckpointError(f"{file} is not a valid safetensors file: {e}") from None
+
+
+def load_checked(params: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], what: str) -> None:
+    """Copy ``state`` into ``params`` (name -> tensor), after checking that it holds exactly those names with
+    their shapes; else a CheckpointError and nothing is copied. ``what`` names the weights in the message."""
+    missing, unexpected = sorted(set(params) - set(state)), sorted(set(state) - set(params))
+    if missing or unexpected:
+        raise CheckpointError(f"{what} weights do not match this model: missing {missing[:4]}, "
+                              f"unexpected {unexpected[:4]}")
+    for name, value in state.items():
+        if params[name].shape != value.shape:
+            raise CheckpointError(f"{name}: saved shape {tuple(value.shape)} != model {tuple(params[name].shape)}")
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value)
+
+
 @dataclass
 class Segment:
     """A run of tokens of one modality. ``attention_mask`` (B, T): 1 = real token (right padding)."""
@@ -521,20 +555,10 @@ class ZipperModel(nn.Module):
     def from_pretrained(cls, path: str | os.PathLike,
                         towers: Sequence[Tower] | Mapping[str, Tower] | None = None) -> "ZipperModel":
         """Load a saved zip; towers are loaded from the config's references unless given."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         path = Path(path)
-        weights = path / WEIGHTS_NAME
         if not (path / CONFIG_NAME).exists():
             raise CheckpointError(f"{path} has no {CONFIG_NAME}: not a saved zip")
-        if not weights.exists():
-            pickles = [p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES]
-            hint = f" (found pickle files {pickles}; zipper never unpickles)" if pickles else ""
-            raise CheckpointError(f"{path} has no {WEIGHTS_NAME}{hint}")
-        problem = safetensors_problem(weights)
-        if problem:
-            raise CheckpointError(problem)
+        state = read_weights(path / WEIGHTS_NAME)
         config = ZipperConfig.from_json(path / CONFIG_NAME)
         config.towers = [resolve_ref(r, path) for r in config.towers]
         if towers is None:
@@ -547,22 +571,9 @@ class ZipperModel(nn.Module):
                                           "or pass towers=")
             towers = [load_tower(r, modality=m) for r, m in zip(config.towers, config.modalities)]
         model = cls(config, towers)
-        try:
-            state = load_file(str(weights))
-        except SafetensorError as e:
-            raise CheckpointError(f"{weights} is not a valid safetensors file: {e}") from None
         model.load_zip_state_dict(state)
         return model
 
     def load_zip_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        params = dict(self.named_parameters())
         expected = self._expected_trainable()
-        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-        if missing or unexpected:
-            raise CheckpointError(f"zip weights do not match this model: missing {missing[:4]}, unexpected {unexpected[:4]}")
-        for name, value in state.items():
-            if params[name].shape != value.shape:
-                raise CheckpointError(f"{name}: saved shape {tuple(value.shape)} != model {tuple(params[name].shape)}")
-        with torch.no_grad():
-            for name, value in state.items():
-                params[name].copy_(value)
+        load_checked({n: p for n, p in self.named_parameters() if n in expected}, state, "zip")
