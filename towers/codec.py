@@ -241,7 +241,7 @@ class SpeechCodec(ABC):
         return [self.decode(u) for u in units]
 
     def _check_units(self, units) -> torch.Tensor:
-        u = torch.as_tensor(units)
+        u = torch.as_tensor(units).cpu()  # codecs run on the CPU; units may come from a tower on a GPU
         if u.ndim != 1:
             raise ValueError(f"units must be 1-D (T_units,), got shape {tuple(u.shape)}")
         if u.numel() == 0:

@@ -79,7 +79,8 @@ def lm_batches(sequences: list[torch.Tensor], tok: UnitTokenizer, batch_size: in
 
 def lm_loss(model, batch) -> torch.Tensor:
     """Next-unit cross-entropy over real tokens."""
-    ids, mask = batch
+    dev = model.get_input_embeddings().weight.device  # batches are made on the CPU
+    ids, mask = batch[0].to(dev), batch[1].to(dev)
     labels = ids.masked_fill(mask == 0, -100)
     return model(input_ids=ids, attention_mask=mask, labels=labels).loss
 
@@ -96,6 +97,8 @@ def unit_perplexity(model, sequences: list[torch.Tensor], tok: UnitTokenizer, ba
     total, count = 0.0, 0
     for i in range(0, len(sequences), batch_size):
         ids, mask = pad_rows([tok.encode(s)[:max_len] for s in sequences[i:i + batch_size]], tok.pad_token_id)
+        dev = model.get_input_embeddings().weight.device  # the model may be on a GPU
+        ids, mask = ids.to(dev), mask.to(dev)
         logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
         nll = F.cross_entropy(logits.flatten(0, 1).float(), ids[:, 1:].flatten(), reduction="none")
         m = mask[:, 1:].flatten().float()

@@ -83,6 +83,10 @@ class SingleDecoder(nn.Module):
     def _vocab(self, modality: str) -> int:  # the text Tower now reports the expanded size
         return self.text_vocab if modality == "text" else self.speech.vocab_size
 
+    def place(self, segments: Sequence[Segment]) -> list[Segment]:
+        """The segments on the model's device: data is made on the CPU, the model may be on a GPU."""
+        return [s.to(self.lm.get_input_embeddings().weight.device) for s in segments]
+
     def _join(self, segments: Sequence[Segment]) -> tuple[torch.Tensor, torch.Tensor]:
         ids = torch.cat([s.input_ids + self._offset(s.modality) for s in segments], 1)  # (B, sum T)
         mask = torch.cat([s.mask() for s in segments], 1)  # holes where a segment was padded
@@ -95,6 +99,7 @@ class SingleDecoder(nn.Module):
                        **cache_kwargs(self.lm, cache)).logits
 
     def forward(self, segments: Sequence[Segment]) -> ZipperOutput:
+        segments = self.place(segments)
         ids, mask = self._join(segments)
         logits = self._run(ids, mask)
         out, start, row_nll, row_count = [], 0, None, None
@@ -131,7 +136,7 @@ class SingleDecoder(nn.Module):
             raise ValueError("the single-decoder baseline generates one modality, without beam search")
         m = output_modalities[0]
         tower, off = self.tower(m), self._offset(m)
-        ids, mask = self._join(prompt)
+        ids, mask = self._join(self.place(prompt))
         batch = ids.shape[0]
         step = (self.start_ids(m, ids.device) + off).expand(batch, -1)  # (B, S)
         step_mask = torch.ones_like(step, dtype=torch.bool)

@@ -85,6 +85,7 @@ def generate(model: "ZipperModel", prompt: Sequence["Segment"], output_modalitie
     from zipper.model import Segment
 
     model.check_segments(prompt)
+    prompt = model.place(prompt)
     max_new_tokens = check_generation_args(output_modalities, max_new_tokens, do_sample, temperature, top_k, top_p,
                                            num_beams)
     if not 0.0 <= ctc_weight <= 1.0:

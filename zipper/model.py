@@ -99,6 +99,11 @@ class Segment:
             return torch.ones_like(self.input_ids, dtype=torch.bool)
         return self.attention_mask.bool()
 
+    def to(self, device: torch.device | str) -> "Segment":
+        """This segment with its tensors on ``device``."""
+        mask = None if self.attention_mask is None else self.attention_mask.to(device)
+        return replace(self, input_ids=self.input_ids.to(device), attention_mask=mask)
+
 
 @dataclass
 class ZipperOutput:
@@ -454,6 +459,10 @@ class ZipperModel(nn.Module):
             if s.input_ids.min() < 0 or s.input_ids.max() >= vocab:
                 raise ValueError(f"segment {s.modality!r}: token ids must lie in [0, {vocab})")
 
+    def place(self, segments: Sequence[Segment]) -> list[Segment]:
+        """The segments on their towers' devices: data is made on the CPU, the towers may be on a GPU."""
+        return [s.to(self.tower(s.modality).device) for s in segments]
+
     def run_segments(self, segments: Sequence[Segment], cache_all: bool = False, penalties: list | None = None):
         """Run segments in order -> (logits per segment, history of states, per-tower (cache, mask)).
 
@@ -462,6 +471,7 @@ class ZipperModel(nn.Module):
         loss segments append their guided-attention penalties to it."""
         from transformers import DynamicCache
 
+        segments = self.place(segments)
         repeats = {m: sum(s.modality == m for s in segments) for m in self.tower_objs}
         history: list[_Done] = []
         tower_state: dict[str, tuple] = {}
@@ -480,6 +490,7 @@ class ZipperModel(nn.Module):
     def forward(self, segments: Sequence[Segment]) -> ZipperOutput:
         """Run the segments in order; loss = mean next-token NLL over the segments marked ``loss``."""
         self.check_segments(segments)
+        segments = self.place(segments)
         penalties = [] if self.config.guided_attention > 0 else None
         logits_out, history, _ = self.run_segments(segments, penalties=penalties)
         row_nll, row_count, ctc_terms = None, None, []

@@ -94,7 +94,7 @@ def fused_transcribe_units(model, units: Sequence[torch.Tensor], beam: int = FUS
         _, history, _ = model.run_segments([Segment("speech", ids, mask)])
         log_probs = model.ctc_log_probs("speech", "text", history[0])[0][history[0].mask[0].bool()]  # (M, 29)
         score_texts = TextScorer(model, model.memory_for("text", history))  # the speech's keys/values: once
-        out.append(ctc_prefix_beam_search(log_probs.double().numpy(), CTC_CHARS, score_texts, beam=beam,
+        out.append(ctc_prefix_beam_search(log_probs.double().cpu().numpy(), CTC_CHARS, score_texts, beam=beam,
                                           alpha=alpha, beta=beta, lexicon=lexicon, unk_penalty=unk_penalty,
                                           unk_letter_penalty=unk_letter_penalty))
     return out
@@ -130,7 +130,7 @@ def speak_units(model, texts: Sequence[str], batch_size: int = 8, units_per_seco
         gen = model.generate([Segment("text", ids, mask)], ["speech"], max_new_tokens=max(budgets), do_sample=do_sample,
                              temperature=temperature, top_k=top_k, generator=generator, guidance=guidance)[0]
         for row, m, budget in zip(gen.input_ids, gen.attention_mask, budgets):  # a row past its budget is cut there
-            units = sp.tokenizer.decode(torch.cat([torch.tensor([sp.bos_token_id]), row[m.bool()][:budget]]))
+            units = sp.tokenizer.decode(torch.cat([torch.tensor([sp.bos_token_id]), row[m.bool()][:budget].cpu()]))
             out.append(cut_repeat(units, repeat_ngram) if repeat_ngram else units)
     return out
 

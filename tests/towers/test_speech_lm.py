@@ -27,3 +27,26 @@ def test_unit_tokenizer_refuses_float_ids_and_2d_input():
         tok.encode(torch.tensor([2.7, 1.0]))
     with pytest.raises(ValueError, match="1-D"):
         tok.decode(torch.tensor([[3, 4], [5, 6]]))
+
+
+def test_loss_and_perplexity_move_cpu_batches_to_the_models_device(monkeypatch):
+    """Speech-tower pretraining makes batches on the CPU; the tower may be on a GPU (meta stands in)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from towers.speech_lm import lm_loss, unit_perplexity
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=20, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1)).to("meta")
+    seen = []
+
+    def record(input_ids=None, attention_mask=None, **kwargs):
+        seen.append((input_ids.device.type, attention_mask.device.type))
+        raise RuntimeError("reached")
+
+    monkeypatch.setattr(model, "forward", record)
+    ids = torch.randint(3, 20, (2, 6))
+    with pytest.raises(RuntimeError, match="reached"):
+        lm_loss(model, (ids, torch.ones_like(ids)))
+    with pytest.raises(RuntimeError, match="reached"):
+        unit_perplexity(model, [torch.arange(5), torch.arange(7)], UnitTokenizer(17))
+    assert seen == [("meta", "meta")] * 2

@@ -127,3 +127,22 @@ def test_a_damaged_save_is_a_checkpoint_error_never_a_silent_load(tmp_path, kind
         damage(d)
         with pytest.raises(CheckpointError, match=message):
             SingleDecoder.from_pretrained(d)
+
+
+def test_cpu_segments_reach_a_model_on_another_device(monkeypatch):
+    """forward and generate move CPU segments to the model's device (meta stands in for a GPU)."""
+    model, _ = _model()
+    model.to("meta")
+    seen = []
+
+    def record(ids, mask, *args, **kwargs):
+        seen.append((ids.device.type, mask.device.type))
+        raise RuntimeError("reached")
+
+    monkeypatch.setattr(model, "_run", record)
+    units = torch.randint(3, 20, (2, 5))
+    for call in (lambda: model([Segment("speech", units), Segment("text", torch.randint(3, 56, (2, 4)), loss=True)]),
+                 lambda: model.generate([Segment("speech", units)], ["text"], max_new_tokens=2)):
+        with pytest.raises(RuntimeError, match="reached"):
+            call()
+    assert seen == [("meta", "meta")] * 2

@@ -375,3 +375,29 @@ def test_a_tower_without_bos_trains_on_its_plain_next_token_loss(pair):
     torch.testing.assert_close(out.loss, F.cross_entropy(logits[:, :-1].transpose(1, 2), t[:, 1:]))
     with pytest.raises(ValueError, match="needs bos"):
         model.generate([Segment("speech", _ids(40, 2, 6, 0))], ["text"], max_new_tokens=2)
+
+
+class _Reached(Exception):
+    pass
+
+
+def test_cpu_segments_reach_towers_on_another_device(pair, monkeypatch):
+    """Data is made on the CPU; a tower may sit on a GPU. forward, generate and run_segments move each
+    segment to its tower's device first (meta stands in for the GPU: the towers are moved there)."""
+    speech, text = pair
+    model = ZipperModel.from_towers([speech, text], directions=["speech->text"]).to("meta")
+    assert model.tower("text").device.type == "meta"
+    seen = []
+
+    def record(modality, input_ids, mask, *args, **kwargs):
+        seen.append((modality, input_ids.device.type, mask.device.type))
+        raise _Reached
+
+    monkeypatch.setattr(model, "tower_forward", record)
+    segs = [Segment("speech", _ids(40, 2, 5, 0)), Segment("text", _ids(56, 2, 4, 1), loss=True)]
+    for call in (lambda: model(segs), lambda: model.generate(segs[:1], ["text"], max_new_tokens=2),
+                 lambda: model.run_segments(segs[:1])):
+        with pytest.raises(_Reached):
+            call()
+    assert seen == [("speech", "meta", "meta")] * 3
+    assert Segment("text", _ids(56, 1, 3, 0)).to("meta").mask().device.type == "meta"
