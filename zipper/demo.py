@@ -13,6 +13,7 @@ good model (see recipes/RESULTS.md for the full-size runs and the commands that 
 from __future__ import annotations
 
 import json
+import shutil
 import math
 import time
 from pathlib import Path
@@ -71,6 +72,8 @@ def run_demo(out: str = "runs/demo", minutes: float = 5.0, corpus_hours: float =
     _say(4, f"zip: both directions (ASR and TTS batches in turn), {minutes:g} minutes of training")
     # about one step per second on 2 cores: size the schedule to the budget, and let the budget cap it
     zip_dir = root / "zip"
+    if (zip_dir / "model").exists():  # an earlier demo finished: train anew (an interrupted one resumes)
+        shutil.rmtree(zip_dir)
     res = run(RecipeConfig(task="joint", out=str(zip_dir), directions=["speech->text", "text->speech"],
                            cross_attention_interval_text=6, cross_attention_interval_speech=1, ffn_mult=2,
                            steps=max(20, int(60 * minutes)), max_minutes=minutes, batch_size=8, lr=5e-4, warmup_steps=30,

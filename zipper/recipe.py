@@ -234,6 +234,9 @@ def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:
 
     from zipper.data import load_split
 
+    if results_md is not None and Path(results_md) != RESULTS_MD and not Path(results_md).parent.is_dir():
+        raise ConfigError(f"--results-md {results_md}: its folder {Path(results_md).parent} does not exist "
+                          "(create it, or pass --results-md none)")
     check_references(cfg)  # seconds, not after an hour of corpus building and unit encoding
     # starts the process group under torchrun / accelerate launch (gloo without a GPU); a no-op alone
     state = PartialState(cpu=not torch.cuda.is_available())
@@ -281,6 +284,14 @@ def check_references(cfg: RecipeConfig) -> None:
             raise ConfigError(f"{name} {ref!r} is neither a local path nor a registered name.{hint}")
 
 
+def data_settings(cfg: RecipeConfig) -> dict:
+    """The data settings a run's meaning depends on besides its TrainConfig: recorded in its checkpoints and
+    compared on resume (`zipper.train.fit`'s ``settings``)."""
+    if cfg.task == "pretrain_speech":
+        return {"pretrain_speech_splits": cfg.pretrain_speech_splits, "max_units": cfg.max_units}
+    return {"data_fraction": cfg.data_fraction, "max_units": cfg.max_units, "voice_prompt": cfg.voice_prompt}
+
+
 def splits_used(cfg: RecipeConfig) -> dict[str, Callable[[list[dict]], list[dict]] | None]:
     """The corpus splits a recipe reads, each with the rows it keeps (None: all). Applied before the audio
     is encoded (``load_split(keep=...)``), so a 1% sweep encodes 1% of the training audio, not all of it."""
@@ -322,7 +333,7 @@ def _pretrain_speech(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, ou
     ppl0 = unit_perplexity(tower.model, held_out, tok)
     res = fit(tower.model, lm_loss, lambda s: lm_batches(train, tok, cfg.batch_size, cfg.seed, s, cfg.max_units),
               cfg.train_config(), out, eval_fn=lambda: {"heldout_unit_ppl": round(unit_perplexity(tower.model, held_out, tok), 2)},
-              desc="pretrain speech tower", end_training=False)
+              desc="pretrain speech tower", end_training=False, settings=data_settings(cfg))
     tower.model.eval()
     if is_main_process():
         tower.save_pretrained(cfg.speech_tower)
@@ -330,7 +341,7 @@ def _pretrain_speech(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, ou
     hours = sum(len(u) for u in train) / codec.units_per_second / 3600
     return {"metrics": {"heldout_unit_ppl_init": round(ppl0, 2), **res["evals"][-1]}, "train_utts": len(train),
             "train_hours": round(hours, 3), "steps": res["steps"], "wall_s": res["wall_s"],
-            "speech_tower": cfg.speech_tower, "params": tower.num_parameters()}
+            "segment_wall_s": res["segment_wall_s"], "speech_tower": cfg.speech_tower, "params": tower.num_parameters()}
 
 
 def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> dict:
@@ -379,7 +390,7 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
         return metrics
 
     res = fit(model, loss_fn, stream, cfg.train_config(), out,
-              eval_fn=evaluate, desc=f"zip {cfg.task}", end_training=False)
+              eval_fn=evaluate, desc=f"zip {cfg.task}", end_training=False, settings=data_settings(cfg))
     if is_main_process():
         model.save_pretrained(out / "model")
         codec.save_pretrained(out / "model" / "codec")  # the model directory is self-contained
@@ -393,8 +404,9 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
                                           mos_judge=MosJudge() if cfg.eval_mos else None)
     hours = sum(float(ex.get("duration", 0)) for ex in train) / 3600
     return {"metrics": metrics, "train_utts": len(train), "train_hours": round(hours, 3), "steps": res["steps"],
-            "wall_s": res["wall_s"], "final_train_loss": res["history"][-1] if res["history"] else None,
-            "dev_curve": res["evals"], "params": counts, "best": res["best"], "stopped_early": res["stopped_early"]}
+            "wall_s": res["wall_s"], "segment_wall_s": res["segment_wall_s"],
+            "final_train_loss": res["history"][-1] if res["history"] else None, "dev_curve": res["evals"],
+            "params": counts, "best": res["best"], "stopped_early": res["stopped_early"]}
 
 
 def asr_evaluation(model, cfg: RecipeConfig, test: list[dict], codec) -> dict:
@@ -458,8 +470,11 @@ def append_results_row(cfg: RecipeConfig, results: dict, path: Path = RESULTS_MD
     steps, best = results.get("steps"), results.get("best")
     if best:  # the weights saved and tested are those of the best dev evaluation
         steps = f"{steps} (weights of {best['step']}: best {cfg.best_metric})"
+    wall, segment = results.get("wall_s"), results.get("segment_wall_s")
+    if segment is not None and segment != wall:  # a resumed run: all its segments, then this one's
+        wall = f"{wall} (last segment {segment})"
     row = (f"| {results['started'][:16]} | {cfg.task} | {_headline(results)} | {results.get('train_utts')} "
-           f"({results.get('train_hours')}) | {steps} | {results.get('wall_s')} | {results['machine']} | "
+           f"({results.get('train_hours')}) | {steps} | {wall} | {results['machine']} | "
            f"{results['git']} | `{results['command']}` |\n")
     with open(path, "a") as fh:
         fh.write(row)

@@ -6,7 +6,9 @@ takes N per-rank batches (rank r gets batches r, r+N, ... of the stream, so the 
 batch_size and resuming stays exact), DDP averages the gradients of the trainable tensors only (frozen
 towers have ``requires_grad=False`` and DDP never registers them), and rank 0 alone writes checkpoints.
 Checkpoints hold only trainable tensors + optimizer state, as safetensors, written to a temporary
-directory and renamed into place with a ``COMPLETE`` marker; `fit` resumes from the latest complete one.
+directory and renamed into place with a ``COMPLETE`` marker; `fit` resumes from the latest complete one,
+printing the training settings the resume changes (e.g. a longer schedule, another seed), and refuses to
+go on from a finished checkpoint under changed settings (its weights would be tested under a new label).
 Ctrl-C (SIGINT) or SIGTERM (a scheduler's pre-emption) ends the current step, writes a checkpoint and
 raises :class:`TrainingInterrupted`: the same command resumes from there (a second Ctrl-C stops at once).
 With ``best_metric`` set, the weights of the best evaluation are kept in ``best/step-N`` and loaded back at
@@ -126,7 +128,9 @@ def _trainable_tensors(model) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(dirpath: Path, model, optimizer, scheduler, step: int, extra: dict | None = None) -> Path:
-    """Write ``checkpoints/step-N`` atomically: temp dir, fsync, rename, then the COMPLETE marker."""
+    """Write ``checkpoints/step-N`` atomically: a temp dir with the COMPLETE marker, fsync, rename. Re-saving a
+    step moves the previous copy aside (``.old-step-N``) until the new one is in place, so a kill between the
+    renames leaves a complete copy (`latest_checkpoint` reads it; the next save restores or removes it)."""
     from safetensors.torch import save_file
 
     final = dirpath / f"step-{step:07d}"
@@ -147,13 +151,17 @@ def save_checkpoint(dirpath: Path, model, optimizer, scheduler, step: int, extra
         state = {"step": step, "scheduler": scheduler.state_dict(), "optimizer_scalars": opt_meta,
                  "torch_rng": torch.get_rng_state().tolist(), **(extra or {})}
         (tmp / "trainer_state.json").write_text(json.dumps(state))
+        (tmp / COMPLETE).write_text("ok\n")  # the rename below publishes a complete checkpoint
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-        if final.exists():
-            shutil.rmtree(final)
+        aside = dirpath / f".old-{final.name}"
+        if final.exists():  # a re-save of this step: the previous copy stays whole until the new one is in place
+            shutil.rmtree(aside, ignore_errors=True)
+            final.rename(aside)
         tmp.rename(final)
-        (final / COMPLETE).write_text("ok\n")
+        shutil.rmtree(aside, ignore_errors=True)
+        _restore_aside(dirpath)
         for old in sorted(p for p in dirpath.glob("step-*") if p != final)[:-1]:  # keep the latest two
             shutil.rmtree(old, ignore_errors=True)
     finally:
@@ -170,10 +178,12 @@ def _save_best(best_dir: Path, model, step: int, metrics: dict) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=best_dir))
     save_file(_trainable_tensors(model), str(tmp / "trainable.safetensors"))
     (tmp / "metrics.json").write_text(json.dumps(metrics) + "\n")
-    final = best_dir / f"step-{step:07d}"
-    if final.exists():  # a resumed run re-evaluated this step
-        shutil.rmtree(final)
+    final, aside = best_dir / f"step-{step:07d}", best_dir / f".old-step-{step:07d}"
+    if final.exists():  # a resumed run re-evaluated this step: the old copy goes only once the new one is in
+        shutil.rmtree(aside, ignore_errors=True)
+        final.rename(aside)
     tmp.rename(final)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _prune_best(best_dir: Path, keep: int | None = None, after: int | None = None) -> None:
@@ -185,9 +195,25 @@ def _prune_best(best_dir: Path, keep: int | None = None, after: int | None = Non
             shutil.rmtree(d, ignore_errors=True)
 
 
+def _restore_aside(dirpath: Path) -> None:
+    """A ``.old-step-N`` left by a re-save killed between its renames: removed if step-N is complete, else
+    renamed back to step-N."""
+    for aside in dirpath.glob(".old-step-*"):
+        final = dirpath / aside.name[len(".old-"):]
+        if not (final / COMPLETE).exists():
+            shutil.rmtree(final, ignore_errors=True)
+            aside.rename(final)
+        else:
+            shutil.rmtree(aside, ignore_errors=True)
+
+
 def latest_checkpoint(dirpath: Path) -> Path | None:
-    done = sorted(p for p in dirpath.glob("step-*") if (p / COMPLETE).exists()) if dirpath.exists() else []
-    return done[-1] if done else None
+    """The latest complete ``step-N``, or the complete ``.old-step-N`` a killed re-save left in its place."""
+    if not dirpath.exists():
+        return None
+    done = {p.name[len(".old-"):]: p for p in dirpath.glob(".old-step-*") if (p / COMPLETE).exists()}
+    done.update({p.name: p for p in dirpath.glob("step-*") if (p / COMPLETE).exists()})
+    return done[max(done)] if done else None
 
 
 def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
@@ -217,8 +243,25 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
     return state
 
 
+# TrainConfig fields a resume may change without changing what the run means; notes on what a change does
+_UNCOMPARED = ("max_minutes", "log_every", "save_every")
+_CHANGE_NOTES = {"steps": "cosine schedule recomputed", "warmup_steps": "schedule recomputed",
+                 "lr": "not applied: a resume keeps the checkpoint's learning rates", "gate_lr_mult": "not applied"}
+
+
+def changed_settings(state: dict, cfg: TrainConfig, settings: dict) -> list[str]:
+    """The training settings a resume changes, e.g. ``["steps 4500 -> 7000 (cosine schedule recomputed)"]``:
+    ``cfg``'s fields (but the time budget and logging) and the caller's ``settings`` that differ from those
+    the checkpoint ``state`` recorded; a setting the checkpoint predates is not compared."""
+    was = {**(state.get("config") or {}), **(state.get("settings") or {})}
+    now = json.loads(json.dumps({**{k: v for k, v in asdict(cfg).items() if k not in _UNCOMPARED}, **settings}))
+    return [f"{k} {was[k]} -> {v}" + (f" ({_CHANGE_NOTES[k]})" if k in _CHANGE_NOTES else "")
+            for k, v in now.items() if k in was and was[k] != v]
+
+
 def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: TrainConfig, out_dir: str | Path,
-        eval_fn: Callable[[], dict] | None = None, desc: str = "train", end_training: bool = True) -> dict:
+        eval_fn: Callable[[], dict] | None = None, desc: str = "train", end_training: bool = True,
+        settings: dict | None = None) -> dict:
     """Train ``model`` for ``cfg.steps`` steps, resuming from ``out_dir/checkpoints`` if possible.
 
     Args:
@@ -230,7 +273,13 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
             `zipper.distributed.map_sharded`); returns a dict of metrics.
         end_training: end the run (accelerate's ``end_training``: destroys the process group). Pass False
             to keep it for a sharded evaluation afterwards, and call `end_training` yourself.
-    Returns: ``{"history": [...] (loss averaged over ranks), "evals": [...], "wall_s", "steps"}``.
+        settings: more settings the run's meaning depends on (JSON data, e.g. the data fraction), recorded in
+            checkpoints and compared on resume like ``cfg``'s fields.
+    A resume prints the settings it changes (`changed_settings`), and refuses to relabel a checkpoint that
+    has nothing left to train (at ``cfg.steps``, or stopped early) with changed settings, or one past
+    ``cfg.steps``: a ValueError.
+    Returns: ``{"history": [...] (loss averaged over ranks), "evals": [...], "wall_s" (all segments of a resumed
+    run), "segment_wall_s" (this call's), "steps"}``.
     """
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
@@ -254,6 +303,7 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
     start, history, evals, eval_pending, stream_start = 0, [], [], False, None
+    changed, wall_before = [], 0.0  # wall_before: seconds of the segments before this one
     best_dir, best, bad_evals = out_dir / "best", None, 0  # best: {"step", "value"} of best_metric
     last = latest_checkpoint(ckpt_dir)
     if last is not None:
@@ -265,13 +315,22 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
         if (was.get("best_metric", ""), was.get("best_mode", "min")) != (cfg.best_metric, cfg.best_mode):
             best, bad_evals = None, 0  # another metric now: the old best is no yardstick
         stream_start = state.get("batches")  # None: an older checkpoint, written by as many processes as now
-        accelerator.print(f"[{desc}] resuming from {last} (step {start})")
+        wall_before = float(state.get("wall_s", 0.0))  # 0: an older checkpoint
+        changed = changed_settings(state, cfg, settings or {})
+        accelerator.print(f"[{desc}] resuming from {last} (step {start})"
+                          + (f" with changed settings: {', '.join(changed)}" if changed else ""))
         if accelerator.is_main_process:
             _prune_best(best_dir, after=start)
 
     def patience_spent() -> bool:
         return bool(cfg.patience) and bad_evals >= cfg.patience
 
+    if start > cfg.steps:
+        raise ValueError(f"checkpoint {last} is at step {start}, past the {cfg.steps} steps asked for: ask for at "
+                         "least that many, or train into a fresh output directory (--out)")
+    if changed and (start == cfg.steps or patience_spent()):  # its weights would be tested under a new label
+        raise ValueError(f"checkpoint {last} has finished training (step {start}) with other settings than these "
+                         f"({', '.join(changed)}); train into a fresh output directory (--out)")
     if patience_spent():  # this run already stopped early: nothing left to train
         accelerator.print(f"[{desc}] stopped early before (no better {cfg.best_metric} in {bad_evals} evaluations)")
         start = cfg.steps
@@ -315,11 +374,12 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
     def checkpoint(n: int, pending: bool = False) -> None:
         save_checkpoint(ckpt_dir, raw, optimizer, scheduler, n, {
             "history": history, "evals": evals, "config": asdict(cfg), "model_config": model_signature(raw),
-            "best": best, "bad_evals": bad_evals, "eval_pending": pending,
-            "batches": stream_start + (n - start) * world})
+            "best": best, "bad_evals": bad_evals, "eval_pending": pending, "settings": settings or {},
+            "batches": stream_start + (n - start) * world, "wall_s": round(wall_before + time.time() - t0, 1)})
         if best is not None:
             _prune_best(best_dir, keep=best["step"])
 
+    t0 = time.time()
     if eval_pending and eval_fn is not None and start < cfg.steps:
         # a Ctrl-C stopped the run on an evaluation step before it evaluated: evaluate those weights now
         evaluate(start)
@@ -328,11 +388,10 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
         if patience_spent():
             start = cfg.steps
     stream = itertools.islice(batch_stream(stream_start), rank, None, world)  # this rank's share
-    t0 = time.time()
-    bar = tqdm(range(start, cfg.steps), desc=desc, disable=not accelerator.is_main_process, dynamic_ncols=True)
+    bar = tqdm(initial=start, total=cfg.steps, desc=desc, disable=not accelerator.is_main_process, dynamic_ncols=True)
     stopped = None
-    with _StopRequest() as stop:
-        for step in bar:
+    with _StopRequest() as stop, bar:
+        for step in range(start, cfg.steps):
             model.train()
             with accelerator.autocast():
                 loss = loss_fn(model, next(stream))
@@ -343,6 +402,7 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             history.append(round(accelerator.reduce(loss.detach(), "mean").item(), 5))
+            bar.update(1)  # before any break below: the bar reaches cfg.steps
             if (step + 1) % cfg.log_every == 0:
                 bar.set_postfix(loss=f"{sum(history[-cfg.log_every:]) / cfg.log_every:.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
             out_of_time = bool(cfg.max_minutes) and time.time() - t0 > 60 * cfg.max_minutes
@@ -382,8 +442,9 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
                           f"({best['value']}), not those of the last step {len(history)}")
     if end_training:
         accelerator.end_training()
-    return {"history": history, "evals": evals, "wall_s": round(time.time() - t0, 1), "steps": len(history),
-            "best": best, "stopped_early": patience_spent()}
+    segment = time.time() - t0
+    return {"history": history, "evals": evals, "wall_s": round(wall_before + segment, 1),
+            "segment_wall_s": round(segment, 1), "steps": len(history), "best": best, "stopped_early": patience_spent()}
 
 
 def _read_trainable(model, path: Path) -> dict[str, torch.Tensor]:

@@ -134,3 +134,33 @@ def test_resume_reads_a_field_the_checkpoint_predates_as_its_default(tmp_path):
     with pytest.raises(ValueError, match=r"different model config \(ctc_units: \['tokens'\] there, \['chars'\] now"):
         fit(other, _loss, _stream, _cfg(3), tmp_path)
     assert fit(_model(), _loss, _stream, _cfg(3), tmp_path)["steps"] == 3
+
+
+def test_a_resave_killed_between_its_renames_keeps_a_complete_checkpoint(tmp_path, monkeypatch):
+    """Re-saving a step moves the previous copy aside before the new one takes its place: killed in between
+    (here: the new copy's rename fails), the previous copy still loads, and the next save tidies up."""
+    from zipper.train import load_checkpoint, save_checkpoint
+
+    def model_and_optimizer():
+        model = _model().train()  # its trainability, as fit sets it
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+        return model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+
+    fit(_model(), _loss, _stream, _cfg(2), tmp_path)
+    ckpt = tmp_path / "checkpoints"
+    real = Path.rename
+
+    def killed(self, target):
+        if self.name.startswith(".tmp-"):
+            raise OSError("killed")
+        return real(self, target)
+
+    monkeypatch.setattr(Path, "rename", killed)
+    with pytest.raises(OSError, match="killed"):
+        save_checkpoint(ckpt, *model_and_optimizer(), 2)
+    monkeypatch.undo()
+    kept = latest_checkpoint(ckpt)
+    assert kept is not None and load_checkpoint(kept, *model_and_optimizer())["step"] == 2
+    assert fit(_model(), _loss, _stream, _cfg(3), tmp_path)["steps"] == 3  # resumes from it
+    assert sorted(p.name for p in ckpt.iterdir()) == ["step-0000002", "step-0000003"]
+    assert (ckpt / "step-0000002" / "COMPLETE").exists()

@@ -297,6 +297,16 @@ def test_bad_recipe_config_is_a_usage_error_before_any_work(data, message, monke
     assert cli(["train", str(path), "--steps", "0"]) == 2 and "steps" in capsys.readouterr().err
 
 
+def test_a_results_md_in_a_missing_folder_is_refused_before_any_work(monkeypatch, tmp_path, capsys):
+    import zipper.recipe as recipe
+
+    monkeypatch.setattr(recipe, "check_references", lambda cfg: pytest.fail("work started"))
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"task": "asr"}))
+    assert cli(["train", str(path), "--results-md", str(tmp_path / "missing" / "R.md")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
 def test_missing_tower_or_codec_is_refused_before_the_corpus_is_built(tmp_path, capsys):
     """A recipe whose speech tower, text tower or codec does not exist fails in seconds with a usage error,
     before it builds a corpus or writes its output directory."""

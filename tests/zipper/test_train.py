@@ -2,6 +2,8 @@
 evaluation's weights and early stopping."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -266,3 +268,81 @@ def test_a_resume_with_another_best_metric_starts_its_best_afresh(tmp_path):
     assert res["best"] == {"step": 4, "value": 0.5} and res["steps"] == 4
     with pytest.raises(ValueError, match="log_every"):
         TrainConfig(log_every=0)
+
+
+def _loss(m, b):
+    return m(b).loss
+
+
+def test_a_resume_names_the_settings_it_changes(tmp_path, capsys):
+    """A longer schedule and another seed (documented ways to go on from a checkpoint) resume, in one line
+    naming what changed; the time budget is not a change of meaning."""
+    cfg = TrainConfig(steps=2, lr=1e-3, warmup_steps=1)
+    fit(_new_zip(), _loss, _stream, cfg, tmp_path, settings={"data_fraction": 0.1})
+    capsys.readouterr()
+    more = dataclasses.replace(cfg, steps=3, seed=1, max_minutes=5)
+    assert fit(_new_zip(), _loss, _stream, more, tmp_path, settings={"data_fraction": 0.1})["steps"] == 3
+    lines = [line for line in capsys.readouterr().out.splitlines() if "resuming" in line]
+    assert len(lines) == 1 and lines[0].endswith(
+        "(step 2) with changed settings: steps 2 -> 3 (cosine schedule recomputed), seed 0 -> 1"), lines
+
+
+def test_a_finished_checkpoint_is_not_relabelled_nor_one_past_the_steps_resumed(tmp_path):
+    """Nothing left to train, under another seed or data fraction: the old weights would be tested under a new
+    label, so it is refused; so is a checkpoint past the steps asked for. Another time budget still resumes."""
+    cfg = TrainConfig(steps=2, lr=1e-3, warmup_steps=1)
+    fit(_new_zip(), _loss, _stream, cfg, tmp_path, settings={"data_fraction": 0.1})
+    for other, fraction in ((dataclasses.replace(cfg, seed=1), 0.1), (cfg, 1.0)):
+        with pytest.raises(ValueError, match="finished training .*fresh output directory"):
+            fit(_new_zip(), _loss, _stream, other, tmp_path, settings={"data_fraction": fraction})
+    with pytest.raises(ValueError, match="at step 2, past the 1 steps asked for"):
+        fit(_new_zip(), _loss, _stream, dataclasses.replace(cfg, steps=1), tmp_path, settings={"data_fraction": 0.1})
+    again = fit(_new_zip(), _loss, _stream, dataclasses.replace(cfg, max_minutes=5), tmp_path,
+                settings={"data_fraction": 0.1})
+    assert again["steps"] == 2
+
+
+def test_wall_time_adds_up_over_a_resumed_runs_segments(tmp_path, monkeypatch):
+    """wall_s covers every segment of a resumed run (kept in the checkpoints), segment_wall_s this call's; a
+    checkpoint written before wall_s was kept counts as 0."""
+    import json
+
+    import zipper.train as train
+    from zipper.train import latest_checkpoint
+
+    clock = [0.0]
+    monkeypatch.setattr(train.time, "time", lambda: clock[0])
+
+    def tick(m, b):  # each step takes 10 s
+        clock[0] += 10.0
+        return m(b).loss
+
+    cfg = TrainConfig(steps=2, lr=1e-3, warmup_steps=1)
+    first = fit(_new_zip(), tick, _stream, cfg, tmp_path)
+    assert first["wall_s"] == first["segment_wall_s"] == 20
+    second = fit(_new_zip(), tick, _stream, dataclasses.replace(cfg, steps=3), tmp_path)
+    assert (second["wall_s"], second["segment_wall_s"]) == (30, 10)
+    state_file = latest_checkpoint(tmp_path / "checkpoints") / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    del state["wall_s"]  # as an older checkpoint
+    state_file.write_text(json.dumps(state))
+    third = fit(_new_zip(), tick, _stream, dataclasses.replace(cfg, steps=4), tmp_path)
+    assert (third["wall_s"], third["segment_wall_s"]) == (10, 10)
+
+
+def test_the_progress_bar_reaches_the_steps_and_a_resumed_one_starts_at_the_checkpoint(tmp_path, monkeypatch):
+    import tqdm.auto
+
+    bars = []  # (initial, n, total) of each bar when it closes
+
+    class Recording(tqdm.auto.tqdm):
+        def close(self):
+            if not self.disable:
+                bars.append((self.initial, self.n, self.total))
+            super().close()
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recording)
+    cfg = TrainConfig(steps=3, lr=1e-3, warmup_steps=1)
+    fit(_new_zip(), _loss, _stream, cfg, tmp_path)
+    fit(_new_zip(), _loss, _stream, dataclasses.replace(cfg, steps=5), tmp_path)
+    assert bars == [(0, 3, 3), (3, 5, 5)]
