@@ -528,6 +528,27 @@ def load_audio(
     )
 
 
+_UMASK: int | None = None  # the process umask, read once (see set_default_mode)
+
+
+def set_default_mode(fd: int) -> None:
+    """Give a ``tempfile.mkstemp`` file (mode 0600) the mode ``open()`` would give a new file: ``0o666``
+    less the umask. The umask is read once, from /proc where it can be (``os.umask`` must set it to read
+    it, which races with threads creating files); a file system without modes is left as it is."""
+    global _UMASK
+    if _UMASK is None:
+        try:
+            with open("/proc/self/status") as f:
+                _UMASK = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+        except (OSError, StopIteration, ValueError, IndexError):
+            _UMASK = os.umask(0o022)
+            os.umask(_UMASK)
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
+    except (OSError, AttributeError):  # no modes here (or no os.fchmod: Windows)
+        pass
+
+
 def writable_format(path: str | os.PathLike) -> str:
     """The soundfile format ``path``'s extension names (``out.wav`` -> ``WAV``); UnsupportedFormatError if none.
     Check it before long work whose result goes to ``path``."""
@@ -577,6 +598,7 @@ def save_audio(
         raise UnsupportedFormatError(f"waveform must be 1-D or 2-D, got shape {tuple(x.shape)}")
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=f".tmp{p.suffix}")
+    set_default_mode(fd)
     os.close(fd)
     try:
         sf.write(tmp, np.ascontiguousarray(x), sr, format=fmt, subtype=subtype)

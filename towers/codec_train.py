@@ -127,7 +127,12 @@ def train_unit_decoder(dec, units: list, mels: list, stride: int, dec_steps: int
         disc = MelDiscriminator()
         d_opt = torch.optim.AdamW(disc.parameters(), lr=lr, betas=(0.8, 0.99))
         d_sched = torch.optim.lr_scheduler.LambdaLR(d_opt, schedule)
-    crop = min(crop_units, min(u.shape[0] for u in units))
+    # Crops are crop_units long, taken from the clips that long or longer (a short clip must not shrink
+    # every crop); only when no clip is that long, the crop falls back to the longest clip's length.
+    crop = crop_units
+    if max(u.shape[0] for u in units) < crop_units:
+        crop = max(u.shape[0] for u in units)
+        print(f"[codec] no clip has {crop_units} units; training the decoder on {crop}-unit crops", flush=True)
     pairs = [(u, m) for u, m in zip(units, mels) if u.shape[0] >= crop]
     lengths = torch.tensor([u.shape[0] - crop + 1 for u, _ in pairs], dtype=torch.float)
     g = torch.Generator().manual_seed(seed + 1)

@@ -45,6 +45,7 @@ import sys
 import tempfile
 import time
 import unicodedata
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -52,7 +53,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import soundfile as sf
 
-from towers.audio import DEFAULT_SR, check_wav_complete, load_audio, save_audio
+from towers.audio import DEFAULT_SR, check_wav_complete, load_audio, save_audio, set_default_mode
 from towers.judges import default_cache_dir, normalize_text
 from towers.voices import VOICES, VoiceError, get_voice
 
@@ -344,7 +345,9 @@ def plan_corpus(
     Each audio split gets ``SPLIT_FRACTION * hours`` of (estimated) audio and at least one
     utterance per voice of the split. Sentences are taken from the split's pool in a seeded order;
     voices go round-robin (rotated on each pass, so a sentence reused in a second pass gets a
-    different voice). ``augment_prob`` of train/unpaired-speech utterances get augmented.
+    different voice; over as many passes as voices, every voice says every sentence). A pool too
+    small for ``hours`` gives less audio, with a warning. ``augment_prob`` of train/unpaired-speech
+    utterances get augmented.
 
     Raises:
         CorpusError: bad arguments or an empty pool.
@@ -367,16 +370,24 @@ def plan_corpus(
         target = SPLIT_FRACTION[split] * hours * 3600.0
         total, k = 0.0, 0
         used: set[tuple[str, str]] = set()
-        while total < target or k < len(vs):
+        voiced: set[str] = set()
+        # pass p moves sentence j on by p * shift voices; a shift coprime to the voice count meets every voice
+        # in len(vs) passes. len(pool) + 1 is the original rotation, kept where it works (it did for every
+        # default size) so existing corpora rebuild identically; where it would skip voices, 1.
+        shift = len(pool) + 1 if math.gcd(len(pool) + 1, len(vs)) == 1 else 1
+        while total < target or len(voiced) < len(vs):
             pass_no, j = divmod(k, len(pool))
+            if pass_no >= len(vs):  # every voice already said every sentence
+                warnings.warn(f"the {split!r} sentence pool ({len(pool)} sentences x {len(vs)} voices) gives "
+                              f"only {total / 3600:.2f} h of the {target / 3600:.2f} h asked for", stacklevel=2)
+                break
             text = pool[j]
-            voice = vs[(k + pass_no) % len(vs)]
+            voice = vs[(j + pass_no * shift) % len(vs)]
             k += 1
             if (voice, text) in used:
-                if pass_no >= len(vs):  # every voice already said every sentence
-                    break
                 continue
             used.add((voice, text))
+            voiced.add(voice)
             total += _est_seconds(text)
             h = hashlib.sha1(f"{voice}\0{text}".encode()).hexdigest()[:12]
             aug = None
@@ -601,6 +612,7 @@ def _write_atomic(path: Path, text: str) -> bool:
             pass
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    set_default_mode(fd)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)

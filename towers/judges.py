@@ -37,7 +37,7 @@ from typing import Iterable, Sequence, Union
 
 import numpy as np
 
-from towers.audio import DEFAULT_SR, load_audio, preprocess
+from towers.audio import DEFAULT_SR, load_audio, preprocess, set_default_mode
 
 __all__ = [
     "normalize_text",
@@ -373,8 +373,8 @@ def _to_wave16k(item: AudioLike, max_seconds: float | None) -> np.ndarray:
 
 
 def _as_list(items) -> list:
-    """A single clip (path, bytes, array, ``(wave, sr)`` pair) -> ``[clip]``; sequences -> list."""
-    if isinstance(items, (str, os.PathLike, bytes, bytearray, np.ndarray)) or _is_wave_sr_pair(items):
+    """A single clip (path, bytes / memoryview, array, ``(wave, sr)`` pair) -> ``[clip]``; sequences -> list."""
+    if isinstance(items, (str, os.PathLike, bytes, bytearray, memoryview, np.ndarray)) or _is_wave_sr_pair(items):
         return [items]
     try:
         import torch
@@ -418,6 +418,7 @@ def _atomic_copy(src_paths: Iterable[Path], dst: Path) -> None:
     """Concatenate ``src_paths`` into ``dst`` through a temp file + rename (readers never see
     a partial file; concurrent writers each rename a complete copy)."""
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    set_default_mode(fd)
     try:
         with os.fdopen(fd, "wb") as out:
             for p in src_paths:

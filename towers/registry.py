@@ -55,7 +55,8 @@ def register_tower(name: str, path: str | os.PathLike, modality: str, gguf_file:
     """Register a local tower under a name usable wherever a tower reference is accepted."""
     if not Path(path).exists():
         raise FileNotFoundError(f"cannot register {name!r}: {path} does not exist")
-    _USER[name] = TowerEntry(str(path), modality, gguf_file, description)
+    # stored absolute, so the name keeps working after a change of working directory
+    _USER[name] = TowerEntry(str(Path(path).resolve()), modality, gguf_file, description)
 
 
 def _from_env() -> dict[str, TowerEntry]:

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from towers.safefile import safetensors_problem
 from towers.units import UnitTokenizer
 
 # model_type -> dotted path of the decoder-layer ModuleList inside the *ForCausalLM model.
@@ -207,6 +208,8 @@ def load_tower(
         entry = registry.resolve(ref)
         path, gguf_file = entry.path, entry.gguf_file or gguf_file
         modality = modality or entry.modality
+        if not Path(path).exists():
+            raise TowerError(f"tower {ref!r} is registered at {path}, which does not exist")
     else:
         path = Path(ref).expanduser()
         if not path.exists():
@@ -220,6 +223,9 @@ def load_tower(
                 raise TowerError(f"{ref!r} is a file; pass a checkpoint directory or a .gguf file")
             path, gguf_file = path.parent, path.name
     path = Path(path)
+    if gguf_file is not None and not (path / gguf_file).is_file():
+        # (transformers would take the directory for a Hub repo id and try to download it)
+        raise TowerError(f"no GGUF file {gguf_file!r} in {path}")
     if gguf_file is None:
         _check_safe_checkpoint(path)
         ggufs = sorted(p.name for p in path.glob("*.gguf"))
@@ -235,7 +241,7 @@ def load_tower(
 
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code}
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code, "local_files_only": True}
     if gguf_file is not None:
         kwargs["gguf_file"] = gguf_file
     else:
@@ -278,8 +284,14 @@ def resolve_ref(ref: str | None, model_dir: str | os.PathLike) -> str | None:
 
 
 def _check_safe_checkpoint(path: Path) -> None:
-    """Refuse directories whose weights exist only as pickle files (we never unpickle)."""
-    if any(path.glob("*.safetensors")) or any(path.glob("*.gguf")):
+    """Refuse directories whose weights exist only as pickle files, or whose ``*.safetensors`` are not
+    safetensors (a pickle renamed), before transformers touches them (we never unpickle)."""
+    safetensors = sorted(path.glob("*.safetensors"))
+    for f in safetensors:
+        problem = safetensors_problem(f)
+        if problem:
+            raise TowerError(problem)
+    if safetensors or any(path.glob("*.gguf")):
         return
     pickles = [p.name for p in path.iterdir() if p.suffix in {".bin", ".pt", ".pth", ".pkl", ".ckpt"}]
     if pickles:
@@ -300,7 +312,7 @@ def _load_tokenizer(path: Path, gguf_file: str | None, trust_remote_code: bool):
         return None
     from transformers import AutoTokenizer
 
-    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "local_files_only": True}
     if gguf_file is not None:
         kwargs["gguf_file"] = gguf_file
     return AutoTokenizer.from_pretrained(str(path), **kwargs)

@@ -138,13 +138,17 @@ class GriffinLimVocoder(nn.Module):
         power = torch.exp(log_mel.float())  # (T, n_mels)
         lin_power = (power @ self.pinv).clamp_min(0.0)  # (T, n_freqs)
         magnitude = lin_power.sqrt().transpose(-1, -2)  # (n_freqs, T)
-        # Griffin-Lim starts from random phase: fix the generator so decode() is deterministic.
-        state = torch.random.get_rng_state()
-        torch.manual_seed(self.seed)
+        # Griffin-Lim starts from random phase (torch.rand on the magnitude's device; it takes no generator):
+        # seed that device's default generator so decode() is deterministic, and restore it afterwards.
+        # Only that one generator: torch.manual_seed would also reseed every CUDA device for good.
+        dev = magnitude.device
+        gen = torch.cuda.default_generators[dev.index] if dev.type == "cuda" else torch.random.default_generator
+        state = gen.get_state()
+        gen.manual_seed(self.seed)
         try:
             wave = self.griffin_lim(magnitude)  # (n,)
         finally:
-            torch.random.set_rng_state(state)
+            gen.set_state(state)
         # Griffin-Lim does not keep the level exactly: a loud predicted mel can give peaks above 1, which
         # writing or judging would clip. Scale such a wave down to a 0.99 peak (quieter waves are unchanged).
         peak = wave.abs().max()

@@ -417,3 +417,15 @@ def test_fft_resampling_splits_and_folds_the_nyquist_bin():
     assert np.allclose(up, 0.5 * np.cos(np.pi * np.arange(2000) / 2), atol=1e-5)
     down = _fft_resample(np.cos(np.pi / 2 * np.arange(1000)).astype(np.float32), 500)
     assert np.allclose(down, np.cos(np.pi * np.arange(500)), atol=1e-5)
+
+
+def test_save_audio_gives_the_umask_mode_not_0600(tmp_path, monkeypatch):
+    import towers.audio
+
+    monkeypatch.setattr(towers.audio, "_UMASK", None, raising=False)  # read afresh under the umask set here
+    old = os.umask(0o027)
+    try:
+        p = save_audio(tmp_path / "a.wav", np.zeros(160, np.float32), 16000)
+    finally:
+        os.umask(old)
+    assert p.stat().st_mode & 0o777 == 0o640

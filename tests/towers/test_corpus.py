@@ -322,3 +322,34 @@ def test_read_manifest_names_the_bad_line(tmp_path):
             read_manifest(path, require=("audio_filepath",))
     with pytest.raises(FileNotFoundError):
         read_manifest(tmp_path / "absent.jsonl")
+
+
+@pytest.mark.filterwarnings("ignore:the '(train|dev|unpaired_speech)' sentence pool")
+def test_plan_rotation_reaches_every_voice_and_warns_when_the_pool_runs_out(monkeypatch):
+    import towers.corpus as corpus
+
+    voices = {"train": ["a", "b"], "unpaired_speech": ["a", "b"], "dev": ["d1"], "test": ["t1", "t2", "t3", "t4"]}
+    pools = {s: [f"{s} sentence number {i} is here" for i in range(3)] for s in (*SPLITS, "unpaired_text")}
+    monkeypatch.setattr(corpus, "_voice_splits", lambda test, dev: voices)
+    monkeypatch.setattr(corpus, "split_sentences", lambda sentences: pools)
+    items, _, _ = plan_corpus(1e-4, sentences=[])  # 3 test sentences, 4 test voices: each voice gets one
+    assert {i.voice for i in items if i.split == "test"} == set(voices["test"])
+    with pytest.warns(UserWarning, match="'test' sentence pool .3 sentences x 4 voices. gives only"):
+        items, _, _ = plan_corpus(1.0, sentences=[])  # far more than the pool holds: every pair, once
+    test = [(i.voice, i.text) for i in items if i.split == "test"]
+    assert sorted(test) == sorted((v, s) for v in voices["test"] for s in pools["test"])
+
+
+def test_write_atomic_gives_the_umask_mode_not_0600(tmp_path, monkeypatch):
+    import os
+
+    import towers.audio
+    from towers.corpus import _write_atomic
+
+    monkeypatch.setattr(towers.audio, "_UMASK", None, raising=False)  # read afresh under the umask set here
+    old = os.umask(0o027)
+    try:
+        assert _write_atomic(tmp_path / "m.jsonl", "x\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.jsonl").stat().st_mode & 0o777 == 0o640

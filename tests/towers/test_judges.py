@@ -389,3 +389,24 @@ def test_two_paths_or_two_bytes_are_two_clips_not_a_wave_rate_pair(tmp_path):
     save_audio(p2, np.full(3200, 0.1, np.float32), 8000)
     got = judges_mod._map_clips(lambda x: judges_mod._to_wave16k(x, None).shape, (p1, p2), False, "")
     assert got == [(1600,), (6400,)]
+
+
+def test_a_memoryview_is_one_clip_not_its_bytes():
+    mv = memoryview(b"RIFF....WAVE")
+    got = judges_mod._as_list(mv)
+    assert len(got) == 1 and got[0] is mv
+
+
+def test_atomic_copy_gives_the_umask_mode_not_0600(tmp_path, monkeypatch):
+    import os
+
+    import towers.audio
+
+    (tmp_path / "a").write_bytes(b"12")
+    monkeypatch.setattr(towers.audio, "_UMASK", None, raising=False)  # read afresh under the umask set here
+    old = os.umask(0o027)
+    try:
+        judges_mod._atomic_copy([tmp_path / "a", tmp_path / "a"], tmp_path / "b")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "b").read_bytes() == b"1212" and (tmp_path / "b").stat().st_mode & 0o777 == 0o640

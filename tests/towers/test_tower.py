@@ -132,3 +132,46 @@ def test_towers_json_file_relative_paths_and_bad_files(tmp_path, monkeypatch, ca
         with pytest.raises(TowerError, match=message):
             list_towers()
         assert cli(["towers"]) == 2 and message in capsys.readouterr().err
+
+
+def test_missing_registered_path_or_gguf_is_a_tower_error_not_a_hub_lookup(tmp_path, monkeypatch):
+    import transformers
+
+    from towers import registry
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError(f"transformers reached with {args} {kwargs}")
+
+    monkeypatch.setattr(registry, "_USER", {})
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_hub)
+    d = tmp_path / "gone"
+    d.mkdir()
+    register_tower("gone", d, modality="text", gguf_file="m.gguf")
+    with pytest.raises(TowerError, match="no GGUF file 'm.gguf'"):  # the directory is there, the file is not
+        load_tower("gone")
+    d.rmdir()
+    with pytest.raises(TowerError, match="registered at .*gone, which does not exist"):
+        load_tower("gone")
+
+
+def test_from_pretrained_is_local_files_only(tmp_path, monkeypatch):
+    import transformers
+
+    seen = {}
+
+    def record(path, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("recorded")
+
+    tiny_tower("gpt2", "text").save_pretrained(tmp_path)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", record)
+    with pytest.raises(RuntimeError, match="recorded"):
+        load_tower(tmp_path)
+    assert seen["local_files_only"] is True
+
+
+def test_pickle_named_safetensors_is_refused_naming_the_file(tmp_path):
+    tiny_tower("gpt2", "text").save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(pickle.dumps({"w": [0.0] * 10}))
+    with pytest.raises(TowerError, match=r"model\.safetensors is a pickle"):
+        load_tower(tmp_path)

@@ -58,3 +58,17 @@ def test_log_mel_refuses_waves_shorter_than_half_a_window_with_an_audio_error():
         mel(torch.zeros(0))
     assert mel(torch.zeros(513)).shape == (513 // 320 + 1, 80)
     assert mel.min_samples == 513
+
+
+def test_griffin_lim_seeds_only_the_cpu_generator_and_restores_it(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: calls.append(seed))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: calls.append(seed))
+    voc = GriffinLimVocoder(n_iter=4, seed=5)
+    mel = torch.linspace(-9, -4, 12 * 80).reshape(12, 80)  # quiet: no peak scaling
+    state = torch.random.get_rng_state()
+    wave = voc(mel)
+    assert calls == [] and torch.equal(torch.random.get_rng_state(), state)  # CUDA untouched, CPU restored
+    torch.manual_seed(5)  # the phases torch.manual_seed(seed) gave before: output unchanged
+    magnitude = (torch.exp(mel) @ voc.pinv).clamp_min(0.0).sqrt().T
+    assert torch.equal(wave, voc.griffin_lim(magnitude).float()) and torch.equal(wave, voc(mel))
