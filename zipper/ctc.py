@@ -22,6 +22,8 @@ head a step is 1.8x the plain zip's, with characters 1.04x (``python -m benchmar
 """
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Sequence
 
 import torch
@@ -56,6 +58,22 @@ def char_targets(texts: Sequence[str]) -> list[torch.Tensor]:
     index = {c: i for i, c in enumerate(CTC_CHARS)}
     return [torch.tensor([index[c] for c in " ".join("".join(c for c in normalize_text(t) if c in index).split())],
                          dtype=torch.long) for t in texts]
+
+
+def running_char_targets(text: str) -> tuple[list[int], bool]:
+    """The CTC_CHARS ids of a text still being written, and whether its last word is held back (pending).
+
+    The words before the last whitespace are normalised as in `char_targets`. The last word may still grow,
+    so it is only lowercased and cut to CTC_CHARS: normalised, a word start that looks like an abbreviation
+    ("st" of "stumped" -> "saint") or an unfinished number ("18" of "1865" -> "eighteen") is spelled out,
+    and the hypothesis stops being a prefix of its own final spelling. A last word holding a digit is held
+    back until it ends (numbers are spelled out whole)."""
+    head, last = re.match(r"(.*?)(\S*)$", text, re.S).groups()
+    ids = char_targets([head])[0].tolist()
+    if any(c.isdigit() for c in last):
+        return ids, True
+    tail = [CTC_CHARS.index(c) for c in unicodedata.normalize("NFKD", last.lower()) if c in CTC_CHARS[1:]]
+    return ids + [CTC_CHARS.index(" ")] * bool(ids and tail) + tail, False
 
 
 def chars_text(ids: Sequence[int]) -> str:

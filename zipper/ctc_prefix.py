@@ -100,24 +100,31 @@ class JointCTCScorer:
     hypotheses with "!!!!" instead of the words the speech holds. Such a token may therefore not follow
     another one (scored -inf): single punctuation marks stay, runs of them do not."""
 
-    def __init__(self, log_probs, mask, to_symbols: Callable[[list[int]], list[int]], weight: float):
-        """log_probs (B, M, S + 1) torch, mask (B, M) bool; weight in (0, 1]."""
+    def __init__(self, log_probs, mask, to_symbols: Callable[[list[int]], list[int]], weight: float,
+                 running: Callable[[list[int]], tuple[list[int], bool]] | None = None):
+        """log_probs (B, M, S + 1) torch, mask (B, M) bool; weight in (0, 1]. ``to_symbols`` maps a finished
+        hypothesis; ``running`` (default: ``to_symbols``, nothing pending) one still being written, to its
+        symbols so far and whether some are held back (`zipper.ctc.running_char_targets`)."""
         self.scorers = [CTCPrefixScorer(lp[m.bool()].detach().double().cpu().numpy()) for lp, m in zip(log_probs, mask)]
         self._to_symbols, self.weight = to_symbols, weight
-        self._symbols: dict[tuple[int, ...], tuple[int, ...]] = {}
+        self._running = running or (lambda tokens: (to_symbols(tokens), False))
+        self._symbols: dict[tuple, tuple] = {}
 
-    def symbols(self, tokens: Sequence[int]) -> tuple[int, ...]:
-        key = tuple(tokens)
+    def symbols(self, tokens: Sequence[int], ended: bool = True) -> tuple[tuple[int, ...], bool]:
+        """(symbols, pending) of a finished (``ended``) or running hypothesis; cached."""
+        key = (tuple(tokens), ended)
         if key not in self._symbols:
-            self._symbols[key] = tuple(self._to_symbols(list(key)))
+            symbols, pending = (self._to_symbols(list(key[0])), False) if ended else self._running(list(key[0]))
+            self._symbols[key] = (tuple(symbols), pending)
         return self._symbols[key]
 
     def score(self, b: int, tokens: list[int], ended: bool) -> float:
         """The CTC log-prob of item b's hypothesis ``tokens`` (generated tokens, no start, no EOS):
         the prefix score while it runs, the full score once it ``ended`` with EOS."""
-        symbols = self.symbols(tokens)
+        symbols, pending = self.symbols(tokens, ended)
         if ended:
             return self.scorers[b].full(symbols)
-        if len(tokens) >= 2 and symbols == self.symbols(tokens[:-1]) == self.symbols(tokens[:-2]):
-            return -np.inf  # a second symbol-less token in a row
+        if not pending and len(tokens) >= 2 and symbols == self.symbols(tokens[:-1], False)[0] \
+                == self.symbols(tokens[:-2], False)[0]:
+            return -np.inf  # a second symbol-less token in a row (a number being written is not one)
         return self.scorers[b].prefix(symbols)

@@ -55,14 +55,16 @@ def pick_next(logits: torch.Tensor, do_sample: bool, temperature: float = 1.0, t
     """(B, V) logits -> (B,) next token ids. The settings were checked once by `check_generation_args`."""
     if not do_sample:
         return logits.argmax(-1)
-    logits = logits.float() / temperature
+    logits = logits.float()
+    logits = (logits - logits.max(-1, keepdim=True).values) / temperature  # shifted first: a tiny temperature
+    # then gives -inf to all but the best tokens, never inf (inf - inf is NaN in the softmax)
     if top_k > 0:
         kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p < 1.0:
         sorted_logits, order = logits.sort(dim=-1, descending=True)
         cum = sorted_logits.softmax(-1).cumsum(-1)
-        drop = cum - sorted_logits.softmax(-1) > top_p  # keep the smallest prefix reaching top_p
+        drop = cum - sorted_logits.softmax(-1) >= top_p  # keep the smallest prefix reaching top_p
         logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
     return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
 
@@ -136,7 +138,7 @@ def generate(model: "ZipperModel", prompt: Sequence["Segment"], output_modalitie
 
 def _joint_ctc(model, modality, history, weight):
     """The JointCTCScorer of the prompt segment that a CTC head reads into ``modality``."""
-    from zipper.ctc import char_targets
+    from zipper.ctc import char_targets, running_char_targets
     from zipper.ctc_prefix import JointCTCScorer
 
     sources = [d for d in history if d.modality in model._ctc_sources(modality)]
@@ -149,10 +151,11 @@ def _joint_ctc(model, modality, history, weight):
     if model.config.ctc_units == "chars":  # the characters of the decoded, normalised text
         def to_symbols(tokens):
             return char_targets([tower.tokenizer.decode(tokens, skip_special_tokens=True)])[0].tolist()
-    else:
-        def to_symbols(tokens):
-            return tokens
-    return JointCTCScorer(log_probs, done.mask, to_symbols, weight)
+
+        def running(tokens):  # its last word may still grow: not normalised yet
+            return running_char_targets(tower.tokenizer.decode(tokens, skip_special_tokens=True))
+        return JointCTCScorer(log_probs, done.mask, to_symbols, weight, running)
+    return JointCTCScorer(log_probs, done.mask, lambda tokens: tokens, weight)
 
 
 def _real_mask(ids: torch.Tensor, eos: int, n_start: int) -> torch.Tensor:

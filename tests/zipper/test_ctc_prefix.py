@@ -80,6 +80,32 @@ def test_a_second_symbol_less_token_in_a_row_is_refused():
     assert scorer.score(0, [5, 9, 9], ended=True) == scorer.scorers[0].full([0])  # EOS ends it either way
 
 
+def test_a_running_hypothesis_is_a_prefix_of_its_final_spelling():
+    """A text being written maps to characters that start its final normalised spelling: its last word is
+    not normalised yet ("st" of "stumped" is not "saint"), a number is held back until it ends."""
+    from zipper.ctc import char_targets, chars_text, running_char_targets
+
+    assert chars_text(running_char_targets("He st")[0]) == "he st"
+    assert running_char_targets("It was 18") == (char_targets(["it was"])[0].tolist(), True)
+    assert chars_text(running_char_targets("Mr. Smith ca")[0]) == "mister smith ca"  # whole words normalised
+    for sentence in ["He stumped the drudgery, in 1865 and 21st of May.", "Don't dread the stoat: it was 3.5 m!"]:
+        final = char_targets([sentence])[0].tolist()
+        for cut in range(len(sentence) + 1):
+            ids, pending = running_char_targets(sentence[:cut])
+            assert final[:len(ids)] == ids, sentence[:cut]
+            assert pending == any(c.isdigit() for c in sentence[:cut].split(" ")[-1])
+
+
+def test_a_number_being_written_is_not_a_run_of_symbol_less_tokens():
+    lp = torch.tensor(_log_probs(8, 3, 0))[None]  # (1, T, 4)
+    running = {(5,): ([0], False), (5, 7): ([0], True), (5, 7, 7): ([0], True), (5, 9): ([0], False),
+               (5, 9, 9): ([0], False)}
+    scorer = JointCTCScorer(lp, torch.ones(1, 8, dtype=torch.bool), lambda t: [0], 0.5,
+                            lambda t: running[tuple(t)])
+    assert scorer.score(0, [5, 7, 7], ended=False) == scorer.scorers[0].prefix([0])  # "1", "18", ...: pending
+    assert scorer.score(0, [5, 9, 9], ended=False) == -np.inf  # "!!": refused as before
+
+
 # ---- joint CTC/attention beam search (generate(..., ctc_weight=w)) on a tiny zip with a token CTC head ----
 
 def _token_ctc_zip():

@@ -170,6 +170,16 @@ def test_sampling_is_seeded_and_respects_top_k():
     assert torch.equal(a, b)
 
 
+def test_top_p_keeps_the_smallest_prefix_reaching_it_and_tiny_temperatures_pick_the_best():
+    logits = torch.tensor([[0.6, 0.3, 0.1]]).log()
+    draws = {int(pick_next(logits, True, top_p=0.6, generator=torch.Generator().manual_seed(s))) for s in range(200)}
+    assert draws == {0}  # 0.6 alone reaches top_p = 0.6: nothing more is kept
+    draws = {int(pick_next(logits, True, top_p=0.61, generator=torch.Generator().manual_seed(s))) for s in range(200)}
+    assert draws == {0, 1}
+    for t in (1e-39, 1e-30):  # 5 / 1e-39 overflows float32: before, NaN probabilities and an error
+        assert int(pick_next(torch.tensor([[5.0, 1.0, -2.0]]), True, temperature=t)) == 0
+
+
 def test_generation_argument_errors(model):
     prompt = [Segment("speech", _speech(1, 4, 0))]
     with pytest.raises(ValueError, match="beam"):
