@@ -28,17 +28,21 @@ from towers.judges import paired_wer_difference, wer
 RUNAWAY = 2  # a sentence whose transcript has more than this many errors per reference word
 
 
-def read_side(paths: list[str]) -> dict[str, str]:
-    """{sentence text: what the judge heard} over one side's files; one setting per file, no repeats."""
+def read_side(paths: list[str], sources: list | None = None) -> dict[str, str]:
+    """{sentence text: what the judge heard} over one side's files; one setting per file, no repeats. Each
+    file's ``source`` lines (what produced it; None in files saved before they were written) are appended to
+    ``sources``."""
     heard: dict[str, str] = {}
     for path in paths:
         try:
-            rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-            rows = [{"setting": r["setting"], "text": r["text"], "judge_heard": r["judge_heard"]} for r in rows]
+            raw = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+            rows = [{"setting": r["setting"], "text": r["text"], "judge_heard": r["judge_heard"]} for r in raw]
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
             raise SystemExit(f"{path}: not a readable tts_decoding.py --save file ({type(e).__name__}: {e})") from None
         if not rows:
             raise SystemExit(f"{path}: no sentences")
+        if sources is not None:  # each distinct source once
+            sources.extend({json.dumps(r.get("source"), sort_keys=True): r.get("source") for r in raw}.values())
         if len({json.dumps(r["setting"], sort_keys=True) for r in rows}) > 1:
             raise SystemExit(f"{path} holds several decoding settings: save one setting per file to compare")
         for r in rows:
@@ -54,7 +58,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--b", nargs="+", required=True, help="model b's files (the same sentences)")
     p.add_argument("--n", type=int, default=2000, help="bootstrap resamples")
     a = p.parse_args(argv)
-    side_a, side_b = read_side(a.a), read_side(a.b)
+    src_a, src_b = [], []
+    side_a, side_b = read_side(a.a, src_a), read_side(a.b, src_b)
+    for side, sources in (("a", src_a), ("b", src_b)):
+        for s in sources:
+            print(f"model {side}: " + (f"{s.get('model')} (voice {s.get('voice') or 'none'}, git {s.get('git')}): "
+                                       f"{s.get('command')}" if isinstance(s, dict) else "a file saved without its source"))
     texts = [t for t in side_a if t in side_b]
     if not texts:
         raise SystemExit("the two sides share no sentences")

@@ -11,13 +11,15 @@ after the first ``--skip`` are spoken, decoded by the config's codec and heard b
 the recipe's own test (`zipper.tasks.tts_metrics`, without the teacher-forced ``text_info``, which does
 not depend on decoding). Sampling draws from a generator seeded with 0. Prints one JSON line per setting:
 judge-WER against the gold text, mean generated units, and the seconds it took. ``--save FILE`` also writes
-every sentence's text and what the judge heard (JSON lines), for `compare_tts.py`'s paired comparison of two
-models on the same sentences.
+every sentence's text and what the judge heard (JSON lines, each with a ``source``: this command, the model,
+the voice and the git hash), for `compare_tts.py`'s paired comparison of two models on the same sentences.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from towers.codec import load_codec
 from towers.judges import WhisperJudge
 from zipper.data import load_split, voice_text_prompt
 from zipper.model import ZipperModel
-from zipper.recipe import RecipeConfig, splits_used
+from zipper.recipe import RecipeConfig, git_hash, splits_used
 from zipper.tasks import tts_metrics
 
 
@@ -66,10 +68,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
                "seconds": round(time.time() - t), "examples": m["examples"][:3]}
         print(json.dumps(row), flush=True)
         out.append({**row, "examples": m["examples"]})
-    if a.save:
+    if a.save:  # every line says what produced it
+        source = {"command": shlex.join(["python", "recipes/diagnostics/tts_decoding.py",
+                                         *(sys.argv[1:] if argv is None else argv)]),
+                  "model": a.model, "voice": a.voice, "git": git_hash()}
         with open(a.save, "w") as fh:
             for row in out:
-                fh.writelines(json.dumps({"setting": row["setting"], **ex}) + "\n" for ex in row["examples"])
+                fh.writelines(json.dumps({"setting": row["setting"], **ex, "source": source}) + "\n"
+                              for ex in row["examples"])
     return out
 
 

@@ -56,3 +56,16 @@ def test_refuses_mixed_settings_repeats_and_disjoint_sides(compare, tmp_path):
         compare.main(["--a", str(tmp_path / "missing.jsonl"), "--b", one])
     with pytest.raises(SystemExit, match="no sentences"):
         compare.main(["--a", save(tmp_path / "empty.jsonl", []), "--b", one])
+
+
+def test_prints_what_produced_each_side(compare, tmp_path, capsys):
+    source = {"command": "python recipes/diagnostics/tts_decoding.py --model m1 '{}'", "model": "m1", "voice": "",
+              "git": "abc1234"}
+    a = tmp_path / "a.jsonl"
+    a.write_text("".join(json.dumps({"setting": {}, "text": t, "judge_heard": t, "source": source}) + "\n"
+                         for t in ("the cat", "a dog")))
+    b = save(tmp_path / "b.jsonl", [("the cat", "the hat"), ("a dog", "a dog")])  # an older file: no source
+    compare.main(["--a", str(a), "--b", b, "--n", "50"])
+    out = capsys.readouterr().out
+    assert "model a: m1 (voice none, git abc1234): python recipes/diagnostics/tts_decoding.py --model m1" in out
+    assert "model b: a file saved without its source" in out
