@@ -155,6 +155,8 @@ def batches(examples: Sequence[dict], batch_size: int, seed: int, start_step: in
     epoch are random ones, dropped before the length sort. (Earlier versions dropped them after it: the
     longest of the last chunk, never drawn. The stream for a given seed differs from theirs.)
     """
+    if not examples:  # the stream would never yield
+        raise ValueError("no examples to batch (an empty or fully filtered split)")
     per_epoch = max(1, len(examples) // batch_size)
     epoch, skip = divmod(start_step, per_epoch)
     while True:

@@ -209,6 +209,22 @@ def segment_nll(logits: torch.Tensor, input_ids: torch.Tensor, keep: torch.Tenso
     return (nll * keep).sum(-1), keep.sum(-1)
 
 
+def _check_window(tower, full_mask: torch.Tensor) -> None:
+    """A sliding-window tower (gemma2/3, mistral, qwen2 with use_sliding_window) windows its KV cache by
+    cache position, so the padding a right-padded earlier segment left in the cache takes window room from
+    its row alone: that row's logits would differ from the same row unpadded. Refused where it matters."""
+    config = tower.model.config
+    window = getattr(config, "sliding_window", None)
+    if not window or getattr(config, "use_sliding_window", True) is False:
+        return
+    # a hole: padding followed by real tokens in a row (a finished row's trailing padding is harmless)
+    if full_mask.shape[1] > window and bool((full_mask[:, 1:].long() > full_mask[:, :-1].long()).any()):
+        raise NotImplementedError(
+            f"tower {tower.modality!r} has a {window}-token sliding window, and a repeated segment of it continues "
+            f"after a padded one over {full_mask.shape[1]} cache positions: the padding would shift the window. "
+            "Run such prompts one by one (batch size 1), or keep the repeated segments under the window")
+
+
 class ZipperModel(nn.Module):
     """Towers (frozen per config) + zip blocks. Build with `ZipperModel(config, towers)` or `from_towers`."""
 
@@ -429,6 +445,8 @@ class ZipperModel(nn.Module):
         if modality in self.input_projections and not alone:
             embeds = self.input_projections[modality](embeds)
         full_mask = mask if past_mask is None else torch.cat([past_mask, mask], dim=1)  # (B, P + T)
+        if past_mask is not None:
+            _check_window(tower, full_mask)
         position_ids = (full_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -input_ids.shape[1]:]
         if not self._finalizer.alive:
             raise RuntimeError("this ZipperModel was unzipped from its towers")
@@ -532,6 +550,8 @@ class ZipperModel(nn.Module):
     def zip_state_dict(self) -> dict[str, torch.Tensor]:
         """Only what training changes: zip blocks, input projections, LoRA and unfrozen tower weights, as the
         config says (`_expected_trainable`), whatever ``requires_grad`` another zip left on shared towers."""
+        if not self._finalizer.alive:  # its LoRA adapters have left the towers (another zip's may be there now)
+            raise RuntimeError("this ZipperModel was unzipped from its towers: save it before unzip()")
         expected = self._expected_trainable()
         return {n: p.detach().clone().contiguous() for n, p in self.named_parameters() if n in expected}
 
@@ -556,7 +576,10 @@ class ZipperModel(nn.Module):
                 old = path.with_name(f".{path.name}.old-{os.getpid()}")
                 path.rename(old)
             tmp.rename(path)
-            if old is not None:
+            if old is not None:  # what else the directory held (a recipe's codec/, a tower) stays in it
+                for entry in old.iterdir():
+                    if entry.name not in (CONFIG_NAME, WEIGHTS_NAME):
+                        entry.rename(path / entry.name)
                 shutil.rmtree(old)
         finally:
             if tmp.exists():

@@ -3,6 +3,7 @@ the training batch stream resumes exactly and draws every example."""
 
 import itertools
 
+import pytest
 import torch
 
 from towers.codec_train import synthetic_babble, train_mel_unit_codec, train_tiny_codec
@@ -105,3 +106,10 @@ def test_batches_draw_every_example_at_the_same_rate_the_longest_too():
         for e in batch:
             drawn[e["id"]] += 1
     assert all(0.7 < d / epochs < 0.9 for d in drawn), drawn  # uniform: 16 / 20 = 0.8
+
+
+def test_batches_of_nothing_is_an_error_not_a_hang():
+    from zipper.data import batches
+
+    with pytest.raises(ValueError, match="no examples"):
+        next(batches([], 4, 0))

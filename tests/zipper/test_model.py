@@ -401,3 +401,52 @@ def test_cpu_segments_reach_towers_on_another_device(pair, monkeypatch):
             call()
     assert seen == [("speech", "meta", "meta")] * 3
     assert Segment("text", _ids(56, 1, 3, 0)).to("meta").mask().device.type == "meta"
+
+
+def test_saving_over_a_model_directory_keeps_what_else_it_holds(pair, tmp_path):
+    """A recipe writes the codec into model/codec: re-saving the zip there must not delete it."""
+    speech, text = pair
+    model = ZipperModel.from_towers([speech, text], directions=["speech->text"])
+    (tmp_path / "m" / "codec").mkdir(parents=True)
+    (tmp_path / "m" / "codec" / "x.json").write_text("{}")
+    model.save_pretrained(tmp_path / "m")
+    model.save_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "codec" / "x.json").read_text() == "{}"
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["codec", "zipper.safetensors", "zipper_config.json"]
+    assert not list(tmp_path.glob(".m.*"))  # no temp or old copies left beside it
+
+
+def test_an_unzipped_model_refuses_to_save(pair, tmp_path):
+    speech, text = pair
+    model = ZipperModel.from_towers([speech, text], directions=["speech->text"], lora_rank=2, lora_towers=["text"])
+    model.unzip()
+    with pytest.raises(RuntimeError, match="unzipped"):
+        model.save_pretrained(tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_sliding_window_tower_refuses_a_padded_repeat_beyond_its_window():
+    """HF windows the KV cache by position: padding left in it by an earlier segment would shift one row's window."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from towers import Tower
+
+    def mistral(window):
+        torch.manual_seed(0)
+        return Tower(MistralForCausalLM(MistralConfig(
+            vocab_size=56, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, sliding_window=window, bos_token_id=1, eos_token_id=2, pad_token_id=0)).eval(), "text")
+
+    speech = tiny_tower("llama", "speech", vocab=40, seed=1)
+    padded = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]])
+    segs = [Segment("text", _ids(56, 2, 6, 0), padded), Segment("speech", _ids(40, 2, 3, 1)),
+            Segment("text", _ids(56, 2, 4, 2))]
+    with torch.no_grad():
+        small = ZipperModel.from_towers([speech, mistral(3)], directions=["speech->text"])
+        with pytest.raises(NotImplementedError, match="sliding window"):
+            small(segs)
+        small(segs[:1] + segs[1:2])  # no repeated segment: nothing to refuse
+        small.unzip()
+        wide = ZipperModel.from_towers([speech, mistral(64)], directions=["speech->text"])
+        alone = wide([Segment(s.modality, s.input_ids[1:, :3 if i == 0 else None]) for i, s in enumerate(segs)])
+        assert torch.allclose(wide(segs).logits[2][1], alone.logits[2][0], atol=1e-5)  # within the window: exact
