@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -59,7 +60,20 @@ def load_split(corpus: str | Path, split: str, codec, progress: bool = True,
 
 
 def _ids_key(rows: Sequence[dict]) -> str:
-    return hashlib.sha256("\n".join(r["id"] for r in rows).encode()).hexdigest()[:16]
+    """The rows a cache holds: their ids and audio files."""
+    return hashlib.sha256("\n".join(f"{r['id']}\t{r['audio_filepath']}" for r in rows).encode()).hexdigest()[:16]
+
+
+def _audio_stamps(rows: Sequence[dict]) -> torch.Tensor:
+    """(N, 2) each audio file's size and mtime in ns; -1 for a file that is gone (its cached units still serve)."""
+    stamps = []
+    for r in rows:
+        try:
+            st = os.stat(r["audio_filepath"])
+            stamps.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            stamps.append((-1, -1))
+    return torch.tensor(stamps, dtype=torch.long).reshape(-1, 2)
 
 
 def _read_unit_cache(path: Path, rows: list[dict]) -> list[dict] | None:
@@ -69,7 +83,11 @@ def _read_unit_cache(path: Path, rows: list[dict]) -> list[dict] | None:
     if not path.exists():
         return None
     stored = load_file(str(path))
-    if bytes(stored["key"].tolist()).decode() != _ids_key(rows):
+    if bytes(stored["key"].tolist()).decode() != _ids_key(rows) or "stamps" not in stored:
+        return None  # other rows, or a cache from before the audio files' stamps were kept
+    now = _audio_stamps(rows)
+    here = now[:, 0] >= 0
+    if not torch.equal(now[here], stored["stamps"][here]):  # an audio file was rewritten since: encode again
         return None
     flat, offsets = stored["units"], stored["offsets"].tolist()
     return [dict(r, units=flat[a:b].clone()) for r, a, b in zip(rows, offsets[:-1], offsets[1:])]
@@ -89,7 +107,8 @@ def _encode_and_cache(rows: list[dict], codec, path: Path, split: str, progress:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     save_file({"units": torch.cat(units) if units else torch.zeros(0, dtype=torch.long), "offsets": offsets,
-               "key": torch.tensor(list(_ids_key(rows).encode()), dtype=torch.uint8)}, str(tmp))
+               "key": torch.tensor(list(_ids_key(rows).encode()), dtype=torch.uint8),
+               "stamps": _audio_stamps(rows)}, str(tmp))
     tmp.replace(path)
     return [dict(r, units=u) for r, u in zip(rows, units)]
 

@@ -113,3 +113,20 @@ def test_batches_of_nothing_is_an_error_not_a_hang():
 
     with pytest.raises(ValueError, match="no examples"):
         next(batches([], 4, 0))
+
+
+def test_a_rewritten_audio_file_is_encoded_again_and_a_deleted_one_keeps_its_units(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from zipper.data import load_split
+
+    corpus, codec = _corpus(tmp_path, n=3), _CountingCodec()
+    before = {r["id"]: len(r["units"]) for r in load_split(corpus, "train", codec, progress=False)}
+    assert before == {"u0": 10, "u1": 20, "u2": 30} and codec.encoded == 3
+    sf.write(tmp_path / "1.wav", np.zeros(16_000, dtype="float32"), 16_000)  # re-synthesised in place
+    after = {r["id"]: len(r["units"]) for r in load_split(corpus, "train", codec, progress=False)}
+    assert after == {"u0": 10, "u1": 100, "u2": 30} and codec.encoded == 6
+    (tmp_path / "2.wav").unlink()  # audio removed after encoding: the cache still serves it
+    again = {r["id"]: len(r["units"]) for r in load_split(corpus, "train", codec, progress=False)}
+    assert again == after and codec.encoded == 6
