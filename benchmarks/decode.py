@@ -12,7 +12,9 @@ exactly ``max_new_tokens`` tokens (asserted).
 Measured (variants interleaved, ratios within this run):
   * tokens/s with the KV cache vs without (``use_cache=False`` re-runs every segment each step,
     O(n^2)); uncached is capped at ``--uncached-max`` tokens (200 by default: 800 uncached steps on
-    this CPU take tens of minutes) and the table says where it was skipped;
+    this CPU take tens of minutes) and the table says where it was skipped; lengths over 50 with an
+    uncached run are timed in 2 rounds after a burn-in on 50-token runs, and the headline gives each
+    ratio's number of rounds n;
   * per-token latency vs position with the cache: a forward hook on the speech tower timestamps
     every decoding step (one call per token), reported per position bucket;
   * batch 8 in one call vs the same 8 prompts one by one (throughput ratio);
@@ -94,10 +96,18 @@ def main(argv=None) -> dict:
         fns = {"cached": lambda n=n: gen(one, n)}
         if n <= args.uncached_max:
             fns["uncached"] = lambda n=n: gen(one, n, use_cache=False)
-        # Long uncached runs are minutes each: time them once after one burn-in of the short ones.
-        times = common.interleaved(fns, args.warmup if n <= 50 or args.smoke else 0,
-                                   args.steps if "uncached" not in fns or n <= 50 else 1)
-        row = {"new_tokens": n, "batch": 1, "cached_s": common.summarize(times["cached"]),
+        if "uncached" not in fns:
+            warmup, times = f"{args.warmup} round(s)", common.interleaved(fns, args.warmup, args.steps)
+        elif n <= 50 or args.smoke:  # every cache ratio: a burn-in and at least 2 rounds
+            warmup = f"{max(1, args.warmup)} round(s)"
+            times = common.interleaved(fns, max(1, args.warmup), max(2, args.steps))
+        else:  # long uncached runs are minutes each: burn in on 50-token runs of both, then 2 timed rounds
+            warmup = f"{max(1, args.warmup)} round(s) of 50 tokens"
+            common.interleaved({"cached": lambda: gen(one, 50), "uncached": lambda: gen(one, 50, use_cache=False)},
+                               max(1, args.warmup), 0)
+            times = common.interleaved(fns, 0, 2)
+        row = {"new_tokens": n, "batch": 1, "rounds": len(times["cached"]), "warmup": warmup,
+               "cached_s": common.summarize(times["cached"]),
                "cached_tok_s": common.summarize([n / t for t in times["cached"]])}
         if "uncached" in times:
             row["uncached_s"] = common.summarize(times["uncached"])
@@ -158,7 +168,7 @@ def main(argv=None) -> dict:
          "b s": common.fmt_stat(beam_row["greedy_s"]), "ratio": "time x" + common.fmt_stat(beam_row["beam_over_greedy"])}],
         ["comparison", "a s", "b s", "ratio"], "Batching and beam search")
 
-    sp = [f"{r['new_tokens']}: {r['cached_over_uncached_speed']['median']:.1f}x" for r in rows
+    sp = [f"{r['new_tokens']}: {r['cached_over_uncached_speed']['median']:.1f}x (n={r['rounds']})" for r in rows
           if "cached_over_uncached_speed" in r]
     headline = (f"cache speed-up {', '.join(sp)}; cached tok/s "
                 + ", ".join(f"{r['new_tokens']}: {r['cached_tok_s']['median']:.0f}" for r in rows)

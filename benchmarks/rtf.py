@@ -6,7 +6,8 @@ every system on utterance 2, ...), so that the noise of a shared machine hits th
 * ours (``--models NAME=DIR``; default the demo zip ``runs/demo/zip/model`` and the recipe zip
   ``runs/asr-small/model``), each with the codec saved beside it (``DIR/codec``).
   ASR: 16 kHz wave -> ``codec.encode`` -> ``zipper.tasks.transcribe_units`` (batch 1, greedy unless
-  ``--beams``); the timed span includes the encoding. TTS: text -> ``speak_units`` -> ``codec.decode``
+  ``--beams``); the timed span includes the encoding (a Whisper-unit codec's CTranslate2 encoder runs
+  with ``intra_threads = --threads``). TTS: text -> ``speak_units`` -> ``codec.decode``
   -> wave; only for a zip whose ``directions`` include ``text->speech`` (an ASR-only zip is recorded
   as "n/a (model not trained for TTS)").
 * ASR anchors: faster-whisper base (int8, CTranslate2; ``towers.judges.WhisperJudge`` with
@@ -408,6 +409,9 @@ def _num(x, digits: int = 3) -> str:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    from towers.whisper_units import WhisperEncoder
+
+    WhisperEncoder.set_shared_threads(args.threads)  # a Whisper-unit codec's encoder: --threads, not its default 2
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="zipper-rtf-") as tmp:
         workdir = Path(tmp)
@@ -463,6 +467,7 @@ def main(argv=None) -> dict:
         "skipped_models": skipped,
         "engines": engine_versions(),
         "threads": {"torch": torch.get_num_threads(), "faster_whisper_cpu_threads": args.threads or "default",
+                    "whisper_units_encoder_intra_threads": args.threads or "default",
                     "pocketsphinx": 1, "piper_onnxruntime": "default", "espeak-ng": "1 process per sentence"},
         "asr_decoding": {"ours": f"batch 1, num_beams {args.beams}", "faster_whisper": "greedy, temperature 0, en, no VAD",
                          "pocketsphinx": "bundled en-us acoustic model + LM"},

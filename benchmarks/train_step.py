@@ -23,7 +23,7 @@ Swept over the cross-attention interval (every 1, 2, 4, 8 layers, the same inter
 capped at the tower's depth, and "auto" = ZipperConfig's default of ~8 zip points per tower:
 interval ceil(L/8), i.e. 4 for SmolLM2's 30 layers and 2 for the 12-layer speech tower) and over
 the speech segment length. Also: full fine-tuning (towers trainable too) vs frozen at the default
-interval (step time and AdamW state bytes), and the peak resident memory of one step of each
+interval (step time, interleaved, and AdamW state bytes), and the peak resident memory of one step of each
 variant, each measured in its own fresh subprocess (VmHWM, reset just before the step: see
 ``common.step_memory``).
 
@@ -114,6 +114,20 @@ def make_step(model: nn.Module, loss_fn):
     step.opt = opt  # type: ignore[attr-defined]
     step.n_params = sum(p.numel() for p in params)  # type: ignore[attr-defined]
     return step
+
+
+def with_tower_grads(step, towers, trainable: bool):
+    """``step`` after setting every tower parameter's requires_grad to ``trainable``, and the towers' train
+    mode as ``ZipperModel.train`` would (zips over the same towers share these flags)."""
+    def run():
+        for t in towers:
+            t.model.train(trainable)
+            for p in t.model.parameters():
+                p.requires_grad_(trainable)
+        step()
+
+    run.opt, run.n_params = step.opt, step.n_params  # type: ignore[attr-defined]
+    return run
 
 
 def build_towers(args):
@@ -219,37 +233,31 @@ def main(argv=None) -> dict:
     full = None
     if not args.no_full_ft:
         segments = make_segments(towers, args.batch, lengths[0], args.text_tokens, args.seed)
+        # Both zips stay live (each one's hooks ignore the other's calls); they share the towers'
+        # requires_grad flags, so each step sets them before it runs.
         frozen_m = zip_model(towers, "auto")
-        frozen_step = make_step(frozen_m, lambda: frozen_m(segments).loss)
+        frozen_step = with_tower_grads(make_step(frozen_m, lambda: frozen_m(segments).loss), towers, False)
         frozen_step()  # allocate AdamW state before it is counted
         frozen_bytes = common.optimizer_state_bytes(frozen_step.opt)
-        common.unzip(frozen_m)
         full_m = zip_model(towers, "auto", frozen=False)
-        full_step = make_step(full_m, lambda: full_m(segments).loss)
+        full_step = with_tower_grads(make_step(full_m, lambda: full_m(segments).loss), towers, True)
         full_step()
         full_bytes = common.optimizer_state_bytes(full_step.opt)
-        # The hooks of frozen_m were removed: re-zipping would double them, so time full_m against a
-        # fresh frozen zip only after full_m's own hooks are gone.
-        full_times = common.time_steps(full_step, 0, args.steps)
+        times = common.interleaved({"frozen": frozen_step, "full": full_step}, args.warmup, args.steps)
         common.unzip(full_m)
-        common.free(full_m, full_step)
-        for p in text.model.parameters():
-            p.requires_grad_(False)
-        for p in speech.model.parameters():
-            p.requires_grad_(False)
-        frozen_m = zip_model(towers, "auto")
-        frozen_step = make_step(frozen_m, lambda: frozen_m(segments).loss)
-        frozen_times = common.time_steps(frozen_step, args.warmup, args.steps)
         common.unzip(frozen_m)
+        common.free(full_m, full_step, frozen_m)
+        for t in towers:
+            for p in t.model.parameters():
+                p.requires_grad_(False)
         full = {"speech_len": lengths[0], "interval": "auto",
                 "frozen_trainable_params": frozen_step.n_params, "full_trainable_params": full_step.n_params,
                 "frozen_opt_state_bytes": frozen_bytes, "full_opt_state_bytes": full_bytes,
                 "opt_state_saving": 1 - frozen_bytes / full_bytes,
-                "frozen_s": common.summarize(frozen_times), "full_s": common.summarize(full_times),
-                "full_over_frozen_time": common.summarize(full_times)["median"] / common.summarize(frozen_times)["median"],
-                "note": "full fine-tuning timed after its first step (AdamW state allocated), not interleaved "
-                        "with the frozen zip (two zips on the same towers cannot be live at once without "
-                        "their hooks firing for each other's calls; see report)"}
+                "frozen_s": common.summarize(times["frozen"]), "full_s": common.summarize(times["full"]),
+                "full_over_frozen_time": common.ratios(times["full"], times["frozen"]),
+                "note": "both timed after their first step (AdamW state allocated), interleaved; each step sets "
+                        "the shared towers' requires_grad (frozen: False, full: True) before it runs"}
         common.print_table([{"variant": "frozen towers", "trainable": f"{full['frozen_trainable_params'] / 1e6:.1f}M",
                              "AdamW state": f"{common.mib(frozen_bytes):.0f} MiB", "step s": common.fmt_stat(full["frozen_s"])},
                             {"variant": "full fine-tune", "trainable": f"{full['full_trainable_params'] / 1e6:.1f}M",
@@ -306,7 +314,7 @@ def main(argv=None) -> dict:
             + (f" / {r['proj_ratio_vs_towers_only']['median']:.2f}x" if "proj_ratio_vs_towers_only" in r else "")
             for r in same)
     if full:
-        headline += f"; full FT AdamW state {full['full_opt_state_bytes'] / full['frozen_opt_state_bytes']:.1f}x frozen, step {full['full_over_frozen_time']:.2f}x"
+        headline += f"; full FT AdamW state {full['full_opt_state_bytes'] / full['frozen_opt_state_bytes']:.1f}x frozen, step {common.fmt_stat(full['full_over_frozen_time'])}"
     if mem_rows:
         headline += "; step peak RSS MiB: " + ", ".join(
             f"{r['variant']}{'(' + ','.join(r['input_projection_towers']) + ')' if r.get('input_projection_towers') else ''}"

@@ -42,6 +42,7 @@ class WhisperEncoder:
     """
 
     _shared: "WhisperEncoder | None" = None
+    shared_threads = 2  # intra_threads of the encoder `shared()` gives; see `set_shared_threads`
 
     def __init__(self, model_dir=None, threads: int = 2):
         import ctranslate2
@@ -53,12 +54,19 @@ class WhisperEncoder:
             str(model_dir or whisper_base_dir()), device="cpu", compute_type="int8", intra_threads=threads
         )
         self.features = FeatureExtractor()
+        self.threads = threads
 
     @classmethod
     def shared(cls) -> "WhisperEncoder":
-        if cls._shared is None:
-            cls._shared = cls()
+        if cls._shared is None or cls._shared.threads != cls.shared_threads:
+            cls._shared = cls(threads=cls.shared_threads)
         return cls._shared
+
+    @classmethod
+    def set_shared_threads(cls, threads: int) -> None:
+        """CTranslate2 ``intra_threads`` (0 = its default) of the encoder `shared()` gives from now on (what
+        ``whisper_states`` and :class:`WhisperUnitCodec` use); a shared encoder with another count is rebuilt."""
+        cls.shared_threads = threads
 
     def encode_clip(self, clip: np.ndarray) -> np.ndarray:
         """``(n,)`` float32, ``n <= 28 s`` -> ``(ceil(n / 320), 512)`` encoder states.

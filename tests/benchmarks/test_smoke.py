@@ -23,11 +23,15 @@ COMMON = {"benchmark", "command", "date", "git", "machine", "args", "headline"}
 
 @pytest.fixture
 def isolated_torch():
-    """The benchmarks set torch's thread count and seed; give them back afterwards."""
-    threads = torch.get_num_threads()
+    """The benchmarks set torch's thread count and seed (rtf: the shared Whisper encoder's threads too); give
+    them back afterwards."""
+    from towers.whisper_units import WhisperEncoder
+
+    threads, whisper_threads = torch.get_num_threads(), WhisperEncoder.shared_threads
     with torch.random.fork_rng():
         yield
     torch.set_num_threads(threads)
+    WhisperEncoder.set_shared_threads(whisper_threads)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -86,3 +90,42 @@ def test_scaling_memory_probe_grows_with_speech_length():
     assert short["peak_rss_scope"] == long["peak_rss_scope"] == "step"
     assert long["step_peak_growth"] > short["step_peak_growth"] + 50 * 2**20
     assert long["peak_rss"] > short["peak_rss"]
+
+
+def test_full_finetune_ratio_is_per_round(tmp_path, isolated_torch):
+    """Frozen and full fine-tuning zips are live together, timed interleaved: the ratio is per round."""
+    from benchmarks import train_step
+
+    full = train_step.main(["--smoke", "--no-memory", "--intervals", "auto", "--out", str(tmp_path)])["full_finetune"]
+    assert full["full_over_frozen_time"]["n"] == full["frozen_s"]["n"] == full["full_s"]["n"] == 2
+    assert 0 < full["frozen_trainable_params"] < full["full_trainable_params"]
+    assert full["frozen_opt_state_bytes"] < full["full_opt_state_bytes"]
+
+
+def test_decode_cache_ratios_have_rounds(tmp_path, isolated_torch):
+    """Every cache speed-up, the long (> 50 tokens) uncached one too, rests on >= 2 rounds, n in the headline."""
+    from benchmarks import decode
+
+    res = decode.main(["--tiny", "--warmup", "1", "--steps", "2", "--lengths", "5,60", "--uncached-max", "60",
+                       "--batch", "2", "--batch-tokens", "5", "--prompt-tokens", "8", "--out", str(tmp_path)])
+    assert res["rows"][1]["warmup"] == "1 round(s) of 50 tokens"
+    assert [r["cached_over_uncached_speed"]["n"] for r in res["rows"]] == [2, 2]
+    headline = json.loads((tmp_path / "results" / "decode.json").read_text())["headline"]
+    assert "5: " in headline and "60: " in headline and headline.count("(n=2)") == 2
+
+
+def test_whisper_encoder_shared_threads(monkeypatch):
+    """`WhisperEncoder.shared()` keeps its default of 2 threads; `set_shared_threads` (benchmarks.rtf's
+    --threads) rebuilds it with the new count."""
+    from towers.whisper_units import WhisperEncoder
+
+    def fake_init(self, model_dir=None, threads=2):
+        self.threads = threads
+
+    monkeypatch.setattr(WhisperEncoder, "__init__", fake_init)
+    monkeypatch.setattr(WhisperEncoder, "_shared", None)
+    monkeypatch.setattr(WhisperEncoder, "shared_threads", WhisperEncoder.shared_threads)
+    enc = WhisperEncoder.shared()
+    assert enc.threads == 2 and WhisperEncoder.shared() is enc
+    WhisperEncoder.set_shared_threads(1)
+    assert WhisperEncoder.shared().threads == 1 and WhisperEncoder.shared() is not enc
