@@ -268,6 +268,9 @@ def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     import torch
     import torchaudio.functional as AF
 
+    # torchaudio's default filter is soft: a tone at 8.5 / 9 kHz resampled from 22.05 kHz to 16 kHz comes through
+    # folded into 7-8 kHz at -11 / -17 dB (a Kaiser window, beta 14.77, width 64, would give -105 dB). Kept as is:
+    # every shipped codec and unit cache was made from audio resampled this way (changing it needs a codec_id bump).
     with torch.no_grad():
         y = AF.resample(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), orig_sr, target_sr)
     y = y.numpy().astype(np.float32, copy=False)
