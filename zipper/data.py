@@ -101,8 +101,12 @@ def _encode_and_cache(rows: list[dict], codec, path: Path, split: str, progress:
 
     units = []
     for r in tqdm(rows, desc=f"encoding {split} audio -> units", disable=not progress, unit="utt"):
-        wave, sr = load_audio(r["audio_filepath"], target_sr=codec.sample_rate)
-        units.append(codec.encode(wave, sr).long())
+        try:
+            wave, sr = load_audio(r["audio_filepath"], target_sr=codec.sample_rate)
+            units.append(codec.encode(wave, sr).long())
+        except Exception as e:  # say which row of which split (the audio errors name no file)
+            e.add_note(f"while encoding {split} row {r['id']!r} ({r['audio_filepath']})")
+            raise
     offsets = torch.tensor([0] + [len(u) for u in units]).cumsum(0)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

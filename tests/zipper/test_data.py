@@ -130,3 +130,15 @@ def test_a_rewritten_audio_file_is_encoded_again_and_a_deleted_one_keeps_its_uni
     (tmp_path / "2.wav").unlink()  # audio removed after encoding: the cache still serves it
     again = {r["id"]: len(r["units"]) for r in load_split(corpus, "train", codec, progress=False)}
     assert again == after and codec.encoded == 6
+
+
+def test_an_encoding_error_names_the_row_and_its_file(tmp_path):
+    import traceback
+
+    from zipper.data import load_split
+
+    corpus = _corpus(tmp_path, n=2)
+    (tmp_path / "1.wav").write_bytes(b"RIFF, but not a wave file")
+    with pytest.raises(Exception) as info:
+        load_split(corpus, "train", _CountingCodec(), progress=False)
+    assert f"while encoding train row 'u1' ({tmp_path / '1.wav'})" in "".join(traceback.format_exception(info.value))
