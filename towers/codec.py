@@ -480,5 +480,8 @@ def load_codec(ref: str | os.PathLike) -> SpeechCodec:
 
 
 def codec_exists(ref: str | os.PathLike) -> bool:
-    """``ref`` is something :func:`load_codec` can find: a shipped codec name or a directory."""
-    return (isinstance(ref, str) and ref in SHIPPED_CODECS) or Path(ref).is_dir()
+    """``ref`` is something :func:`load_codec` can find: a shipped codec name or a directory holding
+    :data:`WEIGHTS_NAME` (not "", which would be the working directory)."""
+    if isinstance(ref, str) and ref in SHIPPED_CODECS:
+        return True
+    return str(ref) != "" and (Path(ref) / WEIGHTS_NAME).is_file()

@@ -820,6 +820,9 @@ def run_build(args: argparse.Namespace) -> int:
     except (CorpusError, KeyError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
         return 2
+    except OSError as e:  # an --out under a regular file, or in a folder that cannot be written
+        print(f"error: cannot write the corpus to {args.out}: {e.strerror or e}", file=sys.stderr)
+        return 2
     print(json.dumps({k: v for k, v in rep.as_dict().items() if k != "failed"}, indent=2))
     if rep.n_failed:
         print(f"warning: {rep.n_failed} utterances failed; see {Path(args.out) / 'corpus.json'}", file=sys.stderr)

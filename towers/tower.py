@@ -253,10 +253,18 @@ def load_tower(
 
 
 def tower_exists(ref: str) -> bool:
-    """``ref`` is something :func:`load_tower` can find: a local path or a registered name (nothing is downloaded)."""
+    """``ref`` is something :func:`load_tower` can find: a registered name, a ``.gguf`` file, or a directory
+    holding a config.json or a ``.gguf`` (nothing is downloaded; "" would be the working directory)."""
     from towers import registry
 
-    return Path(ref).expanduser().exists() or registry.is_registered(ref)
+    if not ref:
+        return False
+    path = Path(ref).expanduser()
+    if path.is_file():
+        return path.suffix == ".gguf"
+    if path.is_dir():
+        return (path / "config.json").is_file() or any(path.glob("*.gguf"))
+    return registry.is_registered(ref)
 
 
 def portable_ref(ref: str | None, model_dir: str | os.PathLike) -> str | None:

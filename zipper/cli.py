@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 from zipper.ctc_beam import FUSION_BEAM
@@ -51,9 +52,15 @@ def _check_output(path: str, overwrite: bool) -> Path:
     out = Path(path)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    if not out.parent.exists():
-        raise FileNotFoundError(f"output folder {out.parent} does not exist")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"output folder {out.parent} of {path} does not exist or is not a folder")
     writable_format(out)
+    try:  # write a file (os.access says yes to root): refused here, not after the model work
+        with tempfile.NamedTemporaryFile(dir=out.parent):
+            pass
+    except OSError as e:
+        raise PermissionError(f"cannot write {path}: its folder {out.parent} is not writable "
+                              f"({e.strerror or e})") from None
     return out
 
 
@@ -124,6 +131,9 @@ def cmd_eval(a) -> int:
     if a.beams and (cfg.task == "tts" or cfg.model == "single_decoder"):
         raise ValueError(f"--beams sets the attention beams of a zipper ASR or joint recipe; {a.config} is a "
                          f"{cfg.model} {cfg.task} recipe, which has none")
+    if a.fusion and cfg.task == "tts":
+        raise ValueError(f"--fusion decodes speech to text, for an ASR or joint recipe; {a.config} is a tts recipe, "
+                         "which runs no ASR evaluation")
     if a.fusion or a.beams or a.fusion_beam:  # validated again: fusion needs a character CTC head
         cfg = dataclasses.replace(cfg, eval_fusion=cfg.eval_fusion or a.fusion, eval_beams=a.beams or cfg.eval_beams,
                                   fusion_beam=a.fusion_beam or cfg.fusion_beam)
@@ -290,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     from zipper.model import CheckpointError
 
     expected = (AudioError, CodecFormatError, TowerError, ConfigError, CheckpointError, FileNotFoundError,
-                FileExistsError, PermissionError, IsADirectoryError, ValueError, RuntimeError)
+                FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError, ValueError, RuntimeError)
     try:
         return args.fn(args)
     except expected as e:

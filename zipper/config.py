@@ -27,6 +27,15 @@ def check_ctc_units(value) -> None:
         raise ConfigError(f"ctc_units must be one of {CTC_UNITS}, got {value!r}")
 
 
+def unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """``json.loads(object_pairs_hook=...)``: a key given twice is refused, not silently the last value."""
+    seen = [k for k, _ in pairs]
+    repeated = sorted({k for k in seen if seen.count(k) > 1})
+    if repeated:
+        raise ConfigError(f"duplicate keys {repeated}: each setting may be given once")
+    return dict(pairs)
+
+
 def check_modality_name(name: str) -> None:
     """A modality names its zip blocks, ``<src>_to_<dst>`` (module names: no dots). Two edges could give one
     name if a modality contained "_to_", began with "to_" or ended with "_to" ("a_to"->"b" and "a"->"to_b")."""
@@ -171,7 +180,9 @@ class ZipperConfig:
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "ZipperConfig":
         try:
-            data = json.loads(Path(path).read_text())
+            data = json.loads(Path(path).read_text(), object_pairs_hook=unique_keys)
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path} is not valid JSON: {e}") from None
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
         return cls.from_dict(data)

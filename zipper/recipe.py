@@ -28,7 +28,7 @@ import torch
 
 from towers.codec import load_codec
 from towers.typed_config import check_field_types
-from zipper.config import ConfigError, check_ctc_units
+from zipper.config import ConfigError, ZipperConfig, check_ctc_units, unique_keys
 from zipper.ctc_beam import FUSION_ALPHA, FUSION_BEAM, FUSION_BETA
 from zipper.data import subset, voice_text_prompt
 from zipper.distributed import barrier, is_main_process
@@ -171,13 +171,38 @@ class RecipeConfig:
             raise ConfigError("voice_prompt names the voice to speak in: it needs the 'text->speech' direction")
         if self.guided_attention and self.model != "zipper":
             raise ConfigError("guided_attention needs model 'zipper' (the single decoder has no cross-attention)")
+        empty = [k for k in ("out", "corpus", "codec", "text_tower", "speech_tower") if not getattr(self, k)]
+        if empty:  # Path("") is the working directory
+            raise ConfigError(f"{', '.join(empty)} must not be empty")
+        if self.ctc_units != "tokens" and not self.ctc_weight:
+            raise ConfigError(f"ctc_units {self.ctc_units!r} needs ctc_weight > 0 (there is no CTC head without it)")
+        if self.model == "single_decoder":  # settings of the zip that the baseline would ignore
+            ignored = {k: v for k, v in (("eval_beams", self.eval_beams), ("lora_rank", self.lora_rank),
+                                         ("train_speech_tower", self.train_speech_tower))
+                       if v != {"eval_beams": [1], "lora_rank": 0, "train_speech_tower": False}[k]}
+            if ignored:
+                raise ConfigError(f"model 'single_decoder' has no speech tower and decodes greedily: {ignored} "
+                                  "would be ignored (eval_beams [1], lora_rank 0, train_speech_tower false)")
+        elif self.task != "pretrain_speech":  # the zip's own checks, before the corpus and the towers
+            ZipperConfig(directions=self.directions, projection_layers=self.projection_layers, ffn_mult=self.ffn_mult,
+                         input_projection=self.input_projection, input_projection_towers=self.input_projection_towers,
+                         lora_rank=self.lora_rank, lora_towers=["speech"] if self.lora_rank else [],
+                         ctc_directions=["speech->text"] if self.ctc_weight else [], ctc_weight=self.ctc_weight,
+                         ctc_units=self.ctc_units, guided_attention=self.guided_attention)
+        if self.voice_prompt:
+            from towers.voices import VOICES
+
+            if self.voice_prompt not in VOICES:
+                raise ConfigError(f"voice_prompt {self.voice_prompt!r} is not a known voice; those are {sorted(VOICES)}")
 
     @classmethod
     def from_json(cls, path: str | Path) -> "RecipeConfig":
         try:
-            data = json.loads(Path(path).read_text())
+            data = json.loads(Path(path).read_text(), object_pairs_hook=unique_keys)
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path} is not valid JSON: {e}") from None
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a recipe config must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
@@ -237,6 +262,11 @@ def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:
     if results_md is not None and Path(results_md) != RESULTS_MD and not Path(results_md).parent.is_dir():
         raise ConfigError(f"--results-md {results_md}: its folder {Path(results_md).parent} does not exist "
                           "(create it, or pass --results-md none)")
+    if results_md is not None and Path(results_md).is_dir():
+        raise ConfigError(f"--results-md {results_md} is a directory; pass a file (or none)")
+    blocked = next((p for p in (Path(cfg.out), *Path(cfg.out).parents) if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise ConfigError(f"out {cfg.out}: {blocked} is a file, not a folder")
     check_references(cfg)  # seconds, not after an hour of corpus building and unit encoding
     # starts the process group under torchrun / accelerate launch (gloo without a GPU); a no-op alone
     state = PartialState(cpu=not torch.cuda.is_available())
@@ -273,7 +303,8 @@ def check_references(cfg: RecipeConfig) -> None:
     from towers.tower import tower_exists
 
     if not codec_exists(cfg.codec):
-        raise ConfigError(f"codec {cfg.codec!r} is neither a shipped codec ({sorted(SHIPPED_CODECS)}) nor a directory")
+        raise ConfigError(f"codec {cfg.codec!r} is neither a shipped codec ({sorted(SHIPPED_CODECS)}) nor a codec "
+                          "directory (holding codec.safetensors)")
     if cfg.task == "pretrain_speech":
         return  # writes the speech tower, reads no tower
     for name, ref in (("text_tower", cfg.text_tower), ("speech_tower", cfg.speech_tower)):
@@ -281,7 +312,8 @@ def check_references(cfg: RecipeConfig) -> None:
             hint = (" Pretrain one first with a pretrain_speech config whose speech_tower is this path "
                     "(e.g. recipes/configs/speech_tower_small.json)." if name == "speech_tower" else
                     f" Registered towers: {', '.join(registry.list_towers())}.")
-            raise ConfigError(f"{name} {ref!r} is neither a local path nor a registered name.{hint}")
+            raise ConfigError(f"{name} {ref!r} is neither a tower (a directory with a config.json or a .gguf, or a "
+                              f".gguf file) nor a registered name.{hint}")
 
 
 def data_settings(cfg: RecipeConfig) -> dict:

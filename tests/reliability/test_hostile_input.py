@@ -82,6 +82,10 @@ def test_speak_rejects_bad_text_and_outputs(model_dir, tmp_path, capsys):
     assert "unknown audio extension" in _bad(capsys, ["speak", "hello", "--model", str(tmp_path / "no-model"),
                                                       "-o", str(tmp_path / "a.xyz")])
     assert "unknown audio extension" in _bad(capsys, ["codec", "roundtrip", ROOT_WAV, "-o", str(tmp_path / "a.xyz")])
+    # an output folder that cannot be written, or a regular file, is refused before the model loads
+    assert "/proc/a.wav" in _bad(capsys, ["speak", "hello", "--model", str(tmp_path / "no-model"), "-o", "/proc/a.wav"])
+    (tmp_path / "file").write_text("x")
+    assert "not a folder" in _bad(capsys, ["codec", "roundtrip", ROOT_WAV, "-o", str(tmp_path / "file" / "a.wav")])
     keep = tmp_path / "keep.wav"
     keep.write_bytes(b"precious")
     _bad(capsys, ["speak", "hello", "--model", m, "-o", str(keep)])
@@ -204,6 +208,17 @@ def test_options_that_would_be_ignored_are_refused(tmp_path, capsys):
     assert "pass --fusion too" in _usage_error(capsys, ["eval", str(configs["asr"]), *m, "--fusion-beam", "64"])
     for name in ("tts", "single"):
         assert "--beams sets the attention beams" in _bad(capsys, ["eval", str(configs[name]), *m, "--beams", "4"])
+    assert "runs no ASR evaluation" in _bad(capsys, ["eval", str(configs["tts"]), *m, "--fusion"])
+
+
+def test_an_out_under_a_regular_file_is_one_error_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"task": "asr", "out": str(tmp_path / "file" / "run")}))
+    assert "is a file, not a folder" in _bad(capsys, ["train", str(config)])
+    assert cli(["data", "build", "--out", str(tmp_path / "file" / "corpus"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot write the corpus") and err.count("\n") == 1 and "Traceback" not in err, err
 
 
 def test_no_unsafe_loading_in_the_code():

@@ -60,6 +60,9 @@ def test_bad_json_files(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps([1, 2]))
     with pytest.raises(ConfigError, match="JSON object"):
         ZipperConfig.from_json(tmp_path / "c.json")
+    (tmp_path / "d.json").write_text('{"ffn_mult": 2, "ffn_mult": 0}')  # used to take the last value silently
+    with pytest.raises(ConfigError, match="duplicate keys \\['ffn_mult'\\]"):
+        ZipperConfig.from_json(tmp_path / "d.json")
 
 
 _values = st.recursive(st.none() | st.booleans() | st.integers(-3, 12) | st.floats(allow_nan=True) | st.text(max_size=8),

@@ -284,7 +284,18 @@ def test_recipe_config_field_values_either_load_or_raise_config_error():
     ({"task": "tts"}, "needs directions"), ({"task": "asr", "directions": ["text->speech"]}, "needs directions"),
     ({"task": "joint", "directions": ["speech->text"]}, "needs directions"),
     ({"task": "pretrain_speech", "best_metric": "dev_wer", "eval_every": 100}, "best_metric"),
-    ({"task": "asr", "voice_prompt": "piper-joe"}, "voice_prompt")])
+    ({"task": "asr", "voice_prompt": "piper-joe"}, "voice_prompt"),
+    # refused when the config is read, not after the corpus build and the text tower's load
+    ({"input_projection_towers": ["vision"]}, "input_projection_towers names 'vision'"),
+    ({"input_projection_towers": ["text", "text"]}, "duplicate entries"),
+    ({"input_projection_towers": ["text"], "input_projection": False}, "needs input_projection=True"),
+    ({"task": "tts", "directions": ["text->speech"], "voice_prompt": "nobody"}, "not a known voice"),
+    # accepted and then silently ignored
+    ({"model": "single_decoder", "eval_beams": [1, 4]}, "eval_beams"), ({"model": "single_decoder", "lora_rank": 4}, "lora_rank"),
+    ({"model": "single_decoder", "train_speech_tower": True}, "train_speech_tower"),
+    ({"ctc_units": "chars"}, "needs ctc_weight > 0"),
+    ({"out": ""}, "out must not be empty"), ({"codec": ""}, "codec must not be empty"),
+    ({"text_tower": ""}, "text_tower must not be empty"), ({"speech_tower": ""}, "speech_tower must not be empty")])
 def test_bad_recipe_config_is_a_usage_error_before_any_work(data, message, monkeypatch, tmp_path, capsys):
     import zipper.recipe as recipe
 
@@ -305,6 +316,15 @@ def test_a_results_md_in_a_missing_folder_is_refused_before_any_work(monkeypatch
     path.write_text(json.dumps({"task": "asr"}))
     assert cli(["train", str(path), "--results-md", str(tmp_path / "missing" / "R.md")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert cli(["train", str(path), "--results-md", str(tmp_path)]) == 2  # used to fail after training
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_duplicate_keys_in_a_recipe_config_are_refused(tmp_path, capsys):
+    path = tmp_path / "c.json"
+    path.write_text('{"task": "asr", "steps": 10, "steps": 20}')  # used to run 20 steps silently
+    assert cli(["train", str(path)]) == 2
+    assert "duplicate keys ['steps']" in capsys.readouterr().err
 
 
 def test_missing_tower_or_codec_is_refused_before_the_corpus_is_built(tmp_path, capsys):
@@ -313,7 +333,11 @@ def test_missing_tower_or_codec_is_refused_before_the_corpus_is_built(tmp_path, 
     base = {"task": "asr", "corpus": str(tmp_path / "corpus"), "out": str(tmp_path / "out"), "corpus_size": "tiny"}
     for extra, message in [({"speech_tower": str(tmp_path / "no-tower")}, "Pretrain one first"),
                            ({"speech_tower": str(tmp_path), "text_tower": "no-such-lm"}, "text_tower 'no-such-lm'"),
-                           ({"codec": "no-such-codec"}, "neither a shipped codec")]:
+                           ({"codec": "no-such-codec"}, "neither a shipped codec"),
+                           # existing paths that hold no tower / codec used to pass, and fail after the corpus build
+                           ({"speech_tower": str(tmp_path)}, "Pretrain one first"),
+                           ({"text_tower": str(tmp_path / "c.json")}, "text_tower"),
+                           ({"codec": str(tmp_path)}, "neither a shipped codec")]:
         path = tmp_path / "c.json"
         path.write_text(json.dumps({**base, **extra}))
         assert cli(["train", str(path)]) == 2
@@ -333,16 +357,17 @@ def test_voice_prompts_name_each_rows_voice_and_the_test_speaks_the_configured_o
     from zipper.recipe import prompt_voices, tts_test_rows
 
     rows = lambda voices: [{"text": f"s{i}", "voice": v} for i, v in enumerate(voices)]  # noqa: E731
-    train, dev, test = rows(["a", "b", "a"]), rows(["c"]), rows(["d"] * 60)
-    cfg = RecipeConfig(task="tts", directions=["text->speech"], voice_prompt="b")
+    a, b, c, d = "flite-awb", "piper-joe", "flite-slt", "flite-rms"  # voice_prompt must be a known voice
+    train, dev, test = rows([a, b, a]), rows([c]), rows([d] * 60)
+    cfg = RecipeConfig(task="tts", directions=["text->speech"], voice_prompt=b)
     prompt_voices(cfg, train, dev)
-    assert [r["text_prompt"] for r in train + dev] == ["a: ", "b: ", "a: ", "c: "]
+    assert [r["text_prompt"] for r in train + dev] == [f"{a}: ", f"{b}: ", f"{a}: ", f"{c}: "]
     spoken = tts_test_rows(cfg, test)
-    assert len(spoken) == 50 and {r["text_prompt"] for r in spoken} == {"b: "}
+    assert len(spoken) == 50 and {r["text_prompt"] for r in spoken} == {f"{b}: "}
     assert [r["text"] for r in spoken] == [r["text"] for r in test[:50]] and "text_prompt" not in test[0]
     with pytest.raises(ConfigError, match="not a training voice"):
-        prompt_voices(RecipeConfig(task="tts", directions=["text->speech"], voice_prompt="zz"), rows(["a"]), [])
-    plain = rows(["a"])
+        prompt_voices(RecipeConfig(task="tts", directions=["text->speech"], voice_prompt=d), rows([a]), [])
+    plain = rows([a])
     no_voice = RecipeConfig(task="tts", directions=["text->speech"])
     prompt_voices(no_voice, plain, [])
     assert "text_prompt" not in plain[0] and tts_test_rows(no_voice, test) == test[:50]
