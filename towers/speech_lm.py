@@ -95,9 +95,9 @@ def unit_perplexity(model, sequences: list[torch.Tensor], tok: UnitTokenizer, ba
 
     model.eval()
     total, count = 0.0, 0
+    dev = model.get_input_embeddings().weight.device  # the model may be on a GPU; batches are made on the CPU
     for i in range(0, len(sequences), batch_size):
         ids, mask = pad_rows([tok.encode(s)[:max_len] for s in sequences[i:i + batch_size]], tok.pad_token_id)
-        dev = model.get_input_embeddings().weight.device  # the model may be on a GPU
         ids, mask = ids.to(dev), mask.to(dev)
         logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
         nll = F.cross_entropy(logits.flatten(0, 1).float(), ids[:, 1:].flatten(), reduction="none")

@@ -177,23 +177,26 @@ class RecipeConfig:
         if self.ctc_units != "tokens" and not self.ctc_weight:
             raise ConfigError(f"ctc_units {self.ctc_units!r} needs ctc_weight > 0 (there is no CTC head without it)")
         if self.model == "single_decoder":  # settings of the zip that the baseline would ignore
-            ignored = {k: v for k, v in (("eval_beams", self.eval_beams), ("lora_rank", self.lora_rank),
-                                         ("train_speech_tower", self.train_speech_tower))
-                       if v != {"eval_beams": [1], "lora_rank": 0, "train_speech_tower": False}[k]}
+            unused = {"eval_beams": [1], "lora_rank": 0, "train_speech_tower": False}
+            ignored = {k: getattr(self, k) for k, v in unused.items() if getattr(self, k) != v}
             if ignored:
                 raise ConfigError(f"model 'single_decoder' has no speech tower and decodes greedily: {ignored} "
                                   "would be ignored (eval_beams [1], lora_rank 0, train_speech_tower false)")
         elif self.task != "pretrain_speech":  # the zip's own checks, before the corpus and the towers
-            ZipperConfig(directions=self.directions, projection_layers=self.projection_layers, ffn_mult=self.ffn_mult,
-                         input_projection=self.input_projection, input_projection_towers=self.input_projection_towers,
-                         lora_rank=self.lora_rank, lora_towers=["speech"] if self.lora_rank else [],
-                         ctc_directions=["speech->text"] if self.ctc_weight else [], ctc_weight=self.ctc_weight,
-                         ctc_units=self.ctc_units, guided_attention=self.guided_attention)
+            ZipperConfig(**self.zip_settings())
         if self.voice_prompt:
             from towers.voices import VOICES
 
             if self.voice_prompt not in VOICES:
                 raise ConfigError(f"voice_prompt {self.voice_prompt!r} is not a known voice; those are {sorted(VOICES)}")
+
+    def zip_settings(self) -> dict:
+        """The ZipperConfig settings this recipe gives its zip (`build_zip` adds those that need the towers)."""
+        return dict(directions=self.directions, projection_layers=self.projection_layers, ffn_mult=self.ffn_mult,
+                    input_projection=self.input_projection, input_projection_towers=self.input_projection_towers,
+                    lora_rank=self.lora_rank, lora_towers=["speech"] if self.lora_rank else [],
+                    ctc_directions=["speech->text"] if self.ctc_weight else [], ctc_weight=self.ctc_weight,
+                    ctc_units=self.ctc_units, guided_attention=self.guided_attention)
 
     @classmethod
     def from_json(cls, path: str | Path) -> "RecipeConfig":
@@ -243,14 +246,8 @@ def build_zip(cfg: RecipeConfig, speech, text):
     from zipper.model import ZipperModel
 
     return ZipperModel.from_towers(
-        [speech, text], directions=cfg.directions,
-        cross_attention_interval=[cfg.cross_attention_interval_speech, cfg.cross_attention_interval_text],
-        projection_layers=cfg.projection_layers, ffn_mult=cfg.ffn_mult, input_projection=cfg.input_projection,
-        input_projection_towers=cfg.input_projection_towers,
-        frozen=[not cfg.train_speech_tower, True], lora_rank=cfg.lora_rank,
-        lora_towers=["speech"] if cfg.lora_rank else [], prefix_ids=[[], text_prefix_ids(cfg, text)],
-        ctc_directions=["speech->text"] if cfg.ctc_weight else [], ctc_weight=cfg.ctc_weight,
-        ctc_units=cfg.ctc_units, guided_attention=cfg.guided_attention)
+        [speech, text], cross_attention_interval=[cfg.cross_attention_interval_speech, cfg.cross_attention_interval_text],
+        frozen=[not cfg.train_speech_tower, True], prefix_ids=[[], text_prefix_ids(cfg, text)], **cfg.zip_settings())
 
 
 def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:

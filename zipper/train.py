@@ -155,12 +155,7 @@ def save_checkpoint(dirpath: Path, model, optimizer, scheduler, step: int, extra
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-        aside = dirpath / f".old-{final.name}"
-        if final.exists():  # a re-save of this step: the previous copy stays whole until the new one is in place
-            shutil.rmtree(aside, ignore_errors=True)
-            final.rename(aside)
-        tmp.rename(final)
-        shutil.rmtree(aside, ignore_errors=True)
+        _swap_in(tmp, final)
         _restore_aside(dirpath)
         for old in sorted(p for p in dirpath.glob("step-*") if p != final)[:-1]:  # keep the latest two
             shutil.rmtree(old, ignore_errors=True)
@@ -178,12 +173,7 @@ def _save_best(best_dir: Path, model, step: int, metrics: dict) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=best_dir))
     save_file(_trainable_tensors(model), str(tmp / "trainable.safetensors"))
     (tmp / "metrics.json").write_text(json.dumps(metrics) + "\n")
-    final, aside = best_dir / f"step-{step:07d}", best_dir / f".old-step-{step:07d}"
-    if final.exists():  # a resumed run re-evaluated this step: the old copy goes only once the new one is in
-        shutil.rmtree(aside, ignore_errors=True)
-        final.rename(aside)
-    tmp.rename(final)
-    shutil.rmtree(aside, ignore_errors=True)
+    _swap_in(tmp, best_dir / f"step-{step:07d}")  # a resumed run may re-evaluate this step
 
 
 def _prune_best(best_dir: Path, keep: int | None = None, after: int | None = None) -> None:
@@ -193,6 +183,17 @@ def _prune_best(best_dir: Path, keep: int | None = None, after: int | None = Non
         n = int(d.name.split("-")[1])
         if (keep is not None and n != keep) or (after is not None and n > after):
             shutil.rmtree(d, ignore_errors=True)
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    """Rename ``tmp`` to ``final``; a previous ``final`` stays whole, as ``.old-<name>``, until the new one
+    is in place (a kill between the renames loses neither)."""
+    aside = final.with_name(f".old-{final.name}")
+    if final.exists():
+        shutil.rmtree(aside, ignore_errors=True)
+        final.rename(aside)
+    tmp.rename(final)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _restore_aside(dirpath: Path) -> None:
