@@ -304,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args)
     except expected as e:
-        print(f"zipper: error: {e}", file=sys.stderr)
+        notes = "".join(f" ({n})" for n in getattr(e, "__notes__", []))  # e.g. which row a unit encoding failed on
+        print(f"zipper: error: {e}{notes}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # zipper.train.TrainingInterrupted says where its checkpoint is
         print(f"zipper: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)

@@ -233,3 +233,17 @@ def test_no_unsafe_loading_in_the_code():
         offenders += [f"{path.name}: pickle.load" for _ in re.finditer(r"pickle\.loads?\(", text)]
         offenders += [f"{path.name}: trust_remote_code=True" for _ in re.finditer(r"trust_remote_code\s*=\s*True", text)]
     assert not offenders, offenders
+
+
+def test_an_errors_notes_reach_the_one_error_line(monkeypatch, capsys):
+    """Unit encoding adds the failing row and file as a note (zipper.data); the CLI line must show it."""
+    from zipper import cli
+
+    def fails(a):
+        e = ValueError("audio is silent")
+        e.add_note("while encoding train row 'u1' (/c/1.wav)")
+        raise e
+
+    monkeypatch.setattr(cli, "cmd_towers", fails)
+    assert cli.main(["towers"]) == 2
+    assert capsys.readouterr().err.strip() == "zipper: error: audio is silent (while encoding train row 'u1' (/c/1.wav))"
