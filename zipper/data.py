@@ -46,22 +46,35 @@ def load_split(corpus: str | Path, split: str, codec, progress: bool = True,
 
     corpus = Path(corpus)
     rows = read_manifest(corpus / f"{split}.jsonl")
+    root = corpus.resolve()
     cache_dir = corpus / f"units-{codec_id(codec)}"
-    full = _read_unit_cache(cache_dir / f"{split}.safetensors", rows)
+    full = _read_unit_cache(cache_dir / f"{split}.safetensors", rows, root)
     if full is not None:
         return keep(full) if keep else full
     if keep is None:
-        return _encode_and_cache(rows, codec, cache_dir / f"{split}.safetensors", split, progress)
+        return _encode_and_cache(rows, codec, cache_dir / f"{split}.safetensors", split, progress, root)
     kept = keep(rows)
     if len(kept) == len(rows) and {r["id"] for r in kept} == {r["id"] for r in rows}:  # all of it, reordered
-        return keep(_encode_and_cache(rows, codec, cache_dir / f"{split}.safetensors", split, progress))
-    path = cache_dir / f"{split}-{_ids_key(kept)}.safetensors"
-    return _read_unit_cache(path, kept) or _encode_and_cache(kept, codec, path, split, progress)
+        return keep(_encode_and_cache(rows, codec, cache_dir / f"{split}.safetensors", split, progress, root))
+    path = cache_dir / f"{split}-{_ids_key(kept, root)}.safetensors"
+    old_name = cache_dir / f"{split}-{_ids_key(kept)}.safetensors"  # named before keys were corpus-relative
+    cached = _read_unit_cache(path, kept, root)
+    cached = cached if cached is not None else _read_unit_cache(old_name, kept, root)
+    return cached if cached is not None else _encode_and_cache(kept, codec, path, split, progress, root)
 
 
-def _ids_key(rows: Sequence[dict]) -> str:
-    """The rows a cache holds: their ids and audio files."""
-    return hashlib.sha256("\n".join(f"{r['id']}\t{r['audio_filepath']}" for r in rows).encode()).hexdigest()[:16]
+def _ids_key(rows: Sequence[dict], root: Path | None = None) -> str:
+    """The rows a cache holds: their ids and audio files, the files named relative to the corpus folder ``root``
+    when inside it, so that a corpus moved or copied elsewhere (onto a GPU machine, say) keeps its caches.
+    Without ``root``: absolute paths, the key of the caches written before."""
+    def where(p: str) -> str:
+        if root is not None:
+            rel = os.path.relpath(p, root)
+            if not rel.startswith(os.pardir):
+                return Path(rel).as_posix()
+        return p
+
+    return hashlib.sha256("\n".join(f"{r['id']}\t{where(r['audio_filepath'])}" for r in rows).encode()).hexdigest()[:16]
 
 
 def _audio_stamps(rows: Sequence[dict]) -> torch.Tensor:
@@ -76,14 +89,14 @@ def _audio_stamps(rows: Sequence[dict]) -> torch.Tensor:
     return torch.tensor(stamps, dtype=torch.long).reshape(-1, 2)
 
 
-def _read_unit_cache(path: Path, rows: list[dict]) -> list[dict] | None:
+def _read_unit_cache(path: Path, rows: list[dict], root: Path) -> list[dict] | None:
     """The rows with their cached units, or None if ``path`` is missing or caches other rows."""
     from safetensors.torch import load_file
 
     if not path.exists():
         return None
     stored = load_file(str(path))
-    if bytes(stored["key"].tolist()).decode() != _ids_key(rows) or "stamps" not in stored:
+    if bytes(stored["key"].tolist()).decode() not in (_ids_key(rows, root), _ids_key(rows)) or "stamps" not in stored:
         return None  # other rows, or a cache from before the audio files' stamps were kept
     now = _audio_stamps(rows)
     here = now[:, 0] >= 0
@@ -93,7 +106,7 @@ def _read_unit_cache(path: Path, rows: list[dict]) -> list[dict] | None:
     return [dict(r, units=flat[a:b].clone()) for r, a, b in zip(rows, offsets[:-1], offsets[1:])]
 
 
-def _encode_and_cache(rows: list[dict], codec, path: Path, split: str, progress: bool) -> list[dict]:
+def _encode_and_cache(rows: list[dict], codec, path: Path, split: str, progress: bool, root: Path) -> list[dict]:
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
@@ -111,7 +124,7 @@ def _encode_and_cache(rows: list[dict], codec, path: Path, split: str, progress:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     save_file({"units": torch.cat(units) if units else torch.zeros(0, dtype=torch.long), "offsets": offsets,
-               "key": torch.tensor(list(_ids_key(rows).encode()), dtype=torch.uint8),
+               "key": torch.tensor(list(_ids_key(rows, root).encode()), dtype=torch.uint8),
                "stamps": _audio_stamps(rows)}, str(tmp))
     tmp.replace(path)
     return [dict(r, units=u) for r, u in zip(rows, units)]

@@ -142,3 +142,52 @@ def test_an_encoding_error_names_the_row_and_its_file(tmp_path):
     with pytest.raises(Exception) as info:
         load_split(corpus, "train", _CountingCodec(), progress=False)
     assert f"while encoding train row 'u1' ({tmp_path / '1.wav'})" in "".join(traceback.format_exception(info.value))
+
+
+def test_a_copied_or_moved_corpus_keeps_its_unit_caches(tmp_path):
+    """Cache keys name the audio files relative to the corpus, so a corpus copied to another machine or folder
+    (a GPU box, say) reads its caches instead of encoding everything again (20+ minutes for the base corpus)."""
+    import shutil
+
+    from zipper.data import load_split
+
+    codec = _CountingCodec()
+    (tmp_path / "here").mkdir()
+    here = _corpus(tmp_path / "here", n=4)
+    whole = load_split(here, "train", codec, progress=False)
+    first = load_split(here, "train", codec, progress=False, keep=lambda rows: rows[:2])  # cut from the whole
+    assert codec.encoded == 4
+    shutil.rmtree(here / f"units-{codec_id(codec)}")
+    part = load_split(here, "train", codec, progress=False, keep=lambda rows: rows[:2])  # a subset cache
+    whole = load_split(here, "train", codec, progress=False)
+    assert codec.encoded == 10
+    there = tmp_path / "elsewhere" / "corpus"
+    shutil.copytree(here, there)
+    for moved in (there, tmp_path / "moved"):
+        if moved != there:
+            there.rename(moved)
+        assert [r["units"].tolist() for r in load_split(moved, "train", codec, progress=False)] == \
+            [r["units"].tolist() for r in whole]
+        assert [r["units"].tolist() for r in load_split(moved, "train", codec, progress=False, keep=lambda r: r[:2])] \
+            == [r["units"].tolist() for r in part] == [r["units"].tolist() for r in first]
+        for wav in moved.glob("*.wav"):  # no audio beside the caches at all: they still serve
+            wav.unlink()
+        assert len(load_split(moved, "train", codec, progress=False)) == 4
+    assert codec.encoded == 10
+
+
+def test_caches_keyed_by_absolute_paths_before_are_still_read(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from zipper.data import _ids_key, load_split
+
+    corpus, codec = _corpus(tmp_path, n=3), _CountingCodec()
+    rows = load_split(corpus, "train", codec, progress=False)
+    cache = corpus / f"units-{codec_id(codec)}" / "train.safetensors"
+    stored = load_file(str(cache))
+    assert bytes(stored["key"].tolist()).decode() == _ids_key(rows, corpus.resolve()) != _ids_key(rows)
+    stored["key"] = torch.tensor(list(_ids_key(rows).encode()), dtype=torch.uint8)  # the old, absolute key
+    save_file(stored, str(cache))
+    assert [r["units"].tolist() for r in load_split(corpus, "train", codec, progress=False)] == \
+        [r["units"].tolist() for r in rows]
+    assert codec.encoded == 3
