@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,12 +79,14 @@ class Tower:
         modality: e.g. ``"text"`` or ``"speech"``.
         tokenizer: an HF tokenizer, a `UnitTokenizer` for speech units, or None (ids only).
         source: how to load it again (a path or a registered name); None for in-memory towers.
+        pinned_ids: BOS / EOS / PAD ids that override the tokenizer's and the config's (`pin_special_ids`).
     """
 
     model: nn.Module
     modality: str
     tokenizer: Any = None
     source: str | None = None
+    pinned_ids: dict[str, int | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         mt = self.model_type
@@ -136,7 +138,26 @@ class Tower:
     def lora_targets(self) -> list[str]:
         return LORA_TARGETS.get(self.model_type, _DEFAULT_LORA_TARGETS)
 
+    def special_ids(self) -> dict[str, int | None]:
+        """``{"bos": .., "eos": .., "pad": ..}``: the ids a zip's segments start, end and pad with."""
+        return {"bos": self.bos_token_id, "eos": self.eos_token_id, "pad": self.pad_token_id}
+
+    def pin_special_ids(self, ids: dict[str, int | None]) -> None:
+        """Use these BOS / EOS / PAD ids from now on, whatever the tokenizer says: a saved zip was trained
+        with its towers' ids, and a tokenizer loaded by another transformers version may name others
+        (transformers 5.17 reads SmolLM2's GGUF with EOS <|im_start|>, 5.25 with <|im_end|>)."""
+        unknown = sorted(set(ids) - {"bos", "eos", "pad"})
+        if unknown:
+            raise TowerError(f"special ids are bos, eos and pad; got {unknown}")
+        for name, value in ids.items():
+            if value is not None and not (isinstance(value, int) and 0 <= value < self.vocab_size):
+                raise TowerError(f"{name} id {value!r} is not in the {self.modality} tower's vocabulary "
+                                 f"(size {self.vocab_size})")
+        self.pinned_ids = {f"{k}_token_id": v for k, v in ids.items()}
+
     def _special(self, name: str) -> int | None:
+        if name in self.pinned_ids:
+            return self.pinned_ids[name]
         for obj in (self.tokenizer, self.config):
             value = getattr(obj, name, None) if obj is not None else None
             if isinstance(value, (list, tuple)):
@@ -248,8 +269,16 @@ def load_tower(
         kwargs["use_safetensors"] = True
     model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     model.eval()
-    return Tower(model=model, modality=modality, tokenizer=_load_tokenizer(path, gguf_file, trust_remote_code),
-                 source=ref)
+    tower = Tower(model=model, modality=modality, tokenizer=_load_tokenizer(path, gguf_file, trust_remote_code),
+                  source=ref)
+    if gguf_file is not None:  # the file's own BOS / EOS (in the config) over what the tokenizer conversion
+        # made of them: transformers 5.17 gives SmolLM2's GGUF tokenizer EOS <|im_start|>, which is its BOS
+        ids = tower.special_ids()
+        given = {k: getattr(model.config, f"{k}_token_id", None) for k in ("bos", "eos")}
+        given = {k: (v[0] if v else None) if isinstance(v, (list, tuple)) else v for k, v in given.items()}
+        if any(v is not None and v != ids[k] for k, v in given.items()):
+            tower.pin_special_ids({**ids, **{k: v for k, v in given.items() if v is not None}})
+    return tower
 
 
 def tower_exists(ref: str) -> bool:

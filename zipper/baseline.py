@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -41,9 +42,15 @@ class SpeechVocab:
 
 
 class SingleDecoder(nn.Module):
-    def __init__(self, text: Tower, n_units: int, text_prefix_ids: Sequence[int] = ()):
+    def __init__(self, text: Tower, n_units: int, text_prefix_ids: Sequence[int] = (),
+                 text_special_ids: dict | None = None):
         super().__init__()
         self.text = text
+        if text_special_ids and text_special_ids != text.special_ids():  # as ZipperModel: the saved ids win
+            here = text.special_ids()
+            text.pin_special_ids(text_special_ids)
+            warnings.warn(f"the text tower's tokenizer gives special ids {here} here, but this single decoder was "
+                          f"trained with {text_special_ids}; using those", stacklevel=3)
         self.text_prefix_ids = [int(i) for i in text_prefix_ids]  # forced after the text BOS, as ZipperConfig.prefix_ids
         check_prefix_ids(text, self.text_prefix_ids)
         self.speech = SpeechVocab(UnitTokenizer(n_units))
@@ -66,7 +73,7 @@ class SingleDecoder(nn.Module):
     def config_dict(self) -> dict:
         """What save_pretrained records (and training checkpoints check on resume)."""
         return {"text_tower": self.text.source, "n_units": self.speech.tokenizer.n_units,
-                "text_prefix_ids": self.text_prefix_ids}
+                "text_prefix_ids": self.text_prefix_ids, "text_special_ids": self.text.special_ids()}
 
     def start_ids(self, modality: str, device: torch.device | str | None = None) -> torch.Tensor:
         """(S,) BOS (+ the text prefix for text), in the modality's own ids: what ZipperModel.start_ids is."""
@@ -178,7 +185,7 @@ class SingleDecoder(nn.Module):
         meta = _read_meta(path)
         state = read_weights(path / WEIGHTS_NAME)
         model = cls(text or load_tower(resolve_ref(meta["text_tower"], path), modality="text"), meta["n_units"],
-                    meta.get("text_prefix_ids", []))
+                    meta.get("text_prefix_ids", []), meta.get("text_special_ids"))
         load_checked(model.lm.state_dict(), state, "single-decoder")  # every weight, with its shape
         return model
 

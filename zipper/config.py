@@ -18,6 +18,9 @@ class ConfigError(ValueError):
     """A zipper config is malformed (unknown key, wrong type, inconsistent values)."""
 
 
+# marks the fields a zip records from its towers: a training checkpoint written before one existed is not
+# checked against it on resume (zipper.train.load_checkpoint), rather than against the field's empty default
+RECORDED = {"recorded_from_towers": True}
 CTC_UNITS = ("tokens", "chars")  # what an auxiliary CTC head emits (zipper/ctc.py)
 
 
@@ -86,10 +89,12 @@ class ZipperConfig:
     # monotonic-alignment prior for ASR and TTS. 0.0 = off (the paper's plain zip).
     guided_attention: float = 0.0
     guided_attention_sigma: float = 0.2  # width of the diagonal band, as a share of the segment lengths
-    # Recorded from the towers when the model is built; checked when a saved zip is loaded.
-    tower_hidden_sizes: list[int] = field(default_factory=list)
-    tower_num_layers: list[int] = field(default_factory=list)
-    tower_vocab_sizes: list[int] = field(default_factory=list)
+    # Recorded from the towers when the model is built; checked when a saved zip is loaded (a mismatch in
+    # the sizes is an error; the special ids of the saved zip are pinned on the towers, with a warning).
+    tower_hidden_sizes: list[int] = field(default_factory=list, metadata=RECORDED)
+    tower_num_layers: list[int] = field(default_factory=list, metadata=RECORDED)
+    tower_vocab_sizes: list[int] = field(default_factory=list, metadata=RECORDED)
+    tower_special_ids: list[dict] = field(default_factory=list, metadata=RECORDED)  # {"bos", "eos", "pad"} each
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -101,10 +106,14 @@ class ZipperConfig:
         for m in self.modalities:
             check_modality_name(m)
         for name in ("towers", "cross_attention_interval", "frozen", "prefix_ids", "tower_hidden_sizes",
-                     "tower_num_layers", "tower_vocab_sizes"):
+                     "tower_num_layers", "tower_vocab_sizes", "tower_special_ids"):
             value = getattr(self, name)
             if value and len(value) != n:
                 raise ConfigError(f"{name} has {len(value)} entries but there are {n} towers ({self.modalities})")
+        for ids in self.tower_special_ids:
+            if sorted(ids) != ["bos", "eos", "pad"] or not all(
+                    v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0) for v in ids.values()):
+                raise ConfigError(f"tower_special_ids entries must map bos, eos and pad to ids >= 0 (or null), got {ids}")
         if any(i < 0 for i in self.cross_attention_interval):
             raise ConfigError(f"cross_attention_interval entries must be >= 0, got {self.cross_attention_interval}")
         if not self.directions:

@@ -113,8 +113,8 @@ def _signature_defaults(model) -> dict:
     if not dataclasses.is_dataclass(config):
         return {}
     defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-                for f in dataclasses.fields(config)
-                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+                for f in dataclasses.fields(config) if not f.metadata.get("recorded_from_towers")
+                and (f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING)}
     return json.loads(json.dumps(defaults))
 
 
@@ -223,8 +223,9 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
     params, weights = _trainable(model), _read_trainable(model, path / "trainable.safetensors")
     state = json.loads((path / "trainer_state.json").read_text())
     saved, now = state.get("model_config"), model_signature(model)
-    if saved is not None:  # a key the checkpoint lacks is a field added since: it ran with the default
-        saved = {**{k: v for k, v in _signature_defaults(model).items() if k in now}, **saved}
+    if saved is not None:  # a key the checkpoint lacks is a field added since: it ran with the default, or
+        # (a fact recorded from the towers, which has none) with what the towers say now, unchecked
+        saved = {**now, **{k: v for k, v in _signature_defaults(model).items() if k in now}, **saved}
     if saved is not None and saved != now:  # same tensors, different meaning (e.g. another prefix): refuse
         diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
         raise ValueError(f"checkpoint {path} was trained with a different model config ({', '.join(diff)}: "

@@ -136,6 +136,14 @@ def test_resume_reads_a_field_the_checkpoint_predates_as_its_default(tmp_path):
     assert fit(_model(), _loss, _stream, _cfg(3), tmp_path)["steps"] == 3
 
 
+def test_resume_accepts_a_checkpoint_that_predates_a_fact_recorded_from_the_towers(tmp_path):
+    """tower_special_ids has no meaningful default (it is read from the towers): a checkpoint written
+    before it existed resumes, rather than being refused against an empty list."""
+    fit(_model(), _loss, _stream, _cfg(2), tmp_path)
+    _drop_recorded_field(tmp_path / "checkpoints", "tower_special_ids")
+    assert fit(_model(), _loss, _stream, _cfg(3), tmp_path)["steps"] == 3
+
+
 def test_a_resave_killed_between_its_renames_keeps_a_complete_checkpoint(tmp_path, monkeypatch):
     """Re-saving a step moves the previous copy aside before the new one takes its place: killed in between
     (here: the new copy's rename fails), the previous copy still loads, and the next save tidies up."""

@@ -76,6 +76,8 @@ def test_real_smollm2_tower_zips_exactly():
 
     text = load_tower("smollm2-135m")
     assert text.model_type == "llama" and text.num_layers == 30 and text.hidden_size == 576
+    # the GGUF's own BOS / EOS, whatever the transformers version (5.17's tokenizer conversion says EOS <|im_start|>)
+    assert text.tokenizer.convert_ids_to_tokens([text.bos_token_id, text.eos_token_id]) == ["<|im_start|>", "<|im_end|>"]
     speech = new_speech_tower(n_units=1024, size="base")
     model = ZipperModel.from_towers([speech, text], directions=["speech->text"])
     counts = model.parameter_counts()

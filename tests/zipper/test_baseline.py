@@ -70,6 +70,19 @@ def test_save_load_round_trip_from_another_working_directory(tmp_path, monkeypat
     assert torch.equal(loaded([Segment("speech", s), Segment("text", t)]).logits[1], before)
 
 
+def test_a_loaded_single_decoder_keeps_the_special_ids_it_was_trained_with(tmp_path):
+    """As a zip (tests/zipper/test_checkpoint.py): the saved BOS / EOS / PAD win over the tokenizer's."""
+    model = SingleDecoder(tiny_tower("llama", "text", vocab=56, seed=3), n_units=20)
+    model.save_pretrained(tmp_path / "model")
+    assert json.loads((tmp_path / "model/single_decoder.json").read_text())["text_special_ids"] == \
+        {"bos": 1, "eos": 2, "pad": 0}
+    other = tiny_tower("llama", "text", vocab=56, seed=3)
+    other.model.config.eos_token_id = 4  # what another tokenizer or transformers version reads
+    with pytest.warns(UserWarning, match=r"'eos': 4.* trained with .*'eos': 2"):
+        loaded = SingleDecoder.from_pretrained(tmp_path / "model", text=other)
+    assert loaded.text.eos_token_id == 2
+
+
 def test_start_ids_on_the_device_asked_for():
     model = SingleDecoder(tiny_tower("llama", "text", vocab=56, hidden=32, layers=2, seed=3), n_units=20,
                           text_prefix_ids=[7])

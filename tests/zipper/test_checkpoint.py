@@ -182,3 +182,43 @@ def test_a_lora_zip_after_another_was_unzipped_round_trips(pair, tmp_path):
     _as_trained(second, torch.Tensor.uniform_)
     second.save_pretrained(tmp_path / "zip")
     assert torch.equal(_logits(ZipperModel.from_pretrained(tmp_path / "zip", towers=_fresh_pair())), _logits(second))
+
+
+def test_a_loaded_zip_keeps_the_special_ids_it_was_trained_with(pair, tmp_path):
+    """Another tokenizer or transformers version may name other BOS / EOS ids for the same checkpoint
+    (transformers 5.17 reads SmolLM2's GGUF with EOS <|im_start|>, 5.25 with <|im_end|>): a zip trained to
+    stop on one would run on past it. The saved ids win, with a warning."""
+    model = _model(pair, prefix_ids=[[], [7]])
+    _as_trained(model)
+    model.save_pretrained(tmp_path / "zip")
+    saved = json.loads((tmp_path / "zip" / "zipper_config.json").read_text())["tower_special_ids"]
+    assert saved == [{"bos": 1, "eos": 2, "pad": 0}] * 2
+    speech, text = _fresh_pair()
+    text.model.config.eos_token_id, text.model.config.bos_token_id = 5, 6  # what another version reads
+    with pytest.warns(UserWarning, match=r"text tower's tokenizer gives special ids .*'eos': 5.* built with .*'eos': 2"):
+        loaded = ZipperModel.from_pretrained(tmp_path / "zip", towers=[speech, text])
+    assert loaded.tower("text").special_ids() == {"bos": 1, "eos": 2, "pad": 0}
+    assert torch.equal(loaded.start_ids("text"), model.start_ids("text"))
+    assert torch.equal(_logits(loaded), _logits(model))
+
+
+def test_a_zip_saved_before_special_ids_were_recorded_loads_with_the_towers_ids(pair, tmp_path):
+    model = _model(pair)
+    model.save_pretrained(tmp_path / "zip")
+    cfg = json.loads((tmp_path / "zip" / "zipper_config.json").read_text())
+    del cfg["tower_special_ids"]
+    (tmp_path / "zip" / "zipper_config.json").write_text(json.dumps(cfg))
+    loaded = ZipperModel.from_pretrained(tmp_path / "zip", towers=_fresh_pair())
+    assert loaded.config.tower_special_ids == [{"bos": 1, "eos": 2, "pad": 0}] * 2
+
+
+@pytest.mark.parametrize("ids", [{"bos": 1, "eos": 2}, {"bos": 1, "eos": 2, "pad": -1},
+                                 {"bos": 1, "eos": True, "pad": 0}, {"bos": 1, "eos": 2, "pad": 0, "sep": 3}])
+def test_malformed_special_ids_are_a_config_error(pair, ids):
+    with pytest.raises(ConfigError, match="tower_special_ids"):
+        _model(pair, tower_special_ids=[ids, {"bos": 1, "eos": 2, "pad": 0}])
+
+
+def test_special_ids_outside_the_vocabulary_are_refused(pair):
+    with pytest.raises(ValueError, match="eos id 99 is not in the text tower's vocabulary"):
+        _model(pair, tower_special_ids=[{"bos": 1, "eos": 2, "pad": 0}, {"bos": 1, "eos": 99, "pad": 0}])
