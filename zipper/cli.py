@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 from zipper.ctc_beam import FUSION_BEAM
@@ -42,7 +43,13 @@ def _load_model_codec(path: str):
     if not Path(path).is_dir():
         raise FileNotFoundError(f"no trained model directory at {path}")
     codec_dir = Path(path) / "codec"
-    return SpeechCodec.from_pretrained(codec_dir) if codec_dir.is_dir() else load_default_codec()
+    if codec_dir.is_dir():
+        return SpeechCodec.from_pretrained(codec_dir)
+    # a model saved before models carried their codec, or copied without it: units of another codec would
+    # be read as these, and the transcripts would be fluent nonsense
+    warnings.warn(f"{path} has no codec/ folder: using the default codec (towers/assets/codec-default); if the "
+                  "model was trained on another codec, copy it there (SpeechCodec.save_pretrained)", stacklevel=2)
+    return load_default_codec()
 
 
 def _check_output(path: str, overwrite: bool) -> Path:

@@ -247,3 +247,16 @@ def test_an_errors_notes_reach_the_one_error_line(monkeypatch, capsys):
     monkeypatch.setattr(cli, "cmd_towers", fails)
     assert cli.main(["towers"]) == 2
     assert capsys.readouterr().err.strip() == "zipper: error: audio is silent (while encoding train row 'u1' (/c/1.wav))"
+
+
+def test_a_model_copied_without_its_codec_warns_before_using_the_default(model_dir, tmp_path):
+    """Units of another codec would be read as the default's and give fluent nonsense: say so."""
+    import warnings
+
+    from zipper.cli import _load_model_codec
+
+    with pytest.warns(UserWarning, match="has no codec/ folder: using the default codec"):
+        _load_model_codec(str(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _load_model_codec(str(model_dir / "model")).vocab_size == 32
