@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,13 +156,20 @@ class Tower:
                                  f"(size {self.vocab_size})")
         self.pinned_ids = {f"{k}_token_id": v for k, v in ids.items()}
 
+    def keep_special_ids(self, saved: dict[str, int | None] | None, owner: str) -> None:
+        """Pin ``saved``, the ids a saved model was built with, if this tokenizer names others, and warn.
+        ``owner`` ends the sentence, e.g. "this zip was built with"."""
+        here = self.special_ids()
+        if saved and saved != here:
+            self.pin_special_ids(saved)
+            warnings.warn(f"the {self.modality} tower's tokenizer gives special ids {here} here, but {owner} {saved} "
+                          "(another tokenizer or transformers version); using those", stacklevel=3)
+
     def _special(self, name: str) -> int | None:
         if name in self.pinned_ids:
             return self.pinned_ids[name]
         for obj in (self.tokenizer, self.config):
-            value = getattr(obj, name, None) if obj is not None else None
-            if isinstance(value, (list, tuple)):
-                value = value[0] if value else None
+            value = _first(getattr(obj, name, None) if obj is not None else None)
             if value is not None:
                 return int(value)
         return None
@@ -274,11 +282,16 @@ def load_tower(
     if gguf_file is not None:  # the file's own BOS / EOS (in the config) over what the tokenizer conversion
         # made of them: transformers 5.17 gives SmolLM2's GGUF tokenizer EOS <|im_start|>, which is its BOS
         ids = tower.special_ids()
-        given = {k: getattr(model.config, f"{k}_token_id", None) for k in ("bos", "eos")}
-        given = {k: (v[0] if v else None) if isinstance(v, (list, tuple)) else v for k, v in given.items()}
-        if any(v is not None and v != ids[k] for k, v in given.items()):
-            tower.pin_special_ids({**ids, **{k: v for k, v in given.items() if v is not None}})
+        own = {**ids, **{k: v for k in ("bos", "eos") if (v := _first(getattr(model.config, f"{k}_token_id", None)))
+                         is not None}}
+        if own != ids:
+            tower.pin_special_ids(own)
     return tower
+
+
+def _first(value):
+    """A special-token id as configs give it: an int, None, or a list of ids (the first is used)."""
+    return (value[0] if value else None) if isinstance(value, (list, tuple)) else value
 
 
 def tower_exists(ref: str) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -42,15 +41,14 @@ class SpeechVocab:
 
 
 class SingleDecoder(nn.Module):
+    # config_dict keys read from the text tower: a training checkpoint that predates one is not checked on it
+    RECORDED_FROM_TOWERS = ("text_special_ids",)
+
     def __init__(self, text: Tower, n_units: int, text_prefix_ids: Sequence[int] = (),
                  text_special_ids: dict | None = None):
         super().__init__()
         self.text = text
-        if text_special_ids and text_special_ids != text.special_ids():  # as ZipperModel: the saved ids win
-            here = text.special_ids()
-            text.pin_special_ids(text_special_ids)
-            warnings.warn(f"the text tower's tokenizer gives special ids {here} here, but this single decoder was "
-                          f"trained with {text_special_ids}; using those", stacklevel=3)
+        text.keep_special_ids(text_special_ids, "this single decoder was trained with")  # as ZipperModel
         self.text_prefix_ids = [int(i) for i in text_prefix_ids]  # forced after the text BOS, as ZipperConfig.prefix_ids
         check_prefix_ids(text, self.text_prefix_ids)
         self.speech = SpeechVocab(UnitTokenizer(n_units))

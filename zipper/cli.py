@@ -37,14 +37,18 @@ def _check_direction(model, direction: str, path: str) -> None:
         raise ValueError(f"the model at {path} was zipped for {', '.join(config.directions)}, not {direction}")
 
 
-def _load_model_codec(path: str):
-    from towers.codec import SpeechCodec, load_default_codec
+def _load_model_codec(path: str, default: str | None = None):
+    """The codec saved in the model directory; else ``default`` (a codec name or directory, e.g. a recipe's),
+    else the shipped default codec, with a warning."""
+    from towers.codec import SpeechCodec, load_codec, load_default_codec
 
     if not Path(path).is_dir():
         raise FileNotFoundError(f"no trained model directory at {path}")
     codec_dir = Path(path) / "codec"
     if codec_dir.is_dir():
         return SpeechCodec.from_pretrained(codec_dir)
+    if default is not None:
+        return load_codec(default)
     # a model saved before models carried their codec, or copied without it: units of another codec would
     # be read as these, and the transcripts would be fluent nonsense
     warnings.warn(f"{path} has no codec/ folder: using the default codec (towers/assets/codec-default); if the "
@@ -127,7 +131,6 @@ def cmd_eval(a) -> int:
     import json
 
     from zipper.data import load_split
-    from towers.codec import load_codec
     from zipper.recipe import RecipeConfig, asr_evaluation, splits_used, tts_test_rows
     from zipper.tasks import tts_metrics
 
@@ -146,7 +149,7 @@ def cmd_eval(a) -> int:
                                   fusion_beam=a.fusion_beam or cfg.fusion_beam)
     model_dir = Path(a.model or Path(cfg.out) / "model")
     model = _load_model(str(model_dir))
-    codec = load_codec(cfg.codec) if not (model_dir / "codec").is_dir() else _load_model_codec(str(model_dir))
+    codec = _load_model_codec(str(model_dir), default=cfg.codec)
     test = load_split(cfg.corpus, "test", codec, keep=splits_used(cfg)["test"])
     results = {}
     if cfg.task in ("asr", "joint"):

@@ -24,7 +24,6 @@ import math
 import os
 import shutil
 import tempfile
-import warnings
 import weakref
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -307,13 +306,9 @@ class ZipperModel(nn.Module):
                        for t, a, s in zip(towers, actual, saved) if a != s]
                 raise ConfigError("towers do not match this zip: " + "; ".join(bad))
             setattr(config, name, actual)
-        actual = [t.special_ids() for t in towers]
-        for t, a, s in zip(towers, actual, config.tower_special_ids):
-            if a != s:  # the zip learned to start and stop with the saved ids: keep them
-                t.pin_special_ids(s)
-                warnings.warn(f"the {t.modality} tower's tokenizer gives special ids {a} here, but this zip was "
-                              f"built with {s} (another tokenizer or transformers version); using {s}", stacklevel=4)
-        config.tower_special_ids = config.tower_special_ids or actual
+        for t, s in zip(towers, config.tower_special_ids):  # the zip learned to start and stop with these
+            t.keep_special_ids(s, "this zip was built with")
+        config.tower_special_ids = config.tower_special_ids or [t.special_ids() for t in towers]
         for t, ids in zip(towers, config.prefix_ids):
             check_prefix_ids(t, ids)
         for t in towers:

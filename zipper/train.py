@@ -113,9 +113,18 @@ def _signature_defaults(model) -> dict:
     if not dataclasses.is_dataclass(config):
         return {}
     defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-                for f in dataclasses.fields(config) if not f.metadata.get("recorded_from_towers")
-                and (f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING)}
+                for f in dataclasses.fields(config)
+                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
     return json.loads(json.dumps(defaults))
+
+
+def _recorded_from_towers(model) -> set[str]:
+    """The signature keys a model reads from its towers (zipper.config.RECORDED fields, a single decoder's
+    RECORDED_FROM_TOWERS): they have no default that a checkpoint predating them could have run with."""
+    config = getattr(model, "config", None)
+    if dataclasses.is_dataclass(config):
+        return {f.name for f in dataclasses.fields(config) if f.metadata.get("recorded_from_towers")}
+    return set(getattr(model, "RECORDED_FROM_TOWERS", ()))
 
 
 def _trainable(model) -> dict[str, torch.Tensor]:
@@ -225,7 +234,8 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
     saved, now = state.get("model_config"), model_signature(model)
     if saved is not None:  # a key the checkpoint lacks is a field added since: it ran with the default, or
         # (a fact recorded from the towers, which has none) with what the towers say now, unchecked
-        saved = {**now, **{k: v for k, v in _signature_defaults(model).items() if k in now}, **saved}
+        saved = {**{k: v for k, v in _signature_defaults(model).items() if k in now},
+                 **{k: now[k] for k in _recorded_from_towers(model) if k in now}, **saved}
     if saved is not None and saved != now:  # same tensors, different meaning (e.g. another prefix): refuse
         diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
         raise ValueError(f"checkpoint {path} was trained with a different model config ({', '.join(diff)}: "

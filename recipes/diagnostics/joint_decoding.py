@@ -10,11 +10,9 @@ recipes/diagnostics/README.md, "Joint decoding on the GPU-trained zip", came fro
 """
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-from towers.codec import load_codec
 from towers.judges import cer, wer
 from zipper.cli import _load_model, _load_model_codec
 from zipper.data import load_split
@@ -25,7 +23,7 @@ torch.set_num_threads(1)
 model_dir, cfg = sys.argv[1], RecipeConfig.from_json(sys.argv[2])
 split, n, beam = sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 model = _load_model(model_dir)
-codec = _load_model_codec(model_dir) if (Path(model_dir) / "codec").is_dir() else load_codec(cfg.codec)
+codec = _load_model_codec(model_dir, default=cfg.codec)
 examples = load_split(cfg.corpus, split, codec, keep=lambda rows: rows[:n])
 refs, units = [e["text"] for e in examples], [e["units"] for e in examples]
 for beams, w in [(1, 0.0), (beam, 0.0)] + [(beam, float(a)) for a in sys.argv[6:]]:

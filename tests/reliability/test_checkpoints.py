@@ -144,6 +144,28 @@ def test_resume_accepts_a_checkpoint_that_predates_a_fact_recorded_from_the_towe
     assert fit(_model(), _loss, _stream, _cfg(3), tmp_path)["steps"] == 3
 
 
+def test_a_single_decoder_checkpoint_resumes_without_its_recorded_special_ids_only(tmp_path):
+    """The single decoder's text_special_ids are read from its tower: a checkpoint that predates them
+    resumes. Any other key it lacks (here text_prefix_ids, which has no default there) is still refused."""
+    from zipper.baseline import SingleDecoder
+
+    def model():
+        torch.manual_seed(0)
+        return SingleDecoder(tiny_tower("llama", "text", vocab=56, seed=3), n_units=37)
+
+    def loss(m, batch):
+        s, t = batch
+        return m([Segment("speech", s), Segment("text", t, loss=True)]).loss
+
+    fit(model(), loss, _stream, _cfg(2), tmp_path / "a")
+    _drop_recorded_field(tmp_path / "a" / "checkpoints", "text_special_ids")
+    assert fit(model(), loss, _stream, _cfg(3), tmp_path / "a")["steps"] == 3
+    fit(model(), loss, _stream, _cfg(2), tmp_path / "b")
+    _drop_recorded_field(tmp_path / "b" / "checkpoints", "text_prefix_ids")
+    with pytest.raises(ValueError, match=r"different model config \(text_prefix_ids"):
+        fit(model(), loss, _stream, _cfg(3), tmp_path / "b")
+
+
 def test_a_resave_killed_between_its_renames_keeps_a_complete_checkpoint(tmp_path, monkeypatch):
     """Re-saving a step moves the previous copy aside before the new one takes its place: killed in between
     (here: the new copy's rename fails), the previous copy still loads, and the next save tidies up."""
