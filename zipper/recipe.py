@@ -107,6 +107,9 @@ class RecipeConfig:
     fusion_beta: float = FUSION_BETA
     eval_real_speech: bool = True  # also the LibriVox clips of pocketsphinx-testdata (ASR)
     eval_mos: bool = True  # TTS: DNSMOS of generated and reference audio (towers.judges.MosJudge, ~3 s a clip)
+    # false: train and save the model, then stop; `zipper eval CONFIG --results-md` tests it later, elsewhere (a
+    # GPU machine without the judges' packages and weights trains, the machine with them tests)
+    eval_test: bool = True
 
     def __post_init__(self) -> None:
         from towers.corpus import SIZES as CORPUS_SIZES
@@ -376,7 +379,7 @@ def _pretrain_speech(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, ou
 def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> dict:
     from towers import load_tower
     from zipper.data import batches, make_segments
-    from zipper.tasks import asr_metrics, source_use, tts_metrics
+    from zipper.tasks import asr_metrics, source_use
 
     text = load_tower(cfg.text_tower, modality="text")
     if cfg.model == "single_decoder":
@@ -423,19 +426,29 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
     if is_main_process():
         model.save_pretrained(out / "model")
         codec.save_pretrained(out / "model" / "codec")  # the model directory is self-contained
-    metrics: dict = {}
-    if "asr" in tasks:
-        metrics.update(asr_evaluation(model, cfg, test, codec))
-    if "tts" in tasks:
-        from towers.judges import MosJudge, WhisperJudge
-
-        metrics["test_tts"] = tts_metrics(model, tts_test_rows(cfg, test), codec, WhisperJudge(), show=3,
-                                          mos_judge=MosJudge() if cfg.eval_mos else None)
+    metrics = test_metrics(model, cfg, test, codec) if cfg.eval_test else {}
+    if not cfg.eval_test and is_main_process():
+        print(f"[zipper] eval_test is false: not tested; `zipper eval <this config> --results-md` tests {out / 'model'}")
     hours = sum(float(ex.get("duration", 0)) for ex in train) / 3600
     return {"metrics": metrics, "train_utts": len(train), "train_hours": round(hours, 3), "steps": res["steps"],
             "wall_s": res["wall_s"], "segment_wall_s": res["segment_wall_s"],
             "final_train_loss": res["history"][-1] if res["history"] else None, "dev_curve": res["evals"],
             "params": counts, "best": res["best"], "stopped_early": res["stopped_early"]}
+
+
+def test_metrics(model, cfg: RecipeConfig, test: list[dict], codec) -> dict:
+    """The held-out test of a trained zip or single decoder: ASR (greedy, beams, fusion), TTS (judged)."""
+    from zipper.tasks import tts_metrics
+
+    metrics: dict = {}
+    if cfg.task in ("asr", "joint"):
+        metrics.update(asr_evaluation(model, cfg, test, codec))
+    if cfg.task in ("tts", "joint"):
+        from towers.judges import MosJudge, WhisperJudge
+
+        metrics["test_tts"] = tts_metrics(model, tts_test_rows(cfg, test), codec, WhisperJudge(), show=3,
+                                          mos_judge=MosJudge() if cfg.eval_mos else None)
+    return metrics
 
 
 def asr_evaluation(model, cfg: RecipeConfig, test: list[dict], codec) -> dict:
@@ -502,9 +515,14 @@ def append_results_row(cfg: RecipeConfig, results: dict, path: Path = RESULTS_MD
     wall, segment = results.get("wall_s"), results.get("segment_wall_s")
     if segment is not None and segment != wall:  # a resumed run: all its segments, then this one's
         wall = f"{wall} (last segment {segment})"
+    where, commit, command = results["machine"], results["git"], f"`{results['command']}`"
+    tested = results.get("tested")
+    if tested:  # trained on one machine, tested later (`zipper eval --results-md`), maybe on another
+        where += f"; tested: {tested['machine']}"
+        commit += f"; tested: {tested['git']}"
+        command += f"; tested {tested['date'][:16]}: `{tested['command']}`"
     row = (f"| {results['started'][:16]} | {cfg.task} | {_headline(results)} | {results.get('train_utts')} "
-           f"({results.get('train_hours')}) | {steps} | {wall} | {results['machine']} | "
-           f"{results['git']} | `{results['command']}` |\n")
+           f"({results.get('train_hours')}) | {steps} | {wall} | {where} | {commit} | {command} |\n")
     with open(path, "a") as fh:
         fh.write(row)
 

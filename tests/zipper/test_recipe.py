@@ -113,6 +113,35 @@ def test_tts_zip_and_speak(world, capsys):
     assert "exists" in capsys.readouterr().err
 
 
+def test_untested_training_is_tested_later_by_eval_with_its_row(world, monkeypatch, capsys):
+    """eval_test false (a GPU machine without the judges) trains and saves only; `zipper eval --results-md`
+    tests it later and appends the run's row, naming both machines and both commands."""
+    import towers.judges
+
+    root, base, _ = world
+
+    class NoJudge:
+        def __init__(self, *a, **k):
+            raise AssertionError("eval_test false must not load a judge")
+
+    with monkeypatch.context() as m:
+        m.setattr(towers.judges, "WhisperJudge", NoJudge)
+        res = run(RecipeConfig(task="tts", out=str(root / "tts_later"), steps=1, directions=["text->speech"],
+                               eval_test=False, **base), results_md=None)
+    assert res["metrics"] == {} and (root / "tts_later" / "model" / "zipper.safetensors").exists()
+    config = write_config(root, "tts_later", task="tts", directions=["text->speech"], steps=1, **base)
+    md = root / "R_later.md"
+    assert cli(["eval", str(config), "--results-md", str(md)]) == 0
+    row = md.read_text().splitlines()[-1]
+    assert "test_tts.judge_wer_vs_gold=" in row and "; tested: " in row and f"`zipper eval {config} --results-md {md}`" in row
+    record = json.loads((root / "tts_later" / "results.json").read_text())
+    assert record["metrics"]["test_tts"]["n_utts"] == 2 and record["steps"] == 1 and record["tested"]["git"]
+    capsys.readouterr()
+    (root / "tts_later" / "results.json").unlink()
+    assert cli(["eval", str(config), "--results-md", str(md)]) == 2
+    assert "results.json" in capsys.readouterr().err and md.read_text().splitlines()[-1] == row
+
+
 def test_single_decoder_baseline_recipe(world):
     root, base, _ = world
     res = run(RecipeConfig(task="asr", model="single_decoder", out=str(root / "single"), steps=2, **base),
