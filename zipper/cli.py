@@ -154,6 +154,8 @@ def cmd_eval(a) -> int:
     if a.results_md is not None and not record.is_file():
         raise ValueError(f"--results-md appends the training run's row with these test numbers, but {record} "
                          "(written by `zipper train`) is missing")
+    if a.results_md is not None and (Path(a.results_md).is_dir() or not Path(a.results_md).parent.is_dir()):
+        raise ValueError(f"--results-md {a.results_md}: pass a file in an existing folder")
     test = load_split(cfg.corpus, "test", codec, keep=splits_used(cfg)["test"])
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     results = test_metrics(model, cfg, test, codec)

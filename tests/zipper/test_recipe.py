@@ -137,6 +137,8 @@ def test_untested_training_is_tested_later_by_eval_with_its_row(world, monkeypat
     record = json.loads((root / "tts_later" / "results.json").read_text())
     assert record["metrics"]["test_tts"]["n_utts"] == 2 and record["steps"] == 1 and record["tested"]["git"]
     capsys.readouterr()
+    assert cli(["eval", str(config), "--results-md", str(root / "no-such-folder" / "R.md")]) == 2
+    assert "existing folder" in capsys.readouterr().err
     (root / "tts_later" / "results.json").unlink()
     assert cli(["eval", str(config), "--results-md", str(md)]) == 2
     assert "results.json" in capsys.readouterr().err and md.read_text().splitlines()[-1] == row
