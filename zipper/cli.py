@@ -132,7 +132,8 @@ def cmd_eval(a) -> int:
     import json
 
     from zipper.data import load_split
-    from zipper.recipe import RESULTS_MD, RecipeConfig, append_results_row, git_hash, machine, splits_used, test_metrics
+    from zipper.recipe import (RESULTS_MD, RecipeConfig, append_results_row, check_results_md, git_hash, machine,
+                               splits_used, test_metrics)
 
     cfg = RecipeConfig.from_json(a.config)
     if cfg.task == "pretrain_speech":
@@ -148,29 +149,30 @@ def cmd_eval(a) -> int:
         cfg = dataclasses.replace(cfg, eval_fusion=cfg.eval_fusion or a.fusion, eval_beams=a.beams or cfg.eval_beams,
                                   fusion_beam=a.fusion_beam or cfg.fusion_beam)
     model_dir = Path(a.model or Path(cfg.out) / "model")
+    record = model_dir.parent / "results.json"  # the training run's, which --results-md completes
+    md = None if a.results_md is None else RESULTS_MD if a.results_md is True else Path(a.results_md)
+    if md is not None:  # before loading and testing
+        if not record.is_file():
+            raise ValueError(f"--results-md appends the training run's row with these test numbers, but {record} "
+                             "(written by `zipper train`) is missing")
+        check_results_md(md)
     model = _load_model(str(model_dir))
     codec = _load_model_codec(str(model_dir), default=cfg.codec)
-    record = model_dir.parent / "results.json"  # the training run's, which --results-md completes
-    if a.results_md is not None and not record.is_file():
-        raise ValueError(f"--results-md appends the training run's row with these test numbers, but {record} "
-                         "(written by `zipper train`) is missing")
-    if a.results_md is not None and (Path(a.results_md).is_dir() or not Path(a.results_md).parent.is_dir()):
-        raise ValueError(f"--results-md {a.results_md}: pass a file in an existing folder")
     test = load_split(cfg.corpus, "test", codec, keep=splits_used(cfg)["test"])
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     results = test_metrics(model, cfg, test, codec)
     print(json.dumps(results, indent=2))
-    if a.results_md is not None:
+    if md is not None:
         run = json.loads(record.read_text())
         command = " ".join(["zipper eval", a.config, *(["--model", a.model] if a.model else []),
                             *(["--beams", *map(str, a.beams)] if a.beams else []), *(["--fusion"] if a.fusion else []),
                             *(["--fusion-beam", str(a.fusion_beam)] if a.fusion_beam else []), "--results-md",
-                            *([a.results_md] if a.results_md != str(RESULTS_MD) else [])])
+                            *([] if a.results_md is True else [a.results_md])])
         run["metrics"] = {**run.get("metrics", {}), **results}
         run["tested"] = {"date": started, "machine": machine(), "git": git_hash(), "command": command}
         record.write_text(json.dumps(run, indent=2) + "\n")
-        append_results_row(cfg, run, Path(a.results_md))
-        print(f"[zipper] {record} updated; row appended to {a.results_md}")
+        append_results_row(cfg, run, md)
+        print(f"[zipper] {record} updated; row appended to {md}")
     return 0
 
 
@@ -273,9 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also decode by CTC prefix beam search + decoder word scores (the config's eval_fusion)")
     ev.add_argument("--fusion-beam", type=_positive_int, help="beam of that search, with --fusion (default: the "
                                                                "config's fusion_beam)")
-    ev.add_argument("--results-md", nargs="?", const=str(Path(__file__).resolve().parent.parent / "recipes" / "RESULTS.md"),
-                    metavar="PATH", help="add these test numbers to the training run's results.json and append its "
-                    "row to PATH (default: recipes/RESULTS.md), for a recipe trained with eval_test false")
+    ev.add_argument("--results-md", nargs="?", const=True, metavar="PATH",
+                    help="add these test numbers to the training run's results.json and append its row to PATH "
+                         "(default: recipes/RESULTS.md), for a recipe trained with eval_test false")
     ev.set_defaults(fn=cmd_eval)
 
     tw = sub.add_parser("towers", help="list registered towers")

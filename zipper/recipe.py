@@ -259,11 +259,8 @@ def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:
 
     from zipper.data import load_split
 
-    if results_md is not None and Path(results_md) != RESULTS_MD and not Path(results_md).parent.is_dir():
-        raise ConfigError(f"--results-md {results_md}: its folder {Path(results_md).parent} does not exist "
-                          "(create it, or pass --results-md none)")
-    if results_md is not None and Path(results_md).is_dir():
-        raise ConfigError(f"--results-md {results_md} is a directory; pass a file (or none)")
+    if results_md is not None and Path(results_md) != RESULTS_MD:  # recipes/ may be absent (an installed package)
+        check_results_md(results_md, hint=", or --results-md none")
     blocked = next((p for p in (Path(cfg.out), *Path(cfg.out).parents) if p.exists() and not p.is_dir()), None)
     if blocked is not None:
         raise ConfigError(f"out {cfg.out}: {blocked} is a file, not a folder")
@@ -294,6 +291,16 @@ def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:
             append_results_row(cfg, results, results_md)
     state.destroy_process_group()
     return results
+
+
+def check_results_md(path: str | Path, hint: str = "") -> None:
+    """A results file `append_results_row` can write (it skips a missing folder), refused before any work."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"--results-md {path} is a directory; pass a file in an existing folder{hint}")
+    if not path.parent.is_dir():
+        raise ConfigError(f"--results-md {path}: its folder {path.parent} does not exist; pass a file in an existing "
+                          f"folder{hint}")
 
 
 def check_references(cfg: RecipeConfig) -> None:
