@@ -440,7 +440,8 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
     return {"metrics": metrics, "train_utts": len(train), "train_hours": round(hours, 3), "steps": res["steps"],
             "wall_s": res["wall_s"], "segment_wall_s": res["segment_wall_s"],
             "final_train_loss": res["history"][-1] if res["history"] else None, "dev_curve": res["evals"],
-            "params": counts, "best": res["best"], "stopped_early": res["stopped_early"]}
+            "params": counts, "best": res["best"], "kept": res["kept"],
+            "stopped_early": res["stopped_early"]}
 
 
 def test_metrics(model, cfg: RecipeConfig, test: list[dict], codec) -> dict:
@@ -517,8 +518,11 @@ def append_results_row(cfg: RecipeConfig, results: dict, path: Path = RESULTS_MD
                         "| date (UTC) | task | results | train utts (h) | steps | wall s | machine | git | command |\n"
                         "|---|---|---|---|---|---|---|---|---|\n")
     steps, best = results.get("steps"), results.get("best")
-    if best:  # the weights saved and tested are those of the best dev evaluation
-        steps = f"{steps} (weights of {best['step']}: best {cfg.best_metric})"
+    kept = results.get("kept", best)  # the weights saved and tested (a run recorded before "kept": best's)
+    if kept and kept["step"] == steps != best["step"]:  # a time budget's end beat the best scheduled evaluation
+        steps = f"{steps} (its last weights: {cfg.best_metric} better than step {best['step']}'s, the best scheduled)"
+    elif kept:
+        steps = f"{steps} (weights of {kept['step']}: best {cfg.best_metric})"
     wall, segment = results.get("wall_s"), results.get("segment_wall_s")
     if segment is not None and segment != wall:  # a resumed run: all its segments, then this one's
         wall = f"{wall} (last segment {segment})"

@@ -12,7 +12,8 @@ go on from a finished checkpoint under changed settings (its weights would be te
 Ctrl-C (SIGINT) or SIGTERM (a scheduler's pre-emption) ends the current step, writes a checkpoint and
 raises :class:`TrainingInterrupted`: the same command resumes from there (a second Ctrl-C stops at once).
 With ``best_metric`` set, the weights of the best evaluation are kept in ``best/step-N`` and loaded back at
-the end (HF Trainer's ``load_best_model_at_end``), and ``patience`` stops training once that many
+the end (HF Trainer's ``load_best_model_at_end``; a run cut by its time budget keeps its last weights if
+their evaluation beats the best), and ``patience`` stops training once that many
 evaluations in a row have not improved on it (early stopping); a resumed run keeps both counts.
 """
 from __future__ import annotations
@@ -291,7 +292,8 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
     has nothing left to train (at ``cfg.steps``, or stopped early) with changed settings, or one past
     ``cfg.steps``: a ValueError.
     Returns: ``{"history": [...] (loss averaged over ranks), "evals": [...], "wall_s" (all segments of a resumed
-    run), "segment_wall_s" (this call's), "steps"}``.
+    run), "segment_wall_s" (this call's), "steps", "best" (the best scheduled evaluation), "kept" (the step
+    and value of the weights the model ends with; None without ``best_metric``), "stopped_early"}``.
     """
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
@@ -357,8 +359,9 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
 
     def evaluate(n: int) -> None:
         """Evaluate after step ``n``. Only scheduled evaluations compete for the best weights and count
-        towards patience; one at the end of a time budget is logged only, so that a run trained in several
-        budgets keeps the best step and stops where one uninterrupted run would."""
+        towards patience; one at the end of a time budget does neither, so that a run trained in several
+        budgets keeps the best step and stops where one uninterrupted run would (its weights are still kept
+        at the end when they beat the best: below)."""
         nonlocal best, bad_evals
         model.eval()
         metrics = {"step": n, **eval_fn()}
@@ -448,15 +451,27 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
     if stopped is not None:
         raise TrainingInterrupted(f"{signal.Signals(stopped).name} at step {len(history)}: checkpoint written to "
                                   f"{ckpt_dir}; run the same command again to resume")
-    if best is not None and best["step"] != len(history):
-        _load_trainable(raw, best_dir / f"step-{best['step']:07d}" / "trainable.safetensors")
-        accelerator.print(f"[{desc}] loaded the weights of step {best['step']}, the best {cfg.best_metric} "
-                          f"({best['value']}), not those of the last step {len(history)}")
+    kept = best
+    end = evals[-1] if evals and evals[-1]["step"] == len(history) else None
+    if best is not None and end is not None and not scheduled(end["step"]):
+        # a time budget's last evaluation does not become `best` (above), but the weights it measured are the
+        # ones the run ends with: when they are better, they are kept rather than thrown away for older ones
+        value, sign = float(end[cfg.best_metric]), 1 if cfg.best_mode == "min" else -1
+        if sign * value < sign * best["value"]:
+            kept = {"step": end["step"], "value": value}
+            accelerator.print(f"[{desc}] kept the weights of the last step {end['step']}: their {cfg.best_metric} "
+                              f"({value}), at the time budget's end, beats the best scheduled one ({best['value']}, "
+                              f"step {best['step']})")
+    if kept is not None and kept["step"] != len(history):
+        _load_trainable(raw, best_dir / f"step-{kept['step']:07d}" / "trainable.safetensors")
+        accelerator.print(f"[{desc}] loaded the weights of step {kept['step']}, the best {cfg.best_metric} "
+                          f"({kept['value']}), not those of the last step {len(history)}")
     if end_training:
         accelerator.end_training()
     segment = time.time() - t0
     return {"history": history, "evals": evals, "wall_s": round(wall_before + segment, 1),
-            "segment_wall_s": round(segment, 1), "steps": len(history), "best": best, "stopped_early": patience_spent()}
+            "segment_wall_s": round(segment, 1), "steps": len(history), "best": best, "kept": kept,
+            "stopped_early": patience_spent()}
 
 
 def _read_trainable(model, path: Path) -> dict[str, torch.Tensor]:

@@ -232,7 +232,7 @@ def test_train_command_line_overrides_are_applied_and_recorded(monkeypatch, tmp_
     monkeypatch.setattr(recipe, "run", lambda cfg, results_md: seen.update(cfg=cfg))
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "c.json"
-    path.write_text(json.dumps({"task": "asr", "max_minutes": 40, "command": "zipper train c.json"}))
+    path.write_text(json.dumps({"task": "asr", "max_minutes": 40, "command": "zipper train c.json", "started": "2026-12-04T17:46:00"}))
     assert cli(["train", str(path), "--max-minutes", "20", "--steps", "7", "--seed", "3"]) == 0
     cfg = seen["cfg"]
     assert (cfg.max_minutes, cfg.steps, cfg.seed) == (20, 7, 3)
@@ -245,7 +245,7 @@ def test_train_command_line_overrides_are_applied_and_recorded(monkeypatch, tmp_
     assert cli(["train", "mine.json", "--max-minutes", "37.123456789"]) == 0
     assert seen["cfg"].command == "zipper train mine.json --max-minutes 37.123456789"
     # a pretraining run's tower is an output: --out keeps it with the run, not at the config's shared path
-    path.write_text(json.dumps({"task": "pretrain_speech", "command": "zipper train c.json"}))
+    path.write_text(json.dumps({"task": "pretrain_speech", "command": "zipper train c.json", "started": "2026-12-04T17:46:00"}))
     assert cli(["train", "c.json", "--out", "runs/seed1"]) == 0
     assert seen["cfg"].speech_tower == str(Path("runs/seed1") / "speech-tower")
 
@@ -402,3 +402,23 @@ def test_voice_prompts_name_each_rows_voice_and_the_test_speaks_the_configured_o
     no_voice = RecipeConfig(task="tts", directions=["text->speech"])
     prompt_voices(no_voice, plain, [])
     assert "text_prompt" not in plain[0] and tts_test_rows(no_voice, test) == test[:50]
+
+
+def test_the_row_names_the_weights_tested_a_budgets_last_ones_included(tmp_path):
+    """The steps column says whose weights were saved and tested: the best scheduled evaluation's, or the
+    last step's when a time budget's final evaluation beat it (`fit`'s "kept"); a record from before
+    "kept" existed reads as best's."""
+    from zipper.recipe import append_results_row
+
+    cfg = RecipeConfig(task="asr", best_metric="dev_wer", eval_every=500)
+    common = {"metrics": {}, "train_utts": 3, "train_hours": 0.1, "wall_s": 1.0, "machine": "m", "git": "g",
+              "command": "zipper train c.json", "started": "2026-12-04T17:46:00"}
+    best = {"step": 1500, "value": 67.05}
+    for kept, label in ((best, "2492 (weights of 1500: best dev_wer)"),
+                        ({"step": 2492, "value": 61.63},
+                         "2492 (its last weights: dev_wer better than step 1500's, the best scheduled)"),
+                        (None, "2492 (weights of 1500: best dev_wer)")):
+        md = tmp_path / "R.md"
+        md.unlink(missing_ok=True)
+        append_results_row(cfg, {**common, "steps": 2492, "best": best, **({"kept": kept} if kept else {})}, md)
+        assert f"| {label} |" in md.read_text().splitlines()[-1]

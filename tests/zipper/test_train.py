@@ -196,27 +196,37 @@ def test_ctrl_c_on_an_evaluation_step_evaluates_it_on_resume(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(whole.parameters(), resumed.parameters()))
 
 
-def test_an_evaluation_at_a_time_budgets_end_is_logged_but_does_not_pick_the_best(tmp_path, monkeypatch):
+def test_an_evaluation_at_a_time_budgets_end_is_not_the_best_but_its_better_weights_are_kept(tmp_path, monkeypatch):
     """A run cut by --max-minutes evaluates where it stops (step 3, off the every-2 schedule); that value
-    neither becomes the best nor counts towards patience, so two budgets end like one run."""
+    neither becomes the best nor counts towards patience, so two budgets end like one run. The run still
+    ends with the better weights: step 3's when its value beats the best (0.5 < 3), else the best's."""
     import zipper.train as train
 
     clock = [0.0]
     monkeypatch.setattr(train.time, "time", lambda: clock[0])
-    by_step = {2: 3.0, 3: 0.5, 4: 2.0, 6: 1.0}
     cfg = TrainConfig(steps=6, lr=1e-2, warmup_steps=1, eval_every=2, best_metric="dev_x", max_minutes=1, patience=2)
-    n = [0]
+    for at_3, kept_step in ((0.5, 3), (4.0, 2)):
+        by_step, n, snaps = {2: 3.0, 3: at_3, 4: 2.0, 6: 1.0}, [0], []
+        out = tmp_path / str(kept_step)
 
-    def tick(m, b):  # each step takes 25 s: the 1-minute budget runs out after step 3
-        clock[0] += 25.0
-        n[0] += 1
-        return m(b).loss
+        def tick(m, b):  # each step takes 25 s: the 1-minute budget runs out after step 3
+            clock[0] += 25.0
+            n[0] += 1
+            return m(b).loss
 
-    first = fit(_new_zip(), tick, _stream, cfg, tmp_path, eval_fn=_eval_by_step(n, by_step))
-    assert [e["step"] for e in first["evals"]] == [2, 3] and first["best"] == {"step": 2, "value": 3.0}
-    second = fit(_new_zip(), tick, _stream, cfg, tmp_path, eval_fn=_eval_by_step(n, by_step))
-    assert [e["step"] for e in second["evals"]] == [2, 3, 4, 6]
-    assert second["best"] == {"step": 6, "value": 1.0} and not second["stopped_early"]
+        def evaluate():
+            snaps.append({k: p.detach().clone() for k, p in model.named_parameters() if p.requires_grad})
+            return {"dev_x": by_step[n[0]]}
+
+        model = _new_zip()
+        first = fit(model, tick, _stream, cfg, out, eval_fn=evaluate)
+        assert [e["step"] for e in first["evals"]] == [2, 3] and first["best"] == {"step": 2, "value": 3.0}
+        assert first["kept"] == {"step": kept_step, "value": by_step[kept_step]}
+        assert _same(model, snaps[kept_step - 2]) and not _same(model, snaps[3 - kept_step])
+        model = _new_zip()
+        second = fit(model, tick, _stream, cfg, out, eval_fn=evaluate)
+        assert [e["step"] for e in second["evals"]] == [2, 3, 4, 6]
+        assert second["best"] == second["kept"] == {"step": 6, "value": 1.0} and not second["stopped_early"]
 
 
 def test_ctrl_c_in_the_last_step_still_raises_after_its_checkpoint(tmp_path):
