@@ -160,6 +160,7 @@ def cmd_eval(a) -> int:
     codec = _load_model_codec(str(model_dir), default=cfg.codec)
     test = load_split(cfg.corpus, "test", codec, keep=splits_used(cfg)["test"])
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    commit = git_hash()  # the code that tests, not a commit made while it ran
     results = test_metrics(model, cfg, test, codec)
     print(json.dumps(results, indent=2))
     if md is not None:
@@ -169,7 +170,7 @@ def cmd_eval(a) -> int:
                             *(["--fusion-beam", str(a.fusion_beam)] if a.fusion_beam else []), "--results-md",
                             *([] if a.results_md is True else [a.results_md])])
         run["metrics"] = {**run.get("metrics", {}), **results}
-        run["tested"] = {"date": started, "machine": machine(), "git": git_hash(), "command": command}
+        run["tested"] = {"date": started, "machine": machine(), "git": commit, "command": command}
         record.write_text(json.dumps(run, indent=2) + "\n")
         append_results_row(cfg, run, md)
         print(f"[zipper] {record} updated; row appended to {md}")

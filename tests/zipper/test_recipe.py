@@ -131,11 +131,22 @@ def test_untested_training_is_tested_later_by_eval_with_its_row(world, monkeypat
     assert res["metrics"] == {} and (root / "tts_later" / "model" / "zipper.safetensors").exists()
     config = write_config(root, "tts_later", task="tts", directions=["text->speech"], steps=1, **base)
     md = root / "R_later.md"
+    import zipper.recipe
+
+    head, test_metrics = ["c0ffee1"], zipper.recipe.test_metrics
+
+    def testing_then_commit(*a, **k):  # a commit made while the test runs is not the code that tested
+        out = test_metrics(*a, **k)
+        head[0] = "beef002"
+        return out
+
+    monkeypatch.setattr(zipper.recipe, "git_hash", lambda: head[0])
+    monkeypatch.setattr(zipper.recipe, "test_metrics", testing_then_commit)
     assert cli(["eval", str(config), "--results-md", str(md)]) == 0
     row = md.read_text().splitlines()[-1]
     assert "test_tts.judge_wer_vs_gold=" in row and "; tested: " in row and f"`zipper eval {config} --results-md {md}`" in row
     record = json.loads((root / "tts_later" / "results.json").read_text())
-    assert record["metrics"]["test_tts"]["n_utts"] == 2 and record["steps"] == 1 and record["tested"]["git"]
+    assert record["metrics"]["test_tts"]["n_utts"] == 2 and record["steps"] == 1 and record["tested"]["git"] == "c0ffee1"
     capsys.readouterr()
     assert cli(["eval", str(config), "--results-md", str(root / "no-such-folder" / "R.md")]) == 2
     assert "existing folder" in capsys.readouterr().err
