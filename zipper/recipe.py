@@ -93,7 +93,8 @@ class RecipeConfig:
     max_minutes: float = 0.0  # > 0: stop training after this much wall time (the demo's budget)
     max_units: int = 600  # crop speech longer than this (units) in training
     # A BEST_METRICS name: keep the weights of the evaluation (every eval_every steps) where it was best, and
-    # save and test those, not the last step's (past that point the zip learns its training sentences).
+    # save and test those, not the last step's (past that point the zip learns its training sentences); a run
+    # cut by max_minutes keeps its last weights if their evaluation beats that best.
     best_metric: str = ""
     patience: int = 0  # > 0: stop once this many evaluations in a row have not improved best_metric
     # evaluation
