@@ -243,7 +243,7 @@ def test_train_command_line_overrides_are_applied_and_recorded(monkeypatch, tmp_
     monkeypatch.setattr(recipe, "run", lambda cfg, results_md: seen.update(cfg=cfg))
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "c.json"
-    path.write_text(json.dumps({"task": "asr", "max_minutes": 40, "command": "zipper train c.json", "started": "2026-12-04T17:46:00"}))
+    path.write_text(json.dumps({"task": "asr", "max_minutes": 40, "command": "zipper train c.json"}))
     assert cli(["train", str(path), "--max-minutes", "20", "--steps", "7", "--seed", "3"]) == 0
     cfg = seen["cfg"]
     assert (cfg.max_minutes, cfg.steps, cfg.seed) == (20, 7, 3)
@@ -256,7 +256,7 @@ def test_train_command_line_overrides_are_applied_and_recorded(monkeypatch, tmp_
     assert cli(["train", "mine.json", "--max-minutes", "37.123456789"]) == 0
     assert seen["cfg"].command == "zipper train mine.json --max-minutes 37.123456789"
     # a pretraining run's tower is an output: --out keeps it with the run, not at the config's shared path
-    path.write_text(json.dumps({"task": "pretrain_speech", "command": "zipper train c.json", "started": "2026-12-04T17:46:00"}))
+    path.write_text(json.dumps({"task": "pretrain_speech", "command": "zipper train c.json"}))
     assert cli(["train", "c.json", "--out", "runs/seed1"]) == 0
     assert seen["cfg"].speech_tower == str(Path("runs/seed1") / "speech-tower")
 
