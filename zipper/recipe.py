@@ -276,8 +276,11 @@ def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:
             (out / "recipe.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
         corpus = ensure_corpus(cfg)
         codec = load_codec(cfg.codec)
+        used = splits_used(cfg)
+        if cfg.task != "pretrain_speech" and not cfg.eval_test:  # tested later, elsewhere: no test audio here
+            del used["test"]
         splits = {name: load_split(corpus, name, codec, progress=state.is_main_process, keep=keep)
-                  for name, keep in splits_used(cfg).items()}
+                  for name, keep in used.items()}
     started, commit = datetime.datetime.now(datetime.timezone.utc), git_hash()  # the code this run imports
     if cfg.task == "pretrain_speech":
         results = _pretrain_speech(cfg, splits, codec, out)
@@ -398,7 +401,7 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
         model = build_zip(cfg, load_tower(cfg.speech_tower, modality="speech"), text)
     counts = model.parameter_counts()
     print(f"[zipper] trainable {counts['trainable']:,} / frozen {counts['frozen']:,} parameters")
-    train, dev, test = splits["train"], splits["dev"], splits["test"]  # already cut by splits_used
+    train, dev, test = splits["train"], splits["dev"], splits.get("test")  # already cut by splits_used
     for ex in train:
         ex["units"] = ex["units"][: cfg.max_units]
     prompt_voices(cfg, train, dev)

@@ -114,8 +114,9 @@ def test_tts_zip_and_speak(world, capsys):
 
 
 def test_untested_training_is_tested_later_by_eval_with_its_row(world, monkeypatch, capsys):
-    """eval_test false (a GPU machine without the judges) trains and saves only; `zipper eval --results-md`
-    tests it later and appends the run's row, naming both machines and both commands."""
+    """eval_test false (a GPU machine without the judges) trains and saves only, without reading the test
+    split; `zipper eval --results-md` tests it later and appends the run's row, naming both machines and
+    both commands."""
     import towers.judges
 
     root, base, _ = world
@@ -124,11 +125,21 @@ def test_untested_training_is_tested_later_by_eval_with_its_row(world, monkeypat
         def __init__(self, *a, **k):
             raise AssertionError("eval_test false must not load a judge")
 
+    import zipper.data
+
+    read, load_split = [], zipper.data.load_split
+
+    def recording(corpus, name, *a, **k):  # the test audio need not be on the machine that trains
+        read.append(name)
+        return load_split(corpus, name, *a, **k)
+
     with monkeypatch.context() as m:
         m.setattr(towers.judges, "WhisperJudge", NoJudge)
+        m.setattr(zipper.data, "load_split", recording)
         res = run(RecipeConfig(task="tts", out=str(root / "tts_later"), steps=1, directions=["text->speech"],
                                eval_test=False, **base), results_md=None)
     assert res["metrics"] == {} and (root / "tts_later" / "model" / "zipper.safetensors").exists()
+    assert sorted(read) == ["dev", "train"]
     config = write_config(root, "tts_later", task="tts", directions=["text->speech"], steps=1, **base)
     md = root / "R_later.md"
     import zipper.recipe
