@@ -195,6 +195,16 @@ def cmd_data_build(a) -> int:
     return run_build(a)
 
 
+def cmd_data_pack(a) -> int:
+    from zipper.data import pack_units
+
+    rep = pack_units(a.configs, a.out)
+    print(f"[zipper] {rep['out']}: {rep['bytes'] / 2**20:.1f} MiB, {len(rep['files'])} files")
+    for f in rep["files"]:
+        print(f"  {f}")
+    return 0
+
+
 def cmd_codec_roundtrip(a) -> int:
     from towers.audio import load_audio, save_audio
     from towers.codec import load_codec
@@ -302,6 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     b = dsub.add_parser("build", help="build, resume or verify an offline paired speech/text corpus")
     add_build_arguments(b)  # the same options as `python -m towers.corpus build`
     b.set_defaults(fn=cmd_data_build)
+    pk = dsub.add_parser("pack", help="the manifests and unit caches some recipes read, as one .tar.xz for a "
+                                      "machine without the audio (e.g. a GPU machine)")
+    pk.add_argument("configs", nargs="+", help="recipe JSONs (their corpus, codec and the rows they use)")
+    pk.add_argument("-o", "--out", required=True, help="the .tar.xz to write; unpack it where the configs' "
+                                                       "corpus paths are relative to")
+    pk.set_defaults(fn=cmd_data_pack)
     return p
 
 

@@ -34,13 +34,14 @@ def codec_id(codec) -> str:
 
 
 def load_split(corpus: str | Path, split: str, codec, progress: bool = True,
-               keep: Callable[[list[dict]], list[dict]] | None = None) -> list[dict]:
+               keep: Callable[[list[dict]], list[dict]] | None = None, sources: list[Path] | None = None) -> list[dict]:
     """Rows of ``<corpus>/<split>.jsonl`` with their units, encoding (and caching) what is missing.
 
     ``keep`` selects the rows a run uses (a 1% sweep's training subset, the first N test utterances)
     *before* any audio is encoded: a complete cache of the split is read if there is one, otherwise
     only the kept rows are encoded and cached on their own (``<split>-<key>.safetensors``, keyed by
     their ids). Encoding is the slow part (Whisper units: ~6 utterances a second on 2 cores).
+    ``sources``, if given, gets the cache file the rows came from (what `pack_units` sends elsewhere).
     """
     from towers.corpus import read_manifest
 
@@ -48,19 +49,26 @@ def load_split(corpus: str | Path, split: str, codec, progress: bool = True,
     rows = read_manifest(corpus / f"{split}.jsonl")
     root = corpus.resolve()
     cache_dir = corpus / f"units-{codec_id(codec)}"
-    full = _read_unit_cache(cache_dir / f"{split}.safetensors", rows, root)
+    sources = [] if sources is None else sources
+    whole = cache_dir / f"{split}.safetensors"
+    full = _read_unit_cache(whole, rows, root)
     if full is not None:
+        sources.append(whole)
         return keep(full) if keep else full
-    if keep is None:
-        return _encode_and_cache(rows, codec, cache_dir / f"{split}.safetensors", split, progress, root)
-    kept = keep(rows)
-    if len(kept) == len(rows) and {r["id"] for r in kept} == {r["id"] for r in rows}:  # all of it, reordered
-        return keep(_encode_and_cache(rows, codec, cache_dir / f"{split}.safetensors", split, progress, root))
+    kept = rows if keep is None else keep(rows)
+    if len(kept) == len(rows) and {r["id"] for r in kept} == {r["id"] for r in rows}:  # all of it, maybe reordered
+        full = _encode_and_cache(rows, codec, whole, split, progress, root)
+        sources.append(whole)
+        return keep(full) if keep else full
     path = cache_dir / f"{split}-{_ids_key(kept, root)}.safetensors"
     old_name = cache_dir / f"{split}-{_ids_key(kept)}.safetensors"  # named before keys were corpus-relative
-    cached = _read_unit_cache(path, kept, root)
-    cached = cached if cached is not None else _read_unit_cache(old_name, kept, root)
-    return cached if cached is not None else _encode_and_cache(kept, codec, path, split, progress, root)
+    for name in (path, old_name):
+        cached = _read_unit_cache(name, kept, root)
+        if cached is not None:
+            sources.append(name)
+            return cached
+    sources.append(path)
+    return _encode_and_cache(kept, codec, path, split, progress, root)
 
 
 def _ids_key(rows: Sequence[dict], root: Path | None = None) -> str:
@@ -231,3 +239,41 @@ def librivox_examples(codec) -> list[dict]:
             out.append({"id": m.group(2), "text": m.group(1), "audio_filepath": str(path), "voice": "librivox",
                         "units": codec.encode(wave, sr).long()})
     return out
+
+
+def pack_units(configs: Sequence[str | Path], out: str | Path, progress: bool = True) -> dict:
+    """``zipper data pack``: one ``.tar.xz`` with what the recipes ``configs`` read from their corpora on a
+    machine without the audio (a GPU machine): each corpus's ``corpus.json``, the manifests of the splits
+    they use and the unit caches of exactly the rows they use, encoding any that are missing first. Unpack
+    it in the directory the configs' ``corpus`` paths are relative to. Audio files are not included."""
+    import tarfile
+
+    from towers.codec import load_codec
+    from zipper.recipe import RecipeConfig, splits_used
+
+    out, members = Path(out), {}
+    if not out.name.endswith(".tar.xz"):
+        raise ValueError(f"the pack is written as a .tar.xz file; got {out}")
+    if not out.parent.is_dir():
+        raise ValueError(f"{out.parent} is not a folder: pass a file in an existing folder")
+    for path in configs:
+        cfg = RecipeConfig.from_json(path)
+        corpus = Path(cfg.corpus)
+        if os.path.relpath(corpus).startswith(os.pardir):
+            raise ValueError(f"{path}: its corpus {corpus} is outside the current folder; run the pack from a folder "
+                             "that holds it (the pack stores paths relative to that folder, as the configs name them)")
+        if not (corpus / "corpus.json").is_file():
+            raise FileNotFoundError(f"{path}: its corpus {corpus} is not built here (`zipper data build --size "
+                                    f"{cfg.corpus_size} --out {corpus}`, or run the recipe once)")
+        codec = load_codec(cfg.codec)
+        members[corpus / "corpus.json"] = None
+        for split, keep in splits_used(cfg, training=True).items():
+            sources: list[Path] = []
+            load_split(corpus, split, codec, progress=progress, keep=keep, sources=sources)
+            members.update(dict.fromkeys([corpus / f"{split}.jsonl", *sources]))
+    tmp = out.with_name(out.name + ".part")
+    with tarfile.open(tmp, "w:xz") as tar:
+        for member in members:
+            tar.add(member, arcname=Path(os.path.relpath(member)).as_posix())
+    os.replace(tmp, out)  # a pack is complete or absent
+    return {"out": str(out), "bytes": out.stat().st_size, "files": [str(m) for m in members]}

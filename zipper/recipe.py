@@ -276,11 +276,8 @@ def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:
             (out / "recipe.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
         corpus = ensure_corpus(cfg)
         codec = load_codec(cfg.codec)
-        used = splits_used(cfg)
-        if cfg.task != "pretrain_speech" and not cfg.eval_test:  # tested later, elsewhere: no test audio here
-            del used["test"]
         splits = {name: load_split(corpus, name, codec, progress=state.is_main_process, keep=keep)
-                  for name, keep in used.items()}
+                  for name, keep in splits_used(cfg, training=True).items()}
     started, commit = datetime.datetime.now(datetime.timezone.utc), git_hash()  # the code this run imports
     if cfg.task == "pretrain_speech":
         results = _pretrain_speech(cfg, splits, codec, out)
@@ -335,15 +332,19 @@ def data_settings(cfg: RecipeConfig) -> dict:
     return {"data_fraction": cfg.data_fraction, "max_units": cfg.max_units, "voice_prompt": cfg.voice_prompt}
 
 
-def splits_used(cfg: RecipeConfig) -> dict[str, Callable[[list[dict]], list[dict]] | None]:
+def splits_used(cfg: RecipeConfig, training: bool = False) -> dict[str, Callable[[list[dict]], list[dict]] | None]:
     """The corpus splits a recipe reads, each with the rows it keeps (None: all). Applied before the audio
-    is encoded (``load_split(keep=...)``), so a 1% sweep encodes 1% of the training audio, not all of it."""
+    is encoded (``load_split(keep=...)``), so a 1% sweep encodes 1% of the training audio, not all of it.
+    ``training``: only those `run` reads, without the test split of a zip trained with ``eval_test`` false."""
     first_test = lambda rows: rows[: cfg.eval_utts]  # noqa: E731
-    if cfg.task == "pretrain_speech":
+    if cfg.task == "pretrain_speech":  # its held-out perplexity is measured on the test audio
         return {**{name: None for name in cfg.pretrain_speech_splits}, "test": first_test}
     # at 100% too: subset() is then a seeded permutation, which the batch stream depends on
-    return {"train": lambda rows: subset(rows, cfg.data_fraction, cfg.seed),
+    used = {"train": lambda rows: subset(rows, cfg.data_fraction, cfg.seed),
             "dev": lambda rows: rows[: max(8, cfg.eval_utts // 4)], "test": first_test}
+    if training and not cfg.eval_test:  # tested later, elsewhere (`zipper eval`): no test audio needed here
+        del used["test"]
+    return used
 
 
 def prompt_voices(cfg: RecipeConfig, train: list[dict], dev: list[dict]) -> None:

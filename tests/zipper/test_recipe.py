@@ -444,3 +444,49 @@ def test_the_row_names_the_weights_tested_a_budgets_last_ones_included(tmp_path)
         md.unlink(missing_ok=True)
         append_results_row(cfg, {**common, "steps": 2492, "best": best, **({"kept": kept} if kept else {})}, md)
         assert f"| {label} |" in md.read_text().splitlines()[-1]
+
+
+def test_a_pack_holds_what_the_recipes_read_and_serves_it_without_the_audio(world, monkeypatch, tmp_path):
+    """`zipper data pack` writes the manifests and the unit caches of exactly the rows a speech-tower
+    pretraining and an untested zip read (no test split for the zip, the first eval_utts for the tower),
+    and no audio; unpacked in a folder without the audio, every split loads the same units."""
+    import tarfile
+
+    import torch
+
+    import zipper.data
+    from towers.codec import load_codec
+    from zipper.data import load_split
+    from zipper.recipe import splits_used
+
+    root, base, _ = world
+    monkeypatch.chdir(root)  # the configs name their corpus relative to here, as recipes/configs do
+    rel = {**base, "corpus": "corpus"}
+    zip_cfg = write_config(root, "packed_zip", task="asr", eval_test=False, **rel)
+    tower_cfg = write_config(root, "packed_tower", task="pretrain_speech", pretrain_speech_splits=["train"], **rel)
+    out = tmp_path / "pack.tar.xz"
+    assert cli(["data", "pack", str(zip_cfg), str(tower_cfg), "-o", str(out)]) == 0
+    with tarfile.open(out) as tar:
+        names = tar.getnames()
+        tar.extractall(tmp_path / "there", filter="data")
+    assert not any(n.endswith(".wav") for n in names)
+    assert {n for n in names if n.endswith(".jsonl")} == {"corpus/train.jsonl", "corpus/dev.jsonl", "corpus/test.jsonl"}
+    codec = load_codec(base["codec"])
+
+    def no_encoding(*a, **k):  # there, every unit comes from the pack's caches
+        raise AssertionError("the pack lacks a unit cache")
+
+    for cfg_path in (zip_cfg, tower_cfg):
+        cfg = RecipeConfig.from_json(cfg_path)
+        for split, keep in splits_used(cfg, training=True).items():
+            here = load_split("corpus", split, codec, progress=False, keep=keep)
+            with monkeypatch.context() as m:
+                m.setattr(zipper.data, "_encode_and_cache", no_encoding)
+                there = load_split(tmp_path / "there" / "corpus", split, codec, progress=False, keep=keep)
+            assert [r["id"] for r in there] == [r["id"] for r in here]
+            assert all(torch.equal(a["units"], b["units"]) for a, b in zip(here, there))
+    assert cli(["data", "pack", str(zip_cfg), "-o", str(tmp_path / "zip_only.tar.xz")]) == 0
+    with tarfile.open(tmp_path / "zip_only.tar.xz") as tar:
+        assert not any("test" in n for n in tar.getnames())
+    assert cli(["data", "pack", str(zip_cfg), "-o", str(tmp_path / "pack.zip")]) == 2
+    assert not (tmp_path / "pack.zip").exists()
