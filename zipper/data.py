@@ -272,8 +272,11 @@ def pack_units(configs: Sequence[str | Path], out: str | Path, progress: bool = 
             load_split(corpus, split, codec, progress=progress, keep=keep, sources=sources)
             members.update(dict.fromkeys([corpus / f"{split}.jsonl", *sources]))
     tmp = out.with_name(out.name + ".part")
-    with tarfile.open(tmp, "w:xz") as tar:
-        for member in members:
-            tar.add(member, arcname=Path(os.path.relpath(member)).as_posix())
-    os.replace(tmp, out)  # a pack is complete or absent
+    try:
+        with tarfile.open(tmp, "w:xz") as tar:
+            for member in members:
+                tar.add(member, arcname=Path(os.path.relpath(member)).as_posix())
+        os.replace(tmp, out)  # a pack is complete or absent
+    finally:
+        tmp.unlink(missing_ok=True)
     return {"out": str(out), "bytes": out.stat().st_size, "files": [str(m) for m in members]}
