@@ -357,6 +357,9 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
     def scheduled(n: int) -> bool:  # an evaluation an uninterrupted run makes: every eval_every steps and the last
         return n == cfg.steps or bool(cfg.eval_every) and n % cfg.eval_every == 0
 
+    def beats(value: float, than: float) -> bool:  # a better best_metric value, in its best_mode
+        return value < than if cfg.best_mode == "min" else value > than
+
     def evaluate(n: int) -> None:
         """Evaluate after step ``n``. Only scheduled evaluations compete for the best weights and count
         towards patience; one at the end of a time budget does neither, so that a run trained in several
@@ -375,8 +378,7 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
         if not scheduled(n):
             return
         value = float(metrics[cfg.best_metric])
-        sign = 1 if cfg.best_mode == "min" else -1
-        if best is None or sign * value < sign * best["value"]:
+        if best is None or beats(value, best["value"]):
             best, bad_evals = {"step": n, "value": value}, 0
             if accelerator.is_main_process:
                 _save_best(best_dir, raw, n, metrics)
@@ -456,8 +458,8 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
     if best is not None and end is not None and not scheduled(end["step"]):
         # a time budget's last evaluation does not become `best` (above), but the weights it measured are the
         # ones the run ends with: when they are better, they are kept rather than thrown away for older ones
-        value, sign = float(end[cfg.best_metric]), 1 if cfg.best_mode == "min" else -1
-        if sign * value < sign * best["value"]:
+        value = float(end[cfg.best_metric])
+        if beats(value, best["value"]):
             kept = {"step": end["step"], "value": value}
             accelerator.print(f"[{desc}] kept the weights of the last step {end['step']}: their {cfg.best_metric} "
                               f"({value}), at the time budget's end, beats the best scheduled one ({best['value']}, "
