@@ -198,7 +198,7 @@ def cmd_data_build(a) -> int:
 def cmd_data_pack(a) -> int:
     from zipper.data import pack_units
 
-    rep = pack_units(a.configs, a.out)
+    rep = pack_units(a.configs, a.out, overwrite=a.overwrite)
     print(f"[zipper] {rep['out']}: {rep['bytes'] / 2**20:.1f} MiB, {len(rep['files'])} files")
     for f in rep["files"]:
         print(f"  {f}")
@@ -317,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     pk.add_argument("configs", nargs="+", help="recipe JSONs (their corpus, codec and the rows they use)")
     pk.add_argument("-o", "--out", required=True, help="the .tar.xz to write; unpack it where the configs' "
                                                        "corpus paths are relative to")
+    pk.add_argument("--overwrite", action="store_true", help="replace an existing pack")
     pk.set_defaults(fn=cmd_data_pack)
     return p
 

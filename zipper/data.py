@@ -241,7 +241,7 @@ def librivox_examples(codec) -> list[dict]:
     return out
 
 
-def pack_units(configs: Sequence[str | Path], out: str | Path, progress: bool = True) -> dict:
+def pack_units(configs: Sequence[str | Path], out: str | Path, progress: bool = True, overwrite: bool = False) -> dict:
     """``zipper data pack``: one ``.tar.xz`` with what the recipes ``configs`` read from their corpora on a
     machine without the audio (a GPU machine): each corpus's ``corpus.json``, the manifests of the splits
     they use and the unit caches of exactly the rows they use, encoding any that are missing first. Unpack
@@ -251,11 +251,13 @@ def pack_units(configs: Sequence[str | Path], out: str | Path, progress: bool = 
     from towers.codec import load_codec
     from zipper.recipe import RecipeConfig, splits_used
 
-    out, members = Path(out), {}
+    out, members, codecs = Path(out), {}, {}
     if not out.name.endswith(".tar.xz"):
         raise ValueError(f"the pack is written as a .tar.xz file; got {out}")
     if not out.parent.is_dir():
         raise ValueError(f"{out.parent} is not a folder: pass a file in an existing folder")
+    if out.exists() and not overwrite:  # checked before any encoding
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     for path in configs:
         cfg = RecipeConfig.from_json(path)
         corpus = Path(cfg.corpus)
@@ -265,7 +267,9 @@ def pack_units(configs: Sequence[str | Path], out: str | Path, progress: bool = 
         if not (corpus / "corpus.json").is_file():
             raise FileNotFoundError(f"{path}: its corpus {corpus} is not built here (`zipper data build --size "
                                     f"{cfg.corpus_size} --out {corpus}`, or run the recipe once)")
-        codec = load_codec(cfg.codec)
+        if cfg.codec not in codecs:  # configs of one corpus mostly share a codec: load it once
+            codecs[cfg.codec] = load_codec(cfg.codec)
+        codec = codecs[cfg.codec]
         members[corpus / "corpus.json"] = None
         for split, keep in splits_used(cfg, training=True).items():
             sources: list[Path] = []

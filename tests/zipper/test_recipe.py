@@ -449,7 +449,8 @@ def test_the_row_names_the_weights_tested_a_budgets_last_ones_included(tmp_path)
 def test_a_pack_holds_what_the_recipes_read_and_serves_it_without_the_audio(world, monkeypatch, tmp_path):
     """`zipper data pack` writes the manifests and the unit caches of exactly the rows a speech-tower
     pretraining and an untested zip read (no test split for the zip, the first eval_utts for the tower),
-    and no audio; unpacked in a folder without the audio, every split loads the same units."""
+    and no audio; unpacked in a folder without the audio, every split loads the same units. An existing
+    pack is replaced only with --overwrite."""
     import tarfile
 
     import torch
@@ -485,8 +486,10 @@ def test_a_pack_holds_what_the_recipes_read_and_serves_it_without_the_audio(worl
                 there = load_split(tmp_path / "there" / "corpus", split, codec, progress=False, keep=keep)
             assert [r["id"] for r in there] == [r["id"] for r in here]
             assert all(torch.equal(a["units"], b["units"]) for a, b in zip(here, there))
-    assert cli(["data", "pack", str(zip_cfg), "-o", str(tmp_path / "zip_only.tar.xz")]) == 0
-    with tarfile.open(tmp_path / "zip_only.tar.xz") as tar:
+    before = out.read_bytes()
+    assert cli(["data", "pack", str(zip_cfg), "-o", str(out)]) == 2 and out.read_bytes() == before  # kept
+    assert cli(["data", "pack", str(zip_cfg), "-o", str(out), "--overwrite"]) == 0
+    with tarfile.open(out) as tar:  # the zip alone reads no test split
         assert not any("test" in n for n in tar.getnames())
     assert cli(["data", "pack", str(zip_cfg), "-o", str(tmp_path / "pack.zip")]) == 2
     assert not (tmp_path / "pack.zip").exists()
