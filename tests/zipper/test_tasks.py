@@ -242,3 +242,24 @@ def test_ctc_transcribe_units_batched_equals_one_at_a_time(parts):
     batched = ctc_transcribe_units(model, units, batch_size=3)
     assert batched == [ctc_transcribe_units(model, [u])[0] for u in units]
     assert all(batched)  # not all blanks: the comparison sees real output
+
+
+def test_asr_metrics_by_voice_splits_the_errors_of_the_whole(parts):
+    """Each voice's WER is over its own utterances: word-weighted, the voices add up to the overall WER.
+    One voice (or none named) gets no breakdown."""
+    from zipper.tasks import asr_metrics
+
+    speech, text, examples = parts
+    model = _zip(speech, text)
+    open_gates(model, 1.0, block_scale=30.0)
+    named = [dict(ex, voice=v) for ex, v in zip(examples, ["b", "a", "b", "a", "b"])]
+    m = asr_metrics(model, named)
+    assert sorted(m["by_voice"]) == ["a", "b"]
+    assert [m["by_voice"][v]["n_utts"] for v in "ab"] == [2, 3]
+    assert sum(v["n_words"] for v in m["by_voice"].values()) == m["n_words"]
+    errors = sum(v["wer"] * v["n_words"] for v in m["by_voice"].values())
+    assert errors == pytest.approx(m["wer"] * m["n_words"], abs=0.01 * m["n_words"])
+    assert m["wer"] > 0  # the tiny zip's output is not the text: the sum is over real errors
+    alone = asr_metrics(model, named[1::2])  # voice "a" alone
+    assert (alone["wer"], alone["cer"]) == (m["by_voice"]["a"]["wer"], m["by_voice"]["a"]["cer"])
+    assert "by_voice" not in alone and "by_voice" not in asr_metrics(model, examples)
