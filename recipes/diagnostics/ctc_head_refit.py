@@ -22,16 +22,16 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from towers.judges import cer, wer
+from ctc_fit import best_paths, context_encoder, fit, score  # recipes/diagnostics/ctc_fit.py, beside this script
 from towers.speech_lm import pad_rows
 from zipper.cli import _load_model, _load_model_codec
-from zipper.ctc import CTC_CHARS, char_targets, chars_text, ctc_greedy
+from zipper.ctc import CTC_CHARS
 from zipper.data import load_split, speech_ids
 from zipper.model import Segment
 from zipper.recipe import RecipeConfig
+from zipper.tasks import by_voice
 
 torch.manual_seed(0)
 cfg = RecipeConfig.from_json("recipes/configs/asr_base_whisper_proj_chars_guided_all_gpu.json")
@@ -52,9 +52,9 @@ def states_of(examples, batch=32):
         idx = order[i:i + batch]
         ids, mask = pad_rows([speech_ids(sp, examples[j]["units"], start=start) for j in idx], sp.pad_token_id)
         _, history, _ = model.run_segments([Segment("speech", ids, mask)])
-        for i, states in history[0].states.items():
+        for at, states in history[0].states.items():
             for row, j in enumerate(idx):
-                out[i][j] = states[row, mask[row].bool()].half()
+                out[at][j] = states[row, mask[row].bool()].half()
     return out
 
 
@@ -79,13 +79,9 @@ class Refit(nn.Module):
             self.inp = nn.Conv1d(d, 384, 9, padding=4)
             self.out = nn.Sequential(nn.GELU(), nn.Linear(384, 384), nn.GELU(), nn.Linear(384, n))
         elif kind == "context":
-            self.inp = nn.Linear(d, 192)
-            self.enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(192, 4, 768, 0.1, batch_first=True,
-                                                                        norm_first=True), 2,
-                                             enable_nested_tensor=False)
-            self.out = nn.Linear(192, n)
+            self.inp, self.enc, self.out = nn.Linear(d, 192), context_encoder(192), nn.Linear(192, n)
         else:
-            raise SystemExit(f"unknown head {kind!r}: linear, mlp or context")
+            raise SystemExit(f"unknown head {kind!r}: linear, mlp, conv or context")
 
     def forward(self, x, mask):  # x (B, M, D) float, mask (B, M) bool -> log-probs (B, M, 29), blank last
         if self.kind == "linear":
@@ -100,62 +96,26 @@ class Refit(nn.Module):
         return self.out(self.enc(self.inp(x), src_key_padding_mask=~mask)).log_softmax(-1)
 
 
-def batches(states, texts, size, shuffle):
-    order = sorted(range(len(states)), key=lambda i: len(states[i]))
-    chunks = [order[i:i + size] for i in range(0, len(order), size)]
-    if shuffle:
-        chunks = [chunks[i] for i in torch.randperm(len(chunks)).tolist()]
-    for idx in chunks:
-        x = nn.utils.rnn.pad_sequence([states[i].float() for i in idx], batch_first=True)  # (B, M, D)
-        lengths = torch.tensor([len(states[i]) for i in idx])
-        mask = torch.arange(x.shape[1])[None] < lengths[:, None]  # (B, M)
-        yield idx, x, mask, [texts[i] for i in idx]
+def decode(head, split, at=layer):
+    """``head``'s best paths on a split (the zip's own head when None) -> (texts, hypotheses)."""
+    own = lambda x, mask: model.ctc_heads["speech_to_text"](block.mem_proj(block.mem_norm(x)))  # noqa: E731
+    return data[split][1], best_paths(own if head is None else head, data[split][0][at])
 
 
-def decode(head, split, at=layer, by_voice=False):
-    states, texts = data[split][0][at], data[split][1]
-    hyps = [None] * len(states)
-    if head is not None:
-        head.eval()
-    with torch.no_grad():
-        for idx, x, mask, _ in batches(states, texts, 50, False):
-            lp = head(x, mask) if head is not None else model.ctc_heads["speech_to_text"](
-                block.mem_proj(block.mem_norm(x)))
-            for j, row in zip(idx, ctc_greedy(lp, mask)):
-                hyps[j] = chars_text(row)
-    if by_voice:
-        voices = data[split][2]
-        return ", ".join(f"{v} WER {100 * wer(*pick(texts, hyps, voices, v)).wer:.1f} CER "
-                         f"{100 * cer(*pick(texts, hyps, voices, v)).cer:.1f}" for v in sorted(set(voices)))
-    return f"{split} WER {100 * wer(texts, hyps).wer:.1f} CER {100 * cer(texts, hyps).cer:.1f}"
+def report(head, split, at=layer):
+    return score(split, *decode(head, split, at))
 
 
-def pick(refs, hyps, voices, voice):
-    return [r for r, v in zip(refs, voices) if v == voice], [h for h, v in zip(hyps, voices) if v == voice]
-
-
-print(f"the zip's own head: {decode(None, 'dev')}, {decode(None, 'test')}", flush=True)
-print(f"    test by voice: {decode(None, 'test', by_voice=True)}", flush=True)
+print(f"the zip's own head: {report(None, 'dev')}, {report(None, 'test')}", flush=True)
+test_by_voice = by_voice(*decode(None, "test"), data["test"][2])
+print("    test by voice: " + ", ".join(f"{v} WER {m['wer']:.1f} CER {m['cer']:.1f}" for v, m in test_by_voice.items()),
+      flush=True)
 for spec in heads:
     kind, at = spec.split("@") if "@" in spec else (spec, layer)
     at = int(at)
     head, t0 = Refit(kind), time.time()
-    opt = torch.optim.AdamW([p for p in head.parameters() if p.requires_grad], lr=1e-3, weight_decay=0.01)
-    states, texts = data["train"][0][at], data["train"][1]
-    for epoch in range(epochs):
-        head.train()
-        total = n = 0
-        for _, x, mask, txt in batches(states, texts, 64, True):
-            lp = head(x, mask)  # (B, M, 29)
-            targets = char_targets(txt)
-            loss = F.ctc_loss(lp.transpose(0, 1), torch.cat(targets), mask.sum(-1),
-                              torch.tensor([len(t) for t in targets]), blank=len(CTC_CHARS),
-                              reduction="sum", zero_infinity=True) / sum(len(t) for t in targets)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total, n = total + loss.item(), n + 1
-        print(f"{spec} epoch {epoch + 1}: train CTC/char {total / n:.3f}, {decode(head, 'dev', at)} "
+    for epoch, loss in enumerate(fit(head, data["train"][0][at], data["train"][1], epochs, 64)):
+        print(f"{spec} epoch {epoch + 1}: train CTC/char {loss:.3f}, {report(head, 'dev', at)} "
               f"({time.time() - t0:.0f} s)", flush=True)
     print(f"{spec}: {sum(p.numel() for p in head.parameters() if p.requires_grad)} parameters, "
-          f"{decode(head, 'dev', at)}, {decode(head, 'test', at)}", flush=True)
+          f"{report(head, 'dev', at)}, {report(head, 'test', at)}", flush=True)

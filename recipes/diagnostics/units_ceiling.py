@@ -19,17 +19,15 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-
 from tqdm import tqdm
 
+from ctc_fit import best_paths, context_encoder, fit, score  # recipes/diagnostics/ctc_fit.py, beside this script
 from towers.audio import load_audio
-from towers.corpus import read_manifest
-from towers.judges import cer, wer
-from towers.whisper_units import whisper_states
-from zipper.ctc import CTC_CHARS, char_targets, chars_text, ctc_greedy
 from towers.codec import load_codec
+from towers.corpus import read_manifest
+from towers.whisper_units import whisper_states
+from zipper.ctc import CTC_CHARS
 from zipper.recipe import RecipeConfig
 
 torch.manual_seed(0)
@@ -58,51 +56,19 @@ class Head(nn.Module):
         n, d = len(CTC_CHARS) + 1, 192
         self.inp = (nn.Embedding(codec.vocab_size, d) if kind == "units"
                     else nn.Linear(data["train"][kind][0].shape[-1], d))
-        self.enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(d, 4, 4 * d, 0.1, batch_first=True,
-                                                                    norm_first=True), 2, enable_nested_tensor=False)
+        self.enc = context_encoder(d)
         self.out = nn.Linear(d, n)
 
     def forward(self, x, mask):  # x (B, M) ids or (B, M, D_in), mask (B, M) bool -> log-probs (B, M, 29)
         return self.out(self.enc(self.inp(x), src_key_padding_mask=~mask)).log_softmax(-1)
 
 
-def batches(xs, texts, size, shuffle):
-    order = sorted(range(len(xs)), key=lambda i: len(xs[i]))
-    chunks = [order[i:i + size] for i in range(0, len(order), size)]
-    if shuffle:
-        chunks = [chunks[i] for i in torch.randperm(len(chunks)).tolist()]
-    for idx in chunks:
-        rows = [xs[i] if xs[i].dtype == torch.long else xs[i].float() for i in idx]
-        x = nn.utils.rnn.pad_sequence(rows, batch_first=True)  # (B, M) or (B, M, D)
-        mask = torch.arange(x.shape[1])[None] < torch.tensor([len(r) for r in rows])[:, None]  # (B, M)
-        yield idx, x, mask, [texts[i] for i in idx]
-
-
-def decode(head, kind, split):
-    xs, texts = data[split][kind], data[split]["text"]
-    hyps = [None] * len(xs)
-    head.eval()
-    with torch.no_grad():
-        for idx, x, mask, _ in batches(xs, texts, 50, False):
-            for j, row in zip(idx, ctc_greedy(head(x, mask), mask)):
-                hyps[j] = chars_text(row)
-    return f"{split} WER {100 * wer(texts, hyps).wer:.1f} CER {100 * cer(texts, hyps).cer:.1f}"
+def report(head, kind, split):
+    return score(split, data[split]["text"], best_paths(head, data[split][kind]))
 
 
 for kind in inputs:
     head, t0 = Head(kind), time.time()
-    opt = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=0.01)
-    for epoch in range(epochs):
-        head.train()
-        total = n = 0
-        for _, x, mask, txt in batches(data["train"][kind], data["train"]["text"], 32, True):
-            targets = char_targets(txt)
-            loss = F.ctc_loss(head(x, mask).transpose(0, 1), torch.cat(targets), mask.sum(-1),
-                              torch.tensor([len(t) for t in targets]), blank=len(CTC_CHARS),
-                              reduction="sum", zero_infinity=True) / sum(len(t) for t in targets)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total, n = total + loss.item(), n + 1
-        print(f"{kind} epoch {epoch + 1}: train CTC/char {total / n:.3f}, {decode(head, kind, 'dev')}, "
-              f"{decode(head, kind, 'test')} ({time.time() - t0:.0f} s)", flush=True)
+    for epoch, loss in enumerate(fit(head, data["train"][kind], data["train"]["text"], epochs, 32)):
+        print(f"{kind} epoch {epoch + 1}: train CTC/char {loss:.3f}, {report(head, kind, 'dev')}, "
+              f"{report(head, kind, 'test')} ({time.time() - t0:.0f} s)", flush=True)
