@@ -89,6 +89,11 @@ class ZipperConfig:
     # monotonic-alignment prior for ASR and TTS. 0.0 = off (the paper's plain zip).
     guided_attention: float = 0.0
     guided_attention_sigma: float = 0.2  # width of the diagonal band, as a share of the segment lengths
+    # Continuous input features beside the tokens of these towers (zipper/features.py), e.g. ["speech"] with
+    # feature_dim 512: the Whisper-base encoder states the speech units quantise, added to the unit embeddings
+    # through a zero-initialised projection. Empty / 0 = tokens only (the paper's zip).
+    feature_towers: list[str] = field(default_factory=list)
+    feature_dim: int = 0
     # Recorded from the towers when the model is built; checked when a saved zip is loaded (a mismatch in
     # the sizes is an error; the special ids of the saved zip are pinned on the towers, with a warning).
     tower_hidden_sizes: list[int] = field(default_factory=list, metadata=RECORDED)
@@ -124,7 +129,7 @@ class ZipperConfig:
                 raise ConfigError(f"direction {d!r} must be 'a->b' with a != b among {self.modalities}")
         if len(set(self.directions)) != len(self.directions):
             raise ConfigError(f"duplicate directions in {self.directions}")
-        for name in ("lora_towers", "input_projection_towers"):
+        for name in ("lora_towers", "input_projection_towers", "feature_towers"):
             for m in getattr(self, name):
                 if m not in self.modalities:
                     raise ConfigError(f"{name} names {m!r}, not one of {self.modalities}")
@@ -151,6 +156,9 @@ class ZipperConfig:
         if not 0.0 <= self.lora_dropout < 1.0 or self.lora_alpha <= 0:
             raise ConfigError(f"lora_dropout must be in [0, 1) and lora_alpha > 0, got lora_dropout={self.lora_dropout}, "
                               f"lora_alpha={self.lora_alpha}")
+        if self.feature_dim < 0 or bool(self.feature_dim) != bool(self.feature_towers):
+            raise ConfigError(f"feature_dim > 0 and feature_towers go together, got feature_dim={self.feature_dim}, "
+                              f"feature_towers={self.feature_towers}")
         if bool(self.lora_rank) != bool(self.lora_towers):  # either alone would silently add no adapters
             raise ConfigError(f"lora_rank > 0 and lora_towers go together, got lora_rank={self.lora_rank}, "
                               f"lora_towers={self.lora_towers}")

@@ -39,6 +39,7 @@ from towers.tower import Tower, cache_kwargs, load_tower, portable_ref, resolve_
 from zipper.config import ConfigError, ZipperConfig
 from zipper.ctc import CTC_CHARS, CTCHead, char_targets, ctc_loss, ctc_targets
 from zipper.fusion import GatedCrossAttention, InputProjection, diagonal_guide
+from zipper.features import FeatureInput
 
 logger = logging.getLogger("zipper")
 
@@ -93,6 +94,9 @@ class Segment:
     input_ids: torch.Tensor  # (B, T) long
     attention_mask: torch.Tensor | None = None  # (B, T)
     loss: bool = False  # next-token loss on this segment's tokens
+    # continuous input beside the tokens (zipper/features.py), for a tower in the config's feature_towers
+    features: torch.Tensor | None = None  # (B, T, F) float
+    feature_mask: torch.Tensor | None = None  # (B, T) bool: the positions that have features
 
     def mask(self) -> torch.Tensor:
         if self.attention_mask is None:
@@ -102,7 +106,9 @@ class Segment:
     def to(self, device: torch.device | str) -> "Segment":
         """This segment with its tensors on ``device``."""
         mask = None if self.attention_mask is None else self.attention_mask.to(device)
-        return replace(self, input_ids=self.input_ids.to(device), attention_mask=mask)
+        feats = None if self.features is None else self.features.to(device)
+        fmask = None if self.feature_mask is None else self.feature_mask.to(device)
+        return replace(self, input_ids=self.input_ids.to(device), attention_mask=mask, features=feats, feature_mask=fmask)
 
 
 @dataclass
@@ -261,6 +267,8 @@ class ZipperModel(nn.Module):
         projected = (config.input_projection_towers or config.modalities) if config.input_projection else []
         self.input_projections = nn.ModuleDict(
             {m: InputProjection(self.tower_objs[m].hidden_size, config.input_projection_layers) for m in projected})
+        self.feature_inputs = nn.ModuleDict(
+            {m: FeatureInput(config.feature_dim, self.tower_objs[m].hidden_size) for m in config.feature_towers})
         self._hooks.extend(
             t.layers[j].register_forward_hook(partial(_zip_hook, self._token, j), with_kwargs=True)
             for m, t in self.tower_objs.items() for j in self.zip_layers[m]
@@ -342,7 +350,7 @@ class ZipperModel(nn.Module):
         names = set()
         for name, _ in self.named_parameters():
             head, _, rest = name.partition(".")
-            if head in ("blocks", "input_projections", "ctc_heads"):
+            if head in ("blocks", "input_projections", "ctc_heads", "feature_inputs"):
                 names.add(name)
             elif head == "towers":
                 modality = rest.partition(".")[0]
@@ -437,14 +445,19 @@ class ZipperModel(nn.Module):
 
     def tower_forward(self, modality: str, input_ids: torch.Tensor, mask: torch.Tensor, memory: dict,
                       cache=None, past_mask: torch.Tensor | None = None, record: bool = True,
-                      penalties: list | None = None, alone: bool = False):
+                      penalties: list | None = None, alone: bool = False,
+                      features: tuple[torch.Tensor, torch.Tensor] | None = None):
         """One tower over (B, T) tokens, zip blocks reading ``memory``; -> logits (B, T, V), states.
         With ``penalties``, each block appends its guided-attention penalty to it. ``alone``: the bare
-        tower, with neither its input projection nor its zip blocks (pass ``memory={}``)."""
+        tower, with neither its input projection nor its zip blocks (pass ``memory={}``). ``features``:
+        (B, T, F) features and their (B, T) mask, added through the tower's feature input."""
         tower = self.tower_objs[modality]
         embeds = tower.model.get_input_embeddings()(input_ids)  # (B, T, D)
-        if alone and memory:
-            raise ValueError("alone=True runs the tower without its zip blocks: pass memory={}")
+        if alone and (memory or features is not None):
+            raise ValueError("alone=True runs the tower without its zip blocks and feature input: pass memory={} "
+                             "and no features")
+        if features is not None:
+            embeds = embeds + self.feature_inputs[modality](*features).to(embeds.dtype)
         if modality in self.input_projections and not alone:
             embeds = self.input_projections[modality](embeds)
         full_mask = mask if past_mask is None else torch.cat([past_mask, mask], dim=1)  # (B, P + T)
@@ -476,9 +489,28 @@ class ZipperModel(nn.Module):
                                  f"!= input_ids shape {tuple(s.input_ids.shape)}")
             if s.attention_mask is not None and not ((s.attention_mask == 0) | (s.attention_mask == 1)).all():
                 raise ValueError(f"segment {s.modality!r}: attention_mask must hold only 0 and 1 (or booleans)")
+            self._check_features(s)
             vocab = self.tower_objs[s.modality].vocab_size
             if s.input_ids.min() < 0 or s.input_ids.max() >= vocab:
                 raise ValueError(f"segment {s.modality!r}: token ids must lie in [0, {vocab})")
+
+    def _check_features(self, s: Segment) -> None:
+        if s.features is None and s.feature_mask is None:
+            return  # tokens alone (a tower with feature input then reads its embeddings only, as at init)
+        if s.modality not in self.feature_inputs:
+            raise ValueError(f"segment {s.modality!r} carries features but the zip has feature input only for "
+                             f"{list(self.feature_inputs) or 'no tower'} (ZipperConfig.feature_towers)")
+        b, t = s.input_ids.shape
+        if s.features is None or s.feature_mask is None:
+            raise ValueError(f"segment {s.modality!r}: features and feature_mask go together")
+        if tuple(s.features.shape) != (b, t, self.config.feature_dim) or not s.features.is_floating_point():
+            raise ValueError(f"segment {s.modality!r}: features must be float ({b}, {t}, {self.config.feature_dim}), "
+                             f"got {s.features.dtype} {tuple(s.features.shape)}")
+        if tuple(s.feature_mask.shape) != (b, t) or s.feature_mask.dtype != torch.bool:
+            raise ValueError(f"segment {s.modality!r}: feature_mask must be bool ({b}, {t}), "
+                             f"got {s.feature_mask.dtype} {tuple(s.feature_mask.shape)}")
+        if not torch.isfinite(s.features[s.feature_mask]).all():
+            raise ValueError(f"segment {s.modality!r}: features hold NaN or infinite values")
 
     def place(self, segments: Sequence[Segment]) -> list[Segment]:
         """The segments on their towers' devices: data is made on the CPU, the towers may be on a GPU."""
@@ -501,8 +533,10 @@ class ZipperModel(nn.Module):
             mask = s.mask()
             fresh = DynamicCache() if cache_all or repeats[s.modality] > 1 else None
             cache, past_mask = tower_state.get(s.modality, (fresh, None))
+            feats = None if s.features is None else (s.features, s.feature_mask)
             logits, states = self.tower_forward(s.modality, s.input_ids, mask, self.memory_for(s.modality, history),
-                                                cache, past_mask, penalties=penalties if s.loss else None)
+                                                cache, past_mask, penalties=penalties if s.loss else None,
+                                                features=feats)
             tower_state[s.modality] = (cache, mask if past_mask is None else torch.cat([past_mask, mask], 1))
             history.append(_Done(s.modality, states, mask))
             logits_out.append(logits)
