@@ -214,10 +214,13 @@ class WhisperUnitCodec(SpeechCodec):
         return self.units_of_states(whisper_states([wave.numpy()])[0])  # (T, 512) -> (T,)
 
     def encode_batch(self, waves, sample_rate: int) -> list[torch.Tensor]:
+        return [self.units_of_states(s) for s in self.states_batch(waves, sample_rate)]
+
+    def states_batch(self, waves, sample_rate: int) -> list[torch.Tensor]:
+        """Clips -> the ``(T, 512)`` encoder states the units quantise (a zip's feature input reads them)."""
         from towers.audio import preprocess
 
-        xs = [preprocess(w, sample_rate, target_sr=_SR, max_seconds=None)[0] for w in waves]
-        return [self.units_of_states(s) for s in whisper_states(xs)]
+        return whisper_states([preprocess(w, sample_rate, target_sr=_SR, max_seconds=None)[0] for w in waves])
 
     @torch.no_grad()
     def decode_mel(self, units) -> torch.Tensor:

@@ -79,19 +79,25 @@ def cmd_transcribe(a) -> int:
     from towers.audio import load_audio
     from zipper.tasks import transcribe_units
 
+    from zipper.data import reads_states, states_and_units
+
     codec = _load_model_codec(a.model)
-    units = []
-    for f in a.audio:  # validate every input before any model work
-        wave, sr = load_audio(f, target_sr=codec.sample_rate, max_seconds=a.max_seconds)
-        units.append(codec.encode(wave, sr))
+    # every input is read and checked before any model work
+    waves = [load_audio(f, target_sr=codec.sample_rate, max_seconds=a.max_seconds) for f in a.audio]
     model = _load_model(a.model)
     _check_direction(model, "speech->text", a.model)
+    states = None
+    if reads_states(model):  # a zip with feature input: the encoder states, and the units of those states
+        states, units = map(list, zip(*(states_and_units(codec, w, sr) for w, sr in waves)))
+    else:
+        units = [codec.encode(w, sr) for w, sr in waves]
     if a.fusion:
         from zipper.tasks import fused_transcribe_units
 
-        texts = fused_transcribe_units(model, units, beam=a.fusion_beam or FUSION_BEAM, progress=len(units) > 1)
+        texts = fused_transcribe_units(model, units, beam=a.fusion_beam or FUSION_BEAM, progress=len(units) > 1,
+                                       states=states)
     else:
-        texts = transcribe_units(model, units, num_beams=a.beams or 1)
+        texts = transcribe_units(model, units, num_beams=a.beams or 1, states=states)
     for f, text in zip(a.audio, texts):
         print(f"{f}\t{text}" if len(a.audio) > 1 else text)
     return 0

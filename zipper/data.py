@@ -17,6 +17,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from towers.speech_lm import pad_rows
+from zipper.features import feature_rows
 from zipper.model import Segment
 
 TASKS = ("asr", "tts")  # asr: [speech] -> [text]; tts: [text] -> [speech]
@@ -176,19 +177,70 @@ def tts_text(example: dict) -> str:
     return example.get("text_prompt", "") + example["text"]
 
 
+def reads_states(model) -> bool:
+    """Whether a zip reads encoder states beside its speech units (ZipperConfig.feature_towers, zipper/features.py)."""
+    return "speech" in getattr(getattr(model, "config", None), "feature_towers", [])
+
+
+def speech_segment(model, units: Sequence[torch.Tensor], states: Sequence[torch.Tensor | None] | None = None,
+                   loss: bool = False) -> Segment:
+    """Speech units, one LongTensor per utterance -> one right-padded speech Segment. A source segment (no
+    ``loss``) of a zip that reads states gets each utterance's encoder states as features; a loss segment (TTS's
+    target) never does: its states are the answer."""
+    sp, start = model.tower("speech"), model.start_ids("speech")
+    ids, mask = pad_rows([speech_ids(sp, u, start=start) for u in units], sp.pad_token_id)
+    if loss or not reads_states(model):
+        return Segment("speech", ids, mask, loss=loss)
+    if states is None or len(states) != len(units) or any(s is None for s in states):
+        raise ValueError("this zip reads encoder states beside the speech units (feature_towers ['speech']): give "
+                         "each utterance's states (zipper.data.attach_states)")
+    feats, fmask = feature_rows(states, mask, len(start), model.config.feature_dim)
+    return Segment("speech", ids, mask, features=feats, feature_mask=fmask)
+
+
+def attach_states(examples: Sequence[dict], codec, progress: bool = True) -> list[dict]:
+    """Examples with their audio's encoder states (``"states"``, float16) and the units of those very states
+    (``"units"``: one encoder run gives both, where a cache's units may come from a run with another thread
+    count). Needs a codec over encoder states (``whisper_kmeans``) and each example's ``audio_filepath``."""
+    from tqdm.auto import tqdm
+
+    from towers.audio import load_audio
+
+    _check_states_codec(codec)
+    out = []
+    for ex in tqdm(examples, desc="whisper encoder states", disable=not progress, mininterval=10):
+        states, units = states_and_units(codec, *load_audio(ex["audio_filepath"], target_sr=codec.sample_rate,
+                                                                    max_seconds=None))
+        out.append({**ex, "states": states.half(), "units": units})
+    return out
+
+
+def states_and_units(codec, wave, sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One clip -> its encoder states ``(T, F)`` and their units ``(T,)``, from one encoder run."""
+    _check_states_codec(codec)
+    states = codec.states_batch([wave], sample_rate)[0]
+    return states, codec.units_of_states(states).long()
+
+
+def _check_states_codec(codec) -> None:
+    if not hasattr(codec, "states_batch"):
+        raise ValueError(f"a zip that reads encoder states needs a codec over them (whisper_kmeans); "
+                         f"{type(codec).__name__} has none")
+
+
 def make_segments(model, batch: Sequence[dict], task: str) -> list[Segment]:
     """ASR: [speech (input), text (loss)]; TTS: [text (input), speech (loss)]. For TTS an example's
-    ``text_prompt`` (e.g. ``"piper-joe: "``, the recipes' ``voice_prompt``) is read before its text."""
+    ``text_prompt`` (e.g. ``"piper-joe: "``, the recipes' ``voice_prompt``) is read before its text. A zip that
+    reads states (`reads_states`) takes each ASR example's ``"states"`` (`attach_states`)."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    sp, tx = model.tower("speech"), model.tower("text")
-    sp_start, tx_start = model.start_ids("speech"), model.start_ids("text")
-    speech = pad_rows([speech_ids(sp, ex["units"], start=sp_start) for ex in batch], sp.pad_token_id)
+    tx, tx_start = model.tower("text"), model.start_ids("text")
+    units = [ex["units"] for ex in batch]
     texts = [tts_text(ex) if task == "tts" else ex["text"] for ex in batch]
     text = pad_rows([text_ids(tx, t, start=tx_start) for t in texts], tx.pad_token_id)
     if task == "asr":
-        return [Segment("speech", *speech), Segment("text", *text, loss=True)]
-    return [Segment("text", *text), Segment("speech", *speech, loss=True)]
+        return [speech_segment(model, units, [ex.get("states") for ex in batch]), Segment("text", *text, loss=True)]
+    return [Segment("text", *text), speech_segment(model, units, loss=True)]
 
 
 def batches(examples: Sequence[dict], batch_size: int, seed: int, start_step: int = 0) -> Iterator[list[dict]]:

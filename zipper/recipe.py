@@ -467,13 +467,17 @@ def test_metrics(model, cfg: RecipeConfig, test: list[dict], codec) -> dict:
 def asr_evaluation(model, cfg: RecipeConfig, test: list[dict], codec) -> dict:
     """The held-out test utterances at each of ``eval_beams``, the LibriVox clips (``eval_real_speech``), and
     with ``eval_fusion`` both again by CTC prefix beam search + decoder word scores (zipper/ctc_beam.py)."""
-    from zipper.data import librivox_examples
+    from zipper.data import attach_states, librivox_examples, reads_states
     from zipper.tasks import asr_metrics
 
     metrics = {}
+    if reads_states(model):  # a zip with feature input (zipper/features.py) reads the encoder states too
+        test = attach_states(test, codec)
     for beams in cfg.eval_beams if cfg.model == "zipper" else [1]:
         metrics[f"test_asr_beam{beams}"] = asr_metrics(model, test, num_beams=beams, show=3)
     real = librivox_examples(codec) if cfg.eval_real_speech else []
+    if real and reads_states(model):
+        real = attach_states(real, codec, progress=False)
     if real:
         metrics["librivox_asr_beam1"] = asr_metrics(model, real, show=5)
     if cfg.eval_fusion:

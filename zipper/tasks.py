@@ -14,7 +14,7 @@ import torch
 
 from towers.speech_lm import pad_rows
 from zipper.ctc_beam import FUSION_ALPHA, FUSION_BEAM, FUSION_BETA
-from zipper.data import speech_ids, text_ids
+from zipper.data import reads_states, speech_segment, text_ids
 from zipper.distributed import map_sharded
 from zipper.model import Segment
 
@@ -26,22 +26,23 @@ def _chunks(items: Sequence, n: int):
 
 @torch.no_grad()
 def transcribe_units(model, units: Sequence[torch.Tensor], num_beams: int = 1, batch_size: int = 8,
-                     max_new_tokens: int = 96, progress: bool = False, ctc_weight: float = 0.0) -> list[str]:
-    """Speech units (one LongTensor per utterance) -> transcripts. Generation stops at the text tower's EOS
+                     max_new_tokens: int = 96, progress: bool = False, ctc_weight: float = 0.0,
+                     states: Sequence[torch.Tensor] | None = None) -> list[str]:
+    """Speech units (one LongTensor per utterance; with a zip that reads them, ``states``: each utterance's
+    encoder states, zipper/features.py) -> transcripts. Generation stops at the text tower's EOS
     or after ``len(units) // 3 + 10`` tokens (at most ``max_new_tokens``), each utterance by its own length,
     so a batch gives what one utterance at a time does (greedy). ``ctc_weight`` > 0: joint CTC/attention
     beam search with the zip's CTC head (zipper/ctc_prefix.py)."""
     from tqdm.auto import tqdm
 
-    sp, tx = model.tower("speech"), model.tower("text")
+    tx = model.tower("text")
     out: list[str] = []
     step = 1 if num_beams > 1 or ctc_weight else batch_size
-    start = model.start_ids("speech")
-    for chunk in tqdm(list(_chunks(units, step)), desc="transcribing", disable=not progress):
-        ids, mask = pad_rows([speech_ids(sp, u, start=start) for u in chunk], sp.pad_token_id)
+    for chunk, chunk_states in tqdm(list(_state_chunks(units, states, step)), desc="transcribing",
+                                    disable=not progress):
         # ~25 units/s of speech carry ~3 words/s (~4 tokens): a budget of units/3 + 10 tokens is ample
         budgets = [min(max_new_tokens, len(u) // 3 + 10) for u in chunk]
-        gen = model.generate([Segment("speech", ids, mask)], ["text"], max_new_tokens=max(budgets),
+        gen = model.generate([speech_segment(model, chunk, chunk_states)], ["text"], max_new_tokens=max(budgets),
                              num_beams=num_beams, ctc_weight=ctc_weight)[0]
         for row, m, budget in zip(gen.input_ids, gen.attention_mask, budgets):  # each row cut at its own budget
             out.append(tx.tokenizer.decode(row[m.bool()][:budget].tolist(), skip_special_tokens=True).strip())
@@ -49,23 +50,23 @@ def transcribe_units(model, units: Sequence[torch.Tensor], num_beams: int = 1, b
 
 
 @torch.no_grad()
-def ctc_transcribe_units(model, units: Sequence[torch.Tensor], batch_size: int = 8) -> list[str]:
-    """Speech units -> transcripts by the zip's auxiliary CTC head alone (best path; zipper/ctc.py).
+def ctc_transcribe_units(model, units: Sequence[torch.Tensor], batch_size: int = 8,
+                         states: Sequence[torch.Tensor] | None = None) -> list[str]:
+    """Speech units (and ``states``, as for `transcribe_units`) -> transcripts by the zip's auxiliary CTC head
+    alone (best path; zipper/ctc.py).
 
     A diagnostic beside the attention decoder: it shows what the speech memory itself encodes."""
     from zipper.ctc import chars_text, ctc_greedy
 
-    sp, tx = model.tower("speech"), model.tower("text")
+    tx = model.tower("text")
     if model.config.ctc_units == "chars":
         decode = chars_text
     else:
         def decode(row):
             return tx.tokenizer.decode(row, skip_special_tokens=True).strip()
     out: list[str] = []
-    start = model.start_ids("speech")
-    for chunk in _chunks(units, batch_size):
-        ids, mask = pad_rows([speech_ids(sp, u, start=start) for u in chunk], sp.pad_token_id)
-        _, history, _ = model.run_segments([Segment("speech", ids, mask)])
+    for chunk, chunk_states in _state_chunks(units, states, batch_size):
+        _, history, _ = model.run_segments([speech_segment(model, chunk, chunk_states)])
         for row in ctc_greedy(model.ctc_log_probs("speech", "text", history[0]), history[0].mask):
             out.append(decode(row))
     return out
@@ -74,9 +75,10 @@ def ctc_transcribe_units(model, units: Sequence[torch.Tensor], batch_size: int =
 @torch.no_grad()
 def fused_transcribe_units(model, units: Sequence[torch.Tensor], beam: int = FUSION_BEAM,
                            alpha: float = FUSION_ALPHA, beta: float = FUSION_BETA, unk_penalty: float = -10.0,
-                           unk_letter_penalty: float = -2.0, progress: bool = False) -> list[str]:
-    """Speech units -> transcripts by CTC prefix beam search over the character head, every completed
-    word scored by the zipped text decoder on the same speech (zipper/ctc_beam.py)."""
+                           unk_letter_penalty: float = -2.0, progress: bool = False,
+                           states: Sequence[torch.Tensor] | None = None) -> list[str]:
+    """Speech units (and ``states``, as for `transcribe_units`) -> transcripts by CTC prefix beam search over the
+    character head, every completed word scored by the zipped text decoder on the same speech (zipper/ctc_beam.py)."""
     from tqdm.auto import tqdm
 
     from zipper.ctc import CTC_CHARS
@@ -85,19 +87,26 @@ def fused_transcribe_units(model, units: Sequence[torch.Tensor], beam: int = FUS
 
     if not has_ctc(model) or model.config.ctc_units != "chars":
         raise ValueError("fused CTC decoding needs a character CTC head on speech->text (ctc_units: 'chars')")
-    sp, tx = model.tower("speech"), model.tower("text")
-    sp_start = model.start_ids("speech")
+    tx = model.tower("text")
     lexicon = Lexicon.from_tokenizer(tx.tokenizer, CTC_CHARS) if unk_penalty else None
     out: list[str] = []
-    for u in tqdm(units, desc="transcribing (CTC + decoder)", disable=not progress):
-        ids, mask = pad_rows([speech_ids(sp, u, start=sp_start)], sp.pad_token_id)
-        _, history, _ = model.run_segments([Segment("speech", ids, mask)])
+    for u, s in tqdm(list(_state_chunks(units, states, 1)), desc="transcribing (CTC + decoder)",
+                     disable=not progress):
+        _, history, _ = model.run_segments([speech_segment(model, u, s)])
         log_probs = model.ctc_log_probs("speech", "text", history[0])[0][history[0].mask[0].bool()]  # (M, 29)
         score_texts = TextScorer(model, model.memory_for("text", history))  # the speech's keys/values: once
         out.append(ctc_prefix_beam_search(log_probs.double().cpu().numpy(), CTC_CHARS, score_texts, beam=beam,
                                           alpha=alpha, beta=beta, lexicon=lexicon, unk_penalty=unk_penalty,
                                           unk_letter_penalty=unk_letter_penalty))
     return out
+
+
+def _state_chunks(units: Sequence, states: Sequence | None, n: int):
+    """Chunks of ``n`` utterances: (units, their states or None)."""
+    if states is not None and len(states) != len(units):
+        raise ValueError(f"give one states tensor per utterance: {len(states)} for {len(units)} utterances")
+    for i in range(0, len(units), n):
+        yield units[i:i + n], None if states is None else states[i:i + n]
 
 
 def has_ctc(model) -> bool:
@@ -180,7 +189,8 @@ def source_use(model, examples: Sequence[dict], task: str = "asr", batch_size: i
     if len(examples) < 2:
         return {}
     field, target, source = _SOURCE[task]
-    other = [{**ex, field: examples[(i + 1) % len(examples)][field]} for i, ex in enumerate(examples)]
+    swapped = [field, "states"] if task == "asr" and "states" in examples[0] else [field]  # a source's states go with it
+    other = [{**ex, **{k: examples[(i + 1) % len(examples)][k] for k in swapped}} for i, ex in enumerate(examples)]
     own, wrong = (map_sharded(lambda exs: nll_per_example(model, exs, task, batch_size), list(x))
                   for x in (examples, other))
     n = sum(c for _, c in own)  # the same targets in both, so the same token count
@@ -197,13 +207,17 @@ def asr_metrics(model, examples: Sequence[dict], num_beams: int = 1, batch_size:
     and the teacher-forced speech_info."""
     from towers.judges import cer, wer
 
+    def inputs(exs: list[dict]) -> dict:  # units, and encoder states for a zip that reads them
+        return {"units": [ex["units"] for ex in exs], "states": [ex.get("states") for ex in exs]
+                if reads_states(model) else None}
+
     if fusion is not None:
-        def decode(units):
-            return fused_transcribe_units(model, units, **fusion)
+        def decode(exs):
+            return fused_transcribe_units(model, **inputs(exs), **fusion)
     else:
-        def decode(units):
-            return transcribe_units(model, units, num_beams=num_beams, batch_size=batch_size)
-    hyps = map_sharded(decode, [ex["units"] for ex in examples])
+        def decode(exs):
+            return transcribe_units(model, **inputs(exs), num_beams=num_beams, batch_size=batch_size)
+    hyps = map_sharded(decode, list(examples))
     refs = [ex["text"] for ex in examples]
     w, c = wer(refs, hyps), cer(refs, hyps)
     metrics = {"wer": round(100 * w.wer, 2), "cer": round(100 * c.cer, 2), "n_utts": len(refs),
@@ -213,8 +227,8 @@ def asr_metrics(model, examples: Sequence[dict], num_beams: int = 1, batch_size:
         metrics["by_voice"] = by_voice(refs, hyps, voices)
     extras = fusion is None and num_beams == 1  # independent of the decoder's search
     if extras and has_ctc(model):
-        ctc_hyps = map_sharded(lambda units: ctc_transcribe_units(model, units, batch_size=batch_size),
-                               [ex["units"] for ex in examples])
+        ctc_hyps = map_sharded(lambda exs: ctc_transcribe_units(model, **inputs(exs), batch_size=batch_size),
+                               list(examples))
         metrics["ctc_wer"] = round(100 * wer(refs, ctc_hyps).wer, 2)
         metrics["ctc_cer"] = round(100 * cer(refs, ctc_hyps).cer, 2)  # a character head's natural measure
     if extras:  # teacher-forced

@@ -2,6 +2,7 @@
 the training batch stream resumes exactly and draws every example."""
 
 import itertools
+import types
 
 import pytest
 import torch
@@ -191,3 +192,27 @@ def test_caches_keyed_by_absolute_paths_before_are_still_read(tmp_path):
     assert [r["units"].tolist() for r in load_split(corpus, "train", codec, progress=False)] == \
         [r["units"].tolist() for r in rows]
     assert codec.encoded == 3
+
+
+def test_attach_states_gives_the_states_and_the_units_of_one_encoder_run(tmp_path):
+    """A zip with feature input reads Whisper states beside the units; one encoder run gives both, aligned."""
+    from towers.audio import load_audio, save_audio
+    from towers.whisper_units import WhisperUnitCodec, WhisperUnitCodecConfig
+    from zipper.data import attach_states
+
+    cfg = WhisperUnitCodecConfig(vocab_size=16, n_mels=20, dec_channels=8, dec_unit_dilations=[1], dec_kernel=3,
+                                 gl_iters=2)
+    codec = WhisperUnitCodec(cfg, torch.randn(16, 512, generator=torch.Generator().manual_seed(0)))
+    waves = synthetic_babble(seconds=1.3, n=2, seed=5)
+    examples = []
+    for i, w in enumerate(waves):
+        save_audio(tmp_path / f"{i}.wav", w, 16_000)
+        examples.append({"id": str(i), "text": "hi", "audio_filepath": str(tmp_path / f"{i}.wav"), "units": None})
+    out = attach_states(examples, codec, progress=False)
+    for ex in out:
+        wave, sr = load_audio(ex["audio_filepath"], target_sr=16_000)  # the file's samples (16-bit), not `waves`
+        assert ex["states"].dtype == torch.float16 and ex["states"].shape == (len(ex["units"]), 512)
+        assert torch.equal(ex["units"], codec.encode(wave, sr).long())
+    assert examples[0]["units"] is None  # the caller's examples are left as they were
+    with pytest.raises(ValueError, match="needs a codec over them"):
+        attach_states(examples, types.SimpleNamespace(sample_rate=16_000))  # a codec without encoder states

@@ -263,3 +263,32 @@ def test_asr_metrics_by_voice_splits_the_errors_of_the_whole(parts):
     alone = asr_metrics(model, named[1::2])  # voice "a" alone
     assert (alone["wer"], alone["cer"]) == (m["by_voice"]["a"]["wer"], m["by_voice"]["a"]["cer"])
     assert "by_voice" not in alone and "by_voice" not in asr_metrics(model, examples)
+
+
+def test_a_zip_that_reads_states_transcribes_batched_as_one_by_one_and_asks_for_them(parts):
+    from zipper.tasks import asr_metrics, ctc_transcribe_units, transcribe_units
+
+    speech, text, examples = parts
+    model = ZipperModel.from_towers([speech, text], directions=["speech->text"], cross_attention_interval=[1, 1],
+                                    prefix_ids=[[], [12, 13]], feature_towers=["speech"], feature_dim=6,
+                                    ctc_directions=["speech->text"], ctc_weight=0.3, ctc_units="chars")
+    open_gates(model, 1.0, block_scale=30.0)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        model.feature_inputs["speech"].proj.weight.normal_(0, 2.0, generator=g)
+    exs = [{**ex, "states": torch.randn(len(ex["units"]), 6, generator=g)} for ex in examples]
+    units, states = [ex["units"] for ex in exs], [ex["states"] for ex in exs]
+    batched = transcribe_units(model, units, batch_size=5, max_new_tokens=6, states=states)
+    assert batched == [transcribe_units(model, [u], max_new_tokens=6, states=[s])[0] for u, s in zip(units, states)]
+    assert ctc_transcribe_units(model, units, 5, states) == [ctc_transcribe_units(model, [u], 1, [s])[0]
+                                                             for u, s in zip(units, states)]
+    # the states are read: other states, another teacher-forced NLL (a source's states travel with its units)
+    flipped = [{**ex, "states": ex["states"].flip(0)} for ex in exs]
+    assert nll_per_example(model, exs) != nll_per_example(model, flipped)
+    assert source_use(model, exs, "asr")["speech_info"] != 0
+    with pytest.raises(ValueError, match="reads encoder states beside the speech units"):
+        transcribe_units(model, units)
+    with pytest.raises(ValueError, match="reads encoder states"):
+        asr_metrics(model, examples)  # examples without "states"
+    with pytest.raises(ValueError, match="one states tensor per utterance"):
+        transcribe_units(model, units, states=states[:2])
