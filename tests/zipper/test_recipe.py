@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import tiny_text_tower
 from zipper.cli import main as cli
+from zipper.model import ZipperModel
 from zipper.recipe import RecipeConfig, run
 
 
@@ -87,6 +88,38 @@ def test_character_ctc_zip_with_fused_decoding_in_the_recipe_eval_and_transcribe
     assert "--fusion-beam: must be >= 1, got 0" in capsys.readouterr().err
     assert cli(["eval", str(write_config(root, "asr", task="asr", ctc_weight=0.3, **base)), "--fusion"]) == 2
     assert "eval_fusion needs a character CTC head" in capsys.readouterr().err
+
+
+def test_asr_states_extends_a_trained_zip_that_eval_and_transcribe_then_feed_with_states(world, capsys, tmp_path):
+    """recipes/asr_states.py on a zip trained over Whisper units (a random 32-unit codec: the real encoder runs)."""
+    import torch
+
+    from tests.conftest import load_recipe_script
+    from towers.whisper_units import WhisperUnitCodec, WhisperUnitCodecConfig
+
+    root, base, _ = world
+    wcfg = WhisperUnitCodecConfig(vocab_size=32, n_mels=20, dec_channels=8, dec_unit_dilations=[1], dec_kernel=3,
+                                  gl_iters=2)
+    WhisperUnitCodec(wcfg, torch.randn(32, 512, generator=torch.Generator().manual_seed(0))).save_pretrained(
+        tmp_path / "wcodec")
+    kw = dict(task="asr", ctc_weight=0.3, ctc_units="chars", **{**base, "codec": str(tmp_path / "wcodec")})
+    config = write_config(tmp_path, "asr", steps=2, **kw)
+    run(RecipeConfig.from_json(config), results_md=tmp_path / "R.md")
+    out = tmp_path / "states"
+    args = ["--model", str(tmp_path / "asr" / "model"), "--config", str(config), "--train-utts", "4",
+            "--dev-utts", "2", "--epochs", "1", "--batch-size", "2", "--out", str(out)]
+    assert load_recipe_script("asr_states").main(args) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert [h["epoch"] for h in res["history"]] == [0, 1] and res["train_utts"] == 4 and "asr_states.py" in res["command"]
+    model = ZipperModel.from_pretrained(out / "model")
+    assert model.config.feature_towers == ["speech"] and model.feature_inputs["speech"].proj.weight.abs().sum() > 0
+    capsys.readouterr()
+    assert cli(["eval", str(config), "--model", str(out / "model")]) == 0
+    shown = capsys.readouterr().out
+    assert json.loads(shown[shown.index("{\n"):])["test_asr_beam1"]["n_utts"] == 2
+    assert cli(["transcribe", read_first_test_wav(root), "--model", str(out / "model")]) == 0
+    with pytest.raises(SystemExit, match="already reads encoder states"):
+        load_recipe_script("asr_states").main(["--model", str(out / "model"), *args[2:-1], str(tmp_path / "again")])
 
 
 def test_tts_zip_and_speak(world, capsys):

@@ -1,0 +1,138 @@
+"""Give a trained ASR zip the Whisper encoder states beside its speech units, and train what reads them.
+
+The units quantise Whisper-base states to 1,024 ids and lose much of what ASR needs (recipes/diagnostics/
+README.md, "What limits the character CTC head?"). This script extends a trained ASR zip (unit input) with
+a feature input on its speech tower (zipper/features.py: LayerNorm + a projection into the unit embeddings,
+zero-initialised, so the extended zip starts exactly as the trained one) and trains that projection alone,
+by the zip's character CTC loss on the speech tower (the text tower is not run: about 1 s a batch of 32 on
+two CPU cores). Everything else stays as trained. Each pass over the data ends with the CTC head's greedy
+WER/CER on the first ``--dev-utts`` dev utterances (and the trained zip's before any); the best pass is saved as
+a zip (with the codec) that `zipper eval` and `zipper transcribe` run like any other:
+
+    python recipes/asr_states.py --model runs/asr-base-whisper-proj-chars-guided-all-gpu/model-step2492 \\
+        --config recipes/configs/asr_base_whisper_proj_chars_guided_all_gpu.json --train-utts 6000 --epochs 2 \\
+        --out runs/asr-base-states
+    zipper eval recipes/configs/asr_base_whisper_proj_chars_guided_all_gpu.json --model runs/asr-base-states/model
+
+Results (and this command) are in ``OUT/results.json``. The Whisper encoder runs once per utterance
+(~19 utterances a second on two cores) and the states are kept in memory (~150 kB an utterance).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python recipes/asr_states.py`
+
+from towers.judges import cer, wer  # noqa: E402
+from zipper.ctc import char_targets, ctc_loss  # noqa: E402
+from zipper.data import attach_states, batches, load_split, speech_segment  # noqa: E402
+from zipper.model import ZipperModel  # noqa: E402
+from zipper.recipe import RecipeConfig, git_hash, machine  # noqa: E402
+from zipper.tasks import ctc_transcribe_units  # noqa: E402
+
+FEATURE_DIM = 512  # Whisper-base encoder states
+
+
+def extend(model_dir: str) -> ZipperModel:
+    """The trained zip with a (zero) feature input on its speech tower: the same function as before."""
+    old = ZipperModel.from_pretrained(model_dir)
+    if old.config.feature_towers:
+        raise SystemExit(f"{model_dir} already reads encoder states ({old.config.feature_towers})")
+    if old.config.ctc_units != "chars" or "speech->text" not in old.config.ctc_directions:
+        raise SystemExit(f"{model_dir} has no character CTC head on speech->text, which this training reads")
+    towers, state = [old.tower(m) for m in old.config.modalities], old.zip_state_dict()
+    old.unzip()
+    new = ZipperModel(dataclasses.replace(old.config, feature_towers=["speech"], feature_dim=FEATURE_DIM), towers)
+    new.load_zip_state_dict({**new.zip_state_dict(), **state})
+    return new
+
+
+def ctc_scores(model, examples) -> dict:
+    refs = [ex["text"] for ex in examples]
+    hyps = ctc_transcribe_units(model, [ex["units"] for ex in examples], 32, [ex["states"] for ex in examples])
+    return {"ctc_wer": round(100 * wer(refs, hyps).wer, 2), "ctc_cer": round(100 * cer(refs, hyps).cer, 2)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True, help="a trained ASR zip (unit input, character CTC head)")
+    p.add_argument("--config", required=True, help="the recipe config it was trained with (corpus, codec)")
+    p.add_argument("--out", required=True, help="output folder: model/ (the extended zip + codec) and results.json")
+    p.add_argument("--train-utts", type=int, default=6000, help="the first N training utterances")
+    p.add_argument("--dev-utts", type=int, default=200, help="the first N dev utterances (choose the best pass)")
+    p.add_argument("--epochs", type=int, default=2, help="passes over the training utterances (>= 1)")
+    p.add_argument("--batch-size", type=int, default=32, help="utterances a step")
+    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (weight decay 0.01)")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    if min(a.epochs, a.train_utts, a.dev_utts, a.batch_size) < 1:
+        p.error("--epochs, --train-utts, --dev-utts and --batch-size must be >= 1")
+    out = Path(a.out)
+    if (out / "model").exists():
+        raise SystemExit(f"{out / 'model'} exists: choose another --out")
+    torch.manual_seed(a.seed)
+    cfg = RecipeConfig.from_json(a.config)
+    t0 = time.time()
+    model = extend(a.model)
+    codec_dir = Path(a.model) / "codec"
+    from towers.codec import SpeechCodec, load_codec
+
+    codec = SpeechCodec.from_pretrained(codec_dir) if codec_dir.is_dir() else load_codec(cfg.codec)
+    train = attach_states(load_split(cfg.corpus, "train", codec, keep=lambda rows: rows[:a.train_utts]), codec)
+    dev = attach_states(load_split(cfg.corpus, "dev", codec, keep=lambda rows: rows[:a.dev_utts]), codec)
+    model.eval()  # the zip as trained (no dropout); only the feature input learns
+    for p_ in model.parameters():
+        p_.requires_grad_(False)
+    params = list(model.feature_inputs.parameters())
+    for p_ in params:
+        p_.requires_grad_(True)
+    print(f"[asr_states] training {sum(p_.numel() for p_ in params):,} parameters (the feature input) on "
+          f"{len(train)} utterances; everything else stays as trained", flush=True)
+    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01)
+    history = [{"epoch": 0, **ctc_scores(model, dev)}]
+    print(f"[asr_states] as trained (no states): dev {history[0]}", flush=True)
+    best, steps_per_epoch = None, max(1, len(train) // a.batch_size)
+    stream = batches(train, a.batch_size, a.seed)
+    for epoch in range(1, a.epochs + 1):
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", mininterval=10)
+        for _ in bar:
+            batch = next(stream)
+            seg = speech_segment(model, [ex["units"] for ex in batch], [ex["states"] for ex in batch])
+            _, hist, _ = model.run_segments([seg])
+            loss = ctc_loss(model.ctc_log_probs("speech", "text", hist[0]), hist[0].mask,
+                            char_targets([ex["text"] for ex in batch]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            bar.set_postfix(ctc=f"{loss.item():.3f}", refresh=False)
+        history.append({"epoch": epoch, **ctc_scores(model, dev)})
+        print(f"[asr_states] epoch {epoch}: dev {history[-1]} ({time.time() - t0:.0f} s)", flush=True)
+        if best is None or history[-1]["ctc_cer"] < best["ctc_cer"]:
+            best = history[-1]
+            model.save_pretrained(out / "model")
+            if codec_dir.is_dir():
+                shutil.copytree(codec_dir, out / "model" / "codec", dirs_exist_ok=True)
+            else:
+                codec.save_pretrained(out / "model" / "codec")
+    results = {"command": "python " + " ".join(["recipes/asr_states.py", *(argv or sys.argv[1:])]),
+               "from_model": a.model, "train_utts": len(train), "dev_utts": len(dev), "history": history,
+               "best_epoch": best["epoch"], "beats_the_unit_zip": best["ctc_cer"] < history[0]["ctc_cer"], "wall_s": round(time.time() - t0, 1), "machine": machine(),
+               "git": git_hash()}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"[asr_states] best dev CTC CER {best['ctc_cer']} (epoch {best['epoch']}; the unit zip's: "
+          f"{history[0]['ctc_cer']}); saved {out / 'model'} and {out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
