@@ -14,13 +14,16 @@ a zip (with the codec) that `zipper eval` and `zipper transcribe` run like any o
         --out runs/asr-base-states
     zipper eval recipes/configs/asr_base_whisper_proj_chars_guided_all_gpu.json --model runs/asr-base-states/model
 
-Results (and this command) are in ``OUT/results.json``. The Whisper encoder runs once per utterance
+Results (and this command) are in ``OUT/results.json``, in the form `zipper train` writes, so that
+``zipper eval CONFIG --model OUT/model --fusion --results-md`` tests the model and appends its row to
+recipes/RESULTS.md. The Whisper encoder runs once per utterance
 (~19 utterances a second on two cores) and the states are kept in memory (~150 kB an utterance).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
 import shutil
 import sys
@@ -81,7 +84,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"{out / 'model'} exists: choose another --out")
     torch.manual_seed(a.seed)
     cfg = RecipeConfig.from_json(a.config)
-    t0 = time.time()
+    t0, started, commit = time.time(), datetime.datetime.now(datetime.timezone.utc), git_hash()
     model = extend(a.model)
     codec_dir = Path(a.model) / "codec"
     from towers.codec import SpeechCodec, load_codec
@@ -123,10 +126,14 @@ def main(argv=None) -> int:
                 shutil.copytree(codec_dir, out / "model" / "codec", dirs_exist_ok=True)
             else:
                 codec.save_pretrained(out / "model" / "codec")
-    results = {"command": "python " + " ".join(["recipes/asr_states.py", *(argv or sys.argv[1:])]),
-               "from_model": a.model, "train_utts": len(train), "dev_utts": len(dev), "history": history,
-               "best_epoch": best["epoch"], "beats_the_unit_zip": best["ctc_cer"] < history[0]["ctc_cer"], "wall_s": round(time.time() - t0, 1), "machine": machine(),
-               "git": git_hash()}
+    hours = sum(float(ex.get("duration", 0)) for ex in train) / 3600
+    results = {"task": "asr", "command": "python " + " ".join(["recipes/asr_states.py", *(argv or sys.argv[1:])]),
+               "started": started.isoformat(timespec="seconds"), "from_model": a.model,
+               "metrics": {"dev_ctc_unit_zip": history[0], "dev_ctc": best}, "train_utts": len(train),
+               "train_hours": round(hours, 3), "steps": steps_per_epoch * a.epochs, "dev_utts": len(dev),
+               "history": history, "best_epoch": best["epoch"],
+               "beats_the_unit_zip": best["ctc_cer"] < history[0]["ctc_cer"], "wall_s": round(time.time() - t0, 1),
+               "machine": machine(), "git": commit}
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"[asr_states] best dev CTC CER {best['ctc_cer']} (epoch {best['epoch']}; the unit zip's: "
