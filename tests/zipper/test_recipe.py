@@ -114,11 +114,12 @@ def test_asr_states_extends_a_trained_zip_that_eval_and_transcribe_then_feed_wit
     model = ZipperModel.from_pretrained(out / "model")
     assert model.config.feature_towers == ["speech"] and model.feature_inputs["speech"].proj.weight.abs().sum() > 0
     capsys.readouterr()
-    assert cli(["eval", str(config), "--model", str(out / "model"), "--results-md", str(tmp_path / "R.md")]) == 0
+    assert cli(["eval", str(config), "--model", str(out / "model"), "--fusion", "--fusion-beam", "2", "--results-md",
+                str(tmp_path / "R.md")]) == 0
     shown = capsys.readouterr().out
     assert json.loads(shown[shown.index("{\n"):shown.index("\n}\n") + 2])["test_asr_beam1"]["n_utts"] == 2
     row = (tmp_path / "R.md").read_text().splitlines()[-1]  # the eval completes the script's record and row
-    assert "dev_ctc.ctc_cer=" in row and "test_asr_beam1.wer=" in row and "recipes/asr_states.py --model" in row
+    assert "dev_ctc.ctc_cer=" in row and "test_asr_fusion.wer=" in row and "recipes/asr_states.py --model" in row
     assert cli(["transcribe", read_first_test_wav(root), "--model", str(out / "model")]) == 0
     with pytest.raises(SystemExit, match="already reads encoder states"):
         load_recipe_script("asr_states").main(["--model", str(out / "model"), *args[2:-1], str(tmp_path / "again")])
