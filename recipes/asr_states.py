@@ -14,7 +14,8 @@ a zip (with the codec) that `zipper eval` and `zipper transcribe` run like any o
         --out runs/asr-base-states
     zipper eval recipes/configs/asr_base_whisper_proj_chars_guided_all_gpu.json --model runs/asr-base-states/model
 
-Results (and this command) are in ``OUT/results.json``, in the form `zipper train` writes, so that
+Given a zip this script made, it trains that zip's feature input further (``--skip-utts`` moves on to
+training utterances it has not seen). Results (and this command) are in ``OUT/results.json``, in the form `zipper train` writes, so that
 ``zipper eval CONFIG --model OUT/model --fusion --results-md`` tests the model and appends its row to
 recipes/RESULTS.md. The Whisper encoder runs once per utterance
 (~19 utterances a second on two cores) and the states are kept in memory (~150 kB an utterance).
@@ -46,10 +47,14 @@ FEATURE_DIM = 512  # Whisper-base encoder states
 
 
 def extend(model_dir: str) -> ZipperModel:
-    """The trained zip with a (zero) feature input on its speech tower: the same function as before."""
+    """The trained zip with a (zero) feature input on its speech tower: the same function as before. A zip that
+    reads the states already (an earlier run's) is returned as it is, to train its feature input further."""
     old = ZipperModel.from_pretrained(model_dir)
+    if old.config.feature_towers == ["speech"] and old.config.feature_dim == FEATURE_DIM:
+        return old
     if old.config.feature_towers:
-        raise SystemExit(f"{model_dir} already reads encoder states ({old.config.feature_towers})")
+        raise SystemExit(f"{model_dir} reads features on {old.config.feature_towers} (dim {old.config.feature_dim}), "
+                         f"not the {FEATURE_DIM}-d Whisper states on its speech tower alone")
     if old.config.ctc_units != "chars" or "speech->text" not in old.config.ctc_directions:
         raise SystemExit(f"{model_dir} has no character CTC head on speech->text, which this training reads")
     towers, state = [old.tower(m) for m in old.config.modalities], old.zip_state_dict()
@@ -70,15 +75,17 @@ def main(argv=None) -> int:
     p.add_argument("--model", required=True, help="a trained ASR zip (unit input, character CTC head)")
     p.add_argument("--config", required=True, help="the recipe config it was trained with (corpus, codec)")
     p.add_argument("--out", required=True, help="output folder: model/ (the extended zip + codec) and results.json")
-    p.add_argument("--train-utts", type=int, default=6000, help="the first N training utterances")
+    p.add_argument("--train-utts", type=int, default=6000, help="N training utterances (after --skip-utts)")
+    p.add_argument("--skip-utts", type=int, default=0,
+                   help="start after the first K training utterances (to continue a run of this script on new ones)")
     p.add_argument("--dev-utts", type=int, default=200, help="the first N dev utterances (choose the best pass)")
     p.add_argument("--epochs", type=int, default=2, help="passes over the training utterances (>= 1)")
     p.add_argument("--batch-size", type=int, default=32, help="utterances a step")
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (weight decay 0.01)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    if min(a.epochs, a.train_utts, a.dev_utts, a.batch_size) < 1:
-        p.error("--epochs, --train-utts, --dev-utts and --batch-size must be >= 1")
+    if min(a.epochs, a.train_utts, a.dev_utts, a.batch_size) < 1 or a.skip_utts < 0:
+        p.error("--epochs, --train-utts, --dev-utts and --batch-size must be >= 1, --skip-utts >= 0")
     out = Path(a.out)
     if (out / "model").exists():
         raise SystemExit(f"{out / 'model'} exists: choose another --out")
@@ -90,7 +97,8 @@ def main(argv=None) -> int:
     from towers.codec import SpeechCodec, load_codec
 
     codec = SpeechCodec.from_pretrained(codec_dir) if codec_dir.is_dir() else load_codec(cfg.codec)
-    train = attach_states(load_split(cfg.corpus, "train", codec, keep=lambda rows: rows[:a.train_utts]), codec)
+    kept = slice(a.skip_utts, a.skip_utts + a.train_utts)
+    train = attach_states(load_split(cfg.corpus, "train", codec, keep=lambda rows: rows[kept]), codec)
     dev = attach_states(load_split(cfg.corpus, "dev", codec, keep=lambda rows: rows[:a.dev_utts]), codec)
     model.eval()  # the zip as trained (no dropout); only the feature input learns
     for p_ in model.parameters():
@@ -102,7 +110,7 @@ def main(argv=None) -> int:
           f"{len(train)} utterances; everything else stays as trained", flush=True)
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01)
     history = [{"epoch": 0, **ctc_scores(model, dev)}]
-    print(f"[asr_states] as trained (no states): dev {history[0]}", flush=True)
+    print(f"[asr_states] the zip as given: dev {history[0]}", flush=True)
     best, steps_per_epoch = None, max(1, len(train) // a.batch_size)
     stream = batches(train, a.batch_size, a.seed)
     for epoch in range(1, a.epochs + 1):
@@ -129,14 +137,14 @@ def main(argv=None) -> int:
     hours = sum(float(ex.get("duration", 0)) for ex in train) / 3600
     results = {"task": "asr", "command": "python " + " ".join(["recipes/asr_states.py", *(argv or sys.argv[1:])]),
                "started": started.isoformat(timespec="seconds"), "from_model": a.model,
-               "metrics": {"dev_ctc_unit_zip": history[0], "dev_ctc": best}, "train_utts": len(train),
+               "metrics": {"dev_ctc_before": history[0], "dev_ctc": best}, "train_utts": len(train),
                "train_hours": round(hours, 3), "steps": steps_per_epoch * a.epochs, "dev_utts": len(dev),
                "history": history, "best_epoch": best["epoch"],
-               "beats_the_unit_zip": best["ctc_cer"] < history[0]["ctc_cer"], "wall_s": round(time.time() - t0, 1),
+               "beats_the_given_zip": best["ctc_cer"] < history[0]["ctc_cer"], "wall_s": round(time.time() - t0, 1),
                "machine": machine(), "git": commit}
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"[asr_states] best dev CTC CER {best['ctc_cer']} (epoch {best['epoch']}; the unit zip's: "
+    print(f"[asr_states] best dev CTC CER {best['ctc_cer']} (epoch {best['epoch']}; the given zip's: "
           f"{history[0]['ctc_cer']}); saved {out / 'model'} and {out / 'results.json'}")
     return 0
 

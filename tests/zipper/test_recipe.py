@@ -121,8 +121,14 @@ def test_asr_states_extends_a_trained_zip_that_eval_and_transcribe_then_feed_wit
     row = (tmp_path / "R.md").read_text().splitlines()[-1]  # the eval completes the script's record and row
     assert "dev_ctc.ctc_cer=" in row and "test_asr_fusion.wer=" in row and "recipes/asr_states.py --model" in row
     assert cli(["transcribe", read_first_test_wav(root), "--model", str(out / "model")]) == 0
-    with pytest.raises(SystemExit, match="already reads encoder states"):
-        load_recipe_script("asr_states").main(["--model", str(out / "model"), *args[2:-1], str(tmp_path / "again")])
+    # a zip the script made: its feature input trains further, on utterances it has not seen (--skip-utts)
+    again = ["--model", str(out / "model"), *args[2:-1], str(tmp_path / "again"), "--skip-utts", "4"]
+    assert load_recipe_script("asr_states").main(again) == 0
+    res = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert res["metrics"]["dev_ctc_before"]["ctc_cer"] == json.loads((out / "results.json").read_text())[
+        "metrics"]["dev_ctc"]["ctc_cer"]  # it starts where the first run ended
+    trained = ZipperModel.from_pretrained(tmp_path / "again" / "model").feature_inputs["speech"].proj.weight
+    assert not torch.equal(trained, model.feature_inputs["speech"].proj.weight)
 
 
 def test_tts_zip_and_speak(world, capsys):
