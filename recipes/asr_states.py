@@ -26,7 +26,6 @@ import argparse
 import dataclasses
 import datetime
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ from tqdm.auto import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python recipes/asr_states.py`
 
 from towers.judges import cer, wer  # noqa: E402
+from zipper.cli import _load_model_codec  # noqa: E402
 from zipper.ctc import char_targets, ctc_loss  # noqa: E402
 from zipper.data import attach_states, batches, load_split, speech_segment  # noqa: E402
 from zipper.model import ZipperModel  # noqa: E402
@@ -93,10 +93,7 @@ def main(argv=None) -> int:
     cfg = RecipeConfig.from_json(a.config)
     t0, started, commit = time.time(), datetime.datetime.now(datetime.timezone.utc), git_hash()
     model = extend(a.model)
-    codec_dir = Path(a.model) / "codec"
-    from towers.codec import SpeechCodec, load_codec
-
-    codec = SpeechCodec.from_pretrained(codec_dir) if codec_dir.is_dir() else load_codec(cfg.codec)
+    codec = _load_model_codec(a.model, default=cfg.codec)  # the model's own codec/, else the config's
     kept = slice(a.skip_utts, a.skip_utts + a.train_utts)
     train = attach_states(load_split(cfg.corpus, "train", codec, keep=lambda rows: rows[kept]), codec)
     dev = attach_states(load_split(cfg.corpus, "dev", codec, keep=lambda rows: rows[:a.dev_utts]), codec)
@@ -130,10 +127,7 @@ def main(argv=None) -> int:
         if best is None or history[-1]["ctc_cer"] < best["ctc_cer"]:
             best = history[-1]
             model.save_pretrained(out / "model")
-            if codec_dir.is_dir():
-                shutil.copytree(codec_dir, out / "model" / "codec", dirs_exist_ok=True)
-            else:
-                codec.save_pretrained(out / "model" / "codec")
+            codec.save_pretrained(out / "model" / "codec")  # self-contained, as `zipper train` leaves a model
     hours = sum(float(ex.get("duration", 0)) for ex in train) / 3600
     results = {"task": "asr", "command": "python " + " ".join(["recipes/asr_states.py", *(argv or sys.argv[1:])]),
                "started": started.isoformat(timespec="seconds"), "from_model": a.model,

@@ -77,9 +77,8 @@ def _check_output(path: str, overwrite: bool) -> Path:
 
 def cmd_transcribe(a) -> int:
     from towers.audio import load_audio
-    from zipper.tasks import transcribe_units
-
     from zipper.data import reads_states, states_and_units
+    from zipper.tasks import transcribe_units
 
     codec = _load_model_codec(a.model)
     # every input is read and checked before any model work

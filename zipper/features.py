@@ -10,7 +10,7 @@ tower the states back, added to the embedding of the unit each state was quantis
 
 at the positions that have a state (not BOS, a prefix, EOS or padding). W starts at exactly zero, so a zip
 with feature input computes what the same zip without it computes, bit for bit: a trained unit zip can be
-extended and fine-tuned (recipes/asr_features.py), and training moves W only as far as the states help.
+extended and fine-tuned (recipes/asr_states.py), and training moves W only as far as the states help.
 Generated tokens (a TTS continuation) have no states and read their embeddings alone.
 """
 from __future__ import annotations
