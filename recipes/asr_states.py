@@ -19,6 +19,12 @@ training utterances it has not seen). Results (and this command) are in ``OUT/re
 ``zipper eval CONFIG --model OUT/model --fusion --results-md`` tests the model and appends its row to
 recipes/RESULTS.md. The Whisper encoder runs once per utterance
 (~19 utterances a second on two cores) and the states are kept in memory (~150 kB an utterance).
+
+``--train decoder`` (on a zip this script made) trains the zip's cross-attention blocks instead, by the zip's own
+ASR loss (attention NLL, CTC and guidance weights as configured; the speech tower, its feature input and the CTC
+head stay, so the CTC term is fixed): the decoder was trained on the unit-only memory and has never read the
+states. It runs the text tower too (~8 s a batch of 32 on two cores) and each pass ends with the greedy attention
+WER/CER on the dev utterances, which chooses the pass to keep.
 """
 from __future__ import annotations
 
@@ -38,20 +44,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python r
 from towers.judges import cer, wer  # noqa: E402
 from zipper.cli import _load_model_codec  # noqa: E402
 from zipper.ctc import char_targets, ctc_loss  # noqa: E402
-from zipper.data import attach_states, batches, load_split, speech_segment  # noqa: E402
+from zipper.data import attach_states, batches, load_split, make_segments, speech_segment  # noqa: E402
 from zipper.model import ZipperModel  # noqa: E402
 from zipper.recipe import RecipeConfig, git_hash, machine  # noqa: E402
-from zipper.tasks import ctc_transcribe_units  # noqa: E402
+from zipper.tasks import ctc_transcribe_units, transcribe_units  # noqa: E402
 
 FEATURE_DIM = 512  # Whisper-base encoder states
 
 
-def extend(model_dir: str) -> ZipperModel:
+def extend(model_dir: str, train: str = "input") -> ZipperModel:
     """The trained zip with a (zero) feature input on its speech tower: the same function as before. A zip that
-    reads the states already (an earlier run's) is returned as it is, to train its feature input further."""
+    reads the states already (an earlier run's) is returned as it is, to train further; ``train`` "decoder" needs one."""
     old = ZipperModel.from_pretrained(model_dir)
     if old.config.feature_towers == ["speech"] and old.config.feature_dim == FEATURE_DIM:
         return old
+    if train == "decoder":
+        raise SystemExit(f"{model_dir} does not read the states yet: train its feature input first (--train input)")
     if old.config.feature_towers:
         raise SystemExit(f"{model_dir} reads features on {old.config.feature_towers} (dim {old.config.feature_dim}), "
                          f"not the {FEATURE_DIM}-d Whisper states on its speech tower alone")
@@ -70,18 +78,44 @@ def ctc_scores(model, examples) -> dict:
     return {"ctc_wer": round(100 * wer(refs, hyps).wer, 2), "ctc_cer": round(100 * cer(refs, hyps).cer, 2)}
 
 
+@torch.no_grad()
+def greedy_scores(model, examples) -> dict:
+    refs = [ex["text"] for ex in examples]
+    hyps = transcribe_units(model, [ex["units"] for ex in examples], batch_size=32,
+                            states=[ex["states"] for ex in examples])
+    return {"wer": round(100 * wer(refs, hyps).wer, 2), "cer": round(100 * cer(refs, hyps).cer, 2)}
+
+
+# what each --train choice trains (parameter names' first part), by which loss, and the dev score that picks the pass
+TRAINED = {"input": ("feature_inputs",), "decoder": ("blocks", "input_projections")}
+DEV = {"input": (ctc_scores, "ctc_cer", "dev_ctc"), "decoder": (greedy_scores, "wer", "dev_greedy")}
+
+
+def step_loss(model, batch: list[dict], train: str) -> torch.Tensor:
+    if train == "decoder":  # the zip's own ASR loss over [speech + states, text]
+        return model(make_segments(model, batch, "asr")).loss
+    seg = speech_segment(model, [ex["units"] for ex in batch], [ex["states"] for ex in batch])
+    _, hist, _ = model.run_segments([seg])  # the speech tower alone: the CTC head reads its last layer
+    return ctc_loss(model.ctc_log_probs("speech", "text", hist[0]), hist[0].mask,
+                    char_targets([ex["text"] for ex in batch]))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="a trained ASR zip (unit input, character CTC head)")
     p.add_argument("--config", required=True, help="the recipe config it was trained with (corpus, codec)")
     p.add_argument("--out", required=True, help="output folder: model/ (the extended zip + codec) and results.json")
+    p.add_argument("--train", choices=sorted(TRAINED), default="input",
+                   help="input: the feature input, by the CTC loss (extends a unit zip); decoder: the cross-attention "
+                        "blocks, by the zip's ASR loss (a zip this script made)")
     p.add_argument("--train-utts", type=int, default=6000, help="N training utterances (after --skip-utts)")
     p.add_argument("--skip-utts", type=int, default=0,
                    help="start after the first K training utterances (to continue a run of this script on new ones)")
     p.add_argument("--dev-utts", type=int, default=200, help="the first N dev utterances (choose the best pass)")
     p.add_argument("--epochs", type=int, default=2, help="passes over the training utterances (>= 1)")
     p.add_argument("--batch-size", type=int, default=32, help="utterances a step")
-    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (weight decay 0.01)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="AdamW learning rate (weight decay 0.01); default 1e-3 for --train input, 1e-4 for decoder")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     if min(a.epochs, a.train_utts, a.dev_utts, a.batch_size) < 1 or a.skip_utts < 0:
@@ -92,54 +126,52 @@ def main(argv=None) -> int:
     torch.manual_seed(a.seed)
     cfg = RecipeConfig.from_json(a.config)
     t0, started, commit = time.time(), datetime.datetime.now(datetime.timezone.utc), git_hash()
-    model = extend(a.model)
+    model = extend(a.model, a.train)
     codec = _load_model_codec(a.model, default=cfg.codec)  # the model's own codec/, else the config's
     kept = slice(a.skip_utts, a.skip_utts + a.train_utts)
     train = attach_states(load_split(cfg.corpus, "train", codec, keep=lambda rows: rows[kept]), codec)
     dev = attach_states(load_split(cfg.corpus, "dev", codec, keep=lambda rows: rows[:a.dev_utts]), codec)
-    model.eval()  # the zip as trained (no dropout); only the feature input learns
-    for p_ in model.parameters():
-        p_.requires_grad_(False)
-    params = list(model.feature_inputs.parameters())
-    for p_ in params:
-        p_.requires_grad_(True)
-    print(f"[asr_states] training {sum(p_.numel() for p_ in params):,} parameters (the feature input) on "
+    model.eval()  # the zip as trained (no dropout); only what --train names learns
+    params = []
+    for name, p_ in model.named_parameters():
+        p_.requires_grad_(name.partition(".")[0] in TRAINED[a.train])
+        params += [p_] if p_.requires_grad else []
+    print(f"[asr_states] training {sum(p_.numel() for p_ in params):,} parameters ({', '.join(TRAINED[a.train])}) on "
           f"{len(train)} utterances; everything else stays as trained", flush=True)
-    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01)
-    history = [{"epoch": 0, **ctc_scores(model, dev)}]
+    lr = a.lr if a.lr is not None else {"input": 1e-3, "decoder": 1e-4}[a.train]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    score, key, name = DEV[a.train]
+    history = [{"epoch": 0, **score(model, dev)}]
     print(f"[asr_states] the zip as given: dev {history[0]}", flush=True)
     best, steps_per_epoch = None, max(1, len(train) // a.batch_size)
     stream = batches(train, a.batch_size, a.seed)
     for epoch in range(1, a.epochs + 1):
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", mininterval=10)
         for _ in bar:
-            batch = next(stream)
-            seg = speech_segment(model, [ex["units"] for ex in batch], [ex["states"] for ex in batch])
-            _, hist, _ = model.run_segments([seg])
-            loss = ctc_loss(model.ctc_log_probs("speech", "text", hist[0]), hist[0].mask,
-                            char_targets([ex["text"] for ex in batch]))
+            loss = step_loss(model, next(stream), a.train)
             opt.zero_grad()
             loss.backward()
             opt.step()
-            bar.set_postfix(ctc=f"{loss.item():.3f}", refresh=False)
-        history.append({"epoch": epoch, **ctc_scores(model, dev)})
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        history.append({"epoch": epoch, **score(model, dev)})
         print(f"[asr_states] epoch {epoch}: dev {history[-1]} ({time.time() - t0:.0f} s)", flush=True)
-        if best is None or history[-1]["ctc_cer"] < best["ctc_cer"]:
+        if best is None or history[-1][key] < best[key]:
             best = history[-1]
             model.save_pretrained(out / "model")
             codec.save_pretrained(out / "model" / "codec")  # self-contained, as `zipper train` leaves a model
     hours = sum(float(ex.get("duration", 0)) for ex in train) / 3600
     results = {"task": "asr", "command": "python " + " ".join(["recipes/asr_states.py", *(argv or sys.argv[1:])]),
                "started": started.isoformat(timespec="seconds"), "from_model": a.model,
-               "metrics": {"dev_ctc_before": history[0], "dev_ctc": best}, "train_utts": len(train),
+               "trained": a.train, "lr": lr,
+               "metrics": {f"{name}_before": history[0], name: best}, "train_utts": len(train),
                "train_hours": round(hours, 3), "steps": steps_per_epoch * a.epochs, "dev_utts": len(dev),
                "history": history, "best_epoch": best["epoch"],
-               "beats_the_given_zip": best["ctc_cer"] < history[0]["ctc_cer"], "wall_s": round(time.time() - t0, 1),
+               "beats_the_given_zip": best[key] < history[0][key], "wall_s": round(time.time() - t0, 1),
                "machine": machine(), "git": commit}
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"[asr_states] best dev CTC CER {best['ctc_cer']} (epoch {best['epoch']}; the given zip's: "
-          f"{history[0]['ctc_cer']}); saved {out / 'model'} and {out / 'results.json'}")
+    print(f"[asr_states] best {name} {key} {best[key]} (epoch {best['epoch']}; the given zip's: "
+          f"{history[0][key]}); saved {out / 'model'} and {out / 'results.json'}")
     return 0
 
 

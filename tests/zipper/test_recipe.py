@@ -129,6 +129,17 @@ def test_asr_states_extends_a_trained_zip_that_eval_and_transcribe_then_feed_wit
         "metrics"]["dev_ctc"]["ctc_cer"]  # it starts where the first run ended
     trained = ZipperModel.from_pretrained(tmp_path / "again" / "model").feature_inputs["speech"].proj.weight
     assert not torch.equal(trained, model.feature_inputs["speech"].proj.weight)
+    # --train decoder: the cross-attention blocks learn from the zip's loss, nothing else moves
+    dec = ["--model", str(out / "model"), *args[2:-1], str(tmp_path / "dec"), "--train", "decoder"]
+    assert load_recipe_script("asr_states").main(dec) == 0
+    res = json.loads((tmp_path / "dec" / "results.json").read_text())
+    assert res["trained"] == "decoder" and {"wer", "cer"} <= set(res["metrics"]["dev_greedy"])
+    before, after = model.zip_state_dict(), ZipperModel.from_pretrained(tmp_path / "dec" / "model").zip_state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith(("blocks.", "input_projections.")) for k in moved), sorted(moved)[:5]
+    with pytest.raises(SystemExit, match="train its feature input first"):  # a unit zip has no states to read
+        load_recipe_script("asr_states").main(["--model", str(tmp_path / "asr" / "model"), *dec[2:-3],
+                                               str(tmp_path / "dec2"), "--train", "decoder"])
 
 
 def test_tts_zip_and_speak(world, capsys):
