@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import sys
 import tempfile
 import warnings
 from pathlib import Path
 
-from zipper.ctc_beam import FUSION_BEAM
+from zipper.ctc_beam import FUSION_ALPHA, FUSION_BEAM, FUSION_BETA
 
 
 def _load_model(path: str):
@@ -94,7 +95,7 @@ def cmd_transcribe(a) -> int:
         from zipper.tasks import fused_transcribe_units
 
         texts = fused_transcribe_units(model, units, beam=a.fusion_beam or FUSION_BEAM, progress=len(units) > 1,
-                                       states=states)
+                                       states=states, **_fusion_weights(a))
     else:
         texts = transcribe_units(model, units, num_beams=a.beams or 1, states=states)
     for f, text in zip(a.audio, texts):
@@ -137,8 +138,8 @@ def cmd_eval(a) -> int:
     import json
 
     from zipper.data import load_split
-    from zipper.recipe import (RESULTS_MD, RecipeConfig, append_results_row, check_results_md, git_hash, machine,
-                               splits_used, test_metrics)
+    from zipper.recipe import (RESULTS_MD, RecipeConfig, _number, append_results_row, check_results_md, git_hash,
+                               machine, splits_used, test_metrics)
 
     cfg = RecipeConfig.from_json(a.config)
     if cfg.task == "pretrain_speech":
@@ -152,7 +153,8 @@ def cmd_eval(a) -> int:
                          "which runs no ASR evaluation")
     if a.fusion or a.beams or a.fusion_beam:  # validated again: fusion needs a character CTC head
         cfg = dataclasses.replace(cfg, eval_fusion=cfg.eval_fusion or a.fusion, eval_beams=a.beams or cfg.eval_beams,
-                                  fusion_beam=a.fusion_beam or cfg.fusion_beam)
+                                  fusion_beam=a.fusion_beam or cfg.fusion_beam,
+                                  **{f"fusion_{k}": v for k, v in _fusion_weights(a).items()})
     model_dir = Path(a.model or Path(cfg.out) / "model")
     record = model_dir.parent / "results.json"  # the training run's, which --results-md completes
     md = None if a.results_md is None else RESULTS_MD if a.results_md is True else Path(a.results_md)
@@ -172,7 +174,8 @@ def cmd_eval(a) -> int:
         run = json.loads(record.read_text())
         command = " ".join(["zipper eval", a.config, *(["--model", a.model] if a.model else []),
                             *(["--beams", *map(str, a.beams)] if a.beams else []), *(["--fusion"] if a.fusion else []),
-                            *(["--fusion-beam", str(a.fusion_beam)] if a.fusion_beam else []), "--results-md",
+                            *(["--fusion-beam", str(a.fusion_beam)] if a.fusion_beam else []),
+                            *[f"--fusion-{k} {_number(v)}" for k, v in _fusion_weights(a).items()], "--results-md",
                             *([] if a.results_md is True else [a.results_md])])
         run["metrics"] = {**run.get("metrics", {}), **results}
         run["tested"] = {"date": started, "machine": machine(), "git": commit, "command": command}
@@ -231,6 +234,25 @@ def cmd_demo(a) -> int:
     return run_demo(out=a.out, minutes=a.minutes)
 
 
+def _fusion_weights(a) -> dict[str, float]:
+    """--fusion-alpha / --fusion-beta as given (None: the config's, or zipper.ctc_beam's defaults)."""
+    return {k: v for k, v in (("alpha", a.fusion_alpha), ("beta", a.fusion_beta)) if v is not None}
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def _weight(text: str) -> float:
+    value = _finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -259,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--fusion-beam", type=_positive_int,
                    help=f"beam of the --fusion search (default {FUSION_BEAM}; larger: slower, and better on the dev "
                         "set it was tuned on)")
+    t.add_argument("--fusion-alpha", type=_weight,
+                   help=f"weight of the decoder's word scores in the --fusion search (default {FUSION_ALPHA})")
+    t.add_argument("--fusion-beta", type=_finite, help=f"bonus per word in the --fusion search (default {FUSION_BETA})")
     t.set_defaults(fn=cmd_transcribe)
 
     s = sub.add_parser("speak", help="text -> speech with a trained TTS (or joint) zip")
@@ -291,6 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also decode by CTC prefix beam search + decoder word scores (the config's eval_fusion)")
     ev.add_argument("--fusion-beam", type=_positive_int, help="beam of that search, with --fusion (default: the "
                                                                "config's fusion_beam)")
+    ev.add_argument("--fusion-alpha", type=_weight, help="weight of the decoder's word scores in that search (default: "
+                                                         "the config's fusion_alpha)")
+    ev.add_argument("--fusion-beta", type=_finite, help="bonus per word in that search (default: the config's "
+                                                        "fusion_beta)")
     ev.add_argument("--results-md", nargs="?", const=True, metavar="PATH",
                     help="add these test numbers to the training run's results.json and append its row to PATH "
                          "(default: recipes/RESULTS.md), for a recipe trained with eval_test false")
@@ -331,8 +360,9 @@ def _check_options(parser: argparse.ArgumentParser, a) -> None:
     """Options that would be accepted and then ignored are usage errors."""
     if a.command not in ("transcribe", "eval"):
         return
-    if a.fusion_beam is not None and not a.fusion:
-        parser.error("--fusion-beam sets the beam of the --fusion search; pass --fusion too")
+    for name in ("beam", "alpha", "beta"):
+        if getattr(a, f"fusion_{name}") is not None and not a.fusion:
+            parser.error(f"--fusion-{name} sets the {name} of the --fusion search; pass --fusion too")
     if a.command == "transcribe" and a.fusion and a.beams is not None:
         parser.error("--beams sets the attention decoder's beam, which --fusion does not use (see --fusion-beam)")
 

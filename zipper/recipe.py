@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 import platform
 import subprocess
 from dataclasses import dataclass, field
@@ -169,6 +170,9 @@ class RecipeConfig:
             raise ConfigError(f"eval_beams must be beam sizes >= 1, got {self.eval_beams}")
         if self.fusion_beam < 1:
             raise ConfigError(f"fusion_beam must be >= 1, got {self.fusion_beam}")
+        if not (0 <= self.fusion_alpha < math.inf and math.isfinite(self.fusion_beta)):  # NaN fails too
+            raise ConfigError(f"fusion_alpha must be finite and >= 0 and fusion_beta finite, got {self.fusion_alpha}, "
+                              f"{self.fusion_beta}")
         if not self.guided_attention >= 0:
             raise ConfigError(f"guided_attention must be >= 0, got {self.guided_attention}")
         if self.voice_prompt and "text->speech" not in self.directions:

@@ -5,9 +5,13 @@ the first N utterances of a split.
     e.g. python recipes/diagnostics/fused_tune.py runs/asr-base-whisper-proj-chars-guided-model-step2400 \
              dev 20 8,0.5,3,-10,-2 32,0.7,3,-10,-2
 
-The corpus is the one of recipes/configs/asr_base_whisper_proj_chars_guided.json (data/corpus-base). The
-tables of recipes/diagnostics/README.md, "Decoding with the CTC head", came from this (one thread).
+The corpus is the one of recipes/configs/asr_base_whisper_proj_chars_guided.json (data/corpus-base). A zip that
+reads encoder states (recipes/asr_states.py) gets them, as `zipper eval` gives them. Each utterance's speech runs
+once, and the decoder's score of a text is computed once and shared by all the settings (a setting's search is
+what `fused_transcribe_units` runs). Threads: ``FUSED_TUNE_THREADS`` (default 1). The tables of
+recipes/diagnostics/README.md, "Decoding with the CTC head" and "Fusion weights for the states zip", came from this.
 """
+import os
 import sys
 import time
 
@@ -15,24 +19,44 @@ import torch
 
 from towers.judges import cer, wer
 from zipper.cli import _load_model, _load_model_codec
-from zipper.data import load_split
+from zipper.ctc import CTC_CHARS
+from zipper.ctc_beam import Lexicon, ctc_prefix_beam_search
+from zipper.data import attach_states, load_split, reads_states, speech_segment
 from zipper.recipe import RecipeConfig
-from zipper.tasks import ctc_transcribe_units, fused_transcribe_units
+from zipper.tasks import ctc_transcribe_units
+from zipper.text_scorer import TextScorer
 
-torch.set_num_threads(1)
+torch.set_num_threads(int(os.environ.get("FUSED_TUNE_THREADS", "1")))
 cfg = RecipeConfig.from_json("recipes/configs/asr_base_whisper_proj_chars_guided.json")
 model_dir, split, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+specs = [tuple(float(v) for v in spec.split(",")) for spec in sys.argv[4:]]
 model, codec = _load_model(model_dir), _load_model_codec(model_dir)
 examples = load_split(cfg.corpus, split, codec, keep=lambda rows: rows[:n])
+states = [e["states"] for e in attach_states(examples, codec)] if reads_states(model) else [None] * len(examples)
 refs, units = [e["text"] for e in examples], [e["units"] for e in examples]
-hyps = ctc_transcribe_units(model, units)
+hyps = ctc_transcribe_units(model, units, states=None if states[0] is None else states)
 print(f"CTC best path: WER {100 * wer(refs, hyps).wer:.1f} CER {100 * cer(refs, hyps).cer:.1f}", flush=True)
-for spec in sys.argv[4:]:
-    beam, alpha, beta, unk_word, unk_letter = spec.split(",")
-    t0 = time.time()
-    hyps = fused_transcribe_units(model, units, beam=int(beam), alpha=float(alpha), beta=float(beta),
-                                  unk_penalty=float(unk_word), unk_letter_penalty=float(unk_letter))
-    print(f"{spec}: WER {100 * wer(refs, hyps).wer:.1f} CER {100 * cer(refs, hyps).cer:.1f} "
-          f"({(time.time() - t0) / len(units):.1f} s an utterance)", flush=True)
-    for ref, hyp in list(zip(refs, hyps))[:4]:
+lexicon = Lexicon.from_tokenizer(model.tower("text").tokenizer, CTC_CHARS)
+found: dict[tuple, list[str]] = {spec: [] for spec in specs}
+t0 = time.time()
+with torch.no_grad():
+    for i, (u, s) in enumerate(zip(units, states)):
+        _, history, _ = model.run_segments([speech_segment(model, [u], None if s is None else [s])])
+        log_probs = model.ctc_log_probs("speech", "text", history[0])[0][history[0].mask[0].bool()]  # (M, 29)
+        scorer, memo = TextScorer(model, model.memory_for("text", history)), {}
+
+        def score_texts(texts, ended, scorer=scorer, memo=memo):  # one decoder score per text, for all settings
+            todo = [t for t in dict.fromkeys(texts) if (t, ended) not in memo]
+            memo.update({(t, ended): v for t, v in zip(todo, scorer(todo, ended) if todo else [])})
+            return [memo[(t, ended)] for t in texts]
+
+        for spec in specs:
+            beam, alpha, beta, unk_word, unk_letter = spec
+            found[spec].append(ctc_prefix_beam_search(log_probs.double().cpu().numpy(), CTC_CHARS, score_texts,
+                                                      beam=int(beam), alpha=alpha, beta=beta, lexicon=lexicon if unk_word else None,
+                                                      unk_penalty=unk_word, unk_letter_penalty=unk_letter))
+        print(f"  {i + 1}/{len(units)} utterances ({(time.time() - t0) / (i + 1):.1f} s each)", flush=True)
+for spec, hyps in found.items():
+    print(f"{','.join(f'{v:g}' for v in spec)}: WER {100 * wer(refs, hyps).wer:.1f} CER {100 * cer(refs, hyps).cer:.1f}")
+    for ref, hyp in list(zip(refs, hyps))[:3]:
         print(f"    {ref} | {hyp}")

@@ -206,6 +206,15 @@ def test_options_that_would_be_ignored_are_refused(tmp_path, capsys):
         configs[name] = tmp_path / f"{name}.json"
         configs[name].write_text(json.dumps(cfg))
     assert "pass --fusion too" in _usage_error(capsys, ["eval", str(configs["asr"]), *m, "--fusion-beam", "64"])
+    for cmd in (["eval", str(configs["asr"])], ["transcribe", ROOT_WAV]):
+        assert "pass --fusion too" in _usage_error(capsys, [*cmd, *m, "--fusion-alpha", "0.5"])
+        assert "pass --fusion too" in _usage_error(capsys, [*cmd, *m, "--fusion-beta", "2"])
+        for flag, value, said in (("--fusion-alpha", "nan", "finite"), ("--fusion-alpha", "-0.1", ">= 0"),
+                                  ("--fusion-beta", "inf", "finite")):
+            with pytest.raises(SystemExit) as stop:  # argparse's own line: "zipper eval: error: argument ..."
+                cli([*cmd, *m, "--fusion", flag, value])
+            last = capsys.readouterr().err.splitlines()[-1]
+            assert stop.value.code == 2 and f"argument {flag}: must be" in last and said in last, last
     for name in ("tts", "single"):
         assert "--beams sets the attention beams" in _bad(capsys, ["eval", str(configs[name]), *m, "--beams", "4"])
     assert "runs no ASR evaluation" in _bad(capsys, ["eval", str(configs["tts"]), *m, "--fusion"])

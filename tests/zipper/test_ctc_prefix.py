@@ -258,6 +258,10 @@ def test_fused_decoding_runs_on_a_character_zip_and_refuses_a_token_head(smollm2
         RecipeConfig(task="asr", ctc_weight=0.3, eval_fusion=True)  # a token head
     with pytest.raises(ConfigError, match="fusion_beam"):
         RecipeConfig(task="asr", ctc_weight=0.3, ctc_units="chars", eval_fusion=True, fusion_beam=0)
+    for bad in ({"fusion_alpha": -0.5}, {"fusion_alpha": float("nan")}, {"fusion_beta": float("inf")}):
+        with pytest.raises(ConfigError, match="fusion_(alpha|beta) must be finite"):
+            RecipeConfig(task="asr", ctc_weight=0.3, ctc_units="chars", eval_fusion=True, **bad)
+    assert RecipeConfig(task="asr", ctc_weight=0.3, ctc_units="chars", fusion_beta=-1.0).fusion_beta == -1.0
 
 
 def test_lexicon_reads_sentencepiece_vocabularies_and_refuses_one_without_words():

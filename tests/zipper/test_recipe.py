@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import tiny_text_tower
+from zipper import tasks
 from zipper.cli import main as cli
 from zipper.model import ZipperModel
 from zipper.recipe import RecipeConfig, run
@@ -67,7 +68,7 @@ def test_asr_zip_resume_and_cli(world, capsys):
     assert "zipper: error:" in capsys.readouterr().err
 
 
-def test_character_ctc_zip_with_fused_decoding_in_the_recipe_eval_and_transcribe(world, capsys):
+def test_character_ctc_zip_with_fused_decoding_in_the_recipe_eval_and_transcribe(world, capsys, monkeypatch):
     root, base, _ = world
     cfg = RecipeConfig(task="asr", out=str(root / "asr_chars"), steps=2, ctc_weight=0.3, ctc_units="chars",
                        eval_fusion=True, fusion_beam=2, **base)
@@ -82,6 +83,12 @@ def test_character_ctc_zip_with_fused_decoding_in_the_recipe_eval_and_transcribe
     assert set(shown) == {"test_asr_beam1", "test_asr_beam2", "test_asr_fusion"}
     assert cli(["transcribe", read_first_test_wav(root), "--model", str(root / "asr_chars" / "model"), "--fusion",
                 "--fusion-beam", "2"]) == 0
+    seen, real = [], tasks.fused_transcribe_units  # --fusion-alpha / --fusion-beta reach the search
+    monkeypatch.setattr(tasks, "fused_transcribe_units", lambda *a, **k: seen.append((k["alpha"], k["beta"])) or real(*a, **k))
+    assert cli(["eval", str(config), "--fusion", "--fusion-beam", "2", "--fusion-alpha", "0.25", "--fusion-beta", "-1"]) == 0
+    assert cli(["transcribe", read_first_test_wav(root), "--model", str(root / "asr_chars" / "model"), "--fusion",
+                "--fusion-beam", "2", "--fusion-alpha", "0", "--fusion-beta", "1.5"]) == 0
+    assert set(seen[:-1]) == {(0.25, -1.0)} and seen[-1] == (0.0, 1.5), seen
     capsys.readouterr()
     with pytest.raises(SystemExit):
         cli(["eval", str(config), "--fusion", "--fusion-beam", "0"])
@@ -114,12 +121,14 @@ def test_asr_states_extends_a_trained_zip_that_eval_and_transcribe_then_feed_wit
     model = ZipperModel.from_pretrained(out / "model")
     assert model.config.feature_towers == ["speech"] and model.feature_inputs["speech"].proj.weight.abs().sum() > 0
     capsys.readouterr()
-    assert cli(["eval", str(config), "--model", str(out / "model"), "--fusion", "--fusion-beam", "2", "--results-md",
+    assert cli(["eval", str(config), "--model", str(out / "model"), "--fusion", "--fusion-beam", "2", "--fusion-alpha",
+                "0.5", "--results-md",
                 str(tmp_path / "R.md")]) == 0
     shown = capsys.readouterr().out
     assert json.loads(shown[shown.index("{\n"):shown.index("\n}\n") + 2])["test_asr_beam1"]["n_utts"] == 2
     row = (tmp_path / "R.md").read_text().splitlines()[-1]  # the eval completes the script's record and row
     assert "dev_ctc.ctc_cer=" in row and "test_asr_fusion.wer=" in row and "recipes/asr_states.py --model" in row
+    assert "--fusion-beam 2 --fusion-alpha 0.5 --results-md" in row  # the row's command is the one that ran
     assert cli(["transcribe", read_first_test_wav(root), "--model", str(out / "model")]) == 0
     # a zip the script made: its feature input trains further, on utterances it has not seen (--skip-utts)
     again = ["--model", str(out / "model"), *args[2:-1], str(tmp_path / "again"), "--skip-utts", "4"]
