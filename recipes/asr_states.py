@@ -86,7 +86,8 @@ def greedy_scores(model, examples) -> dict:
     return {"wer": round(100 * wer(refs, hyps).wer, 2), "cer": round(100 * cer(refs, hyps).cer, 2)}
 
 
-# what each --train choice trains (parameter names' first part), by which loss, and the dev score that picks the pass
+# what each --train choice trains (parameter names' first part; its loss: step_loss), and the dev score that picks
+# the pass to keep: (function, key, name in results.json)
 TRAINED = {"input": ("feature_inputs",), "decoder": ("blocks", "input_projections")}
 DEV = {"input": (ctc_scores, "ctc_cer", "dev_ctc"), "decoder": (greedy_scores, "wer", "dev_greedy")}
 
@@ -95,7 +96,7 @@ def step_loss(model, batch: list[dict], train: str) -> torch.Tensor:
     if train == "decoder":  # the zip's own ASR loss over [speech + states, text]
         return model(make_segments(model, batch, "asr")).loss
     seg = speech_segment(model, [ex["units"] for ex in batch], [ex["states"] for ex in batch])
-    _, hist, _ = model.run_segments([seg])  # the speech tower alone: the CTC head reads its last layer
+    _, hist, _ = model.run_segments([seg])  # the speech tower alone (the text tower is not run)
     return ctc_loss(model.ctc_log_probs("speech", "text", hist[0]), hist[0].mask,
                     char_targets([ex["text"] for ex in batch]))
 
