@@ -23,8 +23,9 @@ recipes/RESULTS.md. The Whisper encoder runs once per utterance
 ``--train decoder`` (on a zip this script made) trains the zip's cross-attention blocks instead, by the zip's own
 ASR loss (attention NLL, CTC and guidance weights as configured; the speech tower, its feature input and the CTC
 head's own layer stay, but that head reads the last block's memory projection, which all three terms train): the
-decoder was trained on the unit-only memory and has never read the states. It runs the text tower too (~8 s a batch of 32 on two cores) and each pass ends with the greedy attention
-WER/CER on the dev utterances, which chooses the pass to keep.
+decoder was trained on the unit-only memory and has never read the states. It runs the text tower too (~5 s a
+batch of 32 on two cores) and each pass ends with the greedy attention WER/CER on the dev utterances, which
+chooses the pass to keep.
 """
 from __future__ import annotations
 

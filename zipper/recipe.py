@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import math
 import platform
 import subprocess
 from dataclasses import dataclass, field
@@ -170,9 +169,8 @@ class RecipeConfig:
             raise ConfigError(f"eval_beams must be beam sizes >= 1, got {self.eval_beams}")
         if self.fusion_beam < 1:
             raise ConfigError(f"fusion_beam must be >= 1, got {self.fusion_beam}")
-        if not (0 <= self.fusion_alpha < math.inf and math.isfinite(self.fusion_beta)):  # NaN fails too
-            raise ConfigError(f"fusion_alpha must be finite and >= 0 and fusion_beta finite, got {self.fusion_alpha}, "
-                              f"{self.fusion_beta}")
+        if self.fusion_alpha < 0:  # finite: check_field_types, above
+            raise ConfigError(f"fusion_alpha must be finite and >= 0, got {self.fusion_alpha}")
         if not self.guided_attention >= 0:
             raise ConfigError(f"guided_attention must be >= 0, got {self.guided_attention}")
         if self.voice_prompt and "text->speech" not in self.directions:

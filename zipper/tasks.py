@@ -83,22 +83,29 @@ def fused_transcribe_units(model, units: Sequence[torch.Tensor], beam: int = FUS
 
     from zipper.ctc import CTC_CHARS
     from zipper.ctc_beam import Lexicon, ctc_prefix_beam_search
-    from zipper.text_scorer import TextScorer
 
     if not has_ctc(model) or model.config.ctc_units != "chars":
         raise ValueError("fused CTC decoding needs a character CTC head on speech->text (ctc_units: 'chars')")
-    tx = model.tower("text")
-    lexicon = Lexicon.from_tokenizer(tx.tokenizer, CTC_CHARS) if unk_penalty else None
+    lexicon = Lexicon.from_tokenizer(model.tower("text").tokenizer, CTC_CHARS) if unk_penalty else None
     out: list[str] = []
-    for u, s in tqdm(list(_state_chunks(units, states, 1)), desc="transcribing (CTC + decoder)",
-                     disable=not progress):
-        _, history, _ = model.run_segments([speech_segment(model, u, s)])
-        log_probs = model.ctc_log_probs("speech", "text", history[0])[0][history[0].mask[0].bool()]  # (M, 29)
-        score_texts = TextScorer(model, model.memory_for("text", history))  # the speech's keys/values: once
-        out.append(ctc_prefix_beam_search(log_probs.double().cpu().numpy(), CTC_CHARS, score_texts, beam=beam,
-                                          alpha=alpha, beta=beta, lexicon=lexicon, unk_penalty=unk_penalty,
+    for log_probs, score_texts in tqdm(fused_search_inputs(model, units, states), total=len(units),
+                                       desc="transcribing (CTC + decoder)", disable=not progress):
+        out.append(ctc_prefix_beam_search(log_probs, CTC_CHARS, score_texts, beam=beam, alpha=alpha, beta=beta,
+                                          lexicon=lexicon, unk_penalty=unk_penalty,
                                           unk_letter_penalty=unk_letter_penalty))
     return out
+
+
+@torch.no_grad()
+def fused_search_inputs(model, units: Sequence[torch.Tensor], states: Sequence[torch.Tensor] | None = None):
+    """Per utterance, what the fused search reads: the CTC head's log-probs, (M, 29) float64 numpy over the frames
+    that hold speech, and the decoder's `TextScorer` over that speech (its keys/values computed once)."""
+    from zipper.text_scorer import TextScorer
+
+    for u, s in _state_chunks(units, states, 1):
+        _, history, _ = model.run_segments([speech_segment(model, u, s)])
+        log_probs = model.ctc_log_probs("speech", "text", history[0])[0][history[0].mask[0].bool()]  # (M, 29)
+        yield log_probs.double().cpu().numpy(), TextScorer(model, model.memory_for("text", history))
 
 
 def _state_chunks(units: Sequence, states: Sequence | None, n: int):

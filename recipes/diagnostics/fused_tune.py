@@ -8,7 +8,9 @@ the first N utterances of a split.
 The corpus is the one of recipes/configs/asr_base_whisper_proj_chars_guided.json (data/corpus-base). A zip that
 reads encoder states (recipes/asr_states.py) gets them, as `zipper eval` gives them. Each utterance's speech runs
 once, and the decoder's score of a text is computed once and shared by all the settings (a setting's search is
-what `fused_transcribe_units` runs). Threads: ``FUSED_TUNE_THREADS`` (default 1). The tables of
+what `fused_transcribe_units` runs, but the decoder scores texts in batches, and which texts share a batch depends on
+the other settings: scores that differ in the last float bits can flip a close beam decision, so a setting's
+hypotheses here can differ slightly from `zipper eval --fusion`'s). Threads: ``FUSED_TUNE_THREADS`` (default 1). The tables of
 recipes/diagnostics/README.md, "Decoding with the CTC head" and "Fusion weights for the states zip", came from this.
 """
 import os
@@ -21,10 +23,9 @@ from towers.judges import cer, wer
 from zipper.cli import _load_model, _load_model_codec
 from zipper.ctc import CTC_CHARS
 from zipper.ctc_beam import Lexicon, ctc_prefix_beam_search
-from zipper.data import attach_states, load_split, reads_states, speech_segment
+from zipper.data import attach_states, load_split, reads_states
 from zipper.recipe import RecipeConfig
-from zipper.tasks import ctc_transcribe_units
-from zipper.text_scorer import TextScorer
+from zipper.tasks import ctc_transcribe_units, fused_search_inputs
 
 torch.set_num_threads(int(os.environ.get("FUSED_TUNE_THREADS", "1")))
 cfg = RecipeConfig.from_json("recipes/configs/asr_base_whisper_proj_chars_guided.json")
@@ -32,30 +33,27 @@ model_dir, split, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 specs = [tuple(float(v) for v in spec.split(",")) for spec in sys.argv[4:]]
 model, codec = _load_model(model_dir), _load_model_codec(model_dir)
 examples = load_split(cfg.corpus, split, codec, keep=lambda rows: rows[:n])
-states = [e["states"] for e in attach_states(examples, codec)] if reads_states(model) else [None] * len(examples)
+states = [e["states"] for e in attach_states(examples, codec)] if reads_states(model) else None
 refs, units = [e["text"] for e in examples], [e["units"] for e in examples]
-hyps = ctc_transcribe_units(model, units, states=None if states[0] is None else states)
+hyps = ctc_transcribe_units(model, units, states=states)
 print(f"CTC best path: WER {100 * wer(refs, hyps).wer:.1f} CER {100 * cer(refs, hyps).cer:.1f}", flush=True)
 lexicon = Lexicon.from_tokenizer(model.tower("text").tokenizer, CTC_CHARS)
 found: dict[tuple, list[str]] = {spec: [] for spec in specs}
 t0 = time.time()
-with torch.no_grad():
-    for i, (u, s) in enumerate(zip(units, states)):
-        _, history, _ = model.run_segments([speech_segment(model, [u], None if s is None else [s])])
-        log_probs = model.ctc_log_probs("speech", "text", history[0])[0][history[0].mask[0].bool()]  # (M, 29)
-        scorer, memo = TextScorer(model, model.memory_for("text", history)), {}
+for i, (log_probs, scorer) in enumerate(fused_search_inputs(model, units, states)):
+    memo: dict[tuple[str, bool], float] = {}
 
-        def score_texts(texts, ended, scorer=scorer, memo=memo):  # one decoder score per text, for all settings
-            todo = [t for t in dict.fromkeys(texts) if (t, ended) not in memo]
-            memo.update({(t, ended): v for t, v in zip(todo, scorer(todo, ended) if todo else [])})
-            return [memo[(t, ended)] for t in texts]
+    def score_texts(texts, ended, scorer=scorer, memo=memo):  # one decoder score per text, for all settings
+        todo = [t for t in dict.fromkeys(texts) if (t, ended) not in memo]
+        memo.update({(t, ended): v for t, v in zip(todo, scorer(todo, ended) if todo else [])})
+        return [memo[(t, ended)] for t in texts]
 
-        for spec in specs:
-            beam, alpha, beta, unk_word, unk_letter = spec
-            found[spec].append(ctc_prefix_beam_search(log_probs.double().cpu().numpy(), CTC_CHARS, score_texts,
-                                                      beam=int(beam), alpha=alpha, beta=beta, lexicon=lexicon if unk_word else None,
-                                                      unk_penalty=unk_word, unk_letter_penalty=unk_letter))
-        print(f"  {i + 1}/{len(units)} utterances ({(time.time() - t0) / (i + 1):.1f} s each)", flush=True)
+    for spec in specs:  # each as fused_transcribe_units runs it
+        beam, alpha, beta, unk_word, unk_letter = spec
+        found[spec].append(ctc_prefix_beam_search(log_probs, CTC_CHARS, score_texts, beam=int(beam), alpha=alpha,
+                                                  beta=beta, lexicon=lexicon if unk_word else None,
+                                                  unk_penalty=unk_word, unk_letter_penalty=unk_letter))
+    print(f"  {i + 1}/{len(units)} utterances ({(time.time() - t0) / (i + 1):.1f} s each)", flush=True)
 for spec, hyps in found.items():
     print(f"{','.join(f'{v:g}' for v in spec)}: WER {100 * wer(refs, hyps).wer:.1f} CER {100 * cer(refs, hyps).cer:.1f}")
     for ref, hyp in list(zip(refs, hyps))[:3]:
