@@ -8,9 +8,8 @@ the first N utterances of a split.
 The corpus is the one of recipes/configs/asr_base_whisper_proj_chars_guided.json (data/corpus-base). A zip that
 reads encoder states (recipes/asr_states.py) gets them, as `zipper eval` gives them. Each utterance's speech runs
 once, and the decoder's score of a text is computed once and shared by all the settings (a setting's search is
-what `fused_transcribe_units` runs, but the decoder scores texts in batches, and which texts share a batch depends on
-the other settings: scores that differ in the last float bits can flip a close beam decision, so a setting's
-hypotheses here can differ slightly from `zipper eval --fusion`'s). Threads: ``FUSED_TUNE_THREADS`` (default 1). The tables of
+what `fused_transcribe_units` runs; the decoder scores texts in batches whose make-up depends on the other
+settings, so scores may differ from a single run's in the last float bits). Threads: ``FUSED_TUNE_THREADS`` (default 1). The tables of
 recipes/diagnostics/README.md, "Decoding with the CTC head" and "Fusion weights for the states zip", came from this.
 """
 import os
