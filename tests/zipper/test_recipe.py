@@ -149,6 +149,17 @@ def test_asr_states_extends_a_trained_zip_that_eval_and_transcribe_then_feed_wit
     with pytest.raises(SystemExit, match="train its feature input first"):  # a unit zip has no states to read
         load_recipe_script("asr_states").main(["--model", str(tmp_path / "asr" / "model"), *dec[2:-3],
                                                str(tmp_path / "dec2"), "--train", "decoder"])
+    # --train tower: the feature input, the speech tower (frozen in this zip: the config unfreezes it, so that the
+    # zip saves it) and the CTC head's layer learn by the CTC loss; the blocks and the text tower stay
+    orig = {n: p.detach().clone() for n, p in model.named_parameters()}  # towers may be shared: copy them first
+    tow = ["--model", str(out / "model"), *args[2:-1], str(tmp_path / "tower"), "--train", "tower"]
+    assert load_recipe_script("asr_states").main(tow) == 0
+    assert json.loads((tmp_path / "tower" / "results.json").read_text())["lr"] == 1e-4
+    trained = ZipperModel.from_pretrained(tmp_path / "tower" / "model")
+    assert dict(zip(trained.config.modalities, trained.config.frozen)) == {"speech": False, "text": True}
+    moved = {n for n, p in trained.named_parameters() if not torch.equal(orig[n], p)}
+    assert any(n.startswith("towers.speech.") for n in moved) and any(n.startswith("ctc_heads.") for n in moved)
+    assert all(n.startswith(("towers.speech.", "feature_inputs.", "ctc_heads.")) for n in moved), sorted(moved)[:5]
 
 
 def test_tts_zip_and_speak(world, capsys):
