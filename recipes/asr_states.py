@@ -28,7 +28,7 @@ batch of 32 on two cores) and each pass ends with the greedy attention WER/CER o
 chooses the pass to keep.
 
 ``--train tower`` trains the feature input, the speech tower itself (8.7M parameters in the base zips) and the CTC
-head's own layer, by the CTC loss as ``input`` does (~2.3 s a batch of 32 on two cores): the states then reach the
+head's own layer, by the CTC loss as ``input`` does (~2 s a batch of 32 on two cores): the states then reach the
 tower's every layer, not only its input. The blocks read that tower's states too, so the attention decoder hears a
 changed memory (``--train decoder`` afterwards adapts it). A zip whose speech tower was frozen is unfrozen in its
 config, so that the saved zip holds the trained tower.
@@ -78,10 +78,11 @@ def extend(model_dir: str, train: str = "input") -> ZipperModel:
     if train == "tower" and "speech" in old.config.lora_towers:
         raise SystemExit(f"{model_dir} has LoRA on its speech tower: --train tower trains the whole tower instead")
     towers, state = [old.tower(m) for m in old.config.modalities], old.zip_state_dict()
-    unfrozen = [f and not (m == "speech" and train == "tower") for m, f in zip(old.config.modalities, old.config.frozen)]
+    still_frozen = [f and not (m == "speech" and train == "tower")
+                    for m, f in zip(old.config.modalities, old.config.frozen)]
     old.unzip()
     new = ZipperModel(dataclasses.replace(old.config, feature_towers=["speech"], feature_dim=FEATURE_DIM,
-                                          frozen=unfrozen), towers)
+                                          frozen=still_frozen), towers)
     new.load_zip_state_dict({**new.zip_state_dict(), **state})
     return new
 
