@@ -474,7 +474,7 @@ def asr_evaluation(model, cfg: RecipeConfig, test: list[dict], codec) -> dict:
 
     metrics = {}
     if reads_states(model):  # a zip with feature input (zipper/features.py) reads the encoder states too
-        test = attach_states(test, codec)
+        test = attach_states(test, codec, corpus=cfg.corpus)  # cached there: the next eval reads them
     for beams in cfg.eval_beams if cfg.model == "zipper" else [1]:
         metrics[f"test_asr_beam{beams}"] = asr_metrics(model, test, num_beams=beams, show=3)
     real = librivox_examples(codec) if cfg.eval_real_speech else []

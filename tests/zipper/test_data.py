@@ -216,3 +216,47 @@ def test_attach_states_gives_the_states_and_the_units_of_one_encoder_run(tmp_pat
     assert examples[0]["units"] is None  # the caller's examples are left as they were
     with pytest.raises(ValueError, match="needs a codec over them"):
         attach_states(examples, types.SimpleNamespace(sample_rate=16_000))  # a codec without encoder states
+
+
+def test_attach_states_caches_the_states_beside_the_corpus(tmp_path, monkeypatch, capsys):
+    """With ``corpus``, a second call reads the very states and units of the first without the encoder; a
+    corrupt cache, other examples or a rewritten audio file run the encoder again; nothing is lost."""
+    from towers.audio import save_audio
+    from towers.whisper_units import WhisperUnitCodec, WhisperUnitCodecConfig
+    import zipper.data
+    from zipper.data import _ids_key, attach_states
+
+    cfg = WhisperUnitCodecConfig(vocab_size=16, n_mels=20, dec_channels=8, dec_unit_dilations=[1], dec_kernel=3,
+                                 gl_iters=2)
+    codec = WhisperUnitCodec(cfg, torch.randn(16, 512, generator=torch.Generator().manual_seed(0)))
+    examples = []
+    for i, w in enumerate(synthetic_babble(seconds=1.1, n=3, seed=7)):
+        save_audio(tmp_path / f"{i}.wav", w, 16_000)
+        examples.append({"id": str(i), "text": "hi", "audio_filepath": str(tmp_path / f"{i}.wav")})
+    runs = []
+    real_states = WhisperUnitCodec.states_batch
+    monkeypatch.setattr(WhisperUnitCodec, "states_batch", lambda self, *a: runs.append(1) or real_states(self, *a))
+    first = attach_states(examples, codec, progress=False, corpus=tmp_path)
+    assert len(runs) == 3 and len(list((tmp_path / f"states-{codec_id(codec)}").glob("*.safetensors"))) == 1
+    again = attach_states(examples, codec, progress=False, corpus=tmp_path)
+    assert len(runs) == 3  # read, not encoded
+    for a, b in zip(first, again):
+        assert torch.equal(a["states"], b["states"]) and b["states"].dtype == torch.float16
+        assert torch.equal(a["units"], b["units"]) and b["units"].dtype == torch.long
+    attach_states(examples[:2], codec, progress=False, corpus=tmp_path)  # other examples: their own cache
+    assert len(runs) == 5
+    cache = tmp_path / f"states-{codec_id(codec)}" / f"{_ids_key(examples, tmp_path.resolve())}.safetensors"
+    cache.write_bytes(b"not a safetensors file")
+    fixed = attach_states(examples, codec, progress=False, corpus=tmp_path)
+    assert len(runs) == 8 and "unreadable cache" in capsys.readouterr().out
+    assert all(torch.equal(a["states"], b["states"]) for a, b in zip(first, fixed))
+    save_audio(tmp_path / "1.wav", synthetic_babble(seconds=0.7, n=1, seed=9)[0], 16_000,
+               overwrite=True)  # rewritten audio
+    changed = attach_states(examples, codec, progress=False, corpus=tmp_path)
+    assert len(runs) == 11 and changed[1]["states"].shape[0] < first[1]["states"].shape[0]
+    def read_only(*a, **k):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(zipper.data, "_write_cache", read_only)
+    kept = attach_states(examples[1:], codec, progress=False, corpus=tmp_path)  # not cached, not lost
+    assert len(kept) == 2 and "could not cache the encoder states" in capsys.readouterr().out

@@ -140,7 +140,10 @@ def test_asr_states_extends_a_trained_zip_that_eval_and_transcribe_then_feed_wit
     assert not torch.equal(trained, model.feature_inputs["speech"].proj.weight)
     # --train decoder: the cross-attention blocks learn from the zip's loss, nothing else moves
     dec = ["--model", str(out / "model"), *args[2:-1], str(tmp_path / "dec"), "--train", "decoder"]
+    capsys.readouterr()
     assert load_recipe_script("asr_states").main(dec) == 0
+    shown = capsys.readouterr().out  # the first run's utterances: their encoder states come from its cache
+    assert "encoder states of 4 utterances read from" in shown and "encoder states of 2 utterances read" in shown
     res = json.loads((tmp_path / "dec" / "results.json").read_text())
     assert res["trained"] == "decoder" and {"wer", "cer"} <= set(res["metrics"]["dev_greedy"])
     before, after = model.zip_state_dict(), ZipperModel.from_pretrained(tmp_path / "dec" / "model").zip_state_dict()
