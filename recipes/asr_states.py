@@ -19,7 +19,7 @@ training utterances it has not seen). Results (and this command) are in ``OUT/re
 ``zipper eval CONFIG --model OUT/model --fusion --results-md`` tests the model and appends its row to
 recipes/RESULTS.md. The Whisper encoder runs once per utterance
 (~19 utterances a second on two cores: 19 minutes for the base training split) and the states are kept in memory
-(~150 kB an utterance) and cached beside the corpus (`zipper.data.attach_states`; ``--no-states-cache``: not), so
+(~175 kB an utterance) and cached beside the corpus (`zipper.data.attach_states`; ``--no-states-cache``: not), so
 that the next run on the same utterances reads them in seconds.
 
 ``--train decoder`` (on a zip this script made) trains the zip's cross-attention blocks instead, by the zip's own
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
                         "and decoder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-states-cache", action="store_true",
-                   help="do not cache the encoder states beside the corpus (by default they are, ~150 kB an "
+                   help="do not cache the encoder states beside the corpus (by default they are, ~175 kB an "
                         "utterance, and read again by the next run on the same utterances)")
     a = p.parse_args(argv)
     if min(a.epochs, a.train_utts, a.dev_utts, a.batch_size) < 1 or a.skip_utts < 0:

@@ -228,8 +228,8 @@ def attach_states(examples: Sequence[dict], codec, progress: bool = True,
     count). Needs a codec over encoder states (``whisper_kmeans``) and each example's ``audio_filepath``.
 
     With ``corpus`` (the folder of the examples' manifest) both are cached there, as the units of `load_split`
-    are (``states-<codec>/<key>.safetensors``, keyed by the examples' ids and audio files; ~150 kB an utterance,
-    3.4 GB for the 22,439 training utterances of the base corpus), and a later call with the same examples reads
+    are (``states-<codec>/<key>.safetensors``, keyed by the examples' ids and audio files; ~175 kB an utterance,
+    ~3.9 GB for the 22,439 training utterances of the base corpus), and a later call with the same examples reads
     them instead of running the encoder (~19 utterances a second on two cores)."""
     from tqdm.auto import tqdm
 
