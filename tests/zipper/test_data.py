@@ -254,6 +254,7 @@ def test_attach_states_caches_the_states_beside_the_corpus(tmp_path, monkeypatch
                overwrite=True)  # rewritten audio
     changed = attach_states(examples, codec, progress=False, corpus=tmp_path)
     assert len(runs) == 11 and changed[1]["states"].shape[0] < first[1]["states"].shape[0]
+
     def read_only(*a, **k):
         raise PermissionError("read-only file system")
 
