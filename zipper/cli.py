@@ -15,7 +15,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from zipper.ctc_beam import FUSION_ALPHA, FUSION_BEAM, FUSION_BETA
+from zipper.ctc_beam import FUSION_ALPHA, FUSION_BEAM, FUSION_BETA, read_word_list
 
 
 def _load_model(path: str):
@@ -81,8 +81,9 @@ def cmd_transcribe(a) -> int:
     from zipper.data import reads_states, states_and_units
     from zipper.tasks import transcribe_units
 
-    codec = _load_model_codec(a.model)
     # every input is read and checked before any model work
+    words = read_word_list(a.fusion_words) if a.fusion_words else []
+    codec = _load_model_codec(a.model)
     waves = [load_audio(f, target_sr=codec.sample_rate, max_seconds=a.max_seconds) for f in a.audio]
     model = _load_model(a.model)
     _check_direction(model, "speech->text", a.model)
@@ -95,7 +96,7 @@ def cmd_transcribe(a) -> int:
         from zipper.tasks import fused_transcribe_units
 
         texts = fused_transcribe_units(model, units, beam=a.fusion_beam or FUSION_BEAM, progress=len(units) > 1,
-                                       states=states, **_fusion_weights(a))
+                                       states=states, words=words, **_fusion_weights(a))
     else:
         texts = transcribe_units(model, units, num_beams=a.beams or 1, states=states)
     for f, text in zip(a.audio, texts):
@@ -284,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--fusion-alpha", type=_weight,
                    help=f"weight of the decoder's word scores in the --fusion search (default {FUSION_ALPHA})")
     t.add_argument("--fusion-beta", type=_finite, help=f"bonus per word in the --fusion search (default {FUSION_BETA})")
+    t.add_argument("--fusion-words", metavar="FILE",
+                   help="a word list (UTF-8, words split by spaces or lines, '#' comments): words the --fusion search "
+                        "takes as known beside the text tower's whole-word tokens (domain terms, names)")
     t.set_defaults(fn=cmd_transcribe)
 
     s = sub.add_parser("speak", help="text -> speech with a trained TTS (or joint) zip")
@@ -363,6 +367,8 @@ def _check_options(parser: argparse.ArgumentParser, a) -> None:
     for name in ("beam", "alpha", "beta"):
         if getattr(a, f"fusion_{name}") is not None and not a.fusion:
             parser.error(f"--fusion-{name} sets the {name} of the --fusion search; pass --fusion too")
+    if a.command == "transcribe" and a.fusion_words and not a.fusion:
+        parser.error("--fusion-words adds known words to the --fusion search; pass --fusion too")
     if a.command == "transcribe" and a.fusion and a.beams is not None:
         parser.error("--beams sets the attention decoder's beam, which --fusion does not use (see --fusion-beam)")
 

@@ -18,7 +18,9 @@ speech it is the wrong one to propose: recipes/diagnostics/README.md.)
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -106,13 +108,14 @@ class Lexicon:
         self._past: dict[tuple[str, bool], int | None] = {}
 
     @classmethod
-    def from_tokenizer(cls, tokenizer, symbols: str) -> "Lexicon":
+    def from_tokenizer(cls, tokenizer, symbols: str, extra_words: Iterable[str] = ()) -> "Lexicon":
         """The whole-word tokens of a byte-level BPE vocabulary ("\u0120word") or a SentencePiece one
         ("\u2581word"), lower-cased and made only of ``symbols``: about the commonest words of the tower's
-        training data."""
+        training data; and ``extra_words`` (the words of the training transcripts, a domain's terms), the
+        same way."""
         allowed = set(symbols) - {" "}
         words = {tok[1:].lower() for tok in tokenizer.get_vocab() if tok[:1] in ("\u0120", "\u2581") and len(tok) > 1}
-        lexicon = cls(w for w in words if set(w) <= allowed)
+        lexicon = cls(w for w in words | {w.lower() for w in extra_words} if set(w) <= allowed)
         if not lexicon.words:
             raise ValueError("the text tower's vocabulary has no whole-word tokens to make a lexicon of; "
                              "decode with unk_penalty=0 (no lexicon)")
@@ -137,6 +140,25 @@ class Lexicon:
             else:
                 self._past[key] = len(w) - max((i for i in range(len(w) + 1) if self.known_prefix(w[:i])), default=0)
         return self._past[key]
+
+
+def read_word_list(path: str | os.PathLike) -> list[str]:
+    """The words of a word-list file (one or more a line, UTF-8; ``#`` starts a comment), spelled as the CTC
+    head spells them (towers.judges.normalize_text: "COVID-19" -> "covid nineteen"), for
+    `Lexicon.from_tokenizer`'s ``extra_words``: a domain's terms, a dictionary."""
+    from towers.judges import normalize_text
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"word list {path}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"word list {path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    words = [w for line in text.splitlines() for w in normalize_text(line.partition("#")[0]).split()]
+    if not words:
+        raise ValueError(f"word list {path}: no words in it")
+    return words
 
 
 def _unknown(prefix: str, lexicon: Lexicon | None, per_word: float, per_letter: float) -> float:

@@ -162,6 +162,19 @@ def _encode_and_cache(rows: list[dict], codec, path: Path, split: str, progress:
     return [dict(r, units=u) for r, u in zip(rows, units)]
 
 
+def corpus_words(corpus: str | Path) -> set[str]:
+    """The words of a corpus's training text (``train.jsonl``, and ``unpaired_text.jsonl`` where there is one),
+    spelled as the CTC head spells them (towers.judges.normalize_text): known words for the fused search
+    (zipper/ctc_beam.py), beside the text tower's whole-word tokens. Never the dev or test text."""
+    from towers.corpus import read_manifest
+    from towers.judges import normalize_text
+
+    corpus = Path(corpus)
+    files = [corpus / "train.jsonl"] + [f for f in [corpus / "unpaired_text.jsonl"] if f.exists()]
+    return {w for f in files for row in read_manifest(f, absolute=False, require=("text",))
+            for w in normalize_text(row["text"]).split()}
+
+
 def subset(examples: Sequence[dict], fraction: float, seed: int = 0) -> list[dict]:
     """A seeded random fraction of the examples (at least one): the limited-aligned-data sweeps."""
     if not 0 < fraction <= 1:

@@ -106,6 +106,9 @@ class RecipeConfig:
     fusion_beam: int = FUSION_BEAM
     fusion_alpha: float = FUSION_ALPHA
     fusion_beta: float = FUSION_BETA
+    # the words of the corpus's training text (train + unpaired text) are known words of that search, beside the
+    # text tower's whole-word tokens (zipper.data.corpus_words; recipes/diagnostics/README.md, "Known words")
+    fusion_corpus_words: bool = True
     eval_real_speech: bool = True  # also the LibriVox clips of pocketsphinx-testdata (ASR)
     eval_mos: bool = True  # TTS: DNSMOS of generated and reference audio (towers.judges.MosJudge, ~3 s a clip)
     # false: train and save the model, then stop; `zipper eval CONFIG --results-md` tests it later, elsewhere (a
@@ -469,7 +472,7 @@ def test_metrics(model, cfg: RecipeConfig, test: list[dict], codec) -> dict:
 def asr_evaluation(model, cfg: RecipeConfig, test: list[dict], codec) -> dict:
     """The held-out test utterances at each of ``eval_beams``, the LibriVox clips (``eval_real_speech``), and
     with ``eval_fusion`` both again by CTC prefix beam search + decoder word scores (zipper/ctc_beam.py)."""
-    from zipper.data import attach_states, librivox_examples, reads_states
+    from zipper.data import attach_states, corpus_words, librivox_examples, reads_states
     from zipper.tasks import asr_metrics
 
     metrics = {}
@@ -484,7 +487,8 @@ def asr_evaluation(model, cfg: RecipeConfig, test: list[dict], codec) -> dict:
         metrics["librivox_asr_beam1"] = asr_metrics(model, real, show=5)
     if cfg.eval_fusion:
         # seconds an utterance on a CPU thread (recipes/diagnostics/README.md): a progress bar
-        fusion = dict(beam=cfg.fusion_beam, alpha=cfg.fusion_alpha, beta=cfg.fusion_beta, progress=True)
+        fusion = dict(beam=cfg.fusion_beam, alpha=cfg.fusion_alpha, beta=cfg.fusion_beta, progress=True,
+                      words=corpus_words(cfg.corpus) if cfg.fusion_corpus_words else ())
         metrics["test_asr_fusion"] = asr_metrics(model, test, show=3, fusion=fusion)
         if real:
             metrics["librivox_asr_fusion"] = asr_metrics(model, real, show=5, fusion=fusion)

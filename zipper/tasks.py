@@ -8,7 +8,7 @@ Under several processes the metrics shard their utterances across ranks and gath
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
 
@@ -76,9 +76,11 @@ def ctc_transcribe_units(model, units: Sequence[torch.Tensor], batch_size: int =
 def fused_transcribe_units(model, units: Sequence[torch.Tensor], beam: int = FUSION_BEAM,
                            alpha: float = FUSION_ALPHA, beta: float = FUSION_BETA, unk_penalty: float = -10.0,
                            unk_letter_penalty: float = -2.0, progress: bool = False,
-                           states: Sequence[torch.Tensor] | None = None) -> list[str]:
+                           states: Sequence[torch.Tensor] | None = None, words: Iterable[str] = ()) -> list[str]:
     """Speech units (and ``states``, as for `transcribe_units`) -> transcripts by CTC prefix beam search over the
-    character head, every completed word scored by the zipped text decoder on the same speech (zipper/ctc_beam.py)."""
+    character head, every completed word scored by the zipped text decoder on the same speech (zipper/ctc_beam.py).
+    A word is known (no ``unk_penalty``) if it is a whole-word token of the text tower or one of ``words``
+    (`zipper.data.corpus_words`, `zipper.ctc_beam.read_word_list`)."""
     from tqdm.auto import tqdm
 
     from zipper.ctc import CTC_CHARS
@@ -86,7 +88,7 @@ def fused_transcribe_units(model, units: Sequence[torch.Tensor], beam: int = FUS
 
     if not has_ctc(model) or model.config.ctc_units != "chars":
         raise ValueError("fused CTC decoding needs a character CTC head on speech->text (ctc_units: 'chars')")
-    lexicon = Lexicon.from_tokenizer(model.tower("text").tokenizer, CTC_CHARS) if unk_penalty else None
+    lexicon = Lexicon.from_tokenizer(model.tower("text").tokenizer, CTC_CHARS, words) if unk_penalty else None
     out: list[str] = []
     for log_probs, score_texts in tqdm(fused_search_inputs(model, units, states), total=len(units),
                                        desc="transcribing (CTC + decoder)", disable=not progress):

@@ -9,7 +9,10 @@ The corpus is the one of recipes/configs/asr_base_whisper_proj_chars_guided.json
 reads encoder states (recipes/asr_states.py) gets them, as `zipper eval` gives them. Each utterance's speech runs
 once, and the decoder's score of a text is computed once and shared by all the settings (a setting's search is
 what `fused_transcribe_units` runs; the decoder scores texts in batches whose make-up depends on the other
-settings, so scores may differ from a single run's in the last float bits). Threads: ``FUSED_TUNE_THREADS`` (default 1). The tables of
+settings, so scores may differ from a single run's in the last float bits). Known words: the text tower's whole-word
+tokens and the corpus's training text, as `zipper eval` takes them (``FUSED_TUNE_CORPUS_WORDS=0``: the tokens
+only, as before 2026-12-05's session 34); ``FUSED_TUNE_WORDS=FILE`` adds a word list's (zipper.ctc_beam.read_word_list,
+as `zipper transcribe --fusion-words`). Threads: ``FUSED_TUNE_THREADS`` (default 1). The tables of
 recipes/diagnostics/README.md, "Decoding with the CTC head" and "Fusion weights for the states zip", came from this.
 """
 import os
@@ -21,8 +24,8 @@ import torch
 from towers.judges import cer, wer
 from zipper.cli import _load_model, _load_model_codec
 from zipper.ctc import CTC_CHARS
-from zipper.ctc_beam import Lexicon, ctc_prefix_beam_search
-from zipper.data import attach_states, load_split, reads_states
+from zipper.ctc_beam import Lexicon, ctc_prefix_beam_search, read_word_list
+from zipper.data import attach_states, corpus_words, load_split, reads_states
 from zipper.recipe import RecipeConfig
 from zipper.tasks import ctc_transcribe_units, fused_search_inputs
 
@@ -32,11 +35,13 @@ model_dir, split, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 specs = [tuple(float(v) for v in spec.split(",")) for spec in sys.argv[4:]]
 model, codec = _load_model(model_dir), _load_model_codec(model_dir)
 examples = load_split(cfg.corpus, split, codec, keep=lambda rows: rows[:n])
-states = [e["states"] for e in attach_states(examples, codec)] if reads_states(model) else None
+states = [e["states"] for e in attach_states(examples, codec, corpus=cfg.corpus)] if reads_states(model) else None
 refs, units = [e["text"] for e in examples], [e["units"] for e in examples]
 hyps = ctc_transcribe_units(model, units, states=states)
 print(f"CTC best path: WER {100 * wer(refs, hyps).wer:.1f} CER {100 * cer(refs, hyps).cer:.1f}", flush=True)
-lexicon = Lexicon.from_tokenizer(model.tower("text").tokenizer, CTC_CHARS)
+words = corpus_words(cfg.corpus) if os.environ.get("FUSED_TUNE_CORPUS_WORDS", "1") != "0" else set()
+words |= set(read_word_list(os.environ["FUSED_TUNE_WORDS"])) if os.environ.get("FUSED_TUNE_WORDS") else set()
+lexicon = Lexicon.from_tokenizer(model.tower("text").tokenizer, CTC_CHARS, words)
 found: dict[tuple, list[str]] = {spec: [] for spec in specs}
 t0 = time.time()
 for i, (log_probs, scorer) in enumerate(fused_search_inputs(model, units, states)):

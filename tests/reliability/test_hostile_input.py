@@ -199,6 +199,11 @@ def test_options_that_would_be_ignored_are_refused(tmp_path, capsys):
     assert "pass --fusion too" in _usage_error(capsys, ["transcribe", ROOT_WAV, *m, "--fusion-beam", "64"])
     assert "--fusion does not use" in _usage_error(capsys, ["transcribe", ROOT_WAV, *m, "--fusion", "--beams", "4"])
     assert "--fusion does not use" in _usage_error(capsys, ["transcribe", ROOT_WAV, *m, "--fusion", "--beams", "1"])
+    assert "pass --fusion too" in _usage_error(capsys, ["transcribe", ROOT_WAV, *m, "--fusion-words", "w.txt"])
+    words = ["transcribe", ROOT_WAV, *m, "--fusion", "--fusion-words"]  # the list is read before the model
+    assert "no such file" in _bad(capsys, [*words, str(tmp_path / "none.txt")])
+    (tmp_path / "empty.txt").write_text("# no words\n")
+    assert "no words in it" in _bad(capsys, [*words, str(tmp_path / "empty.txt")])
     configs = {}
     for name, cfg in {"asr": {"task": "asr", "ctc_weight": 0.3, "ctc_units": "chars"},
                       "tts": {"task": "tts", "directions": ["text->speech"]},

@@ -250,7 +250,7 @@ def test_fused_decoding_runs_on_a_character_zip_and_refuses_a_token_head(smollm2
     units = [torch.randint(0, 30, (20,), generator=torch.Generator().manual_seed(i)) for i in range(2)]
     model = _chars_zip(smollm2_tokenizer).eval()
     model.tower("speech").tokenizer = UnitTokenizer(30)  # units 0..29 -> ids 3..32
-    texts = fused_transcribe_units(model, units, beam=2)
+    texts = fused_transcribe_units(model, units, beam=2, words=["zipper"])  # a known word more
     assert len(texts) == 2 and all(set(t) <= set(CTC_CHARS) for t in texts)
     with pytest.raises(ValueError, match="character CTC head"):
         fused_transcribe_units(_token_ctc_zip(), units)
@@ -264,21 +264,45 @@ def test_fused_decoding_runs_on_a_character_zip_and_refuses_a_token_head(smollm2
     assert RecipeConfig(task="asr", ctc_weight=0.3, ctc_units="chars", fusion_beta=-1.0).fusion_beta == -1.0
 
 
+class Vocab:
+    def __init__(self, tokens):
+        self.tokens = tokens
+
+    def get_vocab(self):
+        return {t: i for i, t in enumerate(self.tokens)}
+
+
 def test_lexicon_reads_sentencepiece_vocabularies_and_refuses_one_without_words():
     """Llama/Mistral/Gemma vocabularies mark a word's start with U+2581, not U+0120; a vocabulary with
     neither is a clear error, not a crash inside the search."""
     from zipper.ctc import CTC_CHARS
     from zipper.ctc_beam import Lexicon
 
-    class Vocab:
-        def __init__(self, tokens):
-            self.tokens = tokens
-
-        def get_vocab(self):
-            return {t: i for i, t in enumerate(self.tokens)}
-
     lex = Lexicon.from_tokenizer(Vocab(["\u2581the", "\u2581Cat", "s", "\u2581", "<s>"]), CTC_CHARS)
     assert lex.words == {"the", "cat"} and lex.letters_past("cats", complete=True) == 1
     with pytest.raises(ValueError, match="no whole-word tokens"):
         Lexicon.from_tokenizer(Vocab(["a", "b", "<s>"]), CTC_CHARS)
     assert Lexicon([]).letters_past("xyz", complete=True) == 3
+
+
+def test_extra_words_are_known_and_word_lists_are_read_with_clear_errors(tmp_path):
+    """A word the tower has no whole-word token for ("starship") is unknown until a word list or the corpus's
+    training text names it; a word list is spelled as the CTC head spells (normalised), and a missing,
+    binary or empty one is a clear error."""
+    from zipper.ctc import CTC_CHARS
+    from zipper.ctc_beam import Lexicon, _unknown, read_word_list
+
+    vocab = Vocab(["\u0120the", "\u0120star", "ship"])
+    assert _unknown("the starship", Lexicon.from_tokenizer(vocab, CTC_CHARS), -10, -1) == -10 - 4
+    lex = Lexicon.from_tokenizer(vocab, CTC_CHARS, ["Starship", "x-ray", "42"])  # not CTC_CHARS: left out
+    assert lex.words == {"the", "star", "starship"} and _unknown("the starship", lex, -10, -1) == 0
+    (tmp_path / "terms.txt").write_text("# our terms\nCOVID-19  Zayats's\n\nstarship # a ship\n")
+    assert read_word_list(tmp_path / "terms.txt") == ["covid", "nineteen", "zayats's", "starship"]
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        read_word_list(tmp_path / "none.txt")
+    (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00abc")
+    with pytest.raises(ValueError, match="not UTF-8"):
+        read_word_list(tmp_path / "bin.txt")
+    (tmp_path / "empty.txt").write_text("# nothing\n  \n")
+    with pytest.raises(ValueError, match="no words"):
+        read_word_list(tmp_path / "empty.txt")

@@ -2,6 +2,7 @@
 the training batch stream resumes exactly and draws every example."""
 
 import itertools
+import json
 import types
 
 import pytest
@@ -261,3 +262,21 @@ def test_attach_states_caches_the_states_beside_the_corpus(tmp_path, monkeypatch
     monkeypatch.setattr(zipper.data, "_write_cache", read_only)
     kept = attach_states(examples[1:], codec, progress=False, corpus=tmp_path)  # not cached, not lost
     assert len(kept) == 2 and "could not cache the encoder states" in capsys.readouterr().out
+
+
+def test_corpus_words_are_the_training_text_normalised_never_dev_or_test(tmp_path):
+    from zipper.data import corpus_words
+
+    def write(name, texts):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"text": t, "audio_filepath": "a.wav"}) + "\n"
+                                                        for t in texts))
+    write("train", ["Mr. Smith's belly-ache.", "A starship"])
+    write("dev", ["dev only"])
+    write("test", ["test only"])
+    assert corpus_words(tmp_path) == {"mister", "smith's", "belly", "ache", "a", "starship"}
+    write("unpaired_text", ["Ninety-nine luftballons"])
+    assert corpus_words(tmp_path) >= {"ninety", "nine", "luftballons", "starship"}
+    assert not corpus_words(tmp_path) & {"dev", "test", "only"}
+    (tmp_path / "train.jsonl").write_text('{"audio_filepath": "a.wav"}\n')
+    with pytest.raises(ValueError, match="train.jsonl:1"):
+        corpus_words(tmp_path)
