@@ -13,7 +13,8 @@ settings, so scores may differ from a single run's in the last float bits). Know
 tokens and the corpus's training text, as `zipper eval` takes them (``FUSED_TUNE_CORPUS_WORDS=0``: the tokens
 only, as before 2026-12-05's session 34); ``FUSED_TUNE_WORDS=FILE`` adds a word list's (zipper.ctc_beam.read_word_list,
 as `zipper transcribe --fusion-words`). Threads: ``FUSED_TUNE_THREADS`` (default 1). The tables of
-recipes/diagnostics/README.md, "Decoding with the CTC head" and "Fusion weights for the states zip", came from this.
+recipes/diagnostics/README.md, "Decoding with the CTC head", "Fusion weights for the states zip" and "Known words",
+came from this.
 """
 import os
 import sys
