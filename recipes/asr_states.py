@@ -55,7 +55,7 @@ from zipper.cli import _load_model_codec  # noqa: E402
 from zipper.ctc import char_targets, ctc_loss  # noqa: E402
 from zipper.data import attach_states, batches, load_split, make_segments, speech_segment  # noqa: E402
 from zipper.model import ZipperModel  # noqa: E402
-from zipper.recipe import RecipeConfig, git_hash, machine  # noqa: E402
+from zipper.recipe import RecipeConfig, git_hash, machine, save_model_dir  # noqa: E402
 from zipper.tasks import ctc_transcribe_units, transcribe_units  # noqa: E402
 
 FEATURE_DIM = 512  # Whisper-base encoder states
@@ -185,8 +185,7 @@ def main(argv=None) -> int:
         print(f"[asr_states] epoch {epoch}: dev {history[-1]} ({time.time() - t0:.0f} s)", flush=True)
         if best is None or history[-1][key] < best[key]:
             best = history[-1]
-            model.save_pretrained(out / "model")
-            codec.save_pretrained(out / "model" / "codec")  # self-contained, as `zipper train` leaves a model
+            save_model_dir(model, codec, out / "model", cfg.corpus)  # self-contained, as `zipper train` leaves it
     hours = sum(float(ex.get("duration", 0)) for ex in train) / 3600
     results = {"task": "asr", "command": "python " + " ".join(["recipes/asr_states.py", *(argv or sys.argv[1:])]),
                "started": started.isoformat(timespec="seconds"), "from_model": a.model,

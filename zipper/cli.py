@@ -15,7 +15,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from zipper.ctc_beam import FUSION_ALPHA, FUSION_BEAM, FUSION_BETA, read_word_list
+from zipper.ctc_beam import FUSION_ALPHA, FUSION_BEAM, FUSION_BETA, KNOWN_WORDS_FILE, read_word_list
 
 
 def _load_model(path: str):
@@ -83,6 +83,9 @@ def cmd_transcribe(a) -> int:
 
     # every input is read and checked before any model work
     words = read_word_list(a.fusion_words) if a.fusion_words else []
+    known = Path(a.model) / KNOWN_WORDS_FILE  # written by the recipes: the training text's words, as eval knows them
+    if a.fusion and known.is_file():
+        words += read_word_list(known)
     codec = _load_model_codec(a.model)
     waves = [load_audio(f, target_sr=codec.sample_rate, max_seconds=a.max_seconds) for f in a.audio]
     model = _load_model(a.model)
@@ -287,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--fusion-beta", type=_finite, help=f"bonus per word in the --fusion search (default {FUSION_BETA})")
     t.add_argument("--fusion-words", metavar="FILE",
                    help="a word list (UTF-8, words split by spaces or lines, '#' comments): words the --fusion search "
-                        "takes as known beside the text tower's whole-word tokens (domain terms, names)")
+                        "takes as known beside the text tower's whole-word tokens and the model directory's "
+                        f"{KNOWN_WORDS_FILE} (its training text's words, written by the recipes): domain terms, names")
     t.set_defaults(fn=cmd_transcribe)
 
     s = sub.add_parser("speak", help="text -> speech with a trained TTS (or joint) zip")

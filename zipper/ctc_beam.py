@@ -28,6 +28,8 @@ NEG = -np.inf
 # Defaults, tuned on the first 20 dev utterances of the 2,400-step character zip
 # (recipes/diagnostics/README.md, "Decoding with the CTC head"): WER 79.0% by best path, 53.8% fused.
 FUSION_BEAM, FUSION_ALPHA, FUSION_BETA = 32, 0.7, 3.0
+# In a model directory: the words of its training corpus's text, which `zipper transcribe --fusion` takes as known
+KNOWN_WORDS_FILE = "known_words.txt"
 
 
 def ctc_prefix_beam_search(log_probs: np.ndarray, symbols: str,
@@ -159,6 +161,14 @@ def read_word_list(path: str | os.PathLike) -> list[str]:
     if not words:
         raise ValueError(f"word list {path}: no words in it")
     return words
+
+
+def write_word_list(path: str | os.PathLike, words: Iterable[str], comment: str = "") -> Path:
+    """Write ``words`` sorted, one a line, after a ``#`` comment line: what `read_word_list` reads back."""
+    path = Path(path)
+    header = "".join(f"# {line}\n" for line in comment.splitlines())
+    path.write_text(header + "".join(f"{w}\n" for w in sorted(set(words))), encoding="utf-8")
+    return path
 
 
 def _unknown(prefix: str, lexicon: Lexicon | None, per_word: float, per_letter: float) -> float:

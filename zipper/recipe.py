@@ -441,8 +441,7 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
     res = fit(model, loss_fn, stream, cfg.train_config(), out,
               eval_fn=evaluate, desc=f"zip {cfg.task}", end_training=False, settings=data_settings(cfg))
     if is_main_process():
-        model.save_pretrained(out / "model")
-        codec.save_pretrained(out / "model" / "codec")  # the model directory is self-contained
+        save_model_dir(model, codec, out / "model", cfg.corpus)
     metrics = test_metrics(model, cfg, test, codec) if cfg.eval_test else {}
     if not cfg.eval_test and is_main_process():
         print(f"[zipper] eval_test is false: not tested; `zipper eval <this config> --results-md` tests {out / 'model'}")
@@ -493,6 +492,21 @@ def asr_evaluation(model, cfg: RecipeConfig, test: list[dict], codec) -> dict:
         if real:
             metrics["librivox_asr_fusion"] = asr_metrics(model, real, show=5, fusion=fusion)
     return metrics
+
+
+def save_model_dir(model, codec, path: Path, corpus: str | Path) -> None:
+    """A self-contained model directory: the zip, its codec, and for a character CTC head the words of the
+    corpus's training text (``known_words.txt``), which `zipper transcribe --fusion` takes as known, as
+    `zipper eval --fusion` does."""
+    from zipper.ctc_beam import KNOWN_WORDS_FILE, write_word_list
+    from zipper.data import corpus_words
+    from zipper.tasks import has_ctc
+
+    model.save_pretrained(path)
+    codec.save_pretrained(path / "codec")
+    if has_ctc(model) and model.config.ctc_units == "chars":
+        write_word_list(path / KNOWN_WORDS_FILE, corpus_words(corpus),
+                        f"the words of {corpus}'s training text: known words of `zipper transcribe --fusion`")
 
 
 def machine() -> str:

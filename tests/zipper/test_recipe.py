@@ -14,6 +14,8 @@ import pytest
 from tests.conftest import tiny_text_tower
 from zipper import tasks
 from zipper.cli import main as cli
+from zipper.ctc_beam import KNOWN_WORDS_FILE, read_word_list
+from zipper.data import corpus_words
 from zipper.model import ZipperModel
 from zipper.recipe import RecipeConfig, run
 
@@ -63,6 +65,7 @@ def test_asr_zip_resume_and_cli(world, capsys):
     assert saved["ctc_directions"] == ["speech->text"] and saved["ctc_weight"] == 0.3
     wav = read_first_test_wav(root)
     assert cli(["transcribe", wav, "--model", str(model)]) == 0
+    assert not (model / KNOWN_WORDS_FILE).exists()  # no character CTC head: no fused search to know words for
     capsys.readouterr()
     assert cli(["transcribe", str(root / "missing.wav"), "--model", str(model)]) == 2
     assert "zipper: error:" in capsys.readouterr().err
@@ -76,6 +79,8 @@ def test_character_ctc_zip_with_fused_decoding_in_the_recipe_eval_and_transcribe
     fused = res["metrics"]["test_asr_fusion"]
     assert fused["n_utts"] == 2 and fused["wer"] >= 0 and "speech_info" not in fused  # teacher-forced: beam 1 only
     assert "test_asr_fusion.wer=" in (root / "R_chars.md").read_text()
+    known = root / "asr_chars" / "model" / KNOWN_WORDS_FILE  # the training text's words travel with the model
+    assert set(read_word_list(known)) == corpus_words(base["corpus"]) != set()
     config = write_config(root, "asr_chars", task="asr", ctc_weight=0.3, ctc_units="chars", **base)
     assert cli(["eval", str(config), "--beams", "1", "2", "--fusion", "--fusion-beam", "2"]) == 0
     out = capsys.readouterr().out
@@ -84,11 +89,13 @@ def test_character_ctc_zip_with_fused_decoding_in_the_recipe_eval_and_transcribe
     assert cli(["transcribe", read_first_test_wav(root), "--model", str(root / "asr_chars" / "model"), "--fusion",
                 "--fusion-beam", "2"]) == 0
     seen, real = [], tasks.fused_transcribe_units  # --fusion-alpha / --fusion-beta reach the search
-    monkeypatch.setattr(tasks, "fused_transcribe_units", lambda *a, **k: seen.append((k["alpha"], k["beta"])) or real(*a, **k))
+    monkeypatch.setattr(tasks, "fused_transcribe_units",
+                        lambda *a, **k: seen.append((k["alpha"], k["beta"], set(k["words"]))) or real(*a, **k))
     assert cli(["eval", str(config), "--fusion", "--fusion-beam", "2", "--fusion-alpha", "0.25", "--fusion-beta", "-1"]) == 0
     assert cli(["transcribe", read_first_test_wav(root), "--model", str(root / "asr_chars" / "model"), "--fusion",
                 "--fusion-beam", "2", "--fusion-alpha", "0", "--fusion-beta", "1.5"]) == 0
-    assert set(seen[:-1]) == {(0.25, -1.0)} and seen[-1] == (0.0, 1.5), seen
+    assert {(a, b) for a, b, _ in seen[:-1]} == {(0.25, -1.0)} and seen[-1][:2] == (0.0, 1.5), seen
+    assert all(words == corpus_words(base["corpus"]) for *_, words in seen)  # eval and transcribe know the same words
     capsys.readouterr()
     with pytest.raises(SystemExit):
         cli(["eval", str(config), "--fusion", "--fusion-beam", "0"])
@@ -120,6 +127,7 @@ def test_asr_states_extends_a_trained_zip_that_eval_and_transcribe_then_feed_wit
     assert [h["epoch"] for h in res["history"]] == [0, 1] and res["train_utts"] == 4 and "asr_states.py" in res["command"]
     model = ZipperModel.from_pretrained(out / "model")
     assert model.config.feature_towers == ["speech"] and model.feature_inputs["speech"].proj.weight.abs().sum() > 0
+    assert (out / "model" / KNOWN_WORDS_FILE).read_text() == (tmp_path / "asr" / "model" / KNOWN_WORDS_FILE).read_text()
     capsys.readouterr()
     assert cli(["eval", str(config), "--model", str(out / "model"), "--fusion", "--fusion-beam", "2", "--fusion-alpha",
                 "0.5", "--results-md",
