@@ -12,7 +12,10 @@ pyctcdecode with KenLM), except that here the "LM" is the speech-conditioned dec
 Frame by frame, each beam's prefix (characters) is extended by blank, by a repeat of its last symbol,
 or by a new symbol whose log-prob passes ``prune``; p_ctc is tracked as (ends in blank, ends in a
 symbol), as in the standard prefix search. Word scores are cached by text, so the decoder runs once
-per distinct word sequence, batched per frame. (Label-synchronous joint decoding,
+per distinct word sequence, batched per frame. A completed word pays its decoder score at once, a
+growing unknown word only its letters, so a narrow beam can fill with run-ons ("delegedchildren") and
+drop the spaced texts that would have scored better; the CTC best path joins the final texts, so the
+answer never scores below it. (Label-synchronous joint decoding,
 zipper/ctc_prefix.py, lets the decoder propose tokens instead; with a decoder that drifts from the
 speech it is the wrong one to propose: recipes/diagnostics/README.md.)
 """
@@ -91,11 +94,43 @@ def ctc_prefix_beam_search(log_probs: np.ndarray, symbols: str,
     merged: dict[str, float] = {}  # "ab" and "ab " are one text: add their CTC probabilities
     for prefix, (pb, pn) in beams.items():
         merged[prefix.strip()] = float(np.logaddexp(merged.get(prefix.strip(), NEG), np.logaddexp(pb, pn)))
+    path = best_path_text(x, symbols)  # a narrow beam can lose it ("deleged children" to a run-on "delegedchildren")
+    if path not in merged:
+        merged[path] = ctc_text_log_prob(x, symbols, path)
     finals = list(merged)
     lm = words_score(finals, True)
     totals = [merged[f] + alpha * s + beta * len(f.split())
               + _unknown(f + " ", lexicon, unk_penalty, unk_letter_penalty) for f, s in zip(finals, lm)]
     return finals[int(np.argmax(totals))]
+
+
+def ctc_text_log_prob(log_probs: np.ndarray, symbols: str, text: str) -> float:
+    """log p_ctc(text | x), summed over every alignment whose symbols, collapsed (repeats merged, blanks
+    dropped) and with spaces at the ends and doubled spaces dropped, spell ``text``: what the prefix search
+    counts for a text, without its pruning. log_probs (T, len(symbols) + 1), blank last."""
+    x = np.asarray(log_probs, dtype=np.float64)
+    blank, space = len(symbols), symbols.index(" ")
+    text = " ".join(text.split())
+    target = text + " " if text else ""  # states: its prefixes, the last one the text and a space after it
+    ids = np.array([symbols.index(c) for c in target], dtype=int)  # (L,)
+    last = np.concatenate([[-1], ids])  # (L + 1,) the last symbol of each prefix, -1 for the empty one
+    free_space = (last == -1) | (last == space)  # a space here adds nothing to the text
+    pb, pn = np.full(len(last), NEG), np.full(len(last), NEG)  # log p ending in blank / in a symbol
+    pb[0] = 0.0
+    for row in x:
+        tot = np.logaddexp(pb, pn)
+        nn = np.where(free_space, tot + row[space], pn + row[np.maximum(last, 0)])  # a space or the symbol held
+        step = np.where(ids == last[:-1], pb[:-1], tot[:-1]) + row[ids]  # the next symbol (a doubled one after a blank)
+        pb, pn = tot + row[blank], np.concatenate([nn[:1], np.logaddexp(nn[1:], step)])
+    ends = np.logaddexp(pb, pn)[-2:] if text else np.logaddexp(pb, pn)  # the text, with or without a space after
+    return float(np.logaddexp.reduce(ends))
+
+
+def best_path_text(log_probs: np.ndarray, symbols: str) -> str:
+    """The CTC best path: the likeliest symbol of each frame, repeats merged, blanks and extra spaces dropped."""
+    best = np.asarray(log_probs).argmax(1)
+    keep = [c for i, c in enumerate(best) if c != len(symbols) and (i == 0 or c != best[i - 1])]
+    return " ".join("".join(symbols[c] for c in keep).split())
 
 
 class Lexicon:

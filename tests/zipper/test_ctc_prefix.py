@@ -4,6 +4,7 @@ decoder scoring words (zipper/ctc_beam.py). The scores are checked against sums 
 from __future__ import annotations
 
 import itertools
+import zlib
 
 import numpy as np
 import pytest
@@ -184,6 +185,41 @@ def test_prefix_beam_search_with_spaces_finds_the_likeliest_text():
         got = ctc_prefix_beam_search(x, "ab ", lambda t, e: [0.0] * len(t), beam=100_000,
                                      alpha=0.0, beta=0.0, prune=-np.inf)
         assert probs[got] == pytest.approx(max(probs.values()), abs=1e-9), seed
+
+
+def test_a_texts_ctc_probability_is_the_sum_over_its_paths():
+    """ctc_text_log_prob counts what the search counts for a text (ends and doubled spaces free), unpruned."""
+    from zipper.ctc_beam import ctc_text_log_prob
+
+    for seed in range(20):
+        x = _log_probs(T=5, S=3, seed=seed, scale=1.5)
+        texts: dict[str, list[float]] = {}
+        for label, lp in _labelling_probs(x).items():
+            texts.setdefault(" ".join("".join("ab "[i] for i in label).split()), []).append(lp)
+        for text, lps in texts.items():
+            assert ctc_text_log_prob(x, "ab ", f"  {text}  ") == pytest.approx(np.logaddexp.reduce(lps), abs=1e-9)
+        assert ctc_text_log_prob(x, "ab ", "ab ab ab") == -np.inf  # six letters do not fit in five frames
+
+
+def test_the_search_never_returns_a_text_scored_below_the_ctc_best_path():
+    """A narrow beam can lose the best path's words (a run-on "ababab" that pays its unknown letters only
+    after the spaced texts were pruned); the best path is scored as a final text too, so the search's answer
+    scores at least as well under the search's own objective."""
+    from zipper.ctc_beam import Lexicon, _unknown, best_path_text, ctc_text_log_prob
+
+    lexicon = Lexicon(["ab", "ba", "a"])
+    kw = dict(alpha=1.0, beta=0.5, lexicon=lexicon, unk_penalty=-2.0, unk_letter_penalty=-0.5)
+
+    def scorer(texts, ended):  # a fixed pseudo-random word score per text
+        return [-4.0 * zlib.crc32(f"{t}|{ended}".encode()) / 2**32 for t in texts]
+
+    def total(x, text):
+        return (ctc_text_log_prob(x, "ab ", text) + kw["alpha"] * scorer([text], True)[0] + kw["beta"] * len(text.split())
+                + _unknown(text + " ", lexicon, kw["unk_penalty"], kw["unk_letter_penalty"]))
+    for seed in range(40):
+        x = _log_probs(T=14, S=3, seed=seed, scale=3.0)
+        got = ctc_prefix_beam_search(x, "ab ", scorer, beam=2, **kw)
+        assert total(x, got) >= total(x, best_path_text(x, "ab ")) - 1e-9, seed
 
 
 def test_the_word_scorer_picks_among_the_ctc_spellings():
