@@ -51,13 +51,16 @@ class CTCHead(nn.Module):
         return torch.cat([scores, self.blank(h)], dim=-1).float().log_softmax(-1)  # (B, M, V + 1)
 
 
-def char_targets(texts: Sequence[str]) -> list[torch.Tensor]:
-    """Normalised texts -> CTC_CHARS ids per row (characters outside CTC_CHARS dropped, spaces collapsed)."""
+def ctc_text(text: str) -> str:
+    """A text as the character head spells it: normalised, characters outside CTC_CHARS dropped, spaces collapsed."""
     from towers.judges import normalize_text
 
-    index = {c: i for i, c in enumerate(CTC_CHARS)}
-    return [torch.tensor([index[c] for c in " ".join("".join(c for c in normalize_text(t) if c in index).split())],
-                         dtype=torch.long) for t in texts]
+    return " ".join("".join(c for c in normalize_text(text) if c in CTC_CHARS).split())
+
+
+def char_targets(texts: Sequence[str]) -> list[torch.Tensor]:
+    """Texts -> CTC_CHARS ids per row, of their `ctc_text`."""
+    return [torch.tensor([CTC_CHARS.index(c) for c in ctc_text(t)], dtype=torch.long) for t in texts]
 
 
 def running_char_targets(text: str) -> tuple[list[int], bool]:

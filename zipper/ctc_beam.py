@@ -111,6 +111,8 @@ def ctc_text_log_prob(log_probs: np.ndarray, symbols: str, text: str) -> float:
     x = np.asarray(log_probs, dtype=np.float64)
     blank, space = len(symbols), symbols.index(" ")
     text = " ".join(text.split())
+    if set(text) - set(symbols):
+        raise ValueError(f"the text has characters the CTC head cannot spell: {sorted(set(text) - set(symbols))}")
     target = text + " " if text else ""  # states: its prefixes, the last one the text and a space after it
     ids = np.array([symbols.index(c) for c in target], dtype=int)  # (L,)
     last = np.concatenate([[-1], ids])  # (L + 1,) the last symbol of each prefix, -1 for the empty one
@@ -124,6 +126,17 @@ def ctc_text_log_prob(log_probs: np.ndarray, symbols: str, text: str) -> float:
         pb, pn = tot + row[blank], np.concatenate([nn[:1], np.logaddexp(nn[1:], step)])
     ends = np.logaddexp(pb, pn)[-2:] if text else np.logaddexp(pb, pn)  # the text, with or without a space after
     return float(np.logaddexp.reduce(ends))
+
+
+def fused_text_score(log_probs: np.ndarray, symbols: str, text: str,
+                     score_texts: Callable[[Sequence[str], bool], Sequence[float]], alpha: float = FUSION_ALPHA,
+                     beta: float = FUSION_BETA, lexicon: "Lexicon | None" = None, unk_penalty: float = -10.0,
+                     unk_letter_penalty: float = -2.0) -> float:
+    """What `ctc_prefix_beam_search` maximises, for a whole text, with its exact CTC probability: a reference
+    that scores above the search's answer shows a search error, one below it a model error."""
+    text = " ".join(text.split())
+    return (ctc_text_log_prob(log_probs, symbols, text) + alpha * float(score_texts([text], True)[0])
+            + beta * len(text.split()) + _unknown(text + " ", lexicon, unk_penalty, unk_letter_penalty))
 
 
 def best_path_text(log_probs: np.ndarray, symbols: str) -> str:

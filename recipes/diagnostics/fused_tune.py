@@ -12,7 +12,10 @@ what `fused_transcribe_units` runs; the decoder scores texts in batches whose ma
 settings, so scores may differ from a single run's in the last float bits). Known words: the text tower's whole-word
 tokens and the corpus's training text, as `zipper eval` takes them (``FUSED_TUNE_CORPUS_WORDS=0``: the tokens
 only, as before 2026-12-05's session 34); ``FUSED_TUNE_WORDS=FILE`` adds a word list's (zipper.ctc_beam.read_word_list,
-as `zipper transcribe --fusion-words`). Threads: ``FUSED_TUNE_THREADS`` (default 1). The tables of
+as `zipper transcribe --fusion-words`). ``FUSED_TUNE_SEARCH_ERRORS=1``: for the first setting, which wrong answers are
+search errors (the reference, as the CTC head spells it, scores above the answer under the search's own objective,
+zipper.ctc_beam.fused_text_score) and which are the model's (the answer scores above the reference).
+Threads: ``FUSED_TUNE_THREADS`` (default 1). The tables of
 recipes/diagnostics/README.md, "Decoding with the CTC head", "Fusion weights for the states zip" and "Known words",
 came from this.
 """
@@ -24,8 +27,8 @@ import torch
 
 from towers.judges import cer, wer
 from zipper.cli import _load_model, _load_model_codec
-from zipper.ctc import CTC_CHARS
-from zipper.ctc_beam import Lexicon, ctc_prefix_beam_search, read_word_list
+from zipper.ctc import CTC_CHARS, ctc_text
+from zipper.ctc_beam import Lexicon, ctc_prefix_beam_search, fused_text_score, read_word_list
 from zipper.data import attach_states, corpus_words, load_split, reads_states
 from zipper.recipe import RecipeConfig
 from zipper.tasks import ctc_transcribe_units, fused_search_inputs
@@ -44,6 +47,8 @@ words = corpus_words(cfg.corpus) if os.environ.get("FUSED_TUNE_CORPUS_WORDS", "1
 words |= set(read_word_list(os.environ["FUSED_TUNE_WORDS"])) if os.environ.get("FUSED_TUNE_WORDS") else set()
 lexicon = Lexicon.from_tokenizer(model.tower("text").tokenizer, CTC_CHARS, words)
 found: dict[tuple, list[str]] = {spec: [] for spec in specs}
+search_errors = os.environ.get("FUSED_TUNE_SEARCH_ERRORS", "0") != "0"
+errors = {"search": 0, "model": 0}
 t0 = time.time()
 for i, (log_probs, scorer) in enumerate(fused_search_inputs(model, units, states)):
     memo: dict[tuple[str, bool], float] = {}
@@ -58,7 +63,19 @@ for i, (log_probs, scorer) in enumerate(fused_search_inputs(model, units, states
         found[spec].append(ctc_prefix_beam_search(log_probs, CTC_CHARS, score_texts, beam=int(beam), alpha=alpha,
                                                   beta=beta, lexicon=lexicon if unk_word else None,
                                                   unk_penalty=unk_word, unk_letter_penalty=unk_letter))
+    if search_errors and found[specs[0]][-1] != ctc_text(refs[i]):
+        beam, alpha, beta, unk_word, unk_letter = specs[0]
+        kw = dict(alpha=alpha, beta=beta, lexicon=lexicon if unk_word else None, unk_penalty=unk_word,
+                  unk_letter_penalty=unk_letter)
+        got, ref = (fused_text_score(log_probs, CTC_CHARS, t, score_texts, **kw)
+                    for t in (found[specs[0]][-1], ctc_text(refs[i])))
+        kind = "search" if ref > got else "model"
+        errors[kind] += 1
+        print(f"  {kind} error ({got:.1f} answer, {ref:.1f} reference): {found[specs[0]][-1]} | {refs[i]}")
     print(f"  {i + 1}/{len(units)} utterances ({(time.time() - t0) / (i + 1):.1f} s each)", flush=True)
+if search_errors:
+    print(f"wrong answers of {','.join(f'{v:g}' for v in specs[0])}: {errors['search']} search errors (the reference "
+          f"scores higher), {errors['model']} model errors, {len(refs) - sum(errors.values())} right")
 for spec, hyps in found.items():
     print(f"{','.join(f'{v:g}' for v in spec)}: WER {100 * wer(refs, hyps).wer:.1f} CER {100 * cer(refs, hyps).cer:.1f}")
     for ref, hyp in list(zip(refs, hyps))[:3]:

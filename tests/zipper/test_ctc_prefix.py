@@ -199,13 +199,15 @@ def test_a_texts_ctc_probability_is_the_sum_over_its_paths():
         for text, lps in texts.items():
             assert ctc_text_log_prob(x, "ab ", f"  {text}  ") == pytest.approx(np.logaddexp.reduce(lps), abs=1e-9)
         assert ctc_text_log_prob(x, "ab ", "ab ab ab") == -np.inf  # six letters do not fit in five frames
+    with pytest.raises(ValueError, match=r"cannot spell: \['c'\]"):
+        ctc_text_log_prob(x, "ab ", "abc")
 
 
 def test_the_search_never_returns_a_text_scored_below_the_ctc_best_path():
     """A narrow beam can lose the best path's words (a run-on "ababab" that pays its unknown letters only
     after the spaced texts were pruned); the best path is scored as a final text too, so the search's answer
     scores at least as well under the search's own objective."""
-    from zipper.ctc_beam import Lexicon, _unknown, best_path_text, ctc_text_log_prob
+    from zipper.ctc_beam import Lexicon, best_path_text, fused_text_score
 
     lexicon = Lexicon(["ab", "ba", "a"])
     kw = dict(alpha=1.0, beta=0.5, lexicon=lexicon, unk_penalty=-2.0, unk_letter_penalty=-0.5)
@@ -213,13 +215,16 @@ def test_the_search_never_returns_a_text_scored_below_the_ctc_best_path():
     def scorer(texts, ended):  # a fixed pseudo-random word score per text
         return [-4.0 * zlib.crc32(f"{t}|{ended}".encode()) / 2**32 for t in texts]
 
-    def total(x, text):
-        return (ctc_text_log_prob(x, "ab ", text) + kw["alpha"] * scorer([text], True)[0] + kw["beta"] * len(text.split())
-                + _unknown(text + " ", lexicon, kw["unk_penalty"], kw["unk_letter_penalty"]))
     for seed in range(40):
         x = _log_probs(T=14, S=3, seed=seed, scale=3.0)
         got = ctc_prefix_beam_search(x, "ab ", scorer, beam=2, **kw)
-        assert total(x, got) >= total(x, best_path_text(x, "ab ")) - 1e-9, seed
+        path = best_path_text(x, "ab ")
+        assert fused_text_score(x, "ab ", got, scorer, **kw) >= fused_text_score(x, "ab ", path, scorer, **kw) - 1e-9, seed
+    x = _log_probs(T=6, S=3, seed=0, scale=3.0)  # unpruned, the search's answer is the best of all texts
+    wide = ctc_prefix_beam_search(x, "ab ", scorer, beam=10**6, prune=-np.inf, **kw)
+    every = {" ".join("".join(t).split()) for n in range(7) for t in itertools.product("ab ", repeat=n)}
+    assert fused_text_score(x, "ab ", wide, scorer, **kw) == pytest.approx(
+        max(fused_text_score(x, "ab ", t, scorer, **kw) for t in every), abs=1e-9)
 
 
 def test_the_word_scorer_picks_among_the_ctc_spellings():
