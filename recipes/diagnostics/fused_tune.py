@@ -14,7 +14,8 @@ tokens and the corpus's training text, as `zipper eval` takes them (``FUSED_TUNE
 only, as before 2026-12-05's session 34); ``FUSED_TUNE_WORDS=FILE`` adds a word list's (zipper.ctc_beam.read_word_list,
 as `zipper transcribe --fusion-words`). ``FUSED_TUNE_SEARCH_ERRORS=1``: for the first setting, which wrong answers are
 search errors (the reference, as the CTC head spells it, scores above the answer under the search's own objective,
-zipper.ctc_beam.fused_text_score) and which are the model's (the answer scores above the reference).
+zipper.ctc_beam.fused_text_score) and which are the model's (the answer scores above the reference), with how
+much the CTC head's and the decoder's log-probs (before alpha) of the answer exceed the reference's.
 Threads: ``FUSED_TUNE_THREADS`` (default 1). The tables of
 recipes/diagnostics/README.md, "Decoding with the CTC head", "Fusion weights for the states zip" and "Known words",
 came from this.
@@ -28,7 +29,7 @@ import torch
 from towers.judges import cer, wer
 from zipper.cli import _load_model, _load_model_codec
 from zipper.ctc import CTC_CHARS, ctc_text
-from zipper.ctc_beam import Lexicon, ctc_prefix_beam_search, fused_text_score, read_word_list
+from zipper.ctc_beam import Lexicon, ctc_prefix_beam_search, ctc_text_log_prob, fused_text_score, read_word_list
 from zipper.data import attach_states, corpus_words, load_split, reads_states
 from zipper.recipe import RecipeConfig
 from zipper.tasks import ctc_transcribe_units, fused_search_inputs
@@ -67,11 +68,14 @@ for i, (log_probs, scorer) in enumerate(fused_search_inputs(model, units, states
         beam, alpha, beta, unk_word, unk_letter = specs[0]
         kw = dict(alpha=alpha, beta=beta, lexicon=lexicon if unk_word else None, unk_penalty=unk_word,
                   unk_letter_penalty=unk_letter)
-        got, ref = (fused_text_score(log_probs, CTC_CHARS, t, score_texts, **kw)
-                    for t in (found[specs[0]][-1], ctc_text(refs[i])))
+        texts = (found[specs[0]][-1], ctc_text(refs[i]))
+        got, ref = (fused_text_score(log_probs, CTC_CHARS, t, score_texts, **kw) for t in texts)
+        (ctc_got, ctc_ref), (dec_got, dec_ref) = ([ctc_text_log_prob(log_probs, CTC_CHARS, t) for t in texts],
+                                                  score_texts(list(texts), True))
         kind = "search" if ref > got else "model"
         errors[kind] += 1
-        print(f"  {kind} error ({got:.1f} answer, {ref:.1f} reference): {found[specs[0]][-1]} | {refs[i]}")
+        print(f"  {kind} error ({got:.1f} answer, {ref:.1f} reference; of which CTC {ctc_got - ctc_ref:+.1f}, "
+              f"decoder {dec_got - dec_ref:+.1f}): {texts[0]} | {refs[i]}")
     print(f"  {i + 1}/{len(units)} utterances ({(time.time() - t0) / (i + 1):.1f} s each)", flush=True)
 if search_errors:
     print(f"wrong answers of {','.join(f'{v:g}' for v in specs[0])}: {errors['search']} search errors (the reference "
