@@ -50,6 +50,7 @@ lexicon = Lexicon.from_tokenizer(model.tower("text").tokenizer, CTC_CHARS, words
 found: dict[tuple, list[str]] = {spec: [] for spec in specs}
 search_errors = os.environ.get("FUSED_TUNE_SEARCH_ERRORS", "0") != "0"
 errors = {"search": 0, "model": 0}
+model_gaps = []  # per model error, answer - reference: (CTC, alpha x decoder, word bonus + unknown-word penalties)
 t0 = time.time()
 for i, (log_probs, scorer) in enumerate(fused_search_inputs(model, units, states)):
     memo: dict[tuple[str, bool], float] = {}
@@ -74,12 +75,19 @@ for i, (log_probs, scorer) in enumerate(fused_search_inputs(model, units, states
                                                   score_texts(list(texts), True))
         kind = "search" if ref > got else "model"
         errors[kind] += 1
+        if kind == "model":
+            ctc_gap, dec_gap = ctc_got - ctc_ref, alpha * (dec_got - dec_ref)
+            model_gaps.append((ctc_gap, dec_gap, got - ref - ctc_gap - dec_gap))
         print(f"  {kind} error ({got:.1f} answer, {ref:.1f} reference; of which CTC {ctc_got - ctc_ref:+.1f}, "
               f"decoder {dec_got - dec_ref:+.1f}): {texts[0]} | {refs[i]}")
     print(f"  {i + 1}/{len(units)} utterances ({(time.time() - t0) / (i + 1):.1f} s each)", flush=True)
 if search_errors:
     print(f"wrong answers of {','.join(f'{v:g}' for v in specs[0])}: {errors['search']} search errors (the reference "
           f"scores higher), {errors['model']} model errors, {len(refs) - sum(errors.values())} right")
+    if model_gaps:
+        parts = zip(("CTC", "alpha x decoder", "word bonus + unknown-word penalties"), zip(*model_gaps))
+        print("model errors, answer minus reference, summed (utterances where it favours the answer): "
+              + "; ".join(f"{name} {sum(v):+.0f} ({sum(x > 0 for x in v)})" for name, v in parts))
 for spec, hyps in found.items():
     print(f"{','.join(f'{v:g}' for v in spec)}: WER {100 * wer(refs, hyps).wer:.1f} CER {100 * cer(refs, hyps).cer:.1f}")
     for ref, hyp in list(zip(refs, hyps))[:3]:
