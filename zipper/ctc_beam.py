@@ -101,8 +101,8 @@ def ctc_prefix_beam_search(log_probs: np.ndarray, symbols: str,
         merged[path] = ctc_text_log_prob(x, symbols, path)
     finals = list(merged)
     lm = words_score(finals, True)
-    totals = [merged[f] + alpha * s + beta * len(f.split())
-              + _unknown(f + " ", lexicon, unk_penalty, unk_letter_penalty) for f, s in zip(finals, lm)]
+    totals = [_text_score(merged[f], s, f, alpha, beta, lexicon, unk_penalty, unk_letter_penalty)
+              for f, s in zip(finals, lm)]
     return finals[int(np.argmax(totals))]
 
 
@@ -137,15 +137,26 @@ def fused_text_score(log_probs: np.ndarray, symbols: str, text: str,
     """What `ctc_prefix_beam_search` maximises, for a whole text, with its exact CTC probability: a reference
     that scores above the search's answer shows a search error, one below it a model error."""
     text = " ".join(text.split())
-    return (ctc_text_log_prob(log_probs, symbols, text) + alpha * float(score_texts([text], True)[0])
-            + beta * len(text.split()) + _unknown(text + " ", lexicon, unk_penalty, unk_letter_penalty))
+    return _text_score(ctc_text_log_prob(log_probs, symbols, text), float(score_texts([text], True)[0]), text,
+                       alpha, beta, lexicon, unk_penalty, unk_letter_penalty)
+
+
+def _text_score(ctc: float, decoder: float, text: str, alpha: float, beta: float, lexicon: "Lexicon | None",
+                unk_penalty: float, unk_letter_penalty: float) -> float:
+    """The search's objective for a whole text, from its CTC and decoder log-probs."""
+    return ctc + alpha * decoder + beta * len(text.split()) + _unknown(text + " ", lexicon, unk_penalty, unk_letter_penalty)
 
 
 def best_path_text(log_probs: np.ndarray, symbols: str) -> str:
-    """The CTC best path: the likeliest symbol of each frame, repeats merged, blanks and extra spaces dropped."""
-    best = np.asarray(log_probs).argmax(1)
-    keep = [c for i, c in enumerate(best) if c != len(symbols) and (i == 0 or c != best[i - 1])]
-    return " ".join("".join(symbols[c] for c in keep).split())
+    """The CTC best path (zipper.ctc.ctc_greedy, as `ctc_transcribe_units` reads it) spelled in ``symbols``, extra
+    spaces dropped."""
+    import torch
+
+    from zipper.ctc import ctc_greedy
+
+    x = torch.from_numpy(np.asarray(log_probs))[None]  # (1, T, S + 1)
+    ids = ctc_greedy(x, torch.ones(x.shape[:2], dtype=torch.bool))[0]
+    return " ".join("".join(symbols[i] for i in ids).split())
 
 
 class Lexicon:
