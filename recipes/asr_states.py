@@ -54,11 +54,12 @@ from towers.judges import cer, wer  # noqa: E402
 from zipper.cli import _load_model_codec  # noqa: E402
 from zipper.ctc import char_targets, ctc_loss  # noqa: E402
 from zipper.data import attach_states, batches, load_split, make_segments, speech_segment  # noqa: E402
+from zipper.features import WHISPER_STATE_DIM  # noqa: E402
 from zipper.model import ZipperModel  # noqa: E402
 from zipper.recipe import RecipeConfig, git_hash, machine, save_model_dir  # noqa: E402
 from zipper.tasks import ctc_transcribe_units, transcribe_units  # noqa: E402
 
-FEATURE_DIM = 512  # Whisper-base encoder states
+FEATURE_DIM = WHISPER_STATE_DIM  # the states a zip reads (zipper/features.py)
 
 
 def extend(model_dir: str, train: str = "input") -> ZipperModel:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+WHISPER_STATE_DIM = 512  # Whisper-base's encoder states (towers/whisper_units.py), what the speech units quantise
+
 
 class FeatureInput(nn.Module):
     """``(B, T, F)`` features + ``(B, T)`` bool mask -> ``(B, T, D)`` additions to a tower's input embeddings."""

@@ -32,6 +32,7 @@ from zipper.config import ConfigError, ZipperConfig, check_ctc_units, unique_key
 from zipper.ctc_beam import FUSION_ALPHA, FUSION_BEAM, FUSION_BETA
 from zipper.data import subset, voice_text_prompt
 from zipper.distributed import barrier, is_main_process
+from zipper.features import WHISPER_STATE_DIM
 from zipper.train import TrainConfig, fit
 
 TASKS = ("pretrain_speech", "asr", "tts", "joint")
@@ -77,6 +78,11 @@ class RecipeConfig:
     ctc_units: str = "tokens"
     # > 0: guided-attention loss (ZipperConfig.guided_attention): a diagonal alignment prior on every zip block.
     guided_attention: float = 0.0
+    # ASR / joint: the speech tower reads the Whisper-base encoder states beside their units from the first step
+    # (a zero-initialised feature input, zipper/features.py; the codec must quantise those states, e.g.
+    # "whisper-proj-joe"), instead of a unit zip extended afterwards (recipes/asr_states.py). The states of the
+    # training and dev utterances are computed once and cached beside the corpus (zipper.data.attach_states).
+    speech_states: bool = False
     # TTS: a training voice's name, e.g. "piper-joe". Each training (and dev) text is then read as
     # "<its voice>: <text>", so the zip learns which voice to speak in; the test sentences are spoken as
     # "<voice_prompt>: <text>", one known voice instead of an average of all of them.
@@ -178,6 +184,9 @@ class RecipeConfig:
             raise ConfigError(f"guided_attention must be >= 0, got {self.guided_attention}")
         if self.voice_prompt and "text->speech" not in self.directions:
             raise ConfigError("voice_prompt names the voice to speak in: it needs the 'text->speech' direction")
+        if self.speech_states and (self.model != "zipper" or self.task not in ("asr", "joint")):
+            raise ConfigError("speech_states feeds the encoder states to the zip's speech tower as ASR's source: it "
+                              f"needs model 'zipper' and task 'asr' or 'joint', got {self.model!r}, {self.task!r}")
         if self.guided_attention and self.model != "zipper":
             raise ConfigError("guided_attention needs model 'zipper' (the single decoder has no cross-attention)")
         empty = [k for k in ("out", "corpus", "codec", "text_tower", "speech_tower") if not getattr(self, k)]
@@ -205,7 +214,9 @@ class RecipeConfig:
                     input_projection=self.input_projection, input_projection_towers=self.input_projection_towers,
                     lora_rank=self.lora_rank, lora_towers=["speech"] if self.lora_rank else [],
                     ctc_directions=["speech->text"] if self.ctc_weight else [], ctc_weight=self.ctc_weight,
-                    ctc_units=self.ctc_units, guided_attention=self.guided_attention)
+                    ctc_units=self.ctc_units, guided_attention=self.guided_attention,
+                    feature_towers=["speech"] if self.speech_states else [],
+                    feature_dim=WHISPER_STATE_DIM if self.speech_states else 0)
 
     @classmethod
     def from_json(cls, path: str | Path) -> "RecipeConfig":
@@ -259,11 +270,23 @@ def build_zip(cfg: RecipeConfig, speech, text):
         frozen=[not cfg.train_speech_tower, True], prefix_ids=[[], text_prefix_ids(cfg, text)], **cfg.zip_settings())
 
 
+def read_split(cfg: RecipeConfig, corpus: Path, name: str, codec, keep, progress: bool = True) -> list[dict]:
+    """The rows of a split a recipe reads, with their units (`zipper.data.load_split`, cached); with
+    ``speech_states`` their encoder states too, and the units of those states, from one encoder run
+    (`attach_states`, cached beside the corpus: ~3x faster than encoding the units alone, and read from the
+    cache again when the test is run)."""
+    from towers.corpus import read_manifest
+    from zipper.data import attach_states, load_split
+
+    if not cfg.speech_states:
+        return load_split(corpus, name, codec, progress=progress, keep=keep)
+    rows = read_manifest(corpus / f"{name}.jsonl")
+    return attach_states(keep(rows) if keep else rows, codec, progress=progress, corpus=corpus)
+
+
 def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:
     """Run one recipe end to end; returns (and, on rank 0, writes) its results."""
     from accelerate import PartialState
-
-    from zipper.data import load_split
 
     if results_md is not None and Path(results_md) != RESULTS_MD:  # recipes/ may be absent (an installed package)
         check_results_md(results_md, hint=", or --results-md none")
@@ -279,9 +302,12 @@ def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:
         if state.is_main_process:
             out.mkdir(parents=True, exist_ok=True)
             (out / "recipe.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
-        corpus = ensure_corpus(cfg)
         codec = load_codec(cfg.codec)
-        splits = {name: load_split(corpus, name, codec, progress=state.is_main_process, keep=keep)
+        if cfg.speech_states and not hasattr(codec, "states_batch"):  # before the corpus is built or encoded
+            raise ConfigError(f"speech_states needs a codec over Whisper encoder states (whisper_kmeans, e.g. "
+                              f"'whisper-proj-joe'); {cfg.codec!r} is a {type(codec).__name__}")
+        corpus = ensure_corpus(cfg)
+        splits = {name: read_split(cfg, corpus, name, codec, keep, progress=state.is_main_process)
                   for name, keep in splits_used(cfg, training=True).items()}
     started, commit = datetime.datetime.now(datetime.timezone.utc), git_hash()  # the code this run imports
     if cfg.task == "pretrain_speech":

@@ -173,6 +173,45 @@ def test_asr_states_extends_a_trained_zip_that_eval_and_transcribe_then_feed_wit
     assert all(n.startswith(("towers.speech.", "feature_inputs.", "ctc_heads.")) for n in moved), sorted(moved)[:5]
 
 
+def test_a_zip_that_reads_the_states_from_its_first_step(world, capsys, tmp_path):
+    """``speech_states``: the zip is built with its feature input and trained on the states (no unit zip first);
+    the states of the rows it reads are computed once, cached beside the corpus, read again by `zipper eval`."""
+    import shutil
+
+    import torch
+
+    from towers.whisper_units import WhisperUnitCodec, WhisperUnitCodecConfig
+    from zipper.config import ConfigError
+    from zipper.data import codec_id
+
+    root, base, _ = world
+    wcfg = WhisperUnitCodecConfig(vocab_size=32, n_mels=20, dec_channels=8, dec_unit_dilations=[1], dec_kernel=3,
+                                  gl_iters=2)
+    WhisperUnitCodec(wcfg, torch.randn(32, 512, generator=torch.Generator().manual_seed(1))).save_pretrained(
+        tmp_path / "wcodec")
+    cid = codec_id(WhisperUnitCodec.from_pretrained(tmp_path / "wcodec"))
+    corpus = tmp_path / "corpus"  # a copy: this test's cache files stay out of the other tests' corpus
+    shutil.copytree(root / "corpus", corpus, ignore=shutil.ignore_patterns("units-*", "states-*"))
+    kw = dict(base, task="asr", ctc_weight=0.3, ctc_units="chars", codec=str(tmp_path / "wcodec"), corpus=str(corpus),
+              speech_states=True, eval_every=1, steps=2)
+    config = write_config(tmp_path, "asr", **kw)
+    capsys.readouterr()
+    res = run(RecipeConfig.from_json(config), results_md=tmp_path / "R.md")
+    # train, dev and test: states and their units from one encoder run, no separate unit encoding
+    assert not (corpus / f"units-{cid}").exists() and len(list((corpus / f"states-{cid}").iterdir())) == 3
+    assert {"dev_wer", "step"} <= set(res["dev_curve"][0]) and res["metrics"]["test_asr_beam1"]["n_utts"] == 2
+    model = ZipperModel.from_pretrained(tmp_path / "asr" / "model")
+    assert model.config.feature_towers == ["speech"] and model.config.feature_dim == 512
+    assert model.feature_inputs["speech"].proj.weight.abs().sum() > 0  # trained from zero
+    capsys.readouterr()
+    assert cli(["eval", str(config), "--results-md", str(tmp_path / "R.md")]) == 0
+    shown = capsys.readouterr().out
+    assert "encoder states of 2 utterances read from" in shown  # the test rows' states: the training run's cache
+    assert cli(["transcribe", read_first_test_wav(root), "--model", str(tmp_path / "asr" / "model")]) == 0
+    with pytest.raises(ConfigError, match="speech_states needs a codec over Whisper encoder states"):
+        run(RecipeConfig(**{**kw, "codec": base["codec"], "out": str(tmp_path / "mel")}), results_md=None)
+
+
 def test_tts_zip_and_speak(world, capsys):
     from towers.corpus import read_manifest
 
@@ -431,6 +470,8 @@ def test_recipe_config_field_values_either_load_or_raise_config_error():
     ({"model": "single_decoder", "eval_beams": [1, 4]}, "eval_beams"), ({"model": "single_decoder", "lora_rank": 4}, "lora_rank"),
     ({"model": "single_decoder", "train_speech_tower": True}, "train_speech_tower"),
     ({"ctc_units": "chars"}, "needs ctc_weight > 0"),
+    ({"task": "tts", "directions": ["text->speech"], "speech_states": True}, "speech_states"),
+    ({"model": "single_decoder", "speech_states": True}, "speech_states"),
     ({"out": ""}, "out must not be empty"), ({"codec": ""}, "codec must not be empty"),
     ({"text_tower": ""}, "text_tower must not be empty"), ({"speech_tower": ""}, "speech_tower must not be empty")])
 def test_bad_recipe_config_is_a_usage_error_before_any_work(data, message, monkeypatch, tmp_path, capsys):
