@@ -235,7 +235,7 @@ def speech_segment(model, units: Sequence[torch.Tensor], states: Sequence[torch.
 
 
 def attach_states(examples: Sequence[dict], codec, progress: bool = True,
-                  corpus: str | Path | None = None) -> list[dict]:
+                  corpus: str | Path | None = None, sources: list[Path] | None = None) -> list[dict]:
     """Examples with their audio's encoder states (``"states"``, float16) and the units of those very states
     (``"units"``: one encoder run gives both, where a cache's units may come from a run with another thread
     count). Needs a codec over encoder states (``whisper_kmeans``) and each example's ``audio_filepath``.
@@ -243,7 +243,8 @@ def attach_states(examples: Sequence[dict], codec, progress: bool = True,
     With ``corpus`` (the folder of the examples' manifest) both are cached there, as the units of `load_split`
     are (``states-<codec>/<key>.safetensors``, keyed by the examples' ids and audio files; ~175 kB an utterance,
     ~3.9 GB for the 22,439 training utterances of the base corpus), and a later call with the same examples reads
-    them instead of running the encoder (~19 utterances a second on two cores)."""
+    them instead of running the encoder (~19 utterances a second on two cores). ``sources``, if given, gets that
+    cache file (what `pack_units` sends elsewhere)."""
     from tqdm.auto import tqdm
 
     from towers.audio import load_audio
@@ -253,6 +254,8 @@ def attach_states(examples: Sequence[dict], codec, progress: bool = True,
     if corpus is not None and examples:
         root = Path(corpus).resolve()
         path = Path(corpus) / f"states-{codec_id(codec)}" / f"{_ids_key(examples, root)}.safetensors"
+        if sources is not None:
+            sources.append(path)
         cached = _read_cache(path, examples, root)
         if cached is not None and {"states", "units"} <= cached.keys():
             if progress:
@@ -352,12 +355,13 @@ def librivox_examples(codec) -> list[dict]:
 def pack_units(configs: Sequence[str | Path], out: str | Path, progress: bool = True, overwrite: bool = False) -> dict:
     """``zipper data pack``: one ``.tar.xz`` with what the recipes ``configs`` read from their corpora on a
     machine without the audio (a GPU machine): each corpus's ``corpus.json``, the manifests of the splits
-    they use and the unit caches of exactly the rows they use, encoding any that are missing first. Unpack
-    it in the directory the configs' ``corpus`` paths are relative to. Audio files are not included."""
+    they use and the unit caches of exactly the rows they use (a ``speech_states`` recipe's: the encoder states
+    and their units, ~175 kB an utterance), encoding any that are missing first. Unpack it in the directory the
+    configs' ``corpus`` paths are relative to. Audio files are not included."""
     import tarfile
 
     from towers.codec import load_codec
-    from zipper.recipe import RecipeConfig, splits_used
+    from zipper.recipe import RecipeConfig, read_split, splits_used
 
     out, members, codecs = Path(out), {}, {}
     if not out.name.endswith(".tar.xz"):
@@ -381,7 +385,7 @@ def pack_units(configs: Sequence[str | Path], out: str | Path, progress: bool = 
         members[corpus / "corpus.json"] = None
         for split, keep in splits_used(cfg, training=True).items():
             sources: list[Path] = []
-            load_split(corpus, split, codec, progress=progress, keep=keep, sources=sources)
+            read_split(cfg, corpus, split, codec, keep, progress=progress, sources=sources)
             members.update(dict.fromkeys([corpus / f"{split}.jsonl", *sources]))
     tmp = out.with_name(out.name + ".part")
     try:

@@ -270,18 +270,19 @@ def build_zip(cfg: RecipeConfig, speech, text):
         frozen=[not cfg.train_speech_tower, True], prefix_ids=[[], text_prefix_ids(cfg, text)], **cfg.zip_settings())
 
 
-def read_split(cfg: RecipeConfig, corpus: Path, name: str, codec, keep, progress: bool = True) -> list[dict]:
+def read_split(cfg: RecipeConfig, corpus: Path, name: str, codec, keep, progress: bool = True,
+               sources: list[Path] | None = None) -> list[dict]:
     """The rows of a split a recipe reads, with their units (`zipper.data.load_split`, cached); with
     ``speech_states`` their encoder states too, and the units of those states, from one encoder run
     (`attach_states`, cached beside the corpus: ~3x faster than encoding the units alone, and read from the
-    cache again when the test is run)."""
+    cache again when the test is run). ``sources``, if given, gets the cache file the rows came from."""
     from towers.corpus import read_manifest
     from zipper.data import attach_states, load_split
 
     if not cfg.speech_states:
-        return load_split(corpus, name, codec, progress=progress, keep=keep)
+        return load_split(corpus, name, codec, progress=progress, keep=keep, sources=sources)
     rows = read_manifest(corpus / f"{name}.jsonl")
-    return attach_states(keep(rows) if keep else rows, codec, progress=progress, corpus=corpus)
+    return attach_states(keep(rows) if keep else rows, codec, progress=progress, corpus=corpus, sources=sources)
 
 
 def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:

@@ -17,7 +17,7 @@ from zipper.cli import main as cli
 from zipper.ctc_beam import KNOWN_WORDS_FILE, read_word_list
 from zipper.data import corpus_words
 from zipper.model import ZipperModel
-from zipper.recipe import RecipeConfig, run
+from zipper.recipe import RecipeConfig, read_split, run, splits_used
 
 
 @pytest.fixture(scope="module")
@@ -173,10 +173,14 @@ def test_asr_states_extends_a_trained_zip_that_eval_and_transcribe_then_feed_wit
     assert all(n.startswith(("towers.speech.", "feature_inputs.", "ctc_heads.")) for n in moved), sorted(moved)[:5]
 
 
-def test_a_zip_that_reads_the_states_from_its_first_step(world, capsys, tmp_path):
+def test_a_zip_that_reads_the_states_from_its_first_step(world, capsys, tmp_path, monkeypatch):
     """``speech_states``: the zip is built with its feature input and trained on the states (no unit zip first);
-    the states of the rows it reads are computed once, cached beside the corpus, read again by `zipper eval`."""
+    the states of the rows it reads are computed once, cached beside the corpus, read again by `zipper eval`,
+    and packed by `zipper data pack` for a machine without the audio."""
     import shutil
+    import tarfile
+
+    import zipper.data
 
     import torch
 
@@ -192,7 +196,8 @@ def test_a_zip_that_reads_the_states_from_its_first_step(world, capsys, tmp_path
     cid = codec_id(WhisperUnitCodec.from_pretrained(tmp_path / "wcodec"))
     corpus = tmp_path / "corpus"  # a copy: this test's cache files stay out of the other tests' corpus
     shutil.copytree(root / "corpus", corpus, ignore=shutil.ignore_patterns("units-*", "states-*"))
-    kw = dict(base, task="asr", ctc_weight=0.3, ctc_units="chars", codec=str(tmp_path / "wcodec"), corpus=str(corpus),
+    monkeypatch.chdir(tmp_path)  # the config names its corpus relative to here, as `zipper data pack` needs
+    kw = dict(base, task="asr", ctc_weight=0.3, ctc_units="chars", codec=str(tmp_path / "wcodec"), corpus="corpus",
               speech_states=True, eval_every=1, steps=2)
     config = write_config(tmp_path, "asr", **kw)
     capsys.readouterr()
@@ -210,6 +215,17 @@ def test_a_zip_that_reads_the_states_from_its_first_step(world, capsys, tmp_path
     assert cli(["transcribe", read_first_test_wav(root), "--model", str(tmp_path / "asr" / "model")]) == 0
     with pytest.raises(ConfigError, match="speech_states needs a codec over Whisper encoder states"):
         run(RecipeConfig(**{**kw, "codec": base["codec"], "out": str(tmp_path / "mel")}), results_md=None)
+    # the pack carries the states caches the run read, not the audio: there, no encoder runs
+    assert cli(["data", "pack", str(config), "-o", str(tmp_path / "pack.tar.xz")]) == 0
+    with tarfile.open(tmp_path / "pack.tar.xz") as tar:
+        names = tar.getnames()
+        tar.extractall(tmp_path / "there", filter="data")
+    assert not any(n.endswith(".wav") for n in names) and sum(f"states-{cid}/" in n for n in names) == 3
+    cfg, codec = RecipeConfig.from_json(config), WhisperUnitCodec.from_pretrained(tmp_path / "wcodec")
+    monkeypatch.setattr(zipper.data, "states_and_units", lambda *a: pytest.fail("the pack lacks a states cache"))
+    for split, keep in splits_used(cfg, training=True).items():
+        rows = read_split(cfg, tmp_path / "there" / "corpus", split, codec, keep, progress=False)
+        assert rows and all(r["states"].shape == (len(r["units"]), 512) for r in rows)
 
 
 def test_tts_zip_and_speak(world, capsys):
@@ -398,7 +414,6 @@ def test_train_command_line_overrides_are_applied_and_recorded(monkeypatch, tmp_
 def test_splits_used_cut_the_rows_before_encoding_and_pretraining_reads_the_named_splits():
     from zipper.config import ConfigError
     from zipper.data import subset
-    from zipper.recipe import splits_used
 
     rows = [{"id": f"u{i}"} for i in range(1000)]
     zip_keep = splits_used(RecipeConfig(task="asr", data_fraction=0.1, eval_utts=40, seed=3))
@@ -583,7 +598,6 @@ def test_a_pack_holds_what_the_recipes_read_and_serves_it_without_the_audio(worl
     import zipper.data
     from towers.codec import load_codec
     from zipper.data import load_split
-    from zipper.recipe import splits_used
 
     root, base, _ = world
     monkeypatch.chdir(root)  # the configs name their corpus relative to here, as recipes/configs do
