@@ -141,9 +141,8 @@ def cmd_eval(a) -> int:
     import datetime
     import json
 
-    from zipper.data import load_split
     from zipper.recipe import (RESULTS_MD, RecipeConfig, _number, append_results_row, check_results_md, git_hash,
-                               machine, splits_used, test_metrics)
+                               machine, read_split, splits_used, test_metrics)
 
     cfg = RecipeConfig.from_json(a.config)
     if cfg.task == "pretrain_speech":
@@ -169,7 +168,7 @@ def cmd_eval(a) -> int:
         check_results_md(md)
     model = _load_model(str(model_dir))
     codec = _load_model_codec(str(model_dir), default=cfg.codec)
-    test = load_split(cfg.corpus, "test", codec, keep=splits_used(cfg)["test"])
+    test = read_split(cfg, Path(cfg.corpus), "test", codec, splits_used(cfg)["test"])  # a speech_states recipe's: states
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     commit = git_hash()  # the code that tests, not a commit made while it ran
     results = test_metrics(model, cfg, test, codec)

@@ -81,7 +81,7 @@ class RecipeConfig:
     # ASR / joint: the speech tower reads the Whisper-base encoder states beside their units from the first step
     # (a zero-initialised feature input, zipper/features.py; the codec must quantise those states, e.g.
     # "whisper-proj-joe"), instead of a unit zip extended afterwards (recipes/asr_states.py). The states of the
-    # training and dev utterances are computed once and cached beside the corpus (zipper.data.attach_states).
+    # training, dev and test utterances are computed once and cached beside the corpus (`read_split`).
     speech_states: bool = False
     # TTS: a training voice's name, e.g. "piper-joe". Each training (and dev) text is then read as
     # "<its voice>: <text>", so the zip learns which voice to speak in; the test sentences are spoken as

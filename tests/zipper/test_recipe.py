@@ -212,6 +212,7 @@ def test_a_zip_that_reads_the_states_from_its_first_step(world, capsys, tmp_path
     assert cli(["eval", str(config), "--results-md", str(tmp_path / "R.md")]) == 0
     shown = capsys.readouterr().out
     assert "encoder states of 2 utterances read from" in shown  # the test rows' states: the training run's cache
+    assert not (corpus / f"units-{cid}").exists()  # nor did the eval encode units apart from the states
     assert cli(["transcribe", read_first_test_wav(root), "--model", str(tmp_path / "asr" / "model")]) == 0
     with pytest.raises(ConfigError, match="speech_states needs a codec over Whisper encoder states"):
         run(RecipeConfig(**{**kw, "codec": base["codec"], "out": str(tmp_path / "mel")}), results_md=None)
