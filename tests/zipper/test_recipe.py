@@ -177,10 +177,12 @@ def test_a_zip_that_reads_the_states_from_its_first_step(world, capsys, tmp_path
     """``speech_states``: the zip is built with its feature input and trained on the states (no unit zip first);
     the states of the rows it reads are computed once, cached beside the corpus, read again by `zipper eval`,
     and packed by `zipper data pack` for a machine without the audio."""
+    import re
     import shutil
     import tarfile
 
     import zipper.data
+    from tests.conftest import load_recipe_script
 
     import torch
 
@@ -214,6 +216,10 @@ def test_a_zip_that_reads_the_states_from_its_first_step(world, capsys, tmp_path
     assert "encoder states of 2 utterances read from" in shown  # the test rows' states: the training run's cache
     assert not (corpus / f"units-{cid}").exists()  # nor did the eval encode units apart from the states
     assert cli(["transcribe", read_first_test_wav(root), "--model", str(tmp_path / "asr" / "model")]) == 0
+    capsys.readouterr()  # recipes/diagnostics/feature_share.py: the trained input adds something, the units' own too
+    assert load_recipe_script("diagnostics/feature_share").main([str(config), str(tmp_path / "asr" / "model"), "2"]) == 0
+    added, embedded = [float(x) for x in re.findall(r"norm (\d+\.\d+)", capsys.readouterr().out)]
+    assert added > 0 and embedded > 0
     with pytest.raises(ConfigError, match="speech_states needs a codec over Whisper encoder states"):
         run(RecipeConfig(**{**kw, "codec": base["codec"], "out": str(tmp_path / "mel")}), results_md=None)
     # the pack carries the states caches the run read, not the audio: there, no encoder runs
