@@ -142,7 +142,7 @@ def cmd_eval(a) -> int:
     import json
 
     from zipper.recipe import (RESULTS_MD, RecipeConfig, _number, append_results_row, check_results_md, git_hash,
-                               machine, read_split, splits_used, test_metrics)
+                               hyps_dir, machine, read_split, splits_used, test_metrics)
 
     cfg = RecipeConfig.from_json(a.config)
     if cfg.task == "pretrain_speech":
@@ -171,7 +171,7 @@ def cmd_eval(a) -> int:
     test = read_split(cfg, Path(cfg.corpus), "test", codec, splits_used(cfg)["test"])  # a speech_states recipe's: states
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     commit = git_hash()  # the code that tests, not a commit made while it ran
-    results = test_metrics(model, cfg, test, codec)
+    results = test_metrics(model, cfg, test, codec, hyps_dir=hyps_dir(model_dir))
     print(json.dumps(results, indent=2))
     if md is not None:
         run = json.loads(record.read_text())
@@ -314,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "('none': no row)")
     tr.set_defaults(fn=cmd_train)
 
-    ev = sub.add_parser("eval", help="evaluate a trained recipe on held-out voices (and real speech)")
+    ev = sub.add_parser("eval", help="evaluate a trained recipe on held-out voices (and real speech); every "
+                                     "utterance's hypothesis goes to <run>/hyps/<model dir name>/<metric>.jsonl")
     ev.add_argument("config", help="the recipe JSON it was trained with")
     ev.add_argument("--model", help="model directory (default: <out>/model from the config)")
     ev.add_argument("--beams", type=int, nargs="+", help="beam sizes of the attention decoder, for a zipper ASR or "

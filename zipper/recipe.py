@@ -6,7 +6,8 @@ Tasks:
   joint             one zip trained on ASR and TTS batches in turn (both directions)
 
 Every run writes ``<out>/results.json`` and appends a row to ``recipes/RESULTS.md`` with the exact
-command, data size, steps, wall time, machine and git hash.
+command, data size, steps, wall time, machine and git hash; its test writes every utterance's hypothesis
+to ``<out>/hyps/model/<metric>.jsonl`` (`write_hyps`), which `zipper eval` writes beside the model it tests.
 
 Multi-process: ``torchrun --nproc_per_node 2 -m zipper.recipe CONFIG`` (gloo on CPU, NCCL on GPUs).
 Rank 0 builds the corpus and unit caches first, every rank trains on its own share of each step's
@@ -469,7 +470,7 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
               eval_fn=evaluate, desc=f"zip {cfg.task}", end_training=False, settings=data_settings(cfg))
     if is_main_process():
         save_model_dir(model, codec, out / "model", cfg.corpus)
-    metrics = test_metrics(model, cfg, test, codec) if cfg.eval_test else {}
+    metrics = test_metrics(model, cfg, test, codec, hyps_dir=hyps_dir(out / "model")) if cfg.eval_test else {}
     if not cfg.eval_test and is_main_process():
         print(f"[zipper] eval_test is false: not tested; `zipper eval <this config> --results-md` tests {out / 'model'}")
     hours = sum(float(ex.get("duration", 0)) for ex in train) / 3600
@@ -480,22 +481,49 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
             "stopped_early": res["stopped_early"]}
 
 
-def test_metrics(model, cfg: RecipeConfig, test: list[dict], codec) -> dict:
-    """The held-out test of a trained zip or single decoder: ASR (greedy, beams, fusion), TTS (judged)."""
+def test_metrics(model, cfg: RecipeConfig, test: list[dict], codec, hyps_dir: Path | None = None) -> dict:
+    """The held-out test of a trained zip or single decoder: ASR (greedy, beams, fusion), TTS (judged).
+    With ``hyps_dir``, every utterance's hypothesis is written there too (`write_hyps`)."""
     from zipper.tasks import tts_metrics
 
     metrics: dict = {}
+    keep = hyps_dir is not None
     if cfg.task in ("asr", "joint"):
-        metrics.update(asr_evaluation(model, cfg, test, codec))
+        metrics.update(asr_evaluation(model, cfg, test, codec, utts=keep))
     if cfg.task in ("tts", "joint"):
         from towers.judges import MosJudge, WhisperJudge
 
         metrics["test_tts"] = tts_metrics(model, tts_test_rows(cfg, test), codec, WhisperJudge(), show=3,
-                                          mos_judge=MosJudge() if cfg.eval_mos else None)
+                                          mos_judge=MosJudge() if cfg.eval_mos else None, utts=keep)
+    if keep:
+        write_hyps(metrics, hyps_dir)
     return metrics
 
 
-def asr_evaluation(model, cfg: RecipeConfig, test: list[dict], codec) -> dict:
+def hyps_dir(model_dir: Path) -> Path:
+    """Where the test of ``model_dir`` writes its hypotheses: ``<run>/hyps/<model dir's name>``."""
+    return model_dir.parent / "hyps" / model_dir.name
+
+
+def write_hyps(metrics: dict, out: Path) -> list[Path]:
+    """Moves each metric's ``"utts"`` (per-utterance ids, references and hypotheses) to ``out/<metric>.jsonl``,
+    one JSON object a line, so results.json keeps the numbers and two systems can be compared utterance by
+    utterance (recipes/diagnostics/compare_asr.py). Rank 0 writes; every rank drops them from ``metrics``."""
+    rows = {key: m.pop("utts") for key, m in metrics.items() if isinstance(m, dict) and "utts" in m}
+    if not rows or not is_main_process():
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for key, utts in rows.items():
+        path, tmp = out / f"{key}.jsonl", out / f".{key}.jsonl.tmp"
+        tmp.write_text("".join(json.dumps(u, ensure_ascii=False) + "\n" for u in utts))
+        tmp.replace(path)  # a reader never sees half a file
+        paths.append(path)
+    print(f"[zipper] per-utterance hypotheses: {', '.join(map(str, paths))}")
+    return paths
+
+
+def asr_evaluation(model, cfg: RecipeConfig, test: list[dict], codec, utts: bool = False) -> dict:
     """The held-out test utterances at each of ``eval_beams``, the LibriVox clips (``eval_real_speech``), and
     with ``eval_fusion`` both again by CTC prefix beam search + decoder word scores (zipper/ctc_beam.py)."""
     from zipper.data import attach_states, corpus_words, librivox_examples, reads_states
@@ -505,19 +533,19 @@ def asr_evaluation(model, cfg: RecipeConfig, test: list[dict], codec) -> dict:
     if reads_states(model):  # a zip with feature input (zipper/features.py) reads the encoder states too
         test = attach_states(test, codec, corpus=cfg.corpus)  # cached there: the next eval reads them
     for beams in cfg.eval_beams if cfg.model == "zipper" else [1]:
-        metrics[f"test_asr_beam{beams}"] = asr_metrics(model, test, num_beams=beams, show=3)
+        metrics[f"test_asr_beam{beams}"] = asr_metrics(model, test, num_beams=beams, show=3, utts=utts)
     real = librivox_examples(codec) if cfg.eval_real_speech else []
     if real and reads_states(model):
         real = attach_states(real, codec, progress=False)
     if real:
-        metrics["librivox_asr_beam1"] = asr_metrics(model, real, show=5)
+        metrics["librivox_asr_beam1"] = asr_metrics(model, real, show=5, utts=utts)
     if cfg.eval_fusion:
         # seconds an utterance on a CPU thread (recipes/diagnostics/README.md): a progress bar
         fusion = dict(beam=cfg.fusion_beam, alpha=cfg.fusion_alpha, beta=cfg.fusion_beta, progress=True,
                       words=corpus_words(cfg.corpus) if cfg.fusion_corpus_words else ())
-        metrics["test_asr_fusion"] = asr_metrics(model, test, show=3, fusion=fusion)
+        metrics["test_asr_fusion"] = asr_metrics(model, test, show=3, fusion=fusion, utts=utts)
         if real:
-            metrics["librivox_asr_fusion"] = asr_metrics(model, real, show=5, fusion=fusion)
+            metrics["librivox_asr_fusion"] = asr_metrics(model, real, show=5, fusion=fusion, utts=utts)
     return metrics
 
 

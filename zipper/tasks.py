@@ -209,11 +209,12 @@ def source_use(model, examples: Sequence[dict], task: str = "asr", batch_size: i
 
 
 def asr_metrics(model, examples: Sequence[dict], num_beams: int = 1, batch_size: int = 8, show: int = 0,
-                fusion: dict | None = None) -> dict:
+                fusion: dict | None = None, utts: bool = False) -> dict:
     """WER/CER of the attention decoder (``num_beams``), or with ``fusion`` (fused_transcribe_units'
     beam/alpha/beta) of CTC prefix beam search + decoder word scores, overall and, when the examples
     name several voices, ``by_voice``. Greedy attention decoding also reports the CTC head's own WER/CER
-    and the teacher-forced speech_info."""
+    and the teacher-forced speech_info. ``utts``: also every utterance's ``{"id", "voice", "ref", "hyp"}``
+    (and ``ctc_hyp``) under ``"utts"``, in the examples' order."""
     from towers.judges import cer, wer
 
     def inputs(exs: list[dict]) -> dict:  # units, and encoder states for a zip that reads them
@@ -247,6 +248,12 @@ def asr_metrics(model, examples: Sequence[dict], num_beams: int = 1, batch_size:
         if extras and has_ctc(model):
             for ex, h in zip(metrics["examples"], ctc_hyps):
                 ex["ctc_hyp"] = h
+    if utts:
+        metrics["utts"] = [{"id": ex.get("id"), "voice": ex.get("voice"), "ref": r, "hyp": h}
+                           for ex, r, h in zip(examples, refs, hyps)]
+        if extras and has_ctc(model):
+            for row, h in zip(metrics["utts"], ctc_hyps):
+                row["ctc_hyp"] = h
     return metrics
 
 
@@ -266,13 +273,14 @@ def by_voice(refs: Sequence[str], hyps: Sequence[str], voices: Sequence[str]) ->
 
 
 def tts_metrics(model, examples: Sequence[dict], codec, judge, batch_size: int = 8, show: int = 0,
-                mos_judge=None, **speak) -> dict:
+                mos_judge=None, utts: bool = False, **speak) -> dict:
     """Judge-WER of generated speech vs gold text, and vs the judge's transcript of the reference audio.
 
     With ``mos_judge`` (`towers.judges.MosJudge`), also DNSMOS of the generated and the reference audio
     (naturalness, 1..5; empty generations are left out of the MOS mean and counted in ``empty_outputs``).
     An example's ``text_prompt`` (a voice name, `zipper.data.make_segments`) is spoken before its text and
-    is not part of what the judge is scored against.
+    is not part of what the judge is scored against. ``utts``: also every sentence's ``{"id", "text",
+    "judge_heard", "reference_heard"}`` under ``"utts"``.
     ``speak``: decoding settings for `speak_units` (guidance, do_sample, temperature, top_k, generator).
     """
     from towers.audio import load_audio
@@ -310,4 +318,7 @@ def tts_metrics(model, examples: Sequence[dict], codec, judge, batch_size: int =
                        empty_outputs=len(mos) - len(scored))
     if show:
         metrics["examples"] = [{"text": t, "judge_heard": h} for t, h in zip(texts[:show], heard[:show])]
+    if utts:
+        metrics["utts"] = [{"id": ex.get("id"), "text": t, "judge_heard": h, "reference_heard": r}
+                           for ex, t, h, r in zip(examples, texts, heard, heard_ref)]
     return metrics

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import tiny_text_tower
+from tests.conftest import load_recipe_script, tiny_text_tower
+from towers.judges import wer
 from zipper import tasks
 from zipper.cli import main as cli
 from zipper.ctc_beam import KNOWN_WORDS_FILE, read_word_list
@@ -79,6 +80,21 @@ def test_character_ctc_zip_with_fused_decoding_in_the_recipe_eval_and_transcribe
     fused = res["metrics"]["test_asr_fusion"]
     assert fused["n_utts"] == 2 and fused["wer"] >= 0 and "speech_info" not in fused  # teacher-forced: beam 1 only
     assert "test_asr_fusion.wer=" in (root / "R_chars.md").read_text()
+    hyps = root / "asr_chars" / "hyps" / "model"  # every utterance's hypothesis, beside the numbers
+    assert sorted(p.name for p in hyps.iterdir()) == ["test_asr_beam1.jsonl", "test_asr_fusion.jsonl"]
+    saved = json.loads((root / "asr_chars" / "results.json").read_text())["metrics"]
+    from towers.corpus import read_manifest
+
+    test_ids = {r["id"] for r in read_manifest(root / "corpus" / "test.jsonl")}
+    ids = []
+    for key in ("test_asr_beam1", "test_asr_fusion"):
+        rows = [json.loads(line) for line in (hyps / f"{key}.jsonl").read_text().splitlines()]
+        ids.append([r["id"] for r in rows])
+        assert len(set(ids[-1])) == len(rows) == saved[key]["n_utts"] and set(ids[-1]) <= test_ids
+        assert "utts" not in saved[key] and "utts" not in res["metrics"][key]
+        assert round(100 * wer([r["ref"] for r in rows], [r["hyp"] for r in rows]).wer, 2) == saved[key]["wer"]
+        assert ("ctc_hyp" in rows[0]) == (key == "test_asr_beam1")  # the CTC head's own, with greedy decoding
+    assert ids[0] == ids[1]  # the same utterances in the same order: comparable line by line
     known = root / "asr_chars" / "model" / KNOWN_WORDS_FILE  # the training text's words travel with the model
     assert set(read_word_list(known)) == corpus_words(base["corpus"]) != set()
     config = write_config(root, "asr_chars", task="asr", ctc_weight=0.3, ctc_units="chars", **base)
@@ -86,6 +102,11 @@ def test_character_ctc_zip_with_fused_decoding_in_the_recipe_eval_and_transcribe
     out = capsys.readouterr().out
     shown = json.loads(out[out.index("{\n"):])  # after the loading messages
     assert set(shown) == {"test_asr_beam1", "test_asr_beam2", "test_asr_fusion"}
+    assert (hyps / "test_asr_beam2.jsonl").is_file()  # `zipper eval` writes beside the model it tests
+    cmp = load_recipe_script("diagnostics/compare_asr").main(
+        [str(hyps / "test_asr_beam1.jsonl"), str(hyps / "test_asr_beam2.jsonl"), "--n", "50"])
+    assert (cmp["wer_a"], cmp["wer_b"]) == (shown["test_asr_beam1"]["wer"], shown["test_asr_beam2"]["wer"])
+    assert cmp["n_utts"] == 2 and cmp["diff"] == pytest.approx(cmp["wer_b"] - cmp["wer_a"], abs=0.02)
     assert cli(["transcribe", read_first_test_wav(root), "--model", str(root / "asr_chars" / "model"), "--fusion",
                 "--fusion-beam", "2"]) == 0
     seen, real = [], tasks.fused_transcribe_units  # --fusion-alpha / --fusion-beta reach the search
@@ -108,7 +129,6 @@ def test_asr_states_extends_a_trained_zip_that_eval_and_transcribe_then_feed_wit
     """recipes/asr_states.py on a zip trained over Whisper units (a random 32-unit codec: the real encoder runs)."""
     import torch
 
-    from tests.conftest import load_recipe_script
     from towers.whisper_units import WhisperUnitCodec, WhisperUnitCodecConfig
 
     root, base, _ = world
@@ -184,7 +204,6 @@ def test_a_zip_that_reads_the_states_from_its_first_step(world, capsys, tmp_path
     import torch
 
     import zipper.data
-    from tests.conftest import load_recipe_script
     from towers.whisper_units import WhisperUnitCodec, WhisperUnitCodecConfig
     from zipper.config import ConfigError
     from zipper.data import codec_id
@@ -250,6 +269,11 @@ def test_tts_zip_and_speak(world, capsys):
     assert tts["unit_nll"] > 0 and tts["unit_nll_other_text"] - tts["unit_nll"] == pytest.approx(tts["text_info"], abs=2e-4)
     assert tts["n_utts"] == 2 and tts["judge_wer_vs_gold"] >= 0 and tts["reference_audio_judge_wer"] >= 0
     assert 1 <= tts["reference_audio_dnsmos_ovrl"] <= 5 and tts["empty_outputs"] + bool(tts["dnsmos_ovrl"]) >= 1
+    rows = [json.loads(line) for line in (root / "tts" / "hyps" / "model" / "test_tts.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and "utts" not in tts
+    assert round(100 * wer([r["text"] for r in rows], [r["judge_heard"] for r in rows]).wer, 2) == tts["judge_wer_vs_gold"]
+    assert round(100 * wer([r["text"] for r in rows], [r["reference_heard"] for r in rows]).wer, 2) == \
+        tts["reference_audio_judge_wer"]
     out = root / "hello.wav"
     assert cli(["speak", "hello world", "--model", str(root / "tts" / "model"), "-o", str(out), "--voice", voice]) == 0
     assert out.stat().st_size > 44

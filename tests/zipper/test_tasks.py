@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import open_gates, tiny_text_tower, tiny_tower
+from towers.judges import wer
 from zipper import ZipperModel
 from zipper.tasks import nll_per_example, source_use
 
@@ -263,6 +264,11 @@ def test_asr_metrics_by_voice_splits_the_errors_of_the_whole(parts):
     alone = asr_metrics(model, named[1::2])  # voice "a" alone
     assert (alone["wer"], alone["cer"]) == (m["by_voice"]["a"]["wer"], m["by_voice"]["a"]["cer"])
     assert "by_voice" not in alone and "by_voice" not in asr_metrics(model, examples)
+    kept = asr_metrics(model, named, utts=True)  # every utterance, in order, for paired comparisons
+    rows = kept.pop("utts")
+    assert kept == m  # keeping them changes no number
+    assert [(r["voice"], r["ref"]) for r in rows] == [(ex["voice"], ex["text"]) for ex in named]
+    assert round(100 * wer([r["ref"] for r in rows], [r["hyp"] for r in rows]).wer, 2) == m["wer"]
 
 
 def test_a_zip_that_reads_states_transcribes_batched_as_one_by_one_and_asks_for_them(parts):

@@ -1,0 +1,68 @@
+"""Is one ASR model's WER really lower than another's? A paired bootstrap over the same utterances.
+
+    zipper eval CONFIG_A --model runs/a/model --fusion   # writes runs/a/hyps/model/test_asr_fusion.jsonl
+    zipper eval CONFIG_B --model runs/b/model --fusion   # (`zipper train` writes its test's files there too)
+    python recipes/diagnostics/compare_asr.py runs/a/hyps/model/test_asr_fusion.jsonl \\
+        runs/b/hyps/model/test_asr_fusion.jsonl [--field ctc_hyp]
+
+The files are `zipper.recipe.write_hyps`'s: one utterance a line, ``{"id", "voice", "ref", "hyp"}`` (and
+``ctc_hyp`` for greedy decoding with a CTC head). Utterances are paired by id; a shared id must have the
+same reference on both sides. Prints both corpus WERs, b minus a with the 95% interval of that difference
+over resamples of the utterances (`towers.judges.paired_wer_difference`), and on how many utterances each
+makes fewer errors with the sign test's p-value. An interval that excludes 0 means the gap is larger than
+what resampling these utterances moves; it says nothing about training seeds, which need their own runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from towers.judges import paired_wer_difference
+
+
+def read_hyps(path: str, field: str) -> dict[str, tuple[str, str]]:
+    """{utterance id: (reference, the ``field`` hypothesis)} of one write_hyps file."""
+    try:
+        rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        pairs = [(str(r["id"]), r["ref"], r[field]) for r in rows]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise SystemExit(f"{path}: not a hypotheses file with ids, references and {field!r} "
+                         f"({type(e).__name__}: {e})") from None
+    out: dict[str, tuple[str, str]] = {}
+    for uid, ref, hyp in pairs:
+        if uid in out:
+            raise SystemExit(f"{path}: the utterance {uid!r} appears twice")
+        out[uid] = (ref, hyp)
+    if not out:
+        raise SystemExit(f"{path}: no utterances")
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("a", help="model a's hypotheses file (<run>/hyps/<model>/<metric>.jsonl)")
+    p.add_argument("b", help="model b's file for the same test")
+    p.add_argument("--field", default="hyp", help="the hypothesis compared: hyp (the decoder's) or ctc_hyp")
+    p.add_argument("--n", type=int, default=2000, help="bootstrap resamples")
+    a = p.parse_args(argv)
+    side_a, side_b = read_hyps(a.a, a.field), read_hyps(a.b, a.field)
+    ids = [u for u in side_a if u in side_b]
+    if not ids:
+        raise SystemExit("the two files share no utterance ids")
+    for u in ids:
+        if side_a[u][0] != side_b[u][0]:
+            raise SystemExit(f"utterance {u!r} has another reference in each file: {side_a[u][0]!r} / {side_b[u][0]!r}")
+    out = paired_wer_difference([side_a[u][0] for u in ids], [side_a[u][1] for u in ids],
+                                [side_b[u][1] for u in ids], n=a.n)
+    out = {k: round(100 * v, 2) if k in ("wer_a", "wer_b", "diff", "lo", "hi") else v for k, v in out.items()}
+    out.update(only_a=len(side_a) - len(ids), only_b=len(side_b) - len(ids))
+    print(f"WER a {out['wer_a']}%, b {out['wer_b']}% on {out['n_utts']} shared utterances: b - a = {out['diff']:+.2f} "
+          f"points, 95% interval [{out['lo']:+.2f}, {out['hi']:+.2f}]; fewer errors: a on {out['a_fewer_errors']} "
+          f"utterances, b on {out['b_fewer_errors']} (sign test p = {out['sign_test_p']:.3g})")
+    print(json.dumps(out))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""recipes/diagnostics/compare_asr.py: two ASR models' hypotheses files paired by utterance id."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import load_recipe_script
+from towers.judges import wer
+
+
+@pytest.fixture(scope="module")
+def compare():
+    return load_recipe_script("diagnostics/compare_asr")
+
+
+def save(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+REFS = {"u1": "the cat sat", "u2": "a dog ran far", "u3": "hello there world", "u4": "one two three"}
+
+
+def test_pairs_by_id_and_reports_the_difference(compare, tmp_path, capsys):
+    hyp_a = {"u1": "the cat sat", "u2": "a dog ran", "u3": "hello world", "u4": "one two three"}
+    a = save(tmp_path / "a.jsonl", [{"id": u, "ref": r, "hyp": hyp_a[u], "ctc_hyp": r} for u, r in REFS.items()]
+             + [{"id": "only-a", "ref": "x", "hyp": "x", "ctc_hyp": "x"}])
+    b = save(tmp_path / "b.jsonl", [{"id": u, "ref": r, "hyp": "nothing like it", "ctc_hyp": r}
+                                    for u, r in reversed(REFS.items())])  # another order
+    out = compare.main([a, b, "--n", "300"])
+    ids = list(REFS)
+    assert out["n_utts"] == 4 and (out["only_a"], out["only_b"]) == (1, 0)
+    assert out["wer_a"] == round(100 * wer([REFS[u] for u in ids], [hyp_a[u] for u in ids]).wer, 2)
+    assert out["wer_b"] == round(100 * wer([REFS[u] for u in ids], ["nothing like it"] * 4).wer, 2)
+    assert out["lo"] <= out["diff"] <= out["hi"] and out["lo"] > 0  # b is worse on every utterance
+    assert (out["a_fewer_errors"], out["b_fewer_errors"]) == (4, 0)
+    assert "b - a = +" in capsys.readouterr().out
+    same = compare.main([a, b, "--field", "ctc_hyp", "--n", "50"])  # the CTC heads: both exact
+    assert (same["wer_a"], same["wer_b"], same["lo"], same["hi"]) == (0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("rows_b, message", [
+    ([{"id": "u1", "ref": "the cat sat", "hyp": "x"}, {"id": "u1", "ref": "the cat sat", "hyp": "y"}], "appears twice"),
+    ([{"id": "u1", "ref": "another sentence", "hyp": "x"}], "another reference"),
+    ([{"id": "zz", "ref": "the cat sat", "hyp": "x"}], "share no utterance ids"),
+    ([{"id": "u1", "ref": "the cat sat"}], "'hyp'"),
+    ([], "no utterances"),
+])
+def test_refuses_files_that_cannot_be_paired(compare, tmp_path, rows_b, message):
+    a = save(tmp_path / "a.jsonl", [{"id": u, "ref": r, "hyp": r} for u, r in REFS.items()])
+    b = save(tmp_path / "b.jsonl", rows_b)
+    with pytest.raises(SystemExit, match=message):
+        compare.main([a, b])
+
+
+def test_an_unreadable_file_names_itself(compare, tmp_path):
+    (tmp_path / "bad.jsonl").write_text("{not json\n")
+    with pytest.raises(SystemExit, match="bad.jsonl: not a hypotheses file"):
+        compare.main([str(tmp_path / "bad.jsonl"), str(tmp_path / "bad.jsonl")])
