@@ -158,6 +158,8 @@ def cmd_eval(a) -> int:
         cfg = dataclasses.replace(cfg, eval_fusion=cfg.eval_fusion or a.fusion, eval_beams=a.beams or cfg.eval_beams,
                                   fusion_beam=a.fusion_beam or cfg.fusion_beam,
                                   **{f"fusion_{k}": v for k, v in _fusion_weights(a).items()})
+    if a.eval_utts:
+        cfg = dataclasses.replace(cfg, eval_utts=a.eval_utts)
     model_dir = Path(a.model or Path(cfg.out) / "model")
     record = model_dir.parent / "results.json"  # the training run's, which --results-md completes
     md = None if a.results_md is None else RESULTS_MD if a.results_md is True else Path(a.results_md)
@@ -178,6 +180,7 @@ def cmd_eval(a) -> int:
         command = " ".join(["zipper eval", a.config, *(["--model", a.model] if a.model else []),
                             *(["--beams", *map(str, a.beams)] if a.beams else []), *(["--fusion"] if a.fusion else []),
                             *(["--fusion-beam", str(a.fusion_beam)] if a.fusion_beam else []),
+                            *(["--eval-utts", str(a.eval_utts)] if a.eval_utts else []),
                             *[f"--fusion-{k} {_number(v)}" for k, v in _fusion_weights(a).items()], "--results-md",
                             *([] if a.results_md is True else [a.results_md])])
         run["metrics"] = {**run.get("metrics", {}), **results}
@@ -328,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "the config's fusion_alpha)")
     ev.add_argument("--fusion-beta", type=_finite, help="bonus per word in that search (default: the config's "
                                                         "fusion_beta)")
+    ev.add_argument("--eval-utts", type=_positive_int, metavar="N",
+                    help="test on the first N held-out test utterances (default: the config's eval_utts)")
     ev.add_argument("--results-md", nargs="?", const=True, metavar="PATH",
                     help="add these test numbers to the training run's results.json and append its row to PATH "
                          "(default: recipes/RESULTS.md), for a recipe trained with eval_test false")

@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> dict:
     out = {k: round(100 * v, 2) if k in ("wer_a", "wer_b", "diff", "lo", "hi") else v for k, v in out.items()}
     out.update(only_a=len(side_a) - len(ids), only_b=len(side_b) - len(ids))
     print(f"WER a {out['wer_a']}%, b {out['wer_b']}% on {out['n_utts']} shared utterances: b - a = {out['diff']:+.2f} "
-          f"points, 95% interval [{out['lo']:+.2f}, {out['hi']:+.2f}]; fewer errors: a on {out['a_fewer_errors']} "
-          f"utterances, b on {out['b_fewer_errors']} (sign test p = {out['sign_test_p']:.3g})")
+          f"points, 95% interval [{out['lo']:+.2f}, {out['hi']:+.2f}]; utterances with fewer errors: "
+          f"a {out['a_fewer_errors']}, b {out['b_fewer_errors']} (sign test p = {out['sign_test_p']:.3g})")
     print(json.dumps(out))
     return out
 

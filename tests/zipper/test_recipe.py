@@ -107,6 +107,10 @@ def test_character_ctc_zip_with_fused_decoding_in_the_recipe_eval_and_transcribe
         [str(hyps / "test_asr_beam1.jsonl"), str(hyps / "test_asr_beam2.jsonl"), "--n", "50"])
     assert (cmp["wer_a"], cmp["wer_b"]) == (shown["test_asr_beam1"]["wer"], shown["test_asr_beam2"]["wer"])
     assert cmp["n_utts"] == 2 and cmp["diff"] == pytest.approx(cmp["wer_b"] - cmp["wer_a"], abs=0.02)
+    assert cli(["eval", str(config), "--eval-utts", "1"]) == 0  # fewer (or more) test utterances than the config's
+    out = capsys.readouterr().out
+    assert json.loads(out[out.index("{\n"):])["test_asr_beam1"]["n_utts"] == 1
+    assert len((hyps / "test_asr_beam1.jsonl").read_text().splitlines()) == 1
     assert cli(["transcribe", read_first_test_wav(root), "--model", str(root / "asr_chars" / "model"), "--fusion",
                 "--fusion-beam", "2"]) == 0
     seen, real = [], tasks.fused_transcribe_units  # --fusion-alpha / --fusion-beta reach the search
