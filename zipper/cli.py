@@ -142,7 +142,7 @@ def cmd_eval(a) -> int:
     import json
 
     from zipper.recipe import (RESULTS_MD, RecipeConfig, _number, append_results_row, check_results_md, git_hash,
-                               hyps_dir, machine, read_split, splits_used, test_metrics)
+                               hyps_dir_of, machine, read_split, splits_used, test_metrics)
 
     cfg = RecipeConfig.from_json(a.config)
     if cfg.task == "pretrain_speech":
@@ -173,7 +173,7 @@ def cmd_eval(a) -> int:
     test = read_split(cfg, Path(cfg.corpus), "test", codec, splits_used(cfg)["test"])  # a speech_states recipe's: states
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     commit = git_hash()  # the code that tests, not a commit made while it ran
-    results = test_metrics(model, cfg, test, codec, hyps_dir=hyps_dir(model_dir))
+    results = test_metrics(model, cfg, test, codec, hyps_dir=hyps_dir_of(model_dir))
     print(json.dumps(results, indent=2))
     if md is not None:
         run = json.loads(record.read_text())

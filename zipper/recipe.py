@@ -470,7 +470,7 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
               eval_fn=evaluate, desc=f"zip {cfg.task}", end_training=False, settings=data_settings(cfg))
     if is_main_process():
         save_model_dir(model, codec, out / "model", cfg.corpus)
-    metrics = test_metrics(model, cfg, test, codec, hyps_dir=hyps_dir(out / "model")) if cfg.eval_test else {}
+    metrics = test_metrics(model, cfg, test, codec, hyps_dir=hyps_dir_of(out / "model")) if cfg.eval_test else {}
     if not cfg.eval_test and is_main_process():
         print(f"[zipper] eval_test is false: not tested; `zipper eval <this config> --results-md` tests {out / 'model'}")
     hours = sum(float(ex.get("duration", 0)) for ex in train) / 3600
@@ -500,7 +500,7 @@ def test_metrics(model, cfg: RecipeConfig, test: list[dict], codec, hyps_dir: Pa
     return metrics
 
 
-def hyps_dir(model_dir: Path) -> Path:
+def hyps_dir_of(model_dir: Path) -> Path:
     """Where the test of ``model_dir`` writes its hypotheses: ``<run>/hyps/<model dir's name>``."""
     return model_dir.parent / "hyps" / model_dir.name
 

@@ -236,6 +236,7 @@ def asr_metrics(model, examples: Sequence[dict], num_beams: int = 1, batch_size:
     if None not in voices and len(set(voices)) > 1:
         metrics["by_voice"] = by_voice(refs, hyps, voices)
     extras = fusion is None and num_beams == 1  # independent of the decoder's search
+    ctc_hyps = None
     if extras and has_ctc(model):
         ctc_hyps = map_sharded(lambda exs: ctc_transcribe_units(model, **inputs(exs), batch_size=batch_size),
                                list(examples))
@@ -243,17 +244,14 @@ def asr_metrics(model, examples: Sequence[dict], num_beams: int = 1, batch_size:
         metrics["ctc_cer"] = round(100 * cer(refs, ctc_hyps).cer, 2)  # a character head's natural measure
     if extras:  # teacher-forced
         metrics.update(source_use(model, examples, "asr", batch_size))
+    rows = [{"ref": r, "hyp": h} for r, h in zip(refs, hyps)]  # each utterance's texts: shown, and kept
+    if ctc_hyps is not None:
+        for row, h in zip(rows, ctc_hyps):
+            row["ctc_hyp"] = h
     if show:
-        metrics["examples"] = [{"ref": r, "hyp": h} for r, h in zip(refs[:show], hyps[:show])]
-        if extras and has_ctc(model):
-            for ex, h in zip(metrics["examples"], ctc_hyps):
-                ex["ctc_hyp"] = h
+        metrics["examples"] = rows[:show]
     if utts:
-        metrics["utts"] = [{"id": ex.get("id"), "voice": ex.get("voice"), "ref": r, "hyp": h}
-                           for ex, r, h in zip(examples, refs, hyps)]
-        if extras and has_ctc(model):
-            for row, h in zip(metrics["utts"], ctc_hyps):
-                row["ctc_hyp"] = h
+        metrics["utts"] = [{"id": ex.get("id"), "voice": ex.get("voice"), **row} for ex, row in zip(examples, rows)]
     return metrics
 
 
@@ -316,9 +314,10 @@ def tts_metrics(model, examples: Sequence[dict], codec, judge, batch_size: int =
         metrics.update(dnsmos_ovrl=round(sum(scored) / len(scored), 3) if scored else None,
                        reference_audio_dnsmos_ovrl=round(sum(mos_ref) / len(mos_ref), 3),
                        empty_outputs=len(mos) - len(scored))
+    rows = [{"text": t, "judge_heard": h} for t, h in zip(texts, heard)]
     if show:
-        metrics["examples"] = [{"text": t, "judge_heard": h} for t, h in zip(texts[:show], heard[:show])]
+        metrics["examples"] = rows[:show]
     if utts:
-        metrics["utts"] = [{"id": ex.get("id"), "text": t, "judge_heard": h, "reference_heard": r}
-                           for ex, t, h, r in zip(examples, texts, heard, heard_ref)]
+        metrics["utts"] = [{"id": ex.get("id"), **row, "reference_heard": r}
+                           for ex, row, r in zip(examples, rows, heard_ref)]
     return metrics
