@@ -241,9 +241,10 @@ def attach_states(examples: Sequence[dict], codec, progress: bool = True,
     count). Needs a codec over encoder states (``whisper_kmeans``) and each example's ``audio_filepath``.
 
     With ``corpus`` (the folder of the examples' manifest) both are cached there, as the units of `load_split`
-    are (``states-<codec>/<key>.safetensors``, keyed by the examples' ids and audio files; ~175 kB an utterance,
-    ~3.9 GB for the 22,439 training utterances of the base corpus), and a later call with the same examples reads
-    them instead of running the encoder (~19 utterances a second on two cores). ``sources``, if given, gets that
+    are (``states-<codec>/<key>.safetensors``, keyed by the examples' ids and audio files in any order, so that runs
+    with other seeds, which shuffle the training rows otherwise, share one; ~175 kB an utterance, ~3.9 GB for the
+    22,439 training utterances of the base corpus), and a later call with the same examples reads them instead of
+    running the encoder (~19 utterances a second on two cores). ``sources``, if given, gets that
     cache file (what `pack_units` sends elsewhere). Examples that all have their states already are returned as
     they are (a ``speech_states`` recipe's test rows, which `zipper.recipe.read_split` read with them)."""
     from tqdm.auto import tqdm
@@ -251,31 +252,50 @@ def attach_states(examples: Sequence[dict], codec, progress: bool = True,
     from towers.audio import load_audio
 
     _check_states_codec(codec)
-    path = root = None
-    if corpus is not None and examples:
-        root = Path(corpus).resolve()
-        path = Path(corpus) / f"states-{codec_id(codec)}" / f"{_ids_key(examples, root)}.safetensors"
-        if sources is not None:
-            sources.append(path)
     if examples and all("states" in ex for ex in examples):  # attached already (`zipper.recipe.read_split`)
         return list(examples)
-    if path is not None:
-        cached = _read_cache(path, examples, root)
-        if cached is not None and {"states", "units"} <= cached.keys():
-            if progress:
-                print(f"[zipper] encoder states of {len(examples)} utterances read from {path}", flush=True)
-            return [{**ex, "states": s, "units": u} for ex, s, u in zip(examples, cached["states"], cached["units"])]
+    path = None
+    if corpus is not None and examples:
+        root = Path(corpus).resolve()
+        (path, canonical), *older = _states_cache_paths(examples, codec, corpus)
+        for where, rows in [(path, canonical), *older]:
+            cached = _read_cache(where, rows, root)
+            if cached is not None and {"states", "units"} <= cached.keys():
+                if progress:
+                    print(f"[zipper] encoder states of {len(examples)} utterances read from {where}", flush=True)
+                if sources is not None:
+                    sources.append(where)
+                at = {_row_order(r): i for i, r in enumerate(rows)}  # the file's order -> the examples' order
+                return [{**ex, "states": cached["states"][i], "units": cached["units"][i]}
+                        for ex, i in ((ex, at[_row_order(ex)]) for ex in examples)]
+        if sources is not None:
+            sources.append(path)
     out = []
     for ex in tqdm(examples, desc="whisper encoder states", disable=not progress, mininterval=10):
         states, units = states_and_units(codec, *load_audio(ex["audio_filepath"], target_sr=codec.sample_rate,
                                                                     max_seconds=None))
         out.append({**ex, "states": states.half(), "units": units})
     if path is not None:
+        rows = sorted(out, key=_row_order)
         try:
-            _write_cache(path, examples, root, states=[ex["states"] for ex in out], units=[ex["units"] for ex in out])
+            _write_cache(path, rows, root, states=[ex["states"] for ex in rows], units=[ex["units"] for ex in rows])
         except OSError as e:  # a read-only corpus, a full disk: the states are here all the same
             print(f"[zipper] could not cache the encoder states in {path.parent} ({e})", flush=True)
     return out
+
+
+def _row_order(row: dict) -> tuple[str, str]:
+    return row["id"], row["audio_filepath"]
+
+
+def _states_cache_paths(examples: Sequence[dict], codec, corpus: str | Path) -> list[tuple[Path, list[dict]]]:
+    """Where the states of ``examples`` are cached, each file with the order of the rows it holds: first the
+    file keyed by the rows sorted by id (what is written: a run with another seed, whose training rows come in
+    another order, reads it), then the one keyed in the examples' own order (written before 2026-12-05)."""
+    root, folder = Path(corpus).resolve(), Path(corpus) / f"states-{codec_id(codec)}"
+    canonical = sorted(examples, key=_row_order)
+    return [(folder / f"{_ids_key(canonical, root)}.safetensors", canonical),
+            (folder / f"{_ids_key(examples, root)}.safetensors", list(examples))]
 
 
 def states_and_units(codec, wave, sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -244,6 +244,10 @@ def test_attach_states_caches_the_states_beside_the_corpus(tmp_path, monkeypatch
     for a, b in zip(first, again):
         assert torch.equal(a["states"], b["states"]) and b["states"].dtype == torch.float16
         assert torch.equal(a["units"], b["units"]) and b["units"].dtype == torch.long
+    shuffled = attach_states(examples[::-1], codec, progress=False, corpus=tmp_path)  # another seed's order
+    assert len(runs) == 3  # the same cache, each row given its own states
+    assert [ex["id"] for ex in shuffled] == ["2", "1", "0"]
+    assert all(torch.equal(a["states"], b["states"]) for a, b in zip(first[::-1], shuffled))
     attach_states(examples[:2], codec, progress=False, corpus=tmp_path)  # other examples: their own cache
     assert len(runs) == 5
     cache = tmp_path / f"states-{codec_id(codec)}" / f"{_ids_key(examples, tmp_path.resolve())}.safetensors"
@@ -255,6 +259,16 @@ def test_attach_states_caches_the_states_beside_the_corpus(tmp_path, monkeypatch
                overwrite=True)  # rewritten audio
     changed = attach_states(examples, codec, progress=False, corpus=tmp_path)
     assert len(runs) == 11 and changed[1]["states"].shape[0] < first[1]["states"].shape[0]
+
+    # a cache keyed in the examples' own order (written before keys ignored it) is still read
+    folder, reordered = tmp_path / f"states-{codec_id(codec)}", [examples[2], examples[0], examples[1]]
+    for f in folder.iterdir():
+        f.unlink()
+    zipper.data._write_cache(folder / f"{_ids_key(reordered, tmp_path.resolve())}.safetensors", reordered,
+                             tmp_path.resolve(), states=[changed[i]["states"] for i in (2, 0, 1)],
+                             units=[changed[i]["units"] for i in (2, 0, 1)])
+    old = attach_states(reordered, codec, progress=False, corpus=tmp_path)
+    assert len(runs) == 11 and all(torch.equal(a["states"], changed[i]["states"]) for a, i in zip(old, (2, 0, 1)))
 
     def read_only(*a, **k):
         raise PermissionError("read-only file system")
