@@ -142,7 +142,7 @@ def cmd_eval(a) -> int:
     import json
 
     from zipper.recipe import (RESULTS_MD, RecipeConfig, _number, append_results_row, check_results_md, git_hash,
-                               hyps_dir_of, machine, read_split, splits_used, test_metrics)
+                               machine, read_split, splits_used, test_metrics)
 
     cfg = RecipeConfig.from_json(a.config)
     if cfg.task == "pretrain_speech":
@@ -154,6 +154,7 @@ def cmd_eval(a) -> int:
     if a.fusion and cfg.task == "tts":
         raise ValueError(f"--fusion decodes speech to text, for an ASR or joint recipe; {a.config} is a tts recipe, "
                          "which runs no ASR evaluation")
+    trained = cfg
     if a.fusion or a.beams or a.fusion_beam:  # validated again: fusion needs a character CTC head
         cfg = dataclasses.replace(cfg, eval_fusion=cfg.eval_fusion or a.fusion, eval_beams=a.beams or cfg.eval_beams,
                                   fusion_beam=a.fusion_beam or cfg.fusion_beam,
@@ -173,7 +174,7 @@ def cmd_eval(a) -> int:
     test = read_split(cfg, Path(cfg.corpus), "test", codec, splits_used(cfg)["test"])  # a speech_states recipe's: states
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     commit = git_hash()  # the code that tests, not a commit made while it ran
-    results = test_metrics(model, cfg, test, codec, hyps_dir=hyps_dir_of(model_dir))
+    results = test_metrics(model, cfg, test, codec, hyps_dir=_eval_hyps_dir(model_dir, trained, cfg))
     print(json.dumps(results, indent=2))
     if md is not None:
         run = json.loads(record.read_text())
@@ -189,6 +190,22 @@ def cmd_eval(a) -> int:
         append_results_row(cfg, run, md)
         print(f"[zipper] {record} updated; row appended to {md}")
     return 0
+
+
+# the settings of `zipper eval` that change what an already named metric's hypotheses are (the beam sizes and
+# --fusion each have their own metric, test_asr_beam<N> and test_asr_fusion)
+_HYPS_SETTINGS = ("eval_utts", "fusion_beam", "fusion_alpha", "fusion_beta")
+
+
+def _eval_hyps_dir(model_dir: Path, trained, cfg) -> Path:
+    """Where `zipper eval` writes each utterance's hypotheses: ``<run>/hyps/<model dir name>`` (as the training
+    run's test), in a subfolder named by the settings that differ from the config's (``eval-utts100``,
+    ``fusion-beam64_fusion-alpha0.5``), so that an evaluation with other settings keeps the files of the first."""
+    from zipper.recipe import _number, hyps_dir_of
+
+    changed = [f"{name.replace('_', '-')}{_number(getattr(cfg, name))}" for name in _HYPS_SETTINGS
+               if getattr(cfg, name) != getattr(trained, name)]
+    return hyps_dir_of(model_dir) / "_".join(changed) if changed else hyps_dir_of(model_dir)
 
 
 def cmd_towers(a) -> int:
@@ -318,7 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(fn=cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate a trained recipe on held-out voices (and real speech); every "
-                                     "utterance's hypothesis goes to <run>/hyps/<model dir name>/<metric>.jsonl")
+                                     "utterance's hypothesis goes to <run>/hyps/<model dir name>/<metric>.jsonl, "
+                                     "in a subfolder named by the settings changed from the config's, e.g. "
+                                     "eval-utts100/")
     ev.add_argument("config", help="the recipe JSON it was trained with")
     ev.add_argument("--model", help="model directory (default: <out>/model from the config)")
     ev.add_argument("--beams", type=int, nargs="+", help="beam sizes of the attention decoder, for a zipper ASR or "

@@ -1,7 +1,8 @@
 """Is one ASR model's WER really lower than another's? A paired bootstrap over the same utterances.
 
     zipper eval CONFIG_A --model runs/a/model --fusion   # writes runs/a/hyps/model/test_asr_fusion.jsonl
-    zipper eval CONFIG_B --model runs/b/model --fusion   # (`zipper train` writes its test's files there too)
+    zipper eval CONFIG_B --model runs/b/model --fusion   # (`zipper train` writes its test's files there too;
+                                                         # --eval-utts 100: in runs/b/hyps/model/eval-utts100/)
     python recipes/diagnostics/compare_asr.py runs/a/hyps/model/test_asr_fusion.jsonl \\
         runs/b/hyps/model/test_asr_fusion.jsonl [--field ctc_hyp]
 

@@ -102,15 +102,22 @@ def test_character_ctc_zip_with_fused_decoding_in_the_recipe_eval_and_transcribe
     out = capsys.readouterr().out
     shown = json.loads(out[out.index("{\n"):])  # after the loading messages
     assert set(shown) == {"test_asr_beam1", "test_asr_beam2", "test_asr_fusion"}
-    assert (hyps / "test_asr_beam2.jsonl").is_file()  # `zipper eval` writes beside the model it tests
+    # `zipper eval` writes beside the model it tests, named by the setting it changed from the config's
+    assert sorted(p.name for p in (hyps / "fusion-beam2").iterdir()) == [f"test_asr_{k}.jsonl" for k in
+                                                                         ("beam1", "beam2", "fusion")]
     cmp = load_recipe_script("diagnostics/compare_asr").main(
-        [str(hyps / "test_asr_beam1.jsonl"), str(hyps / "test_asr_beam2.jsonl"), "--n", "50"])
+        [str(hyps / "fusion-beam2" / "test_asr_beam1.jsonl"), str(hyps / "fusion-beam2" / "test_asr_beam2.jsonl"),
+         "--n", "50"])
     assert (cmp["wer_a"], cmp["wer_b"]) == (shown["test_asr_beam1"]["wer"], shown["test_asr_beam2"]["wer"])
     assert cmp["n_utts"] == 2 and cmp["diff"] == pytest.approx(cmp["wer_b"] - cmp["wer_a"], abs=0.02)
     assert cli(["eval", str(config), "--eval-utts", "1"]) == 0  # fewer (or more) test utterances than the config's
     out = capsys.readouterr().out
     assert json.loads(out[out.index("{\n"):])["test_asr_beam1"]["n_utts"] == 1
-    assert len((hyps / "test_asr_beam1.jsonl").read_text().splitlines()) == 1
+    assert len((hyps / "eval-utts1" / "test_asr_beam1.jsonl").read_text().splitlines()) == 1
+    assert len((hyps / "test_asr_beam1.jsonl").read_text().splitlines()) == 2  # the training run's test: kept
+    assert cli(["eval", str(config)]) == 0  # the config's settings: the training run's files, written again
+    assert sorted(p.name for p in hyps.iterdir()) == ["eval-utts1", "fusion-beam2", "test_asr_beam1.jsonl",
+                                                      "test_asr_fusion.jsonl"]
     assert cli(["transcribe", read_first_test_wav(root), "--model", str(root / "asr_chars" / "model"), "--fusion",
                 "--fusion-beam", "2"]) == 0
     seen, real = [], tasks.fused_transcribe_units  # --fusion-alpha / --fusion-beta reach the search
