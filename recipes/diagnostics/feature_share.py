@@ -10,6 +10,7 @@ A zip just extended or built with its feature input adds exactly zero.
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -24,11 +25,11 @@ from zipper.recipe import RecipeConfig, read_split, splits_used  # noqa: E402
 
 def main(argv: list[str]) -> int:
     config, model_dir, n = argv[0], argv[1], int(argv[2]) if len(argv) > 2 else 10
-    cfg = RecipeConfig.from_json(config)
+    # the rows with their states, whatever the config trained
+    cfg = dataclasses.replace(RecipeConfig.from_json(config), speech_states=True)
     model = ZipperModel.from_pretrained(model_dir)
     if "speech" not in model.config.feature_towers:
         raise SystemExit(f"{model_dir} has no feature input on its speech tower")
-    cfg.speech_states = True  # the rows with their states, whatever the config trained
     rows = read_split(cfg, Path(cfg.corpus), "test", load_codec(cfg.codec), splits_used(cfg)["test"])[:n]
     speech = model.tower("speech")
     with torch.no_grad():
