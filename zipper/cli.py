@@ -205,7 +205,8 @@ def _eval_hyps_dir(model_dir: Path, trained, cfg) -> Path:
 
     changed = [f"{name.replace('_', '-')}{_number(getattr(cfg, name))}" for name in _HYPS_SETTINGS
                if getattr(cfg, name) != getattr(trained, name)]
-    return hyps_dir_of(model_dir) / "_".join(changed) if changed else hyps_dir_of(model_dir)
+    own = hyps_dir_of(model_dir)  # the training run's test writes here
+    return own / "_".join(changed) if changed else own
 
 
 def cmd_towers(a) -> int:

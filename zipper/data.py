@@ -257,7 +257,7 @@ def attach_states(examples: Sequence[dict], codec, progress: bool = True,
     path = None
     if corpus is not None and examples:
         root = Path(corpus).resolve()
-        (path, canonical), *older = _states_cache_paths(examples, codec, corpus)
+        (path, canonical), *older = _states_cache_paths(examples, Path(corpus) / f"states-{codec_id(codec)}", root)
         for where, rows in [(path, canonical), *older]:
             cached = _read_cache(where, rows, root)
             if cached is not None and {"states", "units"} <= cached.keys():
@@ -288,11 +288,11 @@ def _row_order(row: dict) -> tuple[str, str]:
     return row["id"], row["audio_filepath"]
 
 
-def _states_cache_paths(examples: Sequence[dict], codec, corpus: str | Path) -> list[tuple[Path, list[dict]]]:
-    """Where the states of ``examples`` are cached, each file with the order of the rows it holds: first the
-    file keyed by the rows sorted by id (what is written: a run with another seed, whose training rows come in
-    another order, reads it), then the one keyed in the examples' own order (written before 2026-12-05)."""
-    root, folder = Path(corpus).resolve(), Path(corpus) / f"states-{codec_id(codec)}"
+def _states_cache_paths(examples: Sequence[dict], folder: Path, root: Path) -> list[tuple[Path, list[dict]]]:
+    """Where in ``folder`` the states of ``examples`` (of the corpus at ``root``) are cached, each file with the
+    order of the rows it holds: first the file keyed by the rows sorted by id (what is written: a run with another
+    seed, whose training rows come in another order, reads it), then the one keyed in the examples' own order
+    (written before 2026-12-05)."""
     canonical = sorted(examples, key=_row_order)
     return [(folder / f"{_ids_key(canonical, root)}.safetensors", canonical),
             (folder / f"{_ids_key(examples, root)}.safetensors", list(examples))]
