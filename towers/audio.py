@@ -18,6 +18,7 @@ and at most :data:`MAX_CHANNELS` channels are accepted.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -25,7 +26,7 @@ import struct
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Union
+from typing import Iterator, Union
 
 import numpy as np
 import soundfile as sf
@@ -55,6 +56,7 @@ __all__ = [
     "resample",
     "audio_info",
     "check_wav_complete",
+    "replaced_atomically",
 ]
 
 DEFAULT_SR = 16_000
@@ -552,6 +554,26 @@ def set_default_mode(fd: int) -> None:
         pass
 
 
+@contextlib.contextmanager
+def replaced_atomically(path: str | os.PathLike) -> Iterator[str]:
+    """A new temporary file beside ``path`` (named ``.<name>.<random>.tmp``, with the mode ``open()`` gives) for
+    the block to write; renamed over ``path`` when the block ends, removed when it raises. A reader never sees half
+    a file, and writers of one path at once (two runs caching the same states) each write and rename a file of
+    their own: with one fixed temporary name the second would write into the first's, or find it renamed away."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    set_default_mode(fd)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def writable_format(path: str | os.PathLike) -> str:
     """The soundfile format ``path``'s extension names (``out.wav`` -> ``WAV``); UnsupportedFormatError if none.
     Check it before long work whose result goes to ``path``."""
@@ -599,18 +621,10 @@ def save_audio(
         x = x.T
     elif x.ndim > 2:
         raise UnsupportedFormatError(f"waveform must be 1-D or 2-D, got shape {tuple(x.shape)}")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=f".tmp{p.suffix}")
-    set_default_mode(fd)
-    os.close(fd)
     try:
-        sf.write(tmp, np.ascontiguousarray(x), sr, format=fmt, subtype=subtype)
-        os.replace(tmp, p)
+        with replaced_atomically(p) as tmp:
+            sf.write(tmp, np.ascontiguousarray(x), sr, format=fmt, subtype=subtype)
     except Exception as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         if isinstance(e, AudioError):
             raise
         if isinstance(e, OSError):

@@ -53,7 +53,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import soundfile as sf
 
-from towers.audio import DEFAULT_SR, check_wav_complete, load_audio, save_audio, set_default_mode
+from towers.audio import DEFAULT_SR, check_wav_complete, load_audio, replaced_atomically, save_audio
 from towers.judges import default_cache_dir, normalize_text
 from towers.voices import VOICES, VoiceError, get_voice
 
@@ -610,19 +610,8 @@ def _write_atomic(path: Path, text: str) -> bool:
                 return False
         except (OSError, UnicodeDecodeError):
             pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    set_default_mode(fd)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with replaced_atomically(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
     return True
 
 

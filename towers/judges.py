@@ -29,7 +29,6 @@ import numbers
 import os
 import re
 import shutil
-import tempfile
 import unicodedata
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Iterable, Sequence, Union
 
 import numpy as np
 
-from towers.audio import DEFAULT_SR, load_audio, preprocess, set_default_mode
+from towers.audio import DEFAULT_SR, load_audio, preprocess, replaced_atomically
 
 __all__ = [
     "normalize_text",
@@ -417,20 +416,10 @@ def _package_data_dir(module: str) -> Path:
 def _atomic_copy(src_paths: Iterable[Path], dst: Path) -> None:
     """Concatenate ``src_paths`` into ``dst`` through a temp file + rename (readers never see
     a partial file; concurrent writers each rename a complete copy)."""
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    set_default_mode(fd)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for p in src_paths:
-                with open(p, "rb") as f:
-                    shutil.copyfileobj(f, out, length=16 << 20)
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with replaced_atomically(dst) as tmp, open(tmp, "wb") as out:
+        for p in src_paths:
+            with open(p, "rb") as f:
+                shutil.copyfileobj(f, out, length=16 << 20)
 
 
 def default_cache_dir() -> Path:

@@ -17,6 +17,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
+from towers.audio import replaced_atomically
 from towers.speech_lm import pad_rows
 from zipper.features import feature_rows
 from zipper.model import Segment
@@ -138,11 +139,9 @@ def _write_cache(path: Path, rows: Sequence[dict], root: Path, **fields: list[to
     first = next(iter(fields.values()))
     offsets = torch.tensor([0] + [len(x) for x in first]).cumsum(0)
     tensors = {name: torch.cat(xs) if xs else torch.zeros(0, dtype=torch.long) for name, xs in fields.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({**tensors, "offsets": offsets, "stamps": _audio_stamps(rows),
-               "key": torch.tensor(list(_ids_key(rows, root).encode()), dtype=torch.uint8)}, str(tmp))
-    tmp.replace(path)
+    with replaced_atomically(path) as tmp:  # each writer its own temporary: two runs may cache one set at once
+        save_file({**tensors, "offsets": offsets, "stamps": _audio_stamps(rows),
+                   "key": torch.tensor(list(_ids_key(rows, root).encode()), dtype=torch.uint8)}, tmp)
 
 
 def _encode_and_cache(rows: list[dict], codec, path: Path, split: str, progress: bool, root: Path) -> list[dict]:

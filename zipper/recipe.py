@@ -27,6 +27,7 @@ from typing import Callable
 
 import torch
 
+from towers.audio import replaced_atomically
 from towers.codec import load_codec
 from towers.typed_config import check_field_types
 from zipper.config import ConfigError, ZipperConfig, check_ctc_units, unique_keys
@@ -515,9 +516,9 @@ def write_hyps(metrics: dict, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for key, utts in rows.items():
-        path, tmp = out / f"{key}.jsonl", out / f".{key}.jsonl.tmp"
-        tmp.write_text("".join(json.dumps(u, ensure_ascii=False) + "\n" for u in utts))
-        tmp.replace(path)  # a reader never sees half a file
+        path = out / f"{key}.jsonl"
+        with replaced_atomically(path) as tmp, open(tmp, "w", encoding="utf-8") as f:  # never half a file
+            f.write("".join(json.dumps(u, ensure_ascii=False) + "\n" for u in utts))
         paths.append(path)
     print(f"[zipper] per-utterance hypotheses: {', '.join(map(str, paths))}")
     return paths

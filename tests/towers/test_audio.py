@@ -429,3 +429,18 @@ def test_save_audio_gives_the_umask_mode_not_0600(tmp_path, monkeypatch):
     finally:
         os.umask(old)
     assert p.stat().st_mode & 0o777 == 0o640
+
+
+def test_replaced_atomically_renames_a_whole_file_or_leaves_the_old_one(tmp_path):
+    from towers.audio import replaced_atomically
+
+    path = tmp_path / "sub" / "out.bin"
+    with replaced_atomically(path) as a, replaced_atomically(path) as b:  # two writers of one path at once
+        assert a != b and Path(a).parent == path.parent and not path.exists()
+        Path(a).write_bytes(b"first")
+        Path(b).write_bytes(b"second")
+    assert path.read_bytes() == b"first"  # the outer block ends last: its rename wins
+    with pytest.raises(RuntimeError), replaced_atomically(path) as tmp:
+        Path(tmp).write_bytes(b"half")
+        raise RuntimeError("the writer failed")
+    assert path.read_bytes() == b"first" and sorted(p.name for p in path.parent.iterdir()) == ["out.bin"]

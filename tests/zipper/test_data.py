@@ -294,3 +294,30 @@ def test_corpus_words_are_the_training_text_normalised_never_dev_or_test(tmp_pat
     (tmp_path / "train.jsonl").write_text('{"audio_filepath": "a.wav"}\n')
     with pytest.raises(ValueError, match="train.jsonl:1"):
         corpus_words(tmp_path)
+
+
+def test_two_runs_caching_the_same_rows_at_once_each_write_a_whole_file(tmp_path, monkeypatch):
+    """Two runs started together on one corpus (two seeds of a chain) encode the same rows and cache them at the
+    same moment: each writes a temporary of its own and renames it. With one fixed temporary name the second wrote
+    into the first's, and the first found it renamed away (FileNotFoundError) or renamed half a file."""
+    from pathlib import Path
+
+    import safetensors.torch
+
+    from zipper.data import _read_cache, _write_cache
+
+    rows = [{"id": f"u{i}", "audio_filepath": str(tmp_path / f"{i}.wav")} for i in range(3)]
+    path, real_save, nested = tmp_path / "states" / "key.safetensors", safetensors.torch.save_file, []
+
+    def save_then_let_the_other_run_write(tensors, filename, *a, **k):
+        real_save(tensors, filename, *a, **k)
+        if not nested:  # the other run writes the same cache between this run's write and its rename
+            nested.append(filename)
+            _write_cache(path, rows, tmp_path, units=[torch.full((2,), 7)] * 3)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", save_then_let_the_other_run_write)
+    _write_cache(path, rows, tmp_path, units=[torch.arange(i + 1) for i in range(3)])
+    got = _read_cache(path, rows, tmp_path)
+    assert [u.tolist() for u in got["units"]] == [[0], [0, 1], [0, 1, 2]]  # the last rename wins, whole
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary left behind
+    assert Path(nested[0]).parent == path.parent  # beside the cache: a rename, not a copy
