@@ -45,6 +45,7 @@ __all__ = [
     "wer",
     "cer",
     "paired_wer_difference",
+    "paired_wer_report",
     "whisper_base_dir",
     "default_cache_dir",
     "WhisperJudge",
@@ -336,6 +337,16 @@ def paired_wer_difference(refs: Sequence[str], hyps_a: Sequence[str], hyps_b: Se
     return {"wer_a": sum(c[0] for c in cols) / words, "wer_b": sum(c[1] for c in cols) / words, "diff": diff(cols),
             "lo": ds[int(0.025 * n)], "hi": ds[min(n - 1, int(0.975 * n))], "n_utts": len(cols),
             "a_fewer_errors": wins_a, "b_fewer_errors": wins_b, "sign_test_p": p}
+
+
+def paired_wer_report(out: dict, items: str = "utterances", metric: str = "WER") -> tuple[dict, str]:
+    """``paired_wer_difference``'s result with its rates in percent (points, 2 decimals), and one sentence that
+    says it: both rates, b - a with its 95% interval, and on how many ``items`` each system errs less."""
+    pct = {k: round(100 * v, 2) if k in ("wer_a", "wer_b", "diff", "lo", "hi") else v for k, v in out.items()}
+    return pct, (f"{metric} a {pct['wer_a']}%, b {pct['wer_b']}% on {pct['n_utts']} shared {items}: b - a = "
+                 f"{pct['diff']:+.2f} points, 95% interval [{pct['lo']:+.2f}, {pct['hi']:+.2f}]; fewer errors: "
+                 f"a on {pct['a_fewer_errors']} {items}, b on {pct['b_fewer_errors']} "
+                 f"(sign test p = {pct['sign_test_p']:.3g})")
 
 
 def _make(unit: str, out, n_ref: int, n_utt: int) -> ErrorRate:

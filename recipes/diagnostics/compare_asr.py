@@ -19,7 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-from towers.judges import paired_wer_difference
+from towers.judges import paired_wer_difference, paired_wer_report
 
 
 def read_hyps(path: str, field: str) -> dict[str, tuple[str, str]]:
@@ -56,11 +56,9 @@ def main(argv: list[str] | None = None) -> dict:
             raise SystemExit(f"utterance {u!r} has another reference in each file: {side_a[u][0]!r} / {side_b[u][0]!r}")
     out = paired_wer_difference([side_a[u][0] for u in ids], [side_a[u][1] for u in ids],
                                 [side_b[u][1] for u in ids], n=a.n)
-    out = {k: round(100 * v, 2) if k in ("wer_a", "wer_b", "diff", "lo", "hi") else v for k, v in out.items()}
+    out, said = paired_wer_report(out)
     out.update(only_a=len(side_a) - len(ids), only_b=len(side_b) - len(ids))
-    print(f"WER a {out['wer_a']}%, b {out['wer_b']}% on {out['n_utts']} shared utterances: b - a = {out['diff']:+.2f} "
-          f"points, 95% interval [{out['lo']:+.2f}, {out['hi']:+.2f}]; utterances with fewer errors: "
-          f"a {out['a_fewer_errors']}, b {out['b_fewer_errors']} (sign test p = {out['sign_test_p']:.3g})")
+    print(said)
     print(json.dumps(out))
     return out
 

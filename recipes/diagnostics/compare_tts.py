@@ -23,7 +23,7 @@ import argparse
 import json
 from pathlib import Path
 
-from towers.judges import paired_wer_difference, wer
+from towers.judges import paired_wer_difference, paired_wer_report, wer
 
 RUNAWAY = 2  # a sentence whose transcript has more than this many errors per reference word
 
@@ -68,15 +68,12 @@ def main(argv: list[str] | None = None) -> dict:
     if not texts:
         raise SystemExit("the two sides share no sentences")
     out = paired_wer_difference(texts, [side_a[t] for t in texts], [side_b[t] for t in texts], n=a.n)
-    out = {k: round(100 * v, 2) if k in ("wer_a", "wer_b", "diff", "lo", "hi") else v for k, v in out.items()}
+    out, said = paired_wer_report(out, "sentences", "judge-WER")
     for side, heard in (("a", side_a), ("b", side_b)):
         scored = [wer(t, heard[t]) for t in texts]
         out[f"runaways_{side}"] = sum(e.errors > RUNAWAY * max(1, e.n_ref) for e in scored)
     out.update(only_a=len(side_a) - len(texts), only_b=len(side_b) - len(texts))
-    print(f"judge-WER a {out['wer_a']}%, b {out['wer_b']}% on {out['n_utts']} shared sentences: "
-          f"b - a = {out['diff']:+.2f} points, 95% interval [{out['lo']:+.2f}, {out['hi']:+.2f}]; fewer errors: "
-          f"a on {out['a_fewer_errors']} sentences, b on {out['b_fewer_errors']} (sign test p = {out['sign_test_p']:.3g}); "
-          f"runaways: a {out['runaways_a']}, b {out['runaways_b']}")
+    print(f"{said}; runaways: a {out['runaways_a']}, b {out['runaways_b']}")
     print(json.dumps(out))
     return out
 
