@@ -410,6 +410,10 @@ def pack_units(configs: Sequence[str | Path], out: str | Path, progress: bool = 
             sources: list[Path] = []
             read_split(cfg, corpus, split, codec, keep, progress=progress, sources=sources)
             members.update(dict.fromkeys([corpus / f"{split}.jsonl", *sources]))
+    unwritten = [str(m) for m in members if not Path(m).is_file()]
+    if unwritten:  # attach_states goes on without its cache when it cannot write one; a pack cannot
+        raise FileNotFoundError(f"could not write the caches {', '.join(unwritten)} (see above): a pack without "
+                                "them would make the machine it goes to encode the audio, which it does not have")
     tmp = out.with_name(out.name + ".part")
     try:
         with tarfile.open(tmp, "w:xz") as tar:

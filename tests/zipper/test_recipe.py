@@ -263,6 +263,17 @@ def test_a_zip_that_reads_the_states_from_its_first_step(world, capsys, tmp_path
     for split, keep in splits_used(cfg, training=True).items():
         rows = read_split(cfg, tmp_path / "there" / "corpus", split, codec, keep, progress=False)
         assert rows and all(r["states"].shape == (len(r["units"]), 512) for r in rows)
+    # a corpus where the states cannot be cached: the run goes on without, a pack says what it would lack
+    def read_only(*a, **k):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.undo()  # the encoder may run again
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(zipper.data, "_write_cache", read_only)
+    shutil.rmtree(corpus / f"states-{cid}")
+    capsys.readouterr()
+    assert cli(["data", "pack", str(config), "-o", str(tmp_path / "pack.tar.xz"), "--overwrite"]) == 2
+    assert "could not write the caches" in capsys.readouterr().err and tarfile.is_tarfile(tmp_path / "pack.tar.xz")
 
 
 def test_tts_zip_and_speak(world, capsys):
