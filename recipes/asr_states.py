@@ -14,7 +14,8 @@ a zip (with the codec) that `zipper eval` and `zipper transcribe` run like any o
         --out runs/asr-base-states
     zipper eval recipes/configs/asr_base_whisper_proj_chars_guided_all_gpu.json --model runs/asr-base-states/model
 
-Given a zip this script made, it trains that zip's feature input further (``--skip-utts`` moves on to
+Given a zip that reads the states already (one this script made, or a ``"speech_states": true`` recipe's), it
+trains that zip's feature input further (``--skip-utts`` moves on to
 training utterances it has not seen). Results (and this command) are in ``OUT/results.json``, in the form `zipper train` writes, so that
 ``zipper eval CONFIG --model OUT/model --fusion --results-md`` tests the model and appends its row to
 recipes/RESULTS.md. The Whisper encoder runs once per utterance
