@@ -201,6 +201,9 @@ def main(argv=None) -> int:
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"[asr_states] best {name} {key} {best[key]} (epoch {best['epoch']}; the given zip's: "
           f"{history[0][key]}); saved {out / 'model'} and {out / 'results.json'}")
+    if not results["beats_the_given_zip"]:
+        print(f"[asr_states] no pass beat the given zip on the dev {key}: {out / 'model'} is worse there than "
+              f"{a.model} (results.json: beats_the_given_zip false)", flush=True)
     return 0
 
 

@@ -185,6 +185,7 @@ def test_asr_states_extends_a_trained_zip_that_eval_and_transcribe_then_feed_wit
     assert "encoder states of 4 utterances read from" in shown and "encoder states of 2 utterances read" in shown
     res = json.loads((tmp_path / "dec" / "results.json").read_text())
     assert res["trained"] == "decoder" and {"wer", "cer"} <= set(res["metrics"]["dev_greedy"])
+    assert ("no pass beat the given zip" in shown) == (not res["beats_the_given_zip"])  # said, not only recorded
     before, after = model.zip_state_dict(), ZipperModel.from_pretrained(tmp_path / "dec" / "model").zip_state_dict()
     moved = {k for k in before if not torch.equal(before[k], after[k])}
     assert moved and all(k.startswith(("blocks.", "input_projections.")) for k in moved), sorted(moved)[:5]
