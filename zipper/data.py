@@ -414,12 +414,7 @@ def pack_units(configs: Sequence[str | Path], out: str | Path, progress: bool = 
     if unwritten:  # attach_states goes on without its cache when it cannot write one; a pack cannot
         raise FileNotFoundError(f"could not write the caches {', '.join(unwritten)} (see above): a pack without "
                                 "them would make the machine it goes to encode the audio, which it does not have")
-    tmp = out.with_name(out.name + ".part")
-    try:
-        with tarfile.open(tmp, "w:xz") as tar:
-            for member in members:
-                tar.add(member, arcname=Path(os.path.relpath(member)).as_posix())
-        os.replace(tmp, out)  # a pack is complete or absent
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replaced_atomically(out) as tmp, tarfile.open(tmp, "w:xz") as tar:  # a pack is complete or absent
+        for member in members:
+            tar.add(member, arcname=Path(os.path.relpath(member)).as_posix())
     return {"out": str(out), "bytes": out.stat().st_size, "files": [str(m) for m in members]}
