@@ -5,7 +5,8 @@ the first N utterances of a split.
     e.g. python recipes/diagnostics/fused_tune.py runs/asr-base-whisper-proj-chars-guided-model-step2400 \
              dev 20 8,0.5,3,-10,-2 32,0.7,3,-10,-2
 
-The corpus is the one of recipes/configs/asr_base_whisper_proj_chars_guided.json (data/corpus-base). A zip that
+The corpus is the one of recipes/configs/asr_base_whisper_proj_chars_guided.json (data/corpus-base), or of the
+config ``FUSED_TUNE_CONFIG`` names (e.g. recipes/configs/asr_medium_whisper_proj_chars_guided_states.json). A zip that
 reads encoder states (recipes/asr_states.py) gets them, as `zipper eval` gives them. Each utterance's speech runs
 once, and the decoder's score of a text is computed once and shared by all the settings (a setting's search is
 what `fused_transcribe_units` runs; the decoder scores texts in batches whose make-up depends on the other
@@ -35,7 +36,7 @@ from zipper.recipe import RecipeConfig
 from zipper.tasks import ctc_transcribe_units, fused_search_inputs
 
 torch.set_num_threads(int(os.environ.get("FUSED_TUNE_THREADS", "1")))
-cfg = RecipeConfig.from_json("recipes/configs/asr_base_whisper_proj_chars_guided.json")
+cfg = RecipeConfig.from_json(os.environ.get("FUSED_TUNE_CONFIG", "recipes/configs/asr_base_whisper_proj_chars_guided.json"))
 model_dir, split, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 specs = [tuple(float(v) for v in spec.split(",")) for spec in sys.argv[4:]]
 model, codec = _load_model(model_dir), _load_model_codec(model_dir)
