@@ -209,6 +209,17 @@ def test_plan_is_deterministic_and_sized(sentences):
     assert all(i.augment is None for i in none)
 
 
+def test_a_larger_plan_begins_with_the_smaller_one(sentences):
+    # every split of a smaller size is the first utterances of the same split of a larger one (same seed), so the
+    # medium corpus's test set is the base corpus's first 326 test utterances and their test numbers compare
+    small, small_text, _ = plan_corpus(0.5, seed=3, sentences=sentences)
+    large, large_text, _ = plan_corpus(3.0, seed=3, sentences=sentences)
+    for split in {i.split for i in large}:
+        a, b = [i for i in small if i.split == split], [i for i in large if i.split == split]
+        assert 0 < len(a) < len(b) and b[:len(a)] == a, split
+    assert large_text[:len(small_text)] == small_text
+
+
 def test_plan_bad_arguments(sentences):
     with pytest.raises(CorpusError):
         plan_corpus(0, sentences=sentences)
