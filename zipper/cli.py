@@ -174,7 +174,7 @@ def cmd_eval(a) -> int:
     test = read_split(cfg, Path(cfg.corpus), "test", codec, splits_used(cfg)["test"])  # a speech_states recipe's: states
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     commit = git_hash()  # the code that tests, not a commit made while it ran
-    results = test_metrics(model, cfg, test, codec, hyps_dir=_eval_hyps_dir(model_dir, trained, cfg))
+    results = test_metrics(model, cfg, test, codec, hyps_dir=_eval_hyps_dir(model_dir, trained, cfg, a.config))
     print(json.dumps(results, indent=2))
     if md is not None:
         run = json.loads(record.read_text())
@@ -197,15 +197,20 @@ def cmd_eval(a) -> int:
 _HYPS_SETTINGS = ("eval_utts", "fusion_beam", "fusion_alpha", "fusion_beta")
 
 
-def _eval_hyps_dir(model_dir: Path, trained, cfg) -> Path:
+def _eval_hyps_dir(model_dir: Path, trained, cfg, config: str) -> Path:
     """Where `zipper eval` writes each utterance's hypotheses: ``<run>/hyps/<model dir name>`` (as the training
     run's test), in a subfolder named by the settings that differ from the config's (``eval-utts100``,
-    ``fusion-beam64_fusion-alpha0.5``), so that an evaluation with other settings keeps the files of the first."""
+    ``fusion-beam64_fusion-alpha0.5``), so that an evaluation with other settings keeps the files of the first.
+    A model of another run than the config's ``out`` (``--model``) may be tested with several configs (their
+    corpora give other test rows and known words), so its files go to a subfolder named by the config file first
+    (``hyps/model/asr_base/eval-utts100``)."""
     from zipper.recipe import _number, hyps_dir_of
 
     changed = [f"{name.replace('_', '-')}{_number(getattr(cfg, name))}" for name in _HYPS_SETTINGS
                if getattr(cfg, name) != getattr(trained, name)]
     own = hyps_dir_of(model_dir)  # the training run's test writes here
+    if model_dir.resolve().parent != Path(cfg.out).resolve():
+        own = own / Path(config).stem
     return own / "_".join(changed) if changed else own
 
 

@@ -118,6 +118,18 @@ def test_character_ctc_zip_with_fused_decoding_in_the_recipe_eval_and_transcribe
     assert cli(["eval", str(config)]) == 0  # the config's settings: the training run's files, written again
     assert sorted(p.name for p in hyps.iterdir()) == ["eval-utts1", "fusion-beam2", "test_asr_beam1.jsonl",
                                                       "test_asr_fusion.jsonl"]
+    # a model of another run (an asr_states.py pass, a copy) may be tested with several configs: each its own folder
+    import shutil
+
+    other = root / "elsewhere" / "model"
+    shutil.copytree(root / "asr_chars" / "model", other)
+    for name in ("asr_chars", "asr_chars_again"):
+        assert cli(["eval", str(write_config(root, name, task="asr", ctc_weight=0.3, ctc_units="chars", **base)),
+                    "--model", str(other), "--eval-utts", "1"]) == 0
+        assert len((other.parent / "hyps" / "model" / name / "eval-utts1" / "test_asr_beam1.jsonl")
+                   .read_text().splitlines()) == 1
+    assert sorted(p.name for p in hyps.iterdir()) == ["eval-utts1", "fusion-beam2", "test_asr_beam1.jsonl",
+                                                      "test_asr_fusion.jsonl"]  # the config's own run: untouched
     assert cli(["transcribe", read_first_test_wav(root), "--model", str(root / "asr_chars" / "model"), "--fusion",
                 "--fusion-beam", "2"]) == 0
     seen, real = [], tasks.fused_transcribe_units  # --fusion-alpha / --fusion-beta reach the search
