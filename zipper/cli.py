@@ -174,7 +174,8 @@ def cmd_eval(a) -> int:
     test = read_split(cfg, Path(cfg.corpus), "test", codec, splits_used(cfg)["test"])  # a speech_states recipe's: states
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     commit = git_hash()  # the code that tests, not a commit made while it ran
-    results = test_metrics(model, cfg, test, codec, hyps_dir=_eval_hyps_dir(model_dir, trained, cfg, a.config))
+    hyps = _eval_hyps_dir(model_dir, trained, cfg, a.config)
+    results = test_metrics(model, cfg, test, codec, hyps_dir=hyps)
     print(json.dumps(results, indent=2))
     if md is not None:
         run = json.loads(record.read_text())
@@ -186,6 +187,9 @@ def cmd_eval(a) -> int:
                             *([] if a.results_md is True else [a.results_md])])
         run["metrics"] = {**run.get("metrics", {}), **results}
         run["tested"] = {"date": started, "machine": machine(), "git": commit, "command": command}
+        # "metrics" and "tested" hold the latest test; each test (config, settings) also keeps its own record,
+        # keyed by its hypotheses' folder, so a second config's test of one model loses nothing of the first's
+        run.setdefault("tests", {})[hyps.relative_to(record.parent).as_posix()] = {**run["tested"], "metrics": results}
         record.write_text(json.dumps(run, indent=2) + "\n")
         append_results_row(cfg, run, md)
         print(f"[zipper] {record} updated; row appended to {md}")

@@ -123,11 +123,17 @@ def test_character_ctc_zip_with_fused_decoding_in_the_recipe_eval_and_transcribe
 
     other = root / "elsewhere" / "model"
     shutil.copytree(root / "asr_chars" / "model", other)
+    shutil.copy(root / "asr_chars" / "results.json", other.parent / "results.json")
     for name in ("asr_chars", "asr_chars_again"):
         assert cli(["eval", str(write_config(root, name, task="asr", ctc_weight=0.3, ctc_units="chars", **base)),
-                    "--model", str(other), "--eval-utts", "1"]) == 0
+                    "--model", str(other), "--eval-utts", "1", "--results-md", str(root / "R_other.md")]) == 0
         assert len((other.parent / "hyps" / "model" / name / "eval-utts1" / "test_asr_beam1.jsonl")
                    .read_text().splitlines()) == 1
+    tests = json.loads((other.parent / "results.json").read_text())["tests"]  # both tests' records are kept
+    assert sorted(tests) == [f"hyps/model/{name}/eval-utts1" for name in ("asr_chars", "asr_chars_again")]
+    assert all(t["metrics"]["test_asr_beam1"]["n_utts"] == 1 and "--results-md" in t["command"] for t in tests.values())
+    rows = (root / "R_other.md").read_text().splitlines()[-2:]  # and both rows, each naming its config
+    assert ["asr_chars.json --model" in rows[0], "asr_chars_again.json --model" in rows[1]] == [True, True]
     assert sorted(p.name for p in hyps.iterdir()) == ["eval-utts1", "fusion-beam2", "test_asr_beam1.jsonl",
                                                       "test_asr_fusion.jsonl"]  # the config's own run: untouched
     assert cli(["transcribe", read_first_test_wav(root), "--model", str(root / "asr_chars" / "model"), "--fusion",
