@@ -123,7 +123,7 @@ def step_loss(model, batch: list[dict], train: str) -> torch.Tensor:
                     char_targets([ex["text"] for ex in batch]))
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="a trained ASR zip (unit input, character CTC head)")
     p.add_argument("--config", required=True, help="the recipe config it was trained with (corpus, codec)")
@@ -145,6 +145,11 @@ def main(argv=None) -> int:
     p.add_argument("--no-states-cache", action="store_true",
                    help="do not cache the encoder states beside the corpus (by default they are, ~175 kB an "
                         "utterance, and read again by the next run on the same utterances)")
+    return p
+
+
+def main(argv=None) -> int:
+    p = build_parser()
     a = p.parse_args(argv)
     if min(a.epochs, a.train_utts, a.dev_utts, a.batch_size) < 1 or a.skip_utts < 0:
         p.error("--epochs, --train-utts, --dev-utts and --batch-size must be >= 1, --skip-utts >= 0")
