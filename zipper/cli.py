@@ -339,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", help="override the output directory")
     tr.add_argument("--max-minutes", type=float, help="override the config's wall-time budget in minutes (0 = none; "
                                                       "a resumed run gets a fresh one)")
+    tr.add_argument("--stop-step", type=int,
+                    help="stop after this step as a time budget would, keeping the schedule of --steps: the step a "
+                         "--max-minutes run reached on another machine (0 = none; resume without it to go on)")
     tr.add_argument("--seed", type=int, help="override the config's seed (weight init, training data order and subset)")
     tr.add_argument("--results-md", help="append the results row to this file instead of recipes/RESULTS.md "
                                          "('none': no row)")

@@ -99,6 +99,7 @@ class RecipeConfig:
     seed: int = 0
     data_fraction: float = 1.0  # the limited-aligned-data sweep: 0.01, 0.1, 1.0
     max_minutes: float = 0.0  # > 0: stop training after this much wall time (the demo's budget)
+    stop_step: int = 0  # > 0: stop after this step, on the schedule of `steps` (a budget's stop, on any machine)
     max_units: int = 600  # crop speech longer than this (units) in training
     # A BEST_METRICS name: keep the weights of the evaluation (every eval_every steps) where it was best, and
     # save and test those, not the last step's (past that point the zip learns its training sentences); a run
@@ -138,7 +139,7 @@ class RecipeConfig:
             raise ConfigError("directions must be distinct entries of 'speech->text' and 'text->speech', "
                               f"got {self.directions}")
         at_least = {"steps": 1, "batch_size": 1, "eval_utts": 1, "max_units": 1, "projection_layers": 1,
-                    "warmup_steps": 0, "eval_every": 0, "ffn_mult": 0, "lora_rank": 0, "max_minutes": 0,
+                    "warmup_steps": 0, "eval_every": 0, "ffn_mult": 0, "lora_rank": 0, "max_minutes": 0, "stop_step": 0,
                     "cross_attention_interval_speech": 0, "cross_attention_interval_text": 0, "seed": 0}
         low = {k: getattr(self, k) for k, v in at_least.items() if getattr(self, k) < v}
         if low:
@@ -240,7 +241,8 @@ class RecipeConfig:
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, warmup_steps=self.warmup_steps,
                            # a checkpoint at every evaluation (or every quarter): a killed run loses at most that
                            eval_every=self.eval_every, save_every=self.eval_every or max(1, self.steps // 4),
-                           seed=self.seed, max_minutes=self.max_minutes, gate_lr_mult=self.gate_lr_mult,
+                           seed=self.seed, max_minutes=self.max_minutes, stop_step=self.stop_step,
+                           gate_lr_mult=self.gate_lr_mult,
                            best_metric=self.best_metric, patience=self.patience,
                            best_mode=BEST_METRICS[self.best_metric][1] if self.best_metric else "min")
 
@@ -630,14 +632,14 @@ def _number(v) -> str:
 
 def train_from_args(a) -> int:
     """``zipper train``: run the recipe ``a.config`` with the command line's overrides (``a.steps``, ``a.out``,
-    ``a.max_minutes``, ``a.seed``: None = the config's), recorded in the results row's command."""
+    ``a.max_minutes``, ``a.stop_step``, ``a.seed``: None = the config's), recorded in the results row's command."""
     cfg = RecipeConfig.from_json(a.config)
     if a.max_minutes is not None and not a.max_minutes >= 0:  # NaN too
         raise ConfigError(f"--max-minutes must be >= 0, got {a.max_minutes}")
     if a.steps is not None and a.steps < 1:
         raise ConfigError(f"--steps must be >= 1, got {a.steps}")
-    given = {k: v for k, v in (("steps", a.steps), ("out", a.out), ("max_minutes", a.max_minutes), ("seed", a.seed))
-             if v is not None}
+    given = {k: v for k, v in (("steps", a.steps), ("out", a.out), ("max_minutes", a.max_minutes),
+                               ("stop_step", a.stop_step), ("seed", a.seed)) if v is not None}
     overrides = [f"--{k.replace('_', '-')} {_number(v)}" for k, v in given.items()]
     if a.out is not None and cfg.task == "pretrain_speech":  # the tower is an output too: keep it with the run
         given["speech_tower"] = str(Path(a.out) / "speech-tower")

@@ -77,6 +77,9 @@ class TrainConfig:
     seed: int = 0
     mixed_precision: str = "auto"  # auto = bf16 on a GPU that supports it, else no
     max_minutes: float = 0.0  # > 0: stop (evaluate, checkpoint) once this much wall time has passed
+    # > 0: stop after this step as a time budget would, on the schedule of `steps`: the step a max_minutes run
+    # reached on one machine, reached on any machine (a resume without it goes on to `steps`)
+    stop_step: int = 0
     gate_lr_mult: float = 1.0  # learning-rate multiplier for the zero-initialised tanh gates (names ending "gate")
     best_metric: str = ""  # an eval_fn metric: end with the weights of its best evaluation ("" = the last)
     best_mode: str = "min"  # "min" (a loss, WER) or "max" (e.g. text_info)
@@ -89,6 +92,8 @@ class TrainConfig:
             raise ValueError(f"patience must be >= 0 and needs a best_metric, got {self.patience}")
         if self.log_every < 1:
             raise ValueError(f"log_every must be >= 1, got {self.log_every}")
+        if self.stop_step < 0:
+            raise ValueError(f"stop_step must be >= 0, got {self.stop_step}")
 
 
 def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
@@ -257,7 +262,7 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
 
 
 # TrainConfig fields a resume may change without changing what the run means; notes on what a change does
-_UNCOMPARED = ("max_minutes", "log_every", "save_every")
+_UNCOMPARED = ("max_minutes", "stop_step", "log_every", "save_every")
 _CHANGE_NOTES = {"steps": "cosine schedule recomputed", "warmup_steps": "schedule recomputed",
                  "lr": "not applied: a resume keeps the checkpoint's learning rates", "gate_lr_mult": "not applied"}
 
@@ -342,6 +347,10 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
     if start > cfg.steps:
         raise ValueError(f"checkpoint {last} is at step {start}, past the {cfg.steps} steps asked for: ask for at "
                          "least that many, or train into a fresh output directory (--out)")
+    if cfg.stop_step and start > cfg.stop_step:
+        raise ValueError(f"checkpoint {last} is at step {start}, past the stop step {cfg.stop_step}: stop later, "
+                         "or train into a fresh output directory (--out)")
+    end = min(cfg.steps, cfg.stop_step or cfg.steps)  # where this call stops: nothing to train if start == end
     if changed and (start == cfg.steps or patience_spent()):  # its weights would be tested under a new label
         raise ValueError(f"checkpoint {last} has finished training (step {start}) with other settings than these "
                          f"({', '.join(changed)}); train into a fresh output directory (--out)")
@@ -408,7 +417,7 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
     bar = tqdm(initial=start, total=cfg.steps, desc=desc, disable=not accelerator.is_main_process, dynamic_ncols=True)
     stopped = None
     with _StopRequest() as stop, bar:
-        for step in range(start, cfg.steps):
+        for step in range(start, end):
             model.train()
             with accelerator.autocast():
                 loss = loss_fn(model, next(stream))
@@ -427,7 +436,7 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
             if world > 1:  # every rank must stop at the same step, or the others hang
                 flags = torch.tensor([float(out_of_time), float(stopping)], device=accelerator.device)
                 out_of_time, stopping = (accelerator.reduce(flags, "sum") > 0).tolist()
-            is_last = step + 1 == cfg.steps or out_of_time
+            is_last = step + 1 == end or out_of_time
             if stopping and not is_last:  # a signal: checkpoint this step and stop; its evaluation waits for the resume
                 if accelerator.is_main_process:
                     checkpoint(step + 1, pending=eval_fn is not None and scheduled(step + 1))
@@ -441,6 +450,8 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
                 checkpoint(step + 1)
             if out_of_time:
                 accelerator.print(f"[{desc}] time budget of {cfg.max_minutes} min reached at step {step + 1}")
+            elif step + 1 == cfg.stop_step < cfg.steps:
+                accelerator.print(f"[{desc}] stopped at step {step + 1} of the {cfg.steps}-step schedule (stop_step)")
             if is_last:
                 break
         late = stop.signum  # a signal during the last step or its evaluation: the checkpoint is written

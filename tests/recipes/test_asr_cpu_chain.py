@@ -2,6 +2,7 @@
 from the model the step before it wrote; a finished step is skipped (the chain resumes)."""
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -45,14 +46,25 @@ def test_each_step_parses_and_starts_from_the_step_before(tmp_path):
             last = a.out
         if a.command == "eval":
             assert str(Path(a.model).parent) == last and a.fusion and a.results_md
-    assert len(steps) == 12 and steps[-1][1] == "eval" and len(written) == 8
+    assert len(steps) == 13 and steps[-1][1] == "eval" and len(written) == 8
 
 
 def test_a_finished_step_is_skipped(tmp_path):
+    """A step is done when its output is there: a built corpus, a model, a results.json at the step asked for (a
+    run stopped earlier, e.g. by a time budget, is resumed)."""
     (tmp_path / "data/corpus-medium").mkdir(parents=True)
     (tmp_path / "data/corpus-medium/corpus.json").write_text("{}")
+    tower, zip_ = tmp_path / "runs/pretrain-speech-medium-whisper-proj", tmp_path / "runs/asr-medium-units-2100"
+    tower.mkdir(parents=True)
+    zip_.mkdir()
+    (tower / "results.json").write_text(json.dumps({"steps": 430, "wall_s": 1200.0}, indent=2))
+    (zip_ / "results.json").write_text(json.dumps({"steps": 786, "wall_s": 2700.0}, indent=2))
+    lines = _dry_run(tmp_path)
+    assert lines[0] == "done: [ -e data/corpus-medium/corpus.json ]" and "--stop-step 610" in lines[1]
+    assert lines[2].startswith("done: [ -e runs/asr-medium-units-2100/results.json ]") and "--steps 2100" in lines[3]
+    (tower / "results.json").write_text(json.dumps({"steps": 610, "wall_s": 1200.0}, indent=2))
+    (zip_ / "results.json").write_text(json.dumps({"steps": 2100, "wall_s": 6700.0}, indent=2))
     (tmp_path / "runs/asr-medium-units-2100-input/model").mkdir(parents=True)
     lines = _dry_run(tmp_path)
-    assert lines[0] == "done: data/corpus-medium/corpus.json" and lines[1].startswith("zipper train recipes/configs/speech_tower")
-    assert "done: runs/asr-medium-units-2100-input/model" in lines
-    assert sum(line.startswith("done:") for line in lines) == 2
+    assert [line.startswith("done:") for line in lines[:6]] == [True] * 5 + [False], lines
+    assert lines[5].startswith("python recipes/asr_states.py --model runs/asr-medium-units-2100-input/model")

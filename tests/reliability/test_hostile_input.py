@@ -117,6 +117,7 @@ def test_train_and_eval_reject_bad_configs(tmp_path, capsys):
     good.write_text(json.dumps({"task": "asr"}))
     for minutes in ("-1", "nan"):
         assert "--max-minutes must be >= 0" in _bad(capsys, ["train", str(good), "--max-minutes", minutes])
+    assert "out of range: {'stop_step': -1}" in _bad(capsys, ["train", str(good), "--stop-step", "-1"])
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -477,6 +477,9 @@ def test_train_command_line_overrides_are_applied_and_recorded(monkeypatch, tmp_
     copy.write_text(path.read_text())
     assert cli(["train", "mine.json", "--max-minutes", "37.123456789"]) == 0
     assert seen["cfg"].command == "zipper train mine.json --max-minutes 37.123456789"
+    assert cli(["train", "mine.json", "--stop-step", "610", "--max-minutes", "0"]) == 0
+    assert (seen["cfg"].stop_step, seen["cfg"].train_config().stop_step, seen["cfg"].max_minutes) == (610, 610, 0)
+    assert seen["cfg"].command == "zipper train mine.json --max-minutes 0 --stop-step 610"
     # a pretraining run's tower is an output: --out keeps it with the run, not at the config's shared path
     path.write_text(json.dumps({"task": "pretrain_speech", "command": "zipper train c.json"}))
     assert cli(["train", "c.json", "--out", "runs/seed1"]) == 0

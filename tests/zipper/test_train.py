@@ -313,6 +313,28 @@ def test_a_finished_checkpoint_is_not_relabelled_nor_one_past_the_steps_resumed(
     assert again["steps"] == 2
 
 
+def test_a_stop_step_ends_like_a_time_budget_and_a_resume_equals_one_run(tmp_path, capsys):
+    """stop_step 3 of 6 stops, evaluates and checkpoints at step 3 on the 6-step schedule; the same call again
+    trains nothing; a resume without it ends with one uninterrupted run's weights (the lr schedule was kept)."""
+    cfg = TrainConfig(steps=6, lr=1e-2, warmup_steps=1, eval_every=2)
+    whole = _new_zip()
+    fit(whole, _loss, _stream, cfg, tmp_path / "whole", eval_fn=lambda: {"dev_x": 1.0})
+    cut = dataclasses.replace(cfg, stop_step=3)
+    first = fit(_new_zip(), _loss, _stream, cut, tmp_path / "cut", eval_fn=lambda: {"dev_x": 1.0})
+    assert first["steps"] == 3 and [e["step"] for e in first["evals"]] == [2, 3]
+    assert "stopped at step 3 of the 6-step schedule (stop_step)" in capsys.readouterr().out
+    assert fit(_new_zip(), _loss, _stream, cut, tmp_path / "cut", eval_fn=lambda: {"dev_x": 1.0})["steps"] == 3
+    with pytest.raises(ValueError, match="at step 3, past the stop step 2"):
+        fit(_new_zip(), _loss, _stream, dataclasses.replace(cfg, stop_step=2), tmp_path / "cut")
+    resumed = _new_zip()
+    res = fit(resumed, _loss, _stream, cfg, tmp_path / "cut", eval_fn=lambda: {"dev_x": 1.0})
+    assert res["steps"] == 6 and [e["step"] for e in res["evals"]] == [2, 3, 4, 6]
+    for (n, a), b in zip(whole.named_parameters(), resumed.parameters()):
+        assert torch.equal(a, b), n
+    with pytest.raises(ValueError, match="stop_step must be >= 0"):
+        TrainConfig(stop_step=-1)
+
+
 def test_wall_time_adds_up_over_a_resumed_runs_segments(tmp_path, monkeypatch):
     """wall_s covers every segment of a resumed run (kept in the checkpoints), segment_wall_s this call's; a
     checkpoint written before wall_s was kept counts as 0."""
