@@ -350,7 +350,7 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
     if cfg.stop_step and start > cfg.stop_step:
         raise ValueError(f"checkpoint {last} is at step {start}, past the stop step {cfg.stop_step}: stop later, "
                          "or train into a fresh output directory (--out)")
-    end = min(cfg.steps, cfg.stop_step or cfg.steps)  # where this call stops: nothing to train if start == end
+    stop_at = min(cfg.steps, cfg.stop_step or cfg.steps)  # where this call stops (start == stop_at: nothing to train)
     if changed and (start == cfg.steps or patience_spent()):  # its weights would be tested under a new label
         raise ValueError(f"checkpoint {last} has finished training (step {start}) with other settings than these "
                          f"({', '.join(changed)}); train into a fresh output directory (--out)")
@@ -417,7 +417,7 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
     bar = tqdm(initial=start, total=cfg.steps, desc=desc, disable=not accelerator.is_main_process, dynamic_ncols=True)
     stopped = None
     with _StopRequest() as stop, bar:
-        for step in range(start, end):
+        for step in range(start, stop_at):
             model.train()
             with accelerator.autocast():
                 loss = loss_fn(model, next(stream))
@@ -436,7 +436,7 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
             if world > 1:  # every rank must stop at the same step, or the others hang
                 flags = torch.tensor([float(out_of_time), float(stopping)], device=accelerator.device)
                 out_of_time, stopping = (accelerator.reduce(flags, "sum") > 0).tolist()
-            is_last = step + 1 == end or out_of_time
+            is_last = step + 1 == stop_at or out_of_time
             if stopping and not is_last:  # a signal: checkpoint this step and stop; its evaluation waits for the resume
                 if accelerator.is_main_process:
                     checkpoint(step + 1, pending=eval_fn is not None and scheduled(step + 1))
