@@ -5,11 +5,11 @@
 #
 #     bash recipes/asr_cpu_chain.sh            # DRY_RUN=1 bash recipes/asr_cpu_chain.sh: print the steps only
 #
-# Each step is skipped once its output exists, so the same command resumes after a stop (an interrupted
-# `zipper train` resumes from its last checkpoint; an interrupted asr_states.py pass leaves no model/ and
-# starts again). Measured step times on 2 CPU cores are in recipes/RESULTS.md (wall_s of each row); the whole
-# chain is ~7 hours. The measured runs stopped at time budgets (20 and 45 minutes); `--stop-step` stops these
-# at the steps those budgets reached on that machine, on the same schedules, so any machine trains the same.
+# Each step is skipped once its output exists, so the same command resumes after a stop (an interrupted `zipper
+# train` or asr_states.py pass resumes from its last checkpoint). Measured step times on 2 CPU cores are in
+# recipes/RESULTS.md (wall_s of each row); the whole chain is ~7 hours. The measured runs stopped at time budgets
+# (20 and 45 minutes); `--stop-step` stops these at the steps those budgets reached on that machine, on the same
+# schedules, so any machine trains the same.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -n "${DRY_RUN:-}" ] || bash scripts/setup.sh
@@ -25,8 +25,8 @@ step() {  # step DONE COMMAND...: run COMMAND unless DONE (a shell test: its out
   [ -n "${DRY_RUN:-}" ] || "$@"
 }
 states() {  # states FROM TO ARGS...: a recipes/asr_states.py pass from runs/FROM's model to runs/TO
-  local from=$1 to=$2; shift 2
-  step "[ -e runs/$to/model ]" "$PY" recipes/asr_states.py --model "runs/$from/model" --out "runs/$to" "$@"
+  local from=$1 to=$2; shift 2  # results.json marks a finished pass (model/ is written at its first epoch)
+  step "[ -e runs/$to/results.json ]" "$PY" recipes/asr_states.py --model "runs/$from/model" --out "runs/$to" "$@"
 }
 
 # 1. The medium corpus (~6 h of speech) and a speech tower pretrained on its speech: 610 steps of a 3,000-step

@@ -23,6 +23,12 @@ recipes/RESULTS.md. The Whisper encoder runs once per utterance
 (~175 kB an utterance) and cached beside the corpus (`zipper.data.attach_states`; ``--no-states-cache``: not), so
 that the next run on the same utterances reads them in seconds.
 
+A pass checkpoints every ``--save-every`` steps and at each pass's end (``OUT/checkpoints``: the trained weights, the
+optimizer state, the dev scores so far; safetensors + JSON); Ctrl-C or SIGTERM finishes the step and checkpoints.
+The same command then resumes where it stopped and trains what an uninterrupted run would (the batch stream is
+resumed at its step); other arguments are refused. ``OUT/results.json`` is written at the end and marks a finished
+pass; the checkpoints are then removed.
+
 ``--train decoder`` (on a zip this script made) trains the zip's cross-attention blocks instead, by the zip's own
 ASR loss (attention NLL, CTC and guidance weights as configured; the speech tower, its feature input and the CTC
 head's own layer stay, but that head reads the last block's memory projection, which all three terms train): the
@@ -42,6 +48,8 @@ import argparse
 import dataclasses
 import datetime
 import json
+import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -59,6 +67,8 @@ from zipper.features import WHISPER_STATE_DIM  # noqa: E402
 from zipper.model import ZipperModel  # noqa: E402
 from zipper.recipe import RecipeConfig, git_hash, machine, save_model_dir  # noqa: E402
 from zipper.tasks import ctc_transcribe_units, transcribe_units  # noqa: E402
+from zipper.train import (StopRequest, TrainingInterrupted, latest_checkpoint, load_checkpoint,  # noqa: E402
+                          model_signature, save_checkpoint)
 
 FEATURE_DIM = WHISPER_STATE_DIM  # the states a zip reads (zipper/features.py)
 
@@ -142,20 +152,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="AdamW learning rate (weight decay 0.01); default 1e-3 for --train input, 1e-4 for tower "
                         "and decoder")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=50,
+                   help="checkpoint every N steps (and at each pass's end) in OUT/checkpoints, which the same command "
+                        "resumes from")
     p.add_argument("--no-states-cache", action="store_true",
                    help="do not cache the encoder states beside the corpus (by default they are, ~175 kB an "
                         "utterance, and read again by the next run on the same utterances)")
     return p
 
 
+# the arguments that fix what a pass trains: a resume must give the same ones (--no-states-cache may change)
+SAME_ON_RESUME = ("model", "config", "train", "train_utts", "skip_utts", "dev_utts", "epochs", "batch_size", "lr",
+                  "seed")
+
+
 def main(argv=None) -> int:
     p = build_parser()
     a = p.parse_args(argv)
-    if min(a.epochs, a.train_utts, a.dev_utts, a.batch_size) < 1 or a.skip_utts < 0:
-        p.error("--epochs, --train-utts, --dev-utts and --batch-size must be >= 1, --skip-utts >= 0")
-    out = Path(a.out)
-    if (out / "model").exists():
-        raise SystemExit(f"{out / 'model'} exists: choose another --out")
+    if min(a.epochs, a.train_utts, a.dev_utts, a.batch_size, a.save_every) < 1 or a.skip_utts < 0:
+        p.error("--epochs, --train-utts, --dev-utts, --batch-size and --save-every must be >= 1, --skip-utts >= 0")
+    out, ckpt_dir = Path(a.out), Path(a.out) / "checkpoints"
+    if (out / "results.json").exists():
+        raise SystemExit(f"{out} holds a finished pass ({out / 'results.json'}): choose another --out")
+    last = latest_checkpoint(ckpt_dir)
+    if last is None and (out / "model").exists():
+        raise SystemExit(f"{out / 'model'} exists and {ckpt_dir} has no checkpoint to resume: choose another --out")
+    a.lr = a.lr if a.lr is not None else LR[a.train]
+    args = {k: getattr(a, k) for k in SAME_ON_RESUME}
     torch.manual_seed(a.seed)
     cfg = RecipeConfig.from_json(a.config)
     t0, started, commit = time.time(), datetime.datetime.now(datetime.timezone.utc), git_hash()
@@ -173,37 +196,66 @@ def main(argv=None) -> int:
         params += [p_] if p_.requires_grad else []
     print(f"[asr_states] training {sum(p_.numel() for p_ in params):,} parameters ({', '.join(TRAINED[a.train])}) on "
           f"{len(train)} utterances; everything else stays as trained", flush=True)
-    lr = a.lr if a.lr is not None else LR[a.train]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01)
+    constant = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)  # what a checkpoint records (no schedule)
     score, key, name = DEV[a.train]
-    history = [{"epoch": 0, **score(model, dev)}]
-    print(f"[asr_states] the zip as given: dev {history[0]}", flush=True)
-    best, steps_per_epoch = None, max(1, len(train) // a.batch_size)
-    stream = batches(train, a.batch_size, a.seed)
-    for epoch in range(1, a.epochs + 1):
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}", mininterval=10)
-        for _ in bar:
-            loss = step_loss(model, next(stream), a.train)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-        history.append({"epoch": epoch, **score(model, dev)})
-        print(f"[asr_states] epoch {epoch}: dev {history[-1]} ({time.time() - t0:.0f} s)", flush=True)
-        if best is None or history[-1][key] < best[key]:
-            best = history[-1]
-            save_model_dir(model, codec, out / "model", cfg.corpus)  # self-contained, as `zipper train` leaves it
+    spe = max(1, len(train) // a.batch_size)  # steps per epoch
+    if last is not None:  # a pass stopped part-way: its weights, optimizer state and dev history go on from there
+        was = json.loads((last / "trainer_state.json").read_text())["args"]
+        diff = [f"--{k.replace('_', '-')} {was.get(k)}" for k in args if was.get(k) != args[k]]
+        if diff:
+            raise SystemExit(f"{last} was trained with other arguments ({', '.join(diff)}): give the same ones to "
+                             f"resume it, or choose another --out")
+        state = load_checkpoint(last, model, opt, constant)  # refuses a checkpoint of another model config
+        step, history, best, wall_before = state["step"], state["history"], state["best"], state["wall_s"]
+        print(f"[asr_states] resuming {out} at step {step} of {spe * a.epochs} ({last})", flush=True)
+    else:
+        step, history, best, wall_before = 0, [{"epoch": 0, **score(model, dev)}], None, 0.0
+        print(f"[asr_states] the zip as given: dev {history[0]}", flush=True)
+
+    def checkpoint() -> None:
+        save_checkpoint(ckpt_dir, model, opt, constant, step, {
+            "args": args, "model_config": model_signature(model), "history": history, "best": best,
+            "wall_s": round(wall_before + time.time() - t0, 1)})
+
+    if last is None:
+        checkpoint()  # the given zip's dev score is not computed again on a resume
+    stream = batches(train, a.batch_size, a.seed, start_step=step)  # the stream an uninterrupted run would read
+    with StopRequest() as stop:
+        for epoch in range(step // spe + 1, a.epochs + 1):
+            bar = tqdm(initial=step - (epoch - 1) * spe, total=spe, desc=f"epoch {epoch}", mininterval=10)
+            while step < epoch * spe:
+                loss = step_loss(model, next(stream), a.train)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+                if step == epoch * spe:  # the pass's end: its dev score, and the zip if it is the best so far
+                    bar.close()
+                    history.append({"epoch": epoch, **score(model, dev)})
+                    print(f"[asr_states] epoch {epoch}: dev {history[-1]} ({time.time() - t0:.0f} s)", flush=True)
+                    if best is None or history[-1][key] < best[key]:
+                        best = history[-1]
+                        save_model_dir(model, codec, out / "model", cfg.corpus)  # as `zipper train` leaves it
+                if step == epoch * spe or step % a.save_every == 0 or stop.signum is not None:
+                    checkpoint()
+                if stop.signum is not None and step < spe * a.epochs:
+                    raise TrainingInterrupted(f"{signal.Signals(stop.signum).name} at step {step}: checkpoint "
+                                              f"written to {ckpt_dir}; run the same command again to resume")
     hours = sum(float(ex.get("duration", 0)) for ex in train) / 3600
     results = {"task": "asr", "command": "python " + " ".join(["recipes/asr_states.py", *(argv or sys.argv[1:])]),
                "started": started.isoformat(timespec="seconds"), "from_model": a.model,
-               "trained": a.train, "lr": lr,
+               "trained": a.train, "lr": a.lr,
                "metrics": {f"{name}_before": history[0], name: best}, "train_utts": len(train),
-               "train_hours": round(hours, 3), "steps": steps_per_epoch * a.epochs, "dev_utts": len(dev),
+               "train_hours": round(hours, 3), "steps": spe * a.epochs, "dev_utts": len(dev),
                "history": history, "best_epoch": best["epoch"],
-               "beats_the_given_zip": best[key] < history[0][key], "wall_s": round(time.time() - t0, 1),
+               "beats_the_given_zip": best[key] < history[0][key], "wall_s": round(wall_before + time.time() - t0, 1),
                "machine": machine(), "git": commit}
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    shutil.rmtree(ckpt_dir)  # the pass is finished: results.json marks it, model/ holds its best weights
     print(f"[asr_states] best {name} {key} {best[key]} (epoch {best['epoch']}; the given zip's: "
           f"{history[0][key]}); saved {out / 'model'} and {out / 'results.json'}")
     if not results["beats_the_given_zip"]:

@@ -41,14 +41,14 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Training stopped by SIGINT / SIGTERM after checkpointing its last finished step."""
 
 
-class _StopRequest:
+class StopRequest:
     """While active, SIGINT / SIGTERM only set ``signum``: the loop finishes its step and checkpoints. A
     second signal raises KeyboardInterrupt at once. Signal handlers exist only in the main thread."""
 
     def __init__(self):
         self.signum, self._old = None, {}
 
-    def __enter__(self) -> "_StopRequest":
+    def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
             self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
         return self
@@ -416,7 +416,7 @@ def fit(model, loss_fn: Callable, batch_stream: Callable[[int], Iterator], cfg: 
     stream = itertools.islice(batch_stream(stream_start), rank, None, world)  # this rank's share
     bar = tqdm(initial=start, total=cfg.steps, desc=desc, disable=not accelerator.is_main_process, dynamic_ncols=True)
     stopped = None
-    with _StopRequest() as stop, bar:
+    with StopRequest() as stop, bar:
         for step in range(start, stop_at):
             model.train()
             with accelerator.autocast():

@@ -50,8 +50,8 @@ def test_each_step_parses_and_starts_from_the_step_before(tmp_path):
 
 
 def test_a_finished_step_is_skipped(tmp_path):
-    """A step is done when its output is there: a built corpus, a model, a results.json at the step asked for (a
-    run stopped earlier, e.g. by a time budget, is resumed)."""
+    """A step is done when its output is there: a built corpus, a results.json (at the step asked for: a run stopped
+    earlier, e.g. by a time budget, is resumed; an asr_states.py pass with model/ but no results.json is too)."""
     (tmp_path / "data/corpus-medium").mkdir(parents=True)
     (tmp_path / "data/corpus-medium/corpus.json").write_text("{}")
     tower, zip_ = tmp_path / "runs/pretrain-speech-medium-whisper-proj", tmp_path / "runs/asr-medium-units-2100"
@@ -64,7 +64,10 @@ def test_a_finished_step_is_skipped(tmp_path):
     assert lines[2].startswith("done: [ -e runs/asr-medium-units-2100/results.json ]") and "--steps 2100" in lines[3]
     (tower / "results.json").write_text(json.dumps({"steps": 610, "wall_s": 1200.0}, indent=2))
     (zip_ / "results.json").write_text(json.dumps({"steps": 2100, "wall_s": 6700.0}, indent=2))
-    (tmp_path / "runs/asr-medium-units-2100-input/model").mkdir(parents=True)
+    (tmp_path / "runs/asr-medium-units-2100-input/model").mkdir(parents=True)  # a pass stopped after its 1st epoch
+    (tmp_path / "runs/asr-medium-units-2100-input-tower/model").mkdir(parents=True)
+    (tmp_path / "runs/asr-medium-units-2100-input/results.json").write_text("{}")  # finished
     lines = _dry_run(tmp_path)
     assert [line.startswith("done:") for line in lines[:6]] == [True] * 5 + [False], lines
+    assert "--out runs/asr-medium-units-2100-input-tower " in lines[5]  # model/ but no results.json: resumed
     assert lines[5].startswith("python recipes/asr_states.py --model runs/asr-medium-units-2100-input/model")

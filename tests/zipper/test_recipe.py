@@ -154,13 +154,13 @@ def test_character_ctc_zip_with_fused_decoding_in_the_recipe_eval_and_transcribe
     assert "eval_fusion needs a character CTC head" in capsys.readouterr().err
 
 
-def test_asr_states_extends_a_trained_zip_that_eval_and_transcribe_then_feed_with_states(world, capsys, tmp_path):
-    """recipes/asr_states.py on a zip trained over Whisper units (a random 32-unit codec: the real encoder runs)."""
+def whisper_unit_zip(base: dict, tmp_path: Path) -> Path:
+    """A character-CTC ASR zip trained 2 steps over Whisper units (a random 32-unit codec: the real encoder runs),
+    in tmp_path/asr; returns its config."""
     import torch
 
     from towers.whisper_units import WhisperUnitCodec, WhisperUnitCodecConfig
 
-    root, base, _ = world
     wcfg = WhisperUnitCodecConfig(vocab_size=32, n_mels=20, dec_channels=8, dec_unit_dilations=[1], dec_kernel=3,
                                   gl_iters=2)
     WhisperUnitCodec(wcfg, torch.randn(32, 512, generator=torch.Generator().manual_seed(0))).save_pretrained(
@@ -168,6 +168,15 @@ def test_asr_states_extends_a_trained_zip_that_eval_and_transcribe_then_feed_wit
     kw = dict(task="asr", ctc_weight=0.3, ctc_units="chars", **{**base, "codec": str(tmp_path / "wcodec")})
     config = write_config(tmp_path, "asr", steps=2, **kw)
     run(RecipeConfig.from_json(config), results_md=tmp_path / "R.md")
+    return config
+
+
+def test_asr_states_extends_a_trained_zip_that_eval_and_transcribe_then_feed_with_states(world, capsys, tmp_path):
+    """recipes/asr_states.py on a zip trained over Whisper units."""
+    import torch
+
+    root, base, _ = world
+    config = whisper_unit_zip(base, tmp_path)
     out = tmp_path / "states"
     args = ["--model", str(tmp_path / "asr" / "model"), "--config", str(config), "--train-utts", "4",
             "--dev-utts", "2", "--epochs", "1", "--batch-size", "2", "--out", str(out)]
@@ -221,6 +230,55 @@ def test_asr_states_extends_a_trained_zip_that_eval_and_transcribe_then_feed_wit
     moved = {n for n, p in trained.named_parameters() if not torch.equal(orig[n], p)}
     assert any(n.startswith("towers.speech.") for n in moved) and any(n.startswith("ctc_heads.") for n in moved)
     assert all(n.startswith(("towers.speech.", "feature_inputs.", "ctc_heads.")) for n in moved), sorted(moved)[:5]
+
+
+def test_an_asr_states_pass_stopped_part_way_resumes_to_what_one_run_trains(world, capsys, tmp_path, monkeypatch):
+    """Ctrl-C in the second pass of recipes/asr_states.py: the step finishes and is checkpointed; the same command
+    resumes there and ends with the weights and dev history of an uninterrupted run. Other arguments, a finished
+    pass and a model/ without checkpoints are refused."""
+    import os
+    import signal
+
+    import torch
+
+    from zipper.train import TrainingInterrupted
+
+    _, base, _ = world
+    config = whisper_unit_zip(base, tmp_path)
+    args = ["--model", str(tmp_path / "asr" / "model"), "--config", str(config), "--train", "tower", "--train-utts",
+            "4", "--dev-utts", "2", "--epochs", "2", "--batch-size", "2", "--out"]
+    assert load_recipe_script("asr_states").main([*args, str(tmp_path / "one")]) == 0
+    script, calls = load_recipe_script("asr_states"), []
+
+    def interrupted(*a):  # the 3rd step (the second pass's first) gets a Ctrl-C
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return step_loss(*a)
+
+    step_loss = script.step_loss
+    monkeypatch.setattr(script, "step_loss", interrupted)
+    with pytest.raises(TrainingInterrupted, match="SIGINT at step 3"):
+        script.main([*args, str(tmp_path / "two")])
+    two = tmp_path / "two"
+    assert sorted(p.name for p in (two / "checkpoints").iterdir()) == ["step-0000002", "step-0000003"]
+    assert not (two / "results.json").exists() and (two / "model").exists()  # the first pass's zip
+    with pytest.raises(SystemExit, match=r"other arguments \(--seed 0\)"):
+        script.main([*args, str(two), "--seed", "1"])
+    capsys.readouterr()
+    assert script.main([*args, str(two)]) == 0
+    assert "resuming" in capsys.readouterr().out and len(calls) == 4  # step 4 alone
+    res = [json.loads((tmp_path / d / "results.json").read_text()) for d in ("one", "two")]
+    assert res[0]["history"] == res[1]["history"] and res[0]["steps"] == res[1]["steps"] == 4
+    one, two_ = (dict(ZipperModel.from_pretrained(tmp_path / d / "model").named_parameters()) for d in ("one", "two"))
+    assert all(torch.equal(one[n], two_[n]) for n in one)
+    assert not (two / "checkpoints").exists()  # a finished pass keeps model/ and results.json
+    with pytest.raises(SystemExit, match="finished pass"):
+        script.main([*args, str(two)])
+    (tmp_path / "three").mkdir()
+    (two / "model").rename(tmp_path / "three" / "model")
+    with pytest.raises(SystemExit, match="no checkpoint to resume"):
+        script.main([*args, str(tmp_path / "three")])
 
 
 def test_a_zip_that_reads_the_states_from_its_first_step(world, capsys, tmp_path, monkeypatch):
