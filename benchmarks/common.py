@@ -18,7 +18,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -113,16 +112,11 @@ def fmt_stat(s: Mapping, scale: float = 1.0, unit: str = "", digits: int = 3) ->
 
 
 # -- towers ------------------------------------------------------------------------------------
-def _cache_dir() -> Path:
-    return Path(os.environ.get("ZIPPER_BENCH_CACHE", Path(tempfile.gettempdir()) / "zipper-bench-cache"))
-
-
 def text_tower(tiny: bool):
     """SmolLM2-135M (30 layers, width 576) or, with ``tiny``, a 4-layer width-128 Llama over 512 ids.
 
-    The GGUF takes ~25 s to dequantise; the first call saves the dequantised fp32 tower as a
-    safetensors checkpoint under $ZIPPER_BENCH_CACHE (default: the temp dir) and later calls
-    (subprocess memory probes, later runs) load that in a few seconds. The weights are identical.
+    The GGUF takes ~25 s to dequantise; `load_tower` caches the dequantised weights (towers/gguf_cache.py), so
+    later calls (subprocess memory probes, later runs) load them in about a second. The weights are identical.
     """
     from towers import Tower, load_tower
 
@@ -135,18 +129,7 @@ def text_tower(tiny: bool):
                 vocab_size=512, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
                 num_attention_heads=4, num_key_value_heads=2, bos_token_id=1, eos_token_id=2, pad_token_id=0))
         return Tower(model=model.eval(), modality="text")
-    cached = _cache_dir() / "smollm2-135m"
-    if (cached / "model.safetensors").exists() and (cached / "zipper_tower.json").exists():
-        return load_tower(str(cached), modality="text")
-    tower = load_tower("smollm2-135m", modality="text")
-    _cache_dir().mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="smollm2-", dir=_cache_dir()))
-    tower.save_pretrained(tmp)
-    try:
-        tmp.rename(cached)
-    except OSError:  # another process won the race
-        pass
-    return tower
+    return load_tower("smollm2-135m", modality="text")
 
 
 def speech_tower(tiny: bool, seed: int = 0, modality: str = "speech"):

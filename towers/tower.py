@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,17 +269,16 @@ def load_tower(
     if modality is None:
         raise TowerError(f"modality unknown for {ref!r}: pass modality='text' (or 'speech', ...)")
 
-    from transformers import AutoModelForCausalLM
-
-    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code, "local_files_only": True}
     if gguf_file is not None:
-        kwargs["gguf_file"] = gguf_file
+        model, tokenizer = _load_gguf(path, gguf_file, dtype, trust_remote_code)
     else:
-        kwargs["use_safetensors"] = True
-    model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, trust_remote_code=trust_remote_code,
+                                                     local_files_only=True, use_safetensors=True)
+        tokenizer = _load_tokenizer(path, None, trust_remote_code)
     model.eval()
-    tower = Tower(model=model, modality=modality, tokenizer=_load_tokenizer(path, gguf_file, trust_remote_code),
-                  source=ref)
+    tower = Tower(model=model, modality=modality, tokenizer=tokenizer, source=ref)
     if gguf_file is not None:  # the file's own BOS / EOS (in the config) over what the tokenizer conversion
         # made of them: transformers 5.17 gives SmolLM2's GGUF tokenizer EOS <|im_start|>, which is its BOS
         ids = tower.special_ids()
@@ -350,6 +350,30 @@ def _check_safe_checkpoint(path: Path) -> None:
             "Convert them once in a trusted environment (model.save_pretrained(..., safe_serialization=True))."
         )
     raise TowerError(f"{path} holds no weights (*.safetensors or *.gguf)")
+
+
+def _load_gguf(path: Path, gguf_file: str, dtype: torch.dtype, trust_remote_code: bool):
+    """(model, tokenizer) of a GGUF file, dequantised to ``dtype``: from the local cache of dequantised weights
+    (towers/gguf_cache.py) after the first load, which writes it."""
+    from transformers import AutoModelForCausalLM
+
+    from towers import gguf_cache
+
+    entry = gguf_cache.entry_dir(path / gguf_file, dtype)
+    if entry is not None and (entry / gguf_cache.COMPLETE).exists():
+        try:
+            _check_safe_checkpoint(entry)
+            return gguf_cache.read_model(entry), _load_tokenizer(entry, None, False)
+        except Exception as e:  # noqa: BLE001 -- any damage: the GGUF itself is still there, and rewrites the entry
+            why = (str(e).splitlines() or [type(e).__name__])[0]
+            warnings.warn(f"the cached dequantised {gguf_file} in {entry} does not load ({why}); "
+                          "loading the GGUF again and rewriting the cache", stacklevel=3)
+            shutil.rmtree(entry, ignore_errors=True)
+    model = AutoModelForCausalLM.from_pretrained(str(path), gguf_file=gguf_file, dtype=dtype, local_files_only=True,
+                                                 trust_remote_code=trust_remote_code)
+    tokenizer = _load_tokenizer(path, gguf_file, trust_remote_code)
+    gguf_cache.write(entry, model, tokenizer, path / gguf_file, dtype)
+    return model, tokenizer
 
 
 def _load_tokenizer(path: Path, gguf_file: str | None, trust_remote_code: bool):

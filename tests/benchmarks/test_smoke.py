@@ -17,6 +17,7 @@ EXPECTED = {
     "rtf": {"asr", "tts", "setup"},
     "ctc_head": {"steps", "ratios", "trainable_params", "setup"},
     "fused_decode": {"per_utterance_s", "scratch_over_cached", "max_abs_diff", "setup"},
+    "tower_load": {"first_load_s", "load_s", "setup"},
 }
 COMMON = {"benchmark", "command", "date", "git", "machine", "args", "headline"}
 
