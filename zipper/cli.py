@@ -15,6 +15,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from towers.chunking import CHUNK_SECONDS
 from zipper.ctc_beam import FUSION_ALPHA, FUSION_BEAM, FUSION_BETA, KNOWN_WORDS_FILE, read_word_list
 
 
@@ -78,8 +79,7 @@ def _check_output(path: str, overwrite: bool) -> Path:
 
 def cmd_transcribe(a) -> int:
     from towers.audio import load_audio
-    from zipper.data import reads_states, states_and_units
-    from zipper.tasks import transcribe_units
+    from zipper.tasks import transcribe_audio
 
     # every input is read and checked before any model work
     words = read_word_list(a.fusion_words) if a.fusion_words else []
@@ -90,18 +90,10 @@ def cmd_transcribe(a) -> int:
     waves = [load_audio(f, target_sr=codec.sample_rate, max_seconds=a.max_seconds) for f in a.audio]
     model = _load_model(a.model)
     _check_direction(model, "speech->text", a.model)
-    states = None
-    if reads_states(model):  # a zip with feature input: the encoder states, and the units of those states
-        states, units = map(list, zip(*(states_and_units(codec, w, sr) for w, sr in waves)))
-    else:
-        units = [codec.encode(w, sr) for w, sr in waves]
-    if a.fusion:
-        from zipper.tasks import fused_transcribe_units
-
-        texts = fused_transcribe_units(model, units, beam=a.fusion_beam or FUSION_BEAM, progress=len(units) > 1,
-                                       states=states, words=words, **_fusion_weights(a))
-    else:
-        texts = transcribe_units(model, units, num_beams=a.beams or 1, states=states)
+    fusion = dict(beam=a.fusion_beam or FUSION_BEAM, words=words, **_fusion_weights(a)) if a.fusion else None
+    long = sum(len(w) / sr > a.chunk_seconds for w, sr in waves) if a.chunk_seconds else 0
+    texts = transcribe_audio(model, codec, waves, chunk_seconds=a.chunk_seconds, fusion=fusion,
+                             num_beams=a.beams or 1, progress=len(waves) > 1 or long > 0)
     for f, text in zip(a.audio, texts):
         print(f"{f}\t{text}" if len(a.audio) > 1 else text)
     return 0
@@ -308,7 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", required=True, help="a trained model directory (e.g. runs/asr/model)")
     t.add_argument("--beams", type=_positive_int, help="beam size of the attention decoder (default 1: greedy; "
                                                         "not with --fusion)")
-    t.add_argument("--max-seconds", type=float, default=60.0, help="refuse longer audio")
+    t.add_argument("--max-seconds", type=float, default=600.0, help="refuse longer audio (default 600)")
+    t.add_argument("--chunk-seconds", type=_weight, default=CHUNK_SECONDS,
+                   help=f"cut longer audio at its pauses into pieces of at most this many seconds (default "
+                        f"{CHUNK_SECONDS:g}), transcribed one by one: the zips are trained on single sentences; "
+                        "0: transcribe each file whole")
     t.add_argument("--fusion", action="store_true",
                    help="decode with the character CTC head, the decoder scoring words (zipper/ctc_beam.py)")
     t.add_argument("--fusion-beam", type=_positive_int,

@@ -64,7 +64,7 @@ def test_transcribe_rejects_bad_audio(model_dir, tmp_path, capsys):
         "garbage": str(tmp_path / "garbage.wav"),
         "zero samples": _wav(tmp_path / "zero.wav", np.zeros(0, dtype=np.float32)),
         "NaN": _wav(tmp_path / "nan.wav", nan),
-        "too long": _wav(tmp_path / "long.wav", np.zeros(16000 * 70, dtype=np.int16)),
+        "too long": _wav(tmp_path / "long.wav", np.zeros(16000 * 601, dtype=np.int16)),  # --max-seconds: 600
         "a directory": str(tmp_path),
         "not audio": str(ROOT / "pyproject.toml"),
     }

@@ -154,6 +154,48 @@ def test_character_ctc_zip_with_fused_decoding_in_the_recipe_eval_and_transcribe
     assert "eval_fusion needs a character CTC head" in capsys.readouterr().err
 
 
+def test_long_audio_is_transcribed_in_pieces_cut_at_its_pauses(world, capsys, tmp_path):
+    """`zipper transcribe` (zipper.tasks.transcribe_audio) cuts audio longer than --chunk-seconds at its pauses and
+    joins the pieces' texts: the same texts as each piece transcribed alone, greedy and fused; shorter audio is
+    transcribed whole."""
+    import numpy as np
+    import soundfile as sf
+
+    from towers.audio import load_audio
+    from towers.chunking import speech_chunks
+    from towers.corpus import read_manifest
+    from zipper.cli import _load_model_codec
+    from zipper.tasks import transcribe_audio
+
+    root, base, _ = world
+    run(RecipeConfig(task="asr", out=str(tmp_path / "asr"), steps=1, ctc_weight=0.3, ctc_units="chars", **base),
+        results_md=None)
+    model_dir = tmp_path / "asr" / "model"
+    model, codec = ZipperModel.from_pretrained(model_dir), _load_model_codec(model_dir)
+    sr = codec.sample_rate
+    waves = [load_audio(r["audio_filepath"], target_sr=sr)[0] for r in read_manifest(root / "corpus" / "test.jsonl")[:3]]
+    gap = np.zeros(int(0.5 * sr), np.float32)
+    long = np.concatenate([waves[0], gap, waves[1], gap, waves[2]])
+    chunk = max(len(w) for w in waves) / sr + 0.5
+    pieces = speech_chunks(long, sr, chunk)
+    assert len(pieces) >= 2
+    for fusion in (None, dict(beam=2)):
+        got = transcribe_audio(model, codec, [(long, sr)], chunk_seconds=chunk, fusion=fusion)[0]
+        alone = [transcribe_audio(model, codec, [(long[a:b], sr)], chunk_seconds=0, fusion=fusion)[0] for a, b in pieces]
+        assert got == " ".join(t for t in alone if t)
+        short = (waves[0], sr)  # shorter than the chunk: whole
+        assert transcribe_audio(model, codec, [short], chunk_seconds=chunk, fusion=fusion) == \
+            transcribe_audio(model, codec, [short], chunk_seconds=0, fusion=fusion)
+    path = tmp_path / "long.wav"
+    sf.write(path, long, sr)
+    capsys.readouterr()
+    assert cli(["transcribe", str(path), "--model", str(model_dir), "--chunk-seconds", f"{chunk!r}"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == transcribe_audio(model, codec, [(long, sr)], chunk_seconds=chunk)[0]
+    with pytest.raises(SystemExit):
+        cli(["transcribe", str(path), "--model", str(model_dir), "--chunk-seconds", "-1"])
+    assert "--chunk-seconds: must be >= 0" in capsys.readouterr().err
+
+
 def whisper_unit_zip(base: dict, tmp_path: Path) -> Path:
     """A character-CTC ASR zip trained 2 steps over Whisper units (a random 32-unit codec: the real encoder runs),
     in tmp_path/asr; returns its config."""

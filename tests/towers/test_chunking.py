@@ -1,0 +1,64 @@
+"""towers/chunking.py: long audio cut at its pauses into pieces that cover it, none longer than asked."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from towers.audio import load_audio
+from towers.chunking import frame_energy_db, speech_chunks
+from zipper.data import LIBRIVOX
+
+SR = 16000
+
+
+def assert_cover(chunks, n, limit):
+    assert chunks[0][0] == 0 and chunks[-1][1] == n
+    assert all(a < b <= a + limit for a, b in chunks)
+    assert all(b == a2 for (_, b), (a2, _) in zip(chunks, chunks[1:]))
+
+
+def librivox() -> list[np.ndarray]:
+    if not (LIBRIVOX / "transcription").exists():
+        pytest.skip("pocketsphinx-testdata (make setup) is not installed")
+    return [load_audio(p, target_sr=SR)[0] for p in sorted(LIBRIVOX.glob("*.wav"))]
+
+
+def test_real_read_speech_is_cut_in_its_pauses():
+    """The 5 LibriVox clips one after another, 0.3 s of silence between them (26.2 s): every cut falls in a
+    silence; back to back (24.7 s, only the readers' own pauses), every cut falls in a quiet frame."""
+    clips = librivox()
+    gap = np.zeros(int(0.3 * SR), np.float32)
+    wave = np.concatenate([x for c in clips for x in (c, gap)])
+    ends = np.cumsum([len(c) + len(gap) for c in clips]) - len(gap)  # where each silence starts
+    chunks = speech_chunks(wave, SR, 10.0)
+    assert_cover(chunks, len(wave), 10 * SR) and len(chunks) == 4
+    assert all(any(e < cut < e + len(gap) for e in ends) for _, cut in chunks[:-1]), (chunks, ends)
+    together = np.concatenate(clips)
+    chunks = speech_chunks(together, SR, 10.0)
+    assert_cover(chunks, len(together), 10 * SR)
+    energy = frame_energy_db(together, SR)
+    floor, loud = np.percentile(energy, [10, 95])
+    hop = int(0.01 * SR)
+    assert all(energy[cut // hop - 1] < floor + 0.25 * (loud - floor) for _, cut in chunks[:-1])
+
+
+def test_short_audio_is_one_piece_and_bad_settings_are_refused():
+    assert speech_chunks(np.ones(SR), SR, 1.0) == [(0, SR)]
+    with pytest.raises(ValueError, match="max_seconds"):
+        speech_chunks(np.ones(SR), SR, 0.0)
+    with pytest.raises(ValueError, match="search_seconds > 0"):
+        speech_chunks(np.ones(SR), SR, 1.0, search_seconds=0.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seconds=st.floats(0.01, 40), max_seconds=st.floats(0.05, 12), search=st.floats(0.001, 1.5), seed=st.integers(0, 99),
+       pauses=st.integers(0, 6))
+def test_pieces_cover_any_audio_in_order_none_too_long(seconds, max_seconds, search, seed, pauses):
+    rng = np.random.default_rng(seed)
+    wave = rng.standard_normal(int(seconds * SR)).astype(np.float32)
+    for start in rng.integers(0, max(1, len(wave)), pauses):  # some silent stretches
+        wave[start:start + int(rng.uniform(0.05, 1.0) * SR)] = 0
+    chunks = speech_chunks(wave, SR, max_seconds, search_seconds=search * max_seconds)
+    assert_cover(chunks, len(wave), int(max_seconds * SR))
