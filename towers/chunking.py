@@ -1,17 +1,21 @@
-"""Split long audio at its pauses into chunks a zip can transcribe one by one.
+"""Split long audio at its pauses, and long text at its sentence ends, into pieces a zip handles one by one.
 
 The ASR zips are trained on single sentences of 2-10 s: given a whole paragraph they write one sentence and
 stop (recipes/diagnostics/long_audio.py measures it). `speech_chunks` cuts a recording into pieces of at most
 ``max_seconds``, each cut at the quietest point of the longest pause found in the last part of the piece
 (frame energy, 25 ms frames every 10 ms; the middle of a digitally silent pause), so that words are not cut; with no pause there, at its quietest
-frame. `zipper transcribe` transcribes the chunks and joins their texts.
+frame. `zipper transcribe` transcribes the chunks and joins their texts. `text_chunks` does the same for
+`zipper speak`: the TTS zips are trained on sentences too.
 """
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
 FRAME_S, HOP_S = 0.025, 0.010
 CHUNK_SECONDS = 10.0  # `zipper transcribe`'s longest piece (the zips are trained on sentences of 2-10 s)
+CHUNK_CHARS = 120  # `zipper speak`'s longest piece (the training sentences have 6-18 words, up to ~110 characters)
 
 
 def frame_energy_db(wave: np.ndarray, sr: int) -> np.ndarray:
@@ -72,3 +76,35 @@ def speech_chunks(wave: np.ndarray, sr: int, max_seconds: float = CHUNK_SECONDS,
         start = cut
     chunks.append((start, len(wave)))
     return chunks
+
+
+def text_chunks(text: str, max_chars: int = CHUNK_CHARS) -> list[str]:
+    """``text`` (whitespace collapsed) as pieces of at most ``max_chars`` characters whose join by spaces is the
+    text: whole sentences (ended by . ! ? ; or :) packed while they fit; a longer sentence is cut after its commas,
+    then between words; a single word longer than ``max_chars`` is a piece of its own. Empty text: no pieces."""
+    if max_chars < 1:
+        raise ValueError(f"max_chars must be >= 1, got {max_chars}")
+    words = text.split()
+    if not words:
+        return []
+    # units that a piece never splits: words, grouped into clauses (after commas), grouped into sentences
+    sentences = re.split(r"(?<=[.!?;:])\s+", " ".join(words))
+    pieces: list[str] = []
+    for sentence in sentences:
+        for clause in _pack(re.split(r"(?<=,)\s+", sentence), max_chars, split=True):
+            pieces.append(clause)
+    return _pack(pieces, max_chars, split=False)
+
+
+def _pack(parts: list[str], max_chars: int, split: bool) -> list[str]:
+    """Join consecutive ``parts`` while they fit in ``max_chars``; with ``split``, a part that does not fit alone
+    is cut between its words first."""
+    out: list[str] = []
+    for part in parts:
+        subparts = _pack(part.split(), max_chars, split=False) if split and len(part) > max_chars else [part]
+        for sub in subparts:
+            if out and len(out[-1]) + 1 + len(sub) <= max_chars:
+                out[-1] += " " + sub
+            else:
+                out.append(sub)
+    return out

@@ -15,7 +15,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from towers.chunking import CHUNK_SECONDS
+from towers.chunking import CHUNK_CHARS, CHUNK_SECONDS
 from zipper.ctc_beam import FUSION_ALPHA, FUSION_BEAM, FUSION_BETA, KNOWN_WORDS_FILE, read_word_list
 
 
@@ -102,7 +102,7 @@ def cmd_transcribe(a) -> int:
 def cmd_speak(a) -> int:
     from towers.audio import save_audio
     from zipper.data import voice_text_prompt
-    from zipper.tasks import speak_units
+    from zipper.tasks import speak_text
 
     text = " ".join(a.text.split())
     if not text:
@@ -114,12 +114,12 @@ def cmd_speak(a) -> int:
     model = _load_model(a.model)
     _check_direction(model, "text->speech", a.model)
     prompt = voice_text_prompt(a.voice) if a.voice else ""  # a model trained with a recipe's voice_prompt
-    units = speak_units(model, [text], units_per_second=codec.units_per_second, prompts=[prompt])[0]
-    if len(units) == 0:
+    wave, sr, units = speak_text(model, codec, text, chunk_chars=a.chunk_chars, prompt=prompt)
+    if len(wave) == 0:
         raise RuntimeError("the model generated no speech units for this text")
-    wave, sr = codec.decode(units)
     save_audio(out, wave.numpy(), sr, overwrite=a.overwrite)
-    print(f"wrote {out} ({len(units)} units, {len(wave) / sr:.2f} s)")
+    pieces = f" in {len(units)} pieces" if len(units) > 1 else ""
+    print(f"wrote {out} ({sum(len(u) for u in units)} units{pieces}, {len(wave) / sr:.2f} s)")
     return 0
 
 
@@ -278,6 +278,13 @@ def _weight(text: str) -> float:
     return value
 
 
+def _nonnegative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -324,7 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, help="a trained model directory (e.g. runs/tts/model)")
     s.add_argument("-o", "--output", required=True, help="output .wav path")
     s.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    s.add_argument("--max-chars", type=int, default=400, help="refuse longer text")
+    s.add_argument("--max-chars", type=int, default=5000, help="refuse longer text (default 5000)")
+    s.add_argument("--chunk-chars", type=_nonnegative_int, default=CHUNK_CHARS,
+                   help=f"speak longer text in pieces of at most this many characters (default {CHUNK_CHARS}), whole "
+                        "sentences while they fit, joined by short pauses: the zips are trained on single "
+                        "sentences; 0: speak it whole")
     s.add_argument("--voice", default="", help="the training voice to speak in, for a model trained with a "
                                                "recipe's voice_prompt (e.g. piper-joe)")
     s.set_defaults(fn=cmd_speak)

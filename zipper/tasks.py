@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-from towers.chunking import CHUNK_SECONDS
+from towers.chunking import CHUNK_CHARS, CHUNK_SECONDS
 from towers.speech_lm import pad_rows
 from zipper.ctc_beam import FUSION_ALPHA, FUSION_BEAM, FUSION_BETA
 from zipper.data import reads_states, speech_segment, text_ids
@@ -180,6 +180,25 @@ def speak_units(model, texts: Sequence[str], batch_size: int = 8, units_per_seco
             units = sp.tokenizer.decode(torch.cat([torch.tensor([sp.bos_token_id]), row[m.bool()][:budget].cpu()]))
             out.append(cut_repeat(units, repeat_ngram) if repeat_ngram else units)
     return out
+
+
+def speak_text(model, codec, text: str, chunk_chars: int = CHUNK_CHARS, prompt: str = "",
+               pause_seconds: float = 0.25, **kwargs) -> tuple[torch.Tensor, int, list[torch.Tensor]]:
+    """Text -> (wave, sample rate, the units of each piece). Text longer than ``chunk_chars`` is spoken in pieces
+    (towers.chunking.text_chunks: whole sentences while they fit), each decoded alone and the waves joined with
+    ``pause_seconds`` of silence (0: whole, however long). ``prompt``: read before each piece (a voice name);
+    ``kwargs``: `speak_units`'. Pieces that give no units are left out; with none at all, the wave is empty."""
+    from towers.chunking import text_chunks
+
+    pieces = text_chunks(text, chunk_chars) if chunk_chars else [" ".join(text.split())]
+    units = speak_units(model, pieces, units_per_second=codec.units_per_second, prompts=[prompt] * len(pieces),
+                        **kwargs)
+    waves, sr = [], codec.sample_rate
+    for u in units:
+        if len(u):
+            wave, sr = codec.decode(u)
+            waves += [torch.zeros(int(pause_seconds * sr))] * bool(waves) + [torch.as_tensor(wave).float()]
+    return (torch.cat(waves) if waves else torch.zeros(0)), sr, units
 
 
 def cut_repeat(units: torch.Tensor, n: int) -> torch.Tensor:

@@ -75,7 +75,7 @@ def test_transcribe_rejects_bad_audio(model_dir, tmp_path, capsys):
 
 def test_speak_rejects_bad_text_and_outputs(model_dir, tmp_path, capsys):
     m = str(model_dir / "model")
-    for text in ["", "   \n\t", "x" * 5000]:
+    for text in ["", "   \n\t", "x" * 5001]:  # --max-chars: 5000
         _bad(capsys, ["speak", text, "--model", m, "-o", str(tmp_path / "a.wav")])
     _bad(capsys, ["speak", "hello", "--model", m, "-o", str(tmp_path / "no" / "dir" / "a.wav")])
     # an unwritable extension is refused before the model loads (a missing model would be the other error)

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from towers.audio import load_audio
-from towers.chunking import frame_energy_db, speech_chunks
+from towers.chunking import frame_energy_db, speech_chunks, text_chunks
 from zipper.data import LIBRIVOX
 
 SR = 16000
@@ -62,3 +62,27 @@ def test_pieces_cover_any_audio_in_order_none_too_long(seconds, max_seconds, sea
         wave[start:start + int(rng.uniform(0.05, 1.0) * SR)] = 0
     chunks = speech_chunks(wave, SR, max_seconds, search_seconds=search * max_seconds)
     assert_cover(chunks, len(wave), int(max_seconds * SR))
+
+
+def test_long_text_is_cut_at_sentence_ends_then_commas_then_between_words():
+    text = ("He was not an ill disposed young man, unless to be rather cold hearted and rather selfish is to be ill "
+            "disposed. Had he married a more amiable woman, he might have been made still more respectable than he "
+            "was; he might even have been made amiable himself. Hello!")
+    assert text_chunks(text, 120) == [
+        "He was not an ill disposed young man, unless to be rather cold hearted and rather selfish is to be ill disposed.",
+        "Had he married a more amiable woman, he might have been made still more respectable than he was;",
+        "he might even have been made amiable himself. Hello!"]
+    assert text_chunks(text, 60)[:2] == ["He was not an ill disposed young man,",
+                                         "unless to be rather cold hearted and rather selfish is to be"]
+    assert text_chunks("  short.  text ", 120) == ["short. text"] and text_chunks(" \n ", 5) == []
+    assert text_chunks("a " + "x" * 30 + " b", 10) == ["a", "x" * 30, "b"]  # a word longer than the limit: alone
+    with pytest.raises(ValueError, match="max_chars"):
+        text_chunks("a", 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(st.sampled_from(list("ab ,.;!?\n")), max_size=300), max_chars=st.integers(1, 80))
+def test_text_pieces_join_to_the_text_and_fit(text, max_chars):
+    pieces = text_chunks(text, max_chars)
+    assert " ".join(pieces) == " ".join(text.split())
+    assert all(p and p == p.strip() and (len(p) <= max_chars or " " not in p) for p in pieces)

@@ -418,6 +418,24 @@ def test_tts_zip_and_speak(world, capsys):
     out = root / "hello.wav"
     assert cli(["speak", "hello world", "--model", str(root / "tts" / "model"), "-o", str(out), "--voice", voice]) == 0
     assert out.stat().st_size > 44
+    # longer text is spoken in pieces (whole sentences while they fit), each as it is spoken alone, with pauses
+    import torch
+
+    from zipper.cli import _load_model_codec
+    from zipper.data import voice_text_prompt
+    from zipper.tasks import speak_text, speak_units
+
+    model, codec = ZipperModel.from_pretrained(root / "tts" / "model"), _load_model_codec(root / "tts" / "model")
+    text, prompt = "The first sentence is here. And a second one, with a comma.", voice_text_prompt(voice)
+    wave, sr, units = speak_text(model, codec, text, chunk_chars=30, prompt=prompt, pause_seconds=0.5)
+    alone = [speak_units(model, [t], units_per_second=codec.units_per_second, prompts=[prompt])[0]
+             for t in ("The first sentence is here.", "And a second one,", "with a comma.")]
+    assert len(units) == 3 and all(torch.equal(u, a) for u, a in zip(units, alone))
+    waves = [torch.as_tensor(codec.decode(u)[0]).float() for u in alone if len(u)]
+    pause = torch.zeros(int(0.5 * sr))
+    assert torch.equal(wave, torch.cat([x for w in waves for x in (pause, w)][1:]) if waves else torch.zeros(0))
+    assert speak_text(model, codec, text, chunk_chars=0, prompt=prompt)[2][0].equal(
+        speak_units(model, [text], units_per_second=codec.units_per_second, prompts=[prompt])[0])  # 0: whole
     before = out.read_bytes()
     assert cli(["speak", "hello again", "--model", str(root / "tts" / "model"), "-o", str(out)]) == 2
     assert out.read_bytes() == before  # nothing overwritten without --overwrite
