@@ -2,10 +2,10 @@
 
 The ASR zips are trained on single sentences of 2-10 s: given a whole paragraph they write one sentence and
 stop (recipes/diagnostics/long_audio.py measures it). `speech_chunks` cuts a recording into pieces of at most
-``max_seconds``, each cut at the quietest point of the longest pause found in the last part of the piece
-(frame energy, 25 ms frames every 10 ms; the middle of a digitally silent pause), so that words are not cut; with no pause there, at its quietest
-frame. `zipper transcribe` transcribes the chunks and joins their texts. `text_chunks` does the same for
-`zipper speak`: the TTS zips are trained on sentences too.
+``max_seconds``, each cut at the quietest point of the longest pause found in the last part of the piece (frame
+energy, 25 ms frames every 10 ms; in a digitally silent pause, its middle), so that words are not cut; with no
+pause there, at its quietest frame. `zipper transcribe` transcribes the pieces and joins their texts.
+`text_chunks` does the same for `zipper speak`: the TTS zips are trained on sentences too.
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def speech_chunks(wave: np.ndarray, sr: int, max_seconds: float = CHUNK_SECONDS,
             chunks.append((start, start + limit))
             start += limit
             continue
-        run, best = None, None  # the longest quiet run in [lo, hi): (length, first frame)
+        best = None  # the longest quiet run in [lo, hi): (length, first frame)
         i = lo
         while i < hi:
             if quiet[i]:
@@ -66,10 +66,8 @@ def speech_chunks(wave: np.ndarray, sr: int, max_seconds: float = CHUNK_SECONDS,
                 i = j
             else:
                 i += 1
-        if best is not None:
-            run = range(best[1], best[1] + best[0])
-        frames = run if run is not None else range(lo, hi)
-        mid = (frames[0] + frames[-1]) / 2  # among equally quiet frames (digital silence), the middlemost
+        frames = range(best[1], best[1] + best[0]) if best is not None else range(lo, hi)
+        mid = (frames[0] + frames[-1]) / 2  # among frames equally quiet to 0.1 dB (digital silence), the middlemost
         cut_frame = min(frames, key=lambda f: (round(float(energy[f]), 1), abs(f - mid)))
         cut = min(start + limit, max(start + 1, cut_frame * hop + int(round(FRAME_S * sr)) // 2))  # frame centre
         chunks.append((start, cut))
