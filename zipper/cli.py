@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import math
 import sys
@@ -79,7 +80,7 @@ def _check_output(path: str, overwrite: bool) -> Path:
 
 def cmd_transcribe(a) -> int:
     from towers.audio import load_audio
-    from zipper.tasks import transcribe_audio
+    from zipper.tasks import transcribe_pieces
 
     # every input is read and checked before any model work
     words = read_word_list(a.fusion_words) if a.fusion_words else []
@@ -92,10 +93,14 @@ def cmd_transcribe(a) -> int:
     _check_direction(model, "speech->text", a.model)
     fusion = dict(beam=a.fusion_beam or FUSION_BEAM, words=words, **_fusion_weights(a)) if a.fusion else None
     long = sum(len(w) / sr > a.chunk_seconds for w, sr in waves) if a.chunk_seconds else 0
-    texts = transcribe_audio(model, codec, waves, chunk_seconds=a.chunk_seconds, fusion=fusion,
-                             num_beams=a.beams or 1, progress=len(waves) > 1 or long > 0)
-    for f, text in zip(a.audio, texts):
-        print(f"{f}\t{text}" if len(a.audio) > 1 else text)
+    pieces = transcribe_pieces(model, codec, waves, chunk_seconds=a.chunk_seconds, fusion=fusion,
+                               num_beams=a.beams or 1, progress=len(waves) > 1 or long > 0)
+    for f, ps in zip(a.audio, pieces):
+        text = " ".join(p["text"] for p in ps if p["text"])
+        if a.json:
+            print(json.dumps({"audio": f, "text": text, "pieces": ps}, ensure_ascii=False))
+        else:
+            print(f"{f}\t{text}" if len(a.audio) > 1 else text)
     return 0
 
 
@@ -131,7 +136,6 @@ def cmd_train(a) -> int:
 
 def cmd_eval(a) -> int:
     import datetime
-    import json
 
     from zipper.recipe import (RESULTS_MD, RecipeConfig, _number, append_results_row, check_results_md, git_hash,
                                machine, read_split, splits_used, test_metrics)
@@ -312,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"cut longer audio at its pauses into pieces of at most this many seconds (default "
                         f"{CHUNK_SECONDS:g}), transcribed one by one: the zips are trained on single sentences; "
                         "0: transcribe each file whole")
+    t.add_argument("--json", action="store_true",
+                   help='one JSON line per file: {"audio", "text", "pieces": [{"start", "end", "text"}, ...]} '
+                        "(seconds: where each piece was cut)")
     t.add_argument("--fusion", action="store_true",
                    help="decode with the character CTC head, the decoder scoring words (zipper/ctc_beam.py)")
     t.add_argument("--fusion-beam", type=_positive_int,

@@ -119,32 +119,35 @@ def _state_chunks(units: Sequence, states: Sequence | None, n: int):
         yield units[i:i + n], None if states is None else states[i:i + n]
 
 
-def transcribe_audio(model, codec, waves: Sequence[tuple], chunk_seconds: float = CHUNK_SECONDS,
-                     fusion: dict | None = None, num_beams: int = 1, progress: bool = False) -> list[str]:
-    """Recordings ``[(wave, sample_rate), ...]`` -> one transcript each. A recording longer than ``chunk_seconds``
-    is cut at its pauses (towers.chunking.speech_chunks) and its pieces' texts joined (0: whole, however long).
-    ``fusion``: keyword arguments of `fused_transcribe_units` (beam, alpha, beta, words) to decode by the fused
-    CTC search; else the attention decoder with ``num_beams``. A zip that reads encoder states gets each piece's."""
+def transcribe_pieces(model, codec, waves: Sequence[tuple], chunk_seconds: float = CHUNK_SECONDS,
+                      fusion: dict | None = None, num_beams: int = 1, progress: bool = False) -> list[list[dict]]:
+    """Recordings ``[(wave, sample_rate), ...]`` -> for each, its pieces ``{"start", "end", "text"}`` (seconds).
+    A recording longer than ``chunk_seconds`` is cut at its pauses (towers.chunking.speech_chunks; 0: whole, however
+    long) and each piece transcribed alone. ``fusion``: keyword arguments of `fused_transcribe_units` (beam, alpha,
+    beta, words) to decode by the fused CTC search; else the attention decoder with ``num_beams``. A zip that reads
+    encoder states gets each piece's."""
     from towers.chunking import speech_chunks
     from zipper.data import states_and_units
 
-    pieces = [[(w[a:b], sr) for a, b in speech_chunks(w, sr, chunk_seconds)] if chunk_seconds else [(w, sr)]
-              for w, sr in waves]
-    flat = [piece for ps in pieces for piece in ps]
+    spans = [speech_chunks(w, sr, chunk_seconds) if chunk_seconds else [(0, len(w))] for w, sr in waves]
+    flat = [(w[a:b], sr) for (w, sr), ss in zip(waves, spans) for a, b in ss]
     states = None
     if reads_states(model):  # the encoder states, and the units of those states, from one encoder run
         states, units = map(list, zip(*(states_and_units(codec, w, sr) for w, sr in flat)))
     else:
         units = [codec.encode(w, sr) for w, sr in flat]
     if fusion is not None:
-        texts = fused_transcribe_units(model, units, progress=progress, states=states, **fusion)
+        texts = iter(fused_transcribe_units(model, units, progress=progress, states=states, **fusion))
     else:
-        texts = transcribe_units(model, units, num_beams=num_beams, states=states, progress=progress)
-    out, i = [], 0
-    for ps in pieces:
-        out.append(" ".join(t for t in texts[i:i + len(ps)] if t))
-        i += len(ps)
-    return out
+        texts = iter(transcribe_units(model, units, num_beams=num_beams, states=states, progress=progress))
+    return [[{"start": round(a / sr, 2), "end": round(b / sr, 2), "text": next(texts)} for a, b in ss]
+            for (_, sr), ss in zip(waves, spans)]
+
+
+def transcribe_audio(model, codec, waves: Sequence[tuple], **kwargs) -> list[str]:
+    """Recordings ``[(wave, sample_rate), ...]`` -> one transcript each: the texts of its pieces
+    (`transcribe_pieces`, which takes the same keyword arguments), joined."""
+    return [" ".join(p["text"] for p in ps if p["text"]) for ps in transcribe_pieces(model, codec, waves, **kwargs)]
 
 
 def has_ctc(model) -> bool:

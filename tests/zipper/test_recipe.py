@@ -190,7 +190,13 @@ def test_long_audio_is_transcribed_in_pieces_cut_at_its_pauses(world, capsys, tm
     sf.write(path, long, sr)
     capsys.readouterr()
     assert cli(["transcribe", str(path), "--model", str(model_dir), "--chunk-seconds", f"{chunk!r}"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == transcribe_audio(model, codec, [(long, sr)], chunk_seconds=chunk)[0]
+    text = transcribe_audio(model, codec, [(long, sr)], chunk_seconds=chunk)[0]
+    assert capsys.readouterr().out.splitlines()[-1] == text
+    assert cli(["transcribe", str(path), "--model", str(model_dir), "--chunk-seconds", f"{chunk!r}", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out.splitlines()[-1])  # where each piece was cut, and its text
+    assert shown["audio"] == str(path) and shown["text"] == text
+    assert [(p["start"], p["end"]) for p in shown["pieces"]] == [(round(a / sr, 2), round(b / sr, 2)) for a, b in pieces]
+    assert " ".join(p["text"] for p in shown["pieces"] if p["text"]) == text
     with pytest.raises(SystemExit):
         cli(["transcribe", str(path), "--model", str(model_dir), "--chunk-seconds", "-1"])
     assert "--chunk-seconds: must be >= 0" in capsys.readouterr().err
