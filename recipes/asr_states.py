@@ -181,7 +181,8 @@ def main(argv=None) -> int:
     args = {k: getattr(a, k) for k in SAME_ON_RESUME}
     torch.manual_seed(a.seed)
     cfg = RecipeConfig.from_json(a.config)
-    t0, started, commit = time.time(), datetime.datetime.now(datetime.timezone.utc), git_hash()
+    t0, commit = time.time(), git_hash()
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     model = extend(a.model, a.train)
     codec = _load_model_codec(a.model, default=cfg.codec)  # the model's own codec/, else the config's
     kept = slice(a.skip_utts, a.skip_utts + a.train_utts)
@@ -208,6 +209,7 @@ def main(argv=None) -> int:
                              f"resume it, or choose another --out")
         state = load_checkpoint(last, model, opt, constant)  # refuses a checkpoint of another model config
         step, history, best, wall_before = state["step"], state["history"], state["best"], state["wall_s"]
+        started = state["started"]  # the pass's first start
         print(f"[asr_states] resuming {out} at step {step} of {spe * a.epochs} ({last})", flush=True)
     else:
         step, history, best, wall_before = 0, [{"epoch": 0, **score(model, dev)}], None, 0.0
@@ -216,7 +218,7 @@ def main(argv=None) -> int:
     def checkpoint() -> None:
         save_checkpoint(ckpt_dir, model, opt, constant, step, {
             "args": args, "model_config": model_signature(model), "history": history, "best": best,
-            "wall_s": round(wall_before + time.time() - t0, 1)})
+            "started": started, "wall_s": round(wall_before + time.time() - t0, 1)})
 
     if last is None:
         checkpoint()  # the given zip's dev score is not computed again on a resume
@@ -246,7 +248,7 @@ def main(argv=None) -> int:
                                               f"written to {ckpt_dir}; run the same command again to resume")
     hours = sum(float(ex.get("duration", 0)) for ex in train) / 3600
     results = {"task": "asr", "command": "python " + " ".join(["recipes/asr_states.py", *(argv or sys.argv[1:])]),
-               "started": started.isoformat(timespec="seconds"), "from_model": a.model,
+               "started": started, "from_model": a.model,
                "trained": a.train, "lr": a.lr,
                "metrics": {f"{name}_before": history[0], name: best}, "train_utts": len(train),
                "train_hours": round(hours, 3), "steps": spe * a.epochs, "dev_utts": len(dev),

@@ -310,6 +310,7 @@ def test_an_asr_states_pass_stopped_part_way_resumes_to_what_one_run_trains(worl
         script.main([*args, str(tmp_path / "two")])
     two = tmp_path / "two"
     assert sorted(p.name for p in (two / "checkpoints").iterdir()) == ["step-0000002", "step-0000003"]
+    started = json.loads((two / "checkpoints" / "step-0000003" / "trainer_state.json").read_text())["started"]
     assert not (two / "results.json").exists() and (two / "model").exists()  # the first pass's zip
     with pytest.raises(SystemExit, match=r"other arguments \(--seed 0\)"):
         script.main([*args, str(two), "--seed", "1"])
@@ -318,6 +319,7 @@ def test_an_asr_states_pass_stopped_part_way_resumes_to_what_one_run_trains(worl
     assert "resuming" in capsys.readouterr().out and len(calls) == 4  # step 4 alone
     res = [json.loads((tmp_path / d / "results.json").read_text()) for d in ("one", "two")]
     assert res[0]["history"] == res[1]["history"] and res[0]["steps"] == res[1]["steps"] == 4
+    assert res[1]["started"] == started  # the interrupted run's start; its wall time counts too
     one, two_ = (dict(ZipperModel.from_pretrained(tmp_path / d / "model").named_parameters()) for d in ("one", "two"))
     assert all(torch.equal(one[n], two_[n]) for n in one)
     assert not (two / "checkpoints").exists()  # a finished pass keeps model/ and results.json
