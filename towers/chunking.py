@@ -21,7 +21,7 @@ CHUNK_CHARS = 120  # `zipper speak`'s longest piece (the training sentences have
 def frame_energy_db(wave: np.ndarray, sr: int) -> np.ndarray:
     """Energy (dB) of each 25 ms frame, every 10 ms; frame i starts at sample i * hop."""
     frame, hop = int(round(FRAME_S * sr)), int(round(HOP_S * sr))
-    n = max(1, 1 + (len(wave) - frame) // hop) if len(wave) >= frame else 1
+    n = 1 + max(0, len(wave) - frame) // hop  # a wave shorter than a frame: one, zero-padded
     padded = np.pad(wave.astype(np.float64), (0, max(0, (n - 1) * hop + frame - len(wave))))
     idx = np.arange(frame)[None, :] + hop * np.arange(n)[:, None]  # (n, frame)
     return 10 * np.log10(np.mean(padded[idx] ** 2, axis=1) + 1e-10)

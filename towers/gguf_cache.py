@@ -55,13 +55,11 @@ def entry_dir(gguf_path: Path, dtype: torch.dtype) -> Path | None:
     return root / f"{gguf_path.stem}-{digest}-transformers{transformers.__version__}-{dtype_name}"
 
 
-def read_model(entry: Path):
-    """The model of a complete entry (its tokenizer files load as any checkpoint's)."""
+def read_model(entry: Path, dtype: torch.dtype):
+    """The model of a complete entry (``entry_dir``'s for this dtype; its tokenizer files load as any checkpoint's)."""
     from transformers import AutoModelForCausalLM
 
-    meta = json.loads((entry / COMPLETE).read_text())
-    return AutoModelForCausalLM.from_pretrained(str(entry), dtype=getattr(torch, meta["dtype"]),
-                                                local_files_only=True, use_safetensors=True)
+    return AutoModelForCausalLM.from_pretrained(str(entry), dtype=dtype, local_files_only=True, use_safetensors=True)
 
 
 def write(entry: Path | None, model, tokenizer, source: Path, dtype: torch.dtype) -> None:

@@ -363,7 +363,7 @@ def _load_gguf(path: Path, gguf_file: str, dtype: torch.dtype, trust_remote_code
     if entry is not None and (entry / gguf_cache.COMPLETE).exists():
         try:
             _check_safe_checkpoint(entry)
-            return gguf_cache.read_model(entry), _load_tokenizer(entry, None, False)
+            return gguf_cache.read_model(entry, dtype), _load_tokenizer(entry, None, False)
         except Exception as e:  # noqa: BLE001 -- any damage: the GGUF itself is still there, and rewrites the entry
             why = (str(e).splitlines() or [type(e).__name__])[0]
             warnings.warn(f"the cached dequantised {gguf_file} in {entry} does not load ({why}); "

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-from towers.chunking import CHUNK_CHARS, CHUNK_SECONDS
+from towers.chunking import CHUNK_CHARS, CHUNK_SECONDS, speech_chunks, text_chunks
 from towers.speech_lm import pad_rows
 from zipper.ctc_beam import FUSION_ALPHA, FUSION_BEAM, FUSION_BETA
 from zipper.data import reads_states, speech_segment, text_ids
@@ -126,7 +126,6 @@ def transcribe_pieces(model, codec, waves: Sequence[tuple], chunk_seconds: float
     long) and each piece transcribed alone. ``fusion``: keyword arguments of `fused_transcribe_units` (beam, alpha,
     beta, words) to decode by the fused CTC search; else the attention decoder with ``num_beams``. A zip that reads
     encoder states gets each piece's."""
-    from towers.chunking import speech_chunks
     from zipper.data import states_and_units
 
     spans = [speech_chunks(w, sr, chunk_seconds) if chunk_seconds else [(0, len(w))] for w, sr in waves]
@@ -189,10 +188,8 @@ def speak_text(model, codec, text: str, chunk_chars: int = CHUNK_CHARS, prompt: 
                pause_seconds: float = 0.25, **kwargs) -> tuple[torch.Tensor, int, list[torch.Tensor]]:
     """Text -> (wave, sample rate, the units of each piece). Text longer than ``chunk_chars`` is spoken in pieces
     (towers.chunking.text_chunks: whole sentences while they fit), each decoded alone and the waves joined with
-    ``pause_seconds`` of silence (0: whole, however long). ``prompt``: read before each piece (a voice name);
-    ``kwargs``: `speak_units`'. Pieces that give no units are left out; with none at all, the wave is empty."""
-    from towers.chunking import text_chunks
-
+    ``pause_seconds`` of silence (``chunk_chars`` 0: whole, however long). ``prompt``: read before each piece (a voice
+    name); ``kwargs``: `speak_units`'. Pieces that give no units are left out; with none at all, the wave is empty."""
     pieces = text_chunks(text, chunk_chars) if chunk_chars else [" ".join(text.split())]
     units = speak_units(model, pieces, units_per_second=codec.units_per_second, prompts=[prompt] * len(pieces),
                         **kwargs)
@@ -200,7 +197,9 @@ def speak_text(model, codec, text: str, chunk_chars: int = CHUNK_CHARS, prompt: 
     for u in units:
         if len(u):
             wave, sr = codec.decode(u)
-            waves += [torch.zeros(int(pause_seconds * sr))] * bool(waves) + [torch.as_tensor(wave).float()]
+            if waves:
+                waves.append(torch.zeros(int(pause_seconds * sr)))
+            waves.append(torch.as_tensor(wave).float())
     return (torch.cat(waves) if waves else torch.zeros(0)), sr, units
 
 

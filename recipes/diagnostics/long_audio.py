@@ -23,12 +23,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as `python recipes/diagnostics/long_audio.py`
 
 from towers.audio import load_audio  # noqa: E402
-from towers.chunking import CHUNK_SECONDS, speech_chunks  # noqa: E402
+from towers.chunking import CHUNK_SECONDS  # noqa: E402
 from towers.judges import wer  # noqa: E402
 from zipper.cli import _load_model, _load_model_codec  # noqa: E402
 from zipper.ctc_beam import FUSION_BEAM, KNOWN_WORDS_FILE, read_word_list  # noqa: E402
 from zipper.data import librivox_examples  # noqa: E402
-from zipper.tasks import transcribe_audio  # noqa: E402
+from zipper.tasks import transcribe_audio, transcribe_pieces  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -49,11 +49,12 @@ def main(argv=None) -> dict:
     known = Path(a.model) / KNOWN_WORDS_FILE
     fusion = dict(beam=FUSION_BEAM, words=read_word_list(known) if known.is_file() else []) if a.fusion else None
     ref = " ".join(c["text"] for c in clips)
+    chunked = transcribe_pieces(model, codec, [(whole, sr)], chunk_seconds=a.chunk_seconds, fusion=fusion)[0]
     hyps = {"clips": " ".join(transcribe_audio(model, codec, waves, chunk_seconds=0, fusion=fusion)),
             "whole": transcribe_audio(model, codec, [(whole, sr)], chunk_seconds=0, fusion=fusion)[0],
-            "chunked": transcribe_audio(model, codec, [(whole, sr)], chunk_seconds=a.chunk_seconds, fusion=fusion)[0]}
+            "chunked": " ".join(p["text"] for p in chunked if p["text"])}
     bounds = np.cumsum([len(w) for w, _ in waves])[:-1] / sr
-    pieces = [(round(s / sr, 2), round(e / sr, 2)) for s, e in speech_chunks(whole, sr, a.chunk_seconds)]
+    pieces = [(p["start"], p["end"]) for p in chunked]
     result = {"model": a.model, "decoding": "fused" if a.fusion else "greedy", "seconds": round(len(whole) / sr, 2),
               "clip_boundaries_s": [round(b, 2) for b in bounds], "pieces_s": pieces, "reference": ref,
               **{f"wer_{k}": round(100 * wer([ref], [h]).wer, 1) for k, h in hyps.items()},
