@@ -9,6 +9,10 @@ sentences of one chapter, 24.7 s together) transcribed three ways by `zipper.tas
 WER of each against the joined transcripts, and the pieces' boundaries:
 
     python recipes/diagnostics/long_audio.py --model runs/asr-medium-units-2100/model [--fusion]
+
+With ``--corpus DIR``, the recordings are built from the corpus's test utterances (held-out voices; another split by ``--split``):
+``--recordings`` recordings of ``--per-recording`` consecutive utterances of one voice each, played one after
+another, the voices taken in turn; WER pooled over the recordings' words, and each recording's.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as `python r
 
 from towers.audio import load_audio  # noqa: E402
 from towers.chunking import CHUNK_SECONDS  # noqa: E402
+from towers.corpus import read_manifest  # noqa: E402
 from towers.judges import wer  # noqa: E402
 from zipper.cli import _load_model, _load_model_codec  # noqa: E402
 from zipper.ctc_beam import FUSION_BEAM, KNOWN_WORDS_FILE, read_word_list  # noqa: E402
@@ -31,37 +36,67 @@ from zipper.data import librivox_examples  # noqa: E402
 from zipper.tasks import transcribe_audio, transcribe_pieces  # noqa: E402
 
 
+def test_recordings(corpus: str | Path, n: int, per: int, split: str = "test") -> list[list[dict]]:
+    """``n`` lists of ``per`` consecutive rows of one voice each of the corpus's ``split``; the voices (sorted) taken
+    in turn."""
+    by_voice: dict[str, list[dict]] = {}
+    for row in read_manifest(Path(corpus) / f"{split}.jsonl"):
+        by_voice.setdefault(row["voice"], []).append(row)
+    voices, recordings = sorted(by_voice), []
+    for i in range(n):
+        rows = by_voice[voices[i % len(voices)]][i // len(voices) * per:(i // len(voices) + 1) * per]
+        if len(rows) < per:
+            raise SystemExit(f"{corpus}: too few {split} utterances of {voices[i % len(voices)]} for {n} recordings "
+                             f"of {per}")
+        recordings.append([dict(r, audio_filepath=str(Path(corpus) / r["audio_filepath"])) for r in rows])
+    return recordings
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="a trained ASR zip directory")
     p.add_argument("--fusion", action="store_true", help="decode by the fused CTC search (a character CTC head)")
     p.add_argument("--chunk-seconds", type=float, default=CHUNK_SECONDS, help="longest piece of the chunked run")
+    p.add_argument("--corpus", help="build the recordings from this corpus's test utterances instead of LibriVox")
+    p.add_argument("--recordings", type=int, default=8, help="with --corpus: how many recordings")
+    p.add_argument("--per-recording", type=int, default=7, help="with --corpus: utterances in each recording")
+    p.add_argument("--split", default="test", help="with --corpus: the split whose utterances make the recordings")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     codec, model = _load_model_codec(a.model), _load_model(a.model)
-    clips = librivox_examples(codec)
-    if not clips:
-        raise SystemExit("the LibriVox clips of Debian's pocketsphinx-testdata are not installed (make setup)")
-    waves = [load_audio(c["audio_filepath"], target_sr=codec.sample_rate) for c in clips]
-    sr = waves[0][1]
-    whole = np.concatenate([w for w, _ in waves])
+    if a.corpus:
+        recordings = test_recordings(a.corpus, a.recordings, a.per_recording, a.split)
+    else:
+        recordings = [librivox_examples(codec)]
+        if not recordings[0]:
+            raise SystemExit("the LibriVox clips of Debian's pocketsphinx-testdata are not installed (make setup)")
     known = Path(a.model) / KNOWN_WORDS_FILE
     fusion = dict(beam=FUSION_BEAM, words=read_word_list(known) if known.is_file() else []) if a.fusion else None
-    ref = " ".join(c["text"] for c in clips)
-    chunked = transcribe_pieces(model, codec, [(whole, sr)], chunk_seconds=a.chunk_seconds, fusion=fusion)[0]
-    hyps = {"clips": " ".join(transcribe_audio(model, codec, waves, chunk_seconds=0, fusion=fusion)),
-            "whole": transcribe_audio(model, codec, [(whole, sr)], chunk_seconds=0, fusion=fusion)[0],
-            "chunked": " ".join(p["text"] for p in chunked if p["text"])}
-    bounds = np.cumsum([len(w) for w, _ in waves])[:-1] / sr
-    pieces = [(p["start"], p["end"]) for p in chunked]
-    result = {"model": a.model, "decoding": "fused" if a.fusion else "greedy", "seconds": round(len(whole) / sr, 2),
-              "clip_boundaries_s": [round(b, 2) for b in bounds], "pieces_s": pieces, "reference": ref,
-              **{f"wer_{k}": round(100 * wer([ref], [h]).wer, 1) for k, h in hyps.items()},
-              **{f"hyp_{k}": h for k, h in hyps.items()}}
+    waves = [[load_audio(c["audio_filepath"], target_sr=codec.sample_rate) for c in rows] for rows in recordings]
+    wholes = [(np.concatenate([w for w, _ in ws]), ws[0][1]) for ws in waves]
+    refs = [" ".join(c["text"] for c in rows) for rows in recordings]
+    chunked = transcribe_pieces(model, codec, wholes, chunk_seconds=a.chunk_seconds, fusion=fusion)
+    alone = iter(transcribe_audio(model, codec, [w for ws in waves for w in ws], chunk_seconds=0, fusion=fusion))
+    hyps = {"clips": [" ".join(next(alone) for _ in ws) for ws in waves],
+            "whole": transcribe_audio(model, codec, wholes, chunk_seconds=0, fusion=fusion),
+            "chunked": [" ".join(p["text"] for p in ps if p["text"]) for ps in chunked]}
+    per_recording = [
+        {"seconds": round(len(w) / sr, 2), "clip_boundaries_s": [round(b, 2) for b in bounds],
+         "pieces_s": [(p["start"], p["end"]) for p in ps], "reference": ref,
+         **{f"wer_{k}": round(100 * wer([ref], [h[i]]).wer, 1) for k, h in hyps.items()},
+         **{f"hyp_{k}": h[i] for k, h in hyps.items()}}
+        for i, ((w, sr), ws, ps, ref) in enumerate(zip(wholes, waves, chunked, refs))
+        for bounds in [np.cumsum([len(x) for x, _ in ws])[:-1] / sr]]
+    result = {"model": a.model, "decoding": "fused" if a.fusion else "greedy",
+              "source": a.corpus or "librivox", "recordings": len(refs), "words": sum(len(r.split()) for r in refs),
+              **{f"wer_{k}": round(100 * wer(refs, h).wer, 1) for k, h in hyps.items()}}
+    if len(per_recording) == 1:  # LibriVox: one recording, reported flat as before
+        result.update({k: v for k, v in per_recording[0].items() if not k.startswith("wer_")})
+    else:
+        result["per_recording"] = per_recording
     print(json.dumps(result, indent=2))
     return result
-
 
 if __name__ == "__main__":
     main()

@@ -201,6 +201,24 @@ def test_long_audio_is_transcribed_in_pieces_cut_at_its_pauses(world, capsys, tm
         cli(["transcribe", str(path), "--model", str(model_dir), "--chunk-seconds", "-1"])
     assert "--chunk-seconds: must be >= 0" in capsys.readouterr().err
 
+    # recipes/diagnostics/long_audio.py --corpus: recordings of one voice's utterances played one after another
+    long_audio = load_recipe_script("diagnostics/long_audio")
+    recordings = long_audio.test_recordings(root / "corpus", 2, 2, "train")  # the tiny corpus tests 2 utterances
+    assert [len({r["voice"] for r in rows}) for rows in recordings] == [1, 1]
+    assert len({r["id"] for rows in recordings for r in rows}) == 4
+    got = long_audio.main(["--model", str(model_dir), "--corpus", str(root / "corpus"), "--recordings", "2",
+                           "--per-recording", "2", "--split", "train", "--chunk-seconds", f"{chunk!r}"])
+    assert got["recordings"] == 2 and [p["reference"] for p in got["per_recording"]] == \
+        [" ".join(r["text"] for r in rows) for rows in recordings]
+    for rec, rows in zip(got["per_recording"], recordings):
+        waves = [load_audio(r["audio_filepath"], target_sr=sr)[0] for r in rows]
+        assert rec["hyp_clips"] == " ".join(transcribe_audio(model, codec, [(w, sr) for w in waves], chunk_seconds=0))
+        assert rec["hyp_whole"] == transcribe_audio(model, codec, [(np.concatenate(waves), sr)], chunk_seconds=0)[0]
+    assert got["wer_clips"] == round(100 * wer([p["reference"] for p in got["per_recording"]],
+                                               [p["hyp_clips"] for p in got["per_recording"]]).wer, 1)
+    with pytest.raises(SystemExit, match="too few test utterances"):
+        long_audio.test_recordings(root / "corpus", 2, 2)
+
 
 def whisper_unit_zip(base: dict, tmp_path: Path) -> Path:
     """A character-CTC ASR zip trained 2 steps over Whisper units (a random 32-unit codec: the real encoder runs),
