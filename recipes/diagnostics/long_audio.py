@@ -10,9 +10,9 @@ WER of each against the joined transcripts, and the pieces' boundaries:
 
     python recipes/diagnostics/long_audio.py --model runs/asr-medium-units-2100/model [--fusion]
 
-With ``--corpus DIR``, the recordings are built from the corpus's test utterances (held-out voices; another split by ``--split``):
-``--recordings`` recordings of ``--per-recording`` consecutive utterances of one voice each, played one after
-another, the voices taken in turn; WER pooled over the recordings' words, and each recording's.
+With ``--corpus DIR``, the recordings are built from the corpus's test utterances (held-out voices; another
+split by ``--split``): ``--recordings`` recordings of ``--per-recording`` consecutive utterances of one voice each,
+played one after another, the voices taken in turn; WER pooled over the recordings' words, and each recording's.
 """
 from __future__ import annotations
 
