@@ -12,7 +12,8 @@ pyctcdecode with KenLM), except that here the "LM" is the speech-conditioned dec
 Frame by frame, each beam's prefix (characters) is extended by blank, by a repeat of its last symbol,
 or by a new symbol whose log-prob passes ``prune``; p_ctc is tracked as (ends in blank, ends in a
 symbol), as in the standard prefix search. Word scores are cached by text, so the decoder runs once
-per distinct word sequence, batched per frame. A completed word pays its decoder score at once, a
+per distinct word sequence, batched per frame (and across utterances: the search is a generator that yields
+the texts it needs scored), and only for the candidates that may enter the beam (``lazy``). A completed word pays its decoder score at once, a
 growing unknown word only its letters, so a narrow beam can fill with run-ons ("delegedchildren") and
 drop the spaced texts that would have scored better; the CTC best path joins the final texts, so the
 answer never scores below it. (Label-synchronous joint decoding,
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Generator, Iterable, Sequence
 
 import numpy as np
 
@@ -38,35 +39,65 @@ KNOWN_WORDS_FILE = "known_words.txt"
 
 
 def ctc_prefix_beam_search(log_probs: np.ndarray, symbols: str,
-                           score_texts: Callable[[Sequence[str], bool], Sequence[float]],
-                           beam: int = FUSION_BEAM, alpha: float = FUSION_ALPHA, beta: float = FUSION_BETA,
-                           prune: float = -8.0,
-                           lexicon: "Lexicon | None" = None, unk_penalty: float = -10.0,
-                           unk_letter_penalty: float = -2.0) -> str:
-    """log_probs (T, len(symbols) + 1) over ``symbols`` (space = word boundary) + blank last;
-    ``score_texts(texts, ended)`` -> the decoder's log-prob of each text (with EOS if ``ended``).
+                           score_texts: Callable[[Sequence[str], bool], Sequence[float]], **kwargs) -> str:
+    """The best text of `prefix_beam_search` (its keyword arguments), each request of texts answered by
+    ``score_texts(texts, ended)``."""
+    search = prefix_beam_search(log_probs, symbols, **kwargs)
+    try:
+        request = next(search)
+        while True:
+            request = search.send(score_texts(*request))
+    except StopIteration as done:
+        return done.value
+
+
+def prefix_beam_search(log_probs: np.ndarray, symbols: str, beam: int = FUSION_BEAM, alpha: float = FUSION_ALPHA,
+                       beta: float = FUSION_BETA, prune: float = -8.0, lexicon: "Lexicon | None" = None,
+                       unk_penalty: float = -10.0, unk_letter_penalty: float = -2.0,
+                       lazy: bool = True) -> Generator[tuple[list[str], bool], Sequence[float], str]:
+    """log_probs (T, len(symbols) + 1) over ``symbols`` (space = word boundary) + blank last. A generator: it
+    yields ``(texts, ended)`` and is sent the decoder's log-prob of each text (with EOS if ``ended``), so that
+    the searches of several utterances can share the decoder's batches (`zipper.tasks.fused_transcribe_units`);
+    it returns the best text (StopIteration.value; `ctc_prefix_beam_search` runs one with a scoring function).
     With a ``lexicon``, every word that is not in it, and a last partial word that starts none of its
     words, adds ``unk_penalty`` (pyctcdecode's ``unk_score_offset``), and each of its letters past its
     longest lexicon prefix adds ``unk_letter_penalty``: without that a run of unknown letters
     ("actoprombesbroin") costs one penalty however long it grows, and beats splitting it into words
-    that the decoder would score. Returns the best text."""
+    that the decoder would score.
+
+    ``lazy`` (with ``alpha >= 0``): a candidate that completes a new word is first ranked by an upper bound, its
+    completed words' score taken as that of its first words (a log-prob never rises as the text grows by a word),
+    and the decoder scores only the candidates whose bound reaches the beam, until the beam holds scored texts
+    alone: the same beams as scoring every candidate, for a fraction of the decoder's work. ``lazy=False`` scores
+    every candidate (a ``score_texts`` that is not a log-prob)."""
     x = np.asarray(log_probs, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != len(symbols) + 1:
         raise ValueError(f"log_probs must be (T, {len(symbols) + 1}), got {x.shape}")
     blank = len(symbols)
     cache: dict[tuple[str, bool], float] = {("", False): 0.0}
 
-    def words_score(texts: list[str], ended: bool) -> list[float]:
+    def words_score(texts: list[str], ended: bool):
         todo = sorted({t for t in texts if (t, ended) not in cache})
-        for t, s in zip(todo, score_texts(todo, ended) if todo else []):
-            cache[(t, ended)] = float(s)
+        if todo:
+            scores = yield todo, ended
+            for t, sc in zip(todo, scores, strict=True):
+                cache[(t, ended)] = float(sc)
         return [cache[(t, ended)] for t in texts]
 
-    def rank(prefixes: list[str], ctc: list[float]) -> list[float]:
-        done = [p.rsplit(" ", 1)[0] if " " in p else "" for p in prefixes]  # the completed words
-        lm = words_score(done, False)
-        return [c + alpha * s + beta * len(d.split()) + _unknown(p, lexicon, unk_penalty, unk_letter_penalty)
-                for c, s, d, p in zip(ctc, lm, done, prefixes)]
+    def rank(prefixes: list[str], ctc: list[float]):
+        """Each prefix's score; with ``lazy``, candidates outside the beam may keep their upper bound."""
+        done = [_first_words(p) for p in prefixes]  # the completed words
+        rest = [c + beta * len(d.split()) + _unknown(p, lexicon, unk_penalty, unk_letter_penalty)
+                for c, d, p in zip(ctc, done, prefixes)]
+        if not lazy or alpha < 0:
+            return [r + alpha * s for r, s in zip(rest, (yield from words_score(done, False)))]
+        while True:
+            lm = [cache.get((d, False), cache.get((_first_words(d), False), 0.0)) for d in done]  # exact or bound
+            totals = [r + alpha * s for r, s in zip(rest, lm)]
+            todo = [done[i] for i in np.argsort(totals)[::-1][:beam] if (done[i], False) not in cache]
+            if not todo:
+                return totals
+            yield from words_score(todo, False)
 
     beams: dict[str, tuple[float, float]] = {"": (0.0, NEG)}  # prefix -> (log p ending in blank, in a symbol)
     for t in range(len(x)):
@@ -90,7 +121,7 @@ def ctc_prefix_beam_search(log_probs: np.ndarray, symbols: str,
                 else:
                     add(prefix + ch, 1, np.logaddexp(pb, pn) + lp)
         prefixes = list(nxt)
-        scores = rank(prefixes, [float(np.logaddexp(*nxt[p])) for p in prefixes])
+        scores = yield from rank(prefixes, [float(np.logaddexp(*nxt[p])) for p in prefixes])
         keep = np.argsort(scores)[::-1][:beam]
         beams = {prefixes[i]: tuple(nxt[prefixes[i]]) for i in keep}
     merged: dict[str, float] = {}  # "ab" and "ab " are one text: add their CTC probabilities
@@ -100,7 +131,7 @@ def ctc_prefix_beam_search(log_probs: np.ndarray, symbols: str,
     if path not in merged:
         merged[path] = ctc_text_log_prob(x, symbols, path)
     finals = list(merged)
-    lm = words_score(finals, True)
+    lm = yield from words_score(finals, True)
     totals = [_text_score(merged[f], s, f, alpha, beta, lexicon, unk_penalty, unk_letter_penalty)
               for f, s in zip(finals, lm)]
     return finals[int(np.argmax(totals))]
@@ -230,6 +261,11 @@ def write_word_list(path: str | os.PathLike, words: Iterable[str], comment: str 
     header = "".join(f"# {line}\n" for line in comment.splitlines())
     path.write_text(header + "".join(f"{w}\n" for w in sorted(set(words))), encoding="utf-8")
     return path
+
+
+def _first_words(text: str) -> str:
+    """The text before its last space: a prefix's completed words, or a text of words without its last."""
+    return text.rsplit(" ", 1)[0] if " " in text else ""
 
 
 def _unknown(prefix: str, lexicon: Lexicon | None, per_word: float, per_letter: float) -> float:

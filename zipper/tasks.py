@@ -77,25 +77,53 @@ def ctc_transcribe_units(model, units: Sequence[torch.Tensor], batch_size: int =
 def fused_transcribe_units(model, units: Sequence[torch.Tensor], beam: int = FUSION_BEAM,
                            alpha: float = FUSION_ALPHA, beta: float = FUSION_BETA, unk_penalty: float = -10.0,
                            unk_letter_penalty: float = -2.0, progress: bool = False,
-                           states: Sequence[torch.Tensor] | None = None, words: Iterable[str] = ()) -> list[str]:
+                           states: Sequence[torch.Tensor] | None = None, words: Iterable[str] = (),
+                           batch_size: int = 8) -> list[str]:
     """Speech units (and ``states``, as for `transcribe_units`) -> transcripts by CTC prefix beam search over the
     character head, every completed word scored by the zipped text decoder on the same speech (zipper/ctc_beam.py).
     A word is known (no ``unk_penalty``) if it is a whole-word token of the text tower or one of ``words``
-    (`zipper.data.corpus_words`, `zipper.ctc_beam.read_word_list`)."""
+    (`zipper.data.corpus_words`, `zipper.ctc_beam.read_word_list`). ``batch_size`` utterances are searched at once,
+    their decoder requests scored together (`zipper.text_scorer.score_together`); each search is the one it would
+    be alone, its scores equal up to float rounding."""
     from tqdm.auto import tqdm
 
     from zipper.ctc import CTC_CHARS
-    from zipper.ctc_beam import Lexicon, ctc_prefix_beam_search
+    from zipper.ctc_beam import Lexicon, prefix_beam_search
+    from zipper.text_scorer import score_together
 
     if not has_ctc(model) or model.config.ctc_units != "chars":
         raise ValueError("fused CTC decoding needs a character CTC head on speech->text (ctc_units: 'chars')")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     lexicon = Lexicon.from_tokenizer(model.tower("text").tokenizer, CTC_CHARS, words) if unk_penalty else None
-    out: list[str] = []
-    for log_probs, score_texts in tqdm(fused_search_inputs(model, units, states), total=len(units),
-                                       desc="transcribing (CTC + decoder)", disable=not progress):
-        out.append(ctc_prefix_beam_search(log_probs, CTC_CHARS, score_texts, beam=beam, alpha=alpha, beta=beta,
-                                          lexicon=lexicon, unk_penalty=unk_penalty,
-                                          unk_letter_penalty=unk_letter_penalty))
+    inputs = enumerate(fused_search_inputs(model, units, states))
+    out: list[str] = [""] * len(units)
+    active: dict[int, tuple] = {}  # utterance -> (its search, its scorer, the texts it asks for)
+    bar = tqdm(total=len(units), desc="transcribing (CTC + decoder)", disable=not progress)
+
+    def answer(i: int, search, scorer, scores) -> None:
+        try:
+            active[i] = (search, scorer, search.send(scores))
+        except StopIteration as done:
+            active.pop(i, None)
+            out[i] = done.value
+            bar.update()
+
+    def fill() -> None:
+        while len(active) < batch_size and (nxt := next(inputs, None)) is not None:
+            i, (log_probs, scorer) = nxt
+            answer(i, prefix_beam_search(log_probs, CTC_CHARS, beam=beam, alpha=alpha, beta=beta, lexicon=lexicon,
+                                         unk_penalty=unk_penalty, unk_letter_penalty=unk_letter_penalty),
+                   scorer, None)
+
+    fill()
+    while active:
+        asking = list(active.items())
+        scores = score_together([(scorer, *request) for _, (_, scorer, request) in asking])
+        for (i, (search, scorer, _)), s in zip(asking, scores):
+            answer(i, search, scorer, s)
+        fill()
+    bar.close()
     return out
 
 

@@ -9,7 +9,8 @@ and values. Byte-level BPE splits at spaces, so "the cat" starts with the ids of
 usually costs the tokens of its last word (and EOS when ``ended``).
 
 Rows with prefixes of different lengths share one batch: each past is left-padded to the longest, its
-padding masked out (positions come from the mask, so they are the same as unpadded).
+padding masked out (positions come from the mask, so they are the same as unpadded). Rows of different
+utterances share one too (`score_together`), each reading its own speech, padded and masked the same way.
 """
 from __future__ import annotations
 
@@ -59,19 +60,8 @@ class TextScorer:
     def ids(self, text: str, ended: bool) -> list[int]:
         return sentence_ids(self.tower, text, self.start, ended).tolist()
 
-    @torch.no_grad()
     def __call__(self, texts: Sequence[str], ended: bool) -> list[float]:
-        rows = [tuple(self.ids(t, ended)) for t in texts]
-        todo = [r for r in dict.fromkeys(rows) if r not in self.states]
-        for i in range(0, len(todo), self.batch_size):
-            chunk = todo[i:i + self.batch_size]
-            self._extend([(self._longest_prefix(r), r) for r in chunk])
-        out = []
-        for r in rows:
-            self.states.move_to_end(r)
-            out.append(self.states[r].score)
-        self._evict()
-        return out
+        return score_together([(self, texts, ended)], self.batch_size)[0]
 
     def _longest_prefix(self, row: tuple[int, ...]) -> tuple[int, ...]:
         for n in range(len(row) - 1, len(self.root) - 1, -1):
@@ -79,39 +69,86 @@ class TextScorer:
                 return row[:n]
         raise ValueError(f"token ids {row} do not start with the forced start {self.root}")
 
-    def _extend(self, jobs: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> None:
-        """Score each ``row`` from the cached state of ``parent`` (a prefix of it) and keep its state."""
-        from transformers import DynamicCache
-
-        parents = [self.states[p] for p, _ in jobs]
-        past = [len(p) for p, _ in jobs]
-        ids, mask = pad_rows([torch.tensor(r[n:]) for (_, r), n in zip(jobs, past)], self.tower.pad_token_id)  # (B, M)
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        width = max(past)
-        cache = DynamicCache()
-        for layer in range(len(parents[0].kv)):
-            ks, vs = zip(*[_left_pad(*p.kv[layer], width) for p in parents])
-            cache.update(torch.cat(ks), torch.cat(vs), layer)  # (B, H, width, d)
-        past_mask = torch.tensor([[0] * (width - n) + [1] * n for n in past], dtype=torch.bool,
-                                 device=self.device)  # (B, width)
-        logits, _ = self.model.tower_forward("text", ids, mask.bool(), repeat_memory(self.memory, len(jobs)), cache,
-                                             past_mask, record=False)
-        logp = logits.float().log_softmax(-1)  # (B, M, V)
-        for b, ((_, row), parent, n) in enumerate(zip(jobs, parents, past)):
-            m = len(row) - n
-            new = ids[b, :m]  # (m,) the suffix: its first token is predicted by the parent's last position
-            score = parent.score + float(parent.next_logp[new[0]]) + float(logp[b, : m - 1].gather(-1, new[1:, None]).sum())
-            # copies, not views: a view would keep the whole batch's cache and (B, M, V) log-probs alive
-            kv = [(layer.keys[b:b + 1, :, width - n: width + m].clone(),
-                   layer.values[b:b + 1, :, width - n: width + m].clone()) for layer in cache.layers]
-            self.states[row] = _State(kv, logp[b, m - 1].clone(), score)
-
     def _evict(self) -> None:
         self.states.move_to_end(self.root, last=False)  # the root is never dropped
         while len(self.states) > self.max_states:
             keys = iter(self.states)
             next(keys)
             del self.states[next(keys)]
+
+
+@torch.no_grad()
+def score_together(requests: Sequence[tuple[TextScorer, Sequence[str], bool]], batch_size: int = 64) -> list[list[float]]:
+    """``[(scorer, texts, ended), ...]`` -> each scorer's ``scorer(texts, ended)``, the texts of all of them run in
+    shared batches of up to ``batch_size`` rows: one scorer per utterance (each its own speech), one zip. The
+    fused searches of several utterances ask for a few texts each per frame; a forward costs about the same for
+    one row as for dozens (the tower's weights are read once), so asking together saves most of the forwards."""
+    if len({id(sc.model) for sc, _, _ in requests}) > 1:
+        raise ValueError("score_together: every scorer must score with the same zip")
+    rows = [[tuple(sc.ids(t, ended)) for t in texts] for sc, texts, ended in requests]
+    todo: dict[tuple[int, tuple[int, ...]], TextScorer] = {}  # (scorer, row) -> scorer, in order, once each
+    for (sc, _, _), rs in zip(requests, rows):
+        todo.update({(id(sc), r): sc for r in rs if r not in sc.states})
+    jobs = [(sc, r) for (_, r), sc in todo.items()]
+    for i in range(0, len(jobs), batch_size):
+        _extend([(sc, sc._longest_prefix(r), r) for sc, r in jobs[i:i + batch_size]])
+    out = []
+    for (sc, _, _), rs in zip(requests, rows):
+        for r in rs:
+            sc.states.move_to_end(r)
+        out.append([sc.states[r].score for r in rs])
+    for sc in {id(sc): sc for sc, _, _ in requests}.values():
+        sc._evict()
+    return out
+
+
+def _extend(jobs: list[tuple[TextScorer, tuple[int, ...], tuple[int, ...]]]) -> None:
+    """Score each ``row`` from its scorer's cached state of ``parent`` (a prefix of it) and keep its state there."""
+    from transformers import DynamicCache
+
+    scorers = [sc for sc, _, _ in jobs]
+    model, tower, device = scorers[0].model, scorers[0].tower, scorers[0].device
+    parents = [sc.states[p] for sc, p, _ in jobs]
+    past = [len(p) for _, p, _ in jobs]
+    ids, mask = pad_rows([torch.tensor(r[n:]) for (_, _, r), n in zip(jobs, past)], tower.pad_token_id)  # (B, M)
+    ids, mask = ids.to(device), mask.to(device)
+    width = max(past)
+    cache = DynamicCache()
+    for layer in range(len(parents[0].kv)):
+        ks, vs = zip(*[_left_pad(*p.kv[layer], width) for p in parents])
+        cache.update(torch.cat(ks), torch.cat(vs), layer)  # (B, H, width, d)
+    past_mask = torch.tensor([[0] * (width - n) + [1] * n for n in past], dtype=torch.bool, device=device)  # (B, width)
+    if all(sc is scorers[0] for sc in scorers):
+        memory = repeat_memory(scorers[0].memory, len(jobs))
+    else:
+        memory = _stack_memories([sc.memory for sc in scorers])
+    logits, _ = model.tower_forward("text", ids, mask.bool(), memory, cache, past_mask, record=False)
+    logp = logits.float().log_softmax(-1)  # (B, M, V)
+    for b, ((sc, _, row), parent, n) in enumerate(zip(jobs, parents, past)):
+        m = len(row) - n
+        new = ids[b, :m]  # (m,) the suffix: its first token is predicted by the parent's last position
+        score = parent.score + float(parent.next_logp[new[0]]) + float(logp[b, : m - 1].gather(-1, new[1:, None]).sum())
+        # copies, not views: a view would keep the whole batch's cache and (B, M, V) log-probs alive
+        kv = [(layer.keys[b:b + 1, :, width - n: width + m].clone(),
+               layer.values[b:b + 1, :, width - n: width + m].clone()) for layer in cache.layers]
+        sc.states[row] = _State(kv, logp[b, m - 1].clone(), score)
+
+
+def _stack_memories(memories: Sequence[dict]) -> dict:
+    """One-row ``memory_for`` results (of different utterances) -> one memory with a row each, every source padded
+    to the longest and the padding masked out."""
+    def pad(x: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+        return torch.nn.functional.pad(x, (0, 0) * (x.dim() - 1 - dim) + (0, width - x.shape[dim]))
+
+    out = {}
+    for layer, entries in memories[0].items():
+        out[layer] = []
+        for j, (block, *_) in enumerate(entries):
+            ks, vs, masks = zip(*[m[layer][j][1:] for m in memories])  # (1, H, M_i, d), ..., (1, M_i)
+            width = max(mk.shape[1] for mk in masks)
+            out[layer].append((block, torch.cat([pad(k, width, 2) for k in ks]), torch.cat([pad(v, width, 2) for v in vs]),
+                               torch.cat([pad(mk, width, 1) for mk in masks])))
+    return out
 
 
 def sentence_ids(tower, text: str, start: torch.Tensor, ended: bool) -> torch.Tensor:

@@ -18,6 +18,7 @@ EXPECTED = {
     "ctc_head": {"steps", "ratios", "trainable_params", "setup"},
     "fused_decode": {"per_utterance_s", "scratch_over_cached", "max_abs_diff", "setup"},
     "tower_load": {"first_load_s", "load_s", "setup"},
+    "fused_search": {"rows", "per_utterance_s", "setup"},
 }
 COMMON = {"benchmark", "command", "date", "git", "machine", "args", "headline"}
 

@@ -293,6 +293,10 @@ def test_fused_decoding_runs_on_a_character_zip_and_refuses_a_token_head(smollm2
     model.tower("speech").tokenizer = UnitTokenizer(30)  # units 0..29 -> ids 3..32
     texts = fused_transcribe_units(model, units, beam=2, words=["zipper"])  # a known word more
     assert len(texts) == 2 and all(set(t) <= set(CTC_CHARS) for t in texts)
+    # searched together (their decoder requests in shared forwards) as one by one
+    assert fused_transcribe_units(model, units, beam=2, words=["zipper"], batch_size=1) == texts
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        fused_transcribe_units(model, units, batch_size=0)
     with pytest.raises(ValueError, match="character CTC head"):
         fused_transcribe_units(_token_ctc_zip(), units)
     with pytest.raises(ConfigError, match="eval_fusion"):
@@ -347,3 +351,37 @@ def test_extra_words_are_known_and_word_lists_are_read_with_clear_errors(tmp_pat
     (tmp_path / "empty.txt").write_text("# nothing\n  \n")
     with pytest.raises(ValueError, match="no words"):
         read_word_list(tmp_path / "empty.txt")
+
+
+def _word_log_probs(texts, ended):
+    """A fixed pseudo-random log-prob per word given the words before it: a text never scores above its first
+    words, as the decoder's log-probs do."""
+    def score(t):
+        words = t.split()
+        return sum(-3.0 * zlib.crc32(" ".join(words[:i + 1]).encode()) / 2**32 for i in range(len(words)))
+    return [score(t) - (1.0 if ended else 0.0) for t in texts]
+
+
+@pytest.mark.parametrize("beam", [1, 3, 8])
+def test_the_lazy_search_keeps_the_beams_of_scoring_every_candidate(beam):
+    """With a scorer whose scores never rise as a text grows (log-probs), ranking new words by their first
+    words' score and scoring only those that may enter the beam returns what scoring every candidate does,
+    having asked for fewer texts."""
+    from zipper.ctc_beam import Lexicon
+
+    kw = dict(beam=beam, alpha=0.8, beta=0.5, lexicon=Lexicon(["ab", "ba", "a", "bab"]), unk_penalty=-2.0,
+              unk_letter_penalty=-0.5)
+    asked = {True: 0, False: 0}
+    for seed in range(30):
+        x = _log_probs(T=16, S=3, seed=seed, scale=2.0)
+        got = {}
+        for lazy in (True, False):
+            def scorer(texts, ended, lazy=lazy):
+                asked[lazy] += len(texts)
+                return _word_log_probs(texts, ended)
+            got[lazy] = ctc_prefix_beam_search(x, "ab ", scorer, lazy=lazy, **kw)
+        assert got[True] == got[False], seed
+    assert asked[True] < asked[False], asked
+    x = _log_probs(T=16, S=3, seed=0, scale=2.0)  # a negative alpha turns the bound around: every text is scored
+    assert ctc_prefix_beam_search(x, "ab ", _word_log_probs, **{**kw, "alpha": -0.5}) == \
+        ctc_prefix_beam_search(x, "ab ", _word_log_probs, lazy=False, **{**kw, "alpha": -0.5})

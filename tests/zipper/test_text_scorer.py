@@ -74,3 +74,30 @@ def test_a_long_text_is_scored_whole(smollm2_tokenizer):
         assert got[0] != got[1]
         want = scores_from_scratch(m, _memory(m), texts, ended)
         torch.testing.assert_close(torch.tensor(got), torch.tensor(want), atol=1e-4, rtol=1e-6)  # sums of ~130 logps
+
+
+def test_scorers_of_several_utterances_share_forwards_and_get_what_each_gets_alone(smollm2_tokenizer):
+    """`score_together`: the texts of three utterances (speech of different lengths) in one batch give each
+    scorer's own numbers, and run in one forward instead of three."""
+    from zipper.text_scorer import score_together
+
+    m = _zip(smollm2_tokenizer, (7, 9))
+    memories = []
+    for seed, n in ((0, 17), (1, 9), (2, 23)):
+        ids = torch.randint(3, 40, (1, n), generator=torch.Generator().manual_seed(seed))
+        memories.append(m.memory_for("text", m.run_segments([Segment("speech", ids)])[1]))
+    requests = [(TEXTS[:4], False), (TEXTS[4:8], True), (TEXTS[2:9], False)]
+    alone = [TextScorer(m, mem)(texts, ended) for mem, (texts, ended) in zip(memories, requests)]
+    scorers = [TextScorer(m, mem) for mem in memories]
+    calls = []
+    forward = m.tower_forward
+    m.tower_forward = lambda *a, **k: calls.append(1) or forward(*a, **k)
+    together = score_together([(sc, texts, ended) for sc, (texts, ended) in zip(scorers, requests)])
+    assert len(calls) == 1
+    for got, want, mem, (texts, ended) in zip(together, alone, memories, requests):
+        torch.testing.assert_close(torch.tensor(got), torch.tensor(want), atol=1e-5, rtol=0)
+        torch.testing.assert_close(torch.tensor(got), torch.tensor(scores_from_scratch(m, mem, texts, ended)),
+                                   atol=1e-4, rtol=0)
+    other = _zip(smollm2_tokenizer, ())
+    with pytest.raises(ValueError, match="same zip"):
+        score_together([(scorers[0], ["a"], False), (TextScorer(other, _memory(other)), ["a"], False)])
