@@ -78,20 +78,21 @@ class TextScorer:
 
 
 @torch.no_grad()
-def score_together(requests: Sequence[tuple[TextScorer, Sequence[str], bool]], batch_size: int = 64) -> list[list[float]]:
+def score_together(requests: Sequence[tuple[TextScorer, Sequence[str], bool]], batch_size: int = 64,
+                   spread: float = 1.5) -> list[list[float]]:
     """``[(scorer, texts, ended), ...]`` -> each scorer's ``scorer(texts, ended)``, the texts of all of them run in
-    shared batches of up to ``batch_size`` rows: one scorer per utterance (each its own speech), one zip. The
-    fused searches of several utterances ask for a few texts each per frame; a forward costs about the same for
-    one row as for dozens (the tower's weights are read once), so asking together saves most of the forwards."""
+    shared batches of up to ``batch_size`` rows (`_by_suffix_length` with ``spread``): one scorer per utterance
+    (each its own speech), one zip. The fused searches of several utterances ask for a few texts each per frame,
+    and a forward of a few rows costs little more than one of a single row (the tower's weights are read once),
+    so asking together saves most of the forwards."""
     if len({id(sc.model) for sc, _, _ in requests}) > 1:
         raise ValueError("score_together: every scorer must score with the same zip")
     rows = [[tuple(sc.ids(t, ended)) for t in texts] for sc, texts, ended in requests]
     todo: dict[tuple[int, tuple[int, ...]], TextScorer] = {}  # (scorer, row) -> scorer, in order, once each
     for (sc, _, _), rs in zip(requests, rows):
         todo.update({(id(sc), r): sc for r in rs if r not in sc.states})
-    jobs = [(sc, r) for (_, r), sc in todo.items()]
-    for i in range(0, len(jobs), batch_size):
-        _extend([(sc, sc._longest_prefix(r), r) for sc, r in jobs[i:i + batch_size]])
+    for chunk in _by_suffix_length([(sc, r) for (_, r), sc in todo.items()], batch_size, spread):
+        _extend([(sc, sc._longest_prefix(r), r) for sc, r in chunk])
     out = []
     for (sc, _, _), rs in zip(requests, rows):
         for r in rs:
@@ -99,6 +100,24 @@ def score_together(requests: Sequence[tuple[TextScorer, Sequence[str], bool]], b
         out.append([sc.states[r].score for r in rs])
     for sc in {id(sc): sc for sc, _, _ in requests}.values():
         sc._evict()
+    return out
+
+
+def _by_suffix_length(jobs: list[tuple[TextScorer, tuple[int, ...]]], batch_size: int,
+                      spread: float = 1.5) -> list[list[tuple[TextScorer, tuple[int, ...]]]]:
+    """Jobs (scorer, row) in batches of rows whose new tokens number about the same: a batch runs every row to its
+    longest suffix, and most suffixes are one token (a word) beside a few of 10-20 (a text whose prefix is no longer
+    kept), so mixing them would run mostly padding. Sorted by suffix length, a batch ends at ``batch_size`` rows or
+    at a suffix ``spread`` times its first's."""
+    jobs = sorted(jobs, key=lambda job: len(job[1]) - len(job[0]._longest_prefix(job[1])))
+    out: list[list] = []
+    first = 0
+    for sc, r in jobs:
+        m = len(r) - len(sc._longest_prefix(r))
+        if not out or len(out[-1]) == batch_size or m > spread * first:
+            out.append([])
+            first = m
+        out[-1].append((sc, r))
     return out
 
 

@@ -77,8 +77,8 @@ def test_a_long_text_is_scored_whole(smollm2_tokenizer):
 
 
 def test_scorers_of_several_utterances_share_forwards_and_get_what_each_gets_alone(smollm2_tokenizer):
-    """`score_together`: the texts of three utterances (speech of different lengths) in one batch give each
-    scorer's own numbers, and run in one forward instead of three."""
+    """`score_together`: the texts of three utterances (speech of different lengths) in shared batches give each
+    scorer's own numbers, in fewer forwards than the three alone."""
     from zipper.text_scorer import score_together
 
     m = _zip(smollm2_tokenizer, (7, 9))
@@ -87,13 +87,16 @@ def test_scorers_of_several_utterances_share_forwards_and_get_what_each_gets_alo
         ids = torch.randint(3, 40, (1, n), generator=torch.Generator().manual_seed(seed))
         memories.append(m.memory_for("text", m.run_segments([Segment("speech", ids)])[1]))
     requests = [(TEXTS[:4], False), (TEXTS[4:8], True), (TEXTS[2:9], False)]
-    alone = [TextScorer(m, mem)(texts, ended) for mem, (texts, ended) in zip(memories, requests)]
-    scorers = [TextScorer(m, mem) for mem in memories]
     calls = []
     forward = m.tower_forward
     m.tower_forward = lambda *a, **k: calls.append(1) or forward(*a, **k)
+    scorers = [TextScorer(m, mem) for mem in memories] + [TextScorer(m, mem) for mem in memories]
+    calls.clear()
+    alone = [sc(texts, ended) for sc, (texts, ended) in zip(scorers[3:], requests)]
+    n_alone = len(calls)
+    calls.clear()
     together = score_together([(sc, texts, ended) for sc, (texts, ended) in zip(scorers, requests)])
-    assert len(calls) == 1
+    assert len(calls) < n_alone, (len(calls), n_alone)
     for got, want, mem, (texts, ended) in zip(together, alone, memories, requests):
         torch.testing.assert_close(torch.tensor(got), torch.tensor(want), atol=1e-5, rtol=0)
         torch.testing.assert_close(torch.tensor(got), torch.tensor(scores_from_scratch(m, mem, texts, ended)),
@@ -101,3 +104,20 @@ def test_scorers_of_several_utterances_share_forwards_and_get_what_each_gets_alo
     other = _zip(smollm2_tokenizer, ())
     with pytest.raises(ValueError, match="same zip"):
         score_together([(scorers[0], ["a"], False), (TextScorer(other, _memory(other)), ["a"], False)])
+
+
+def test_rows_are_batched_by_the_number_of_their_new_tokens(smollm2_tokenizer):
+    """Rows of one new token are not run beside a row of twenty (mostly padding): batches group rows whose
+    suffixes are within 1.5x of each other, at most batch_size rows each."""
+    m = _zip(smollm2_tokenizer, ())
+    scorer = TextScorer(m, _memory(m), batch_size=3)
+    scorer(["the cat", "a dog"], False)
+    long = "the cat " + " ".join(["sat on the mat"] * 5)
+    texts = ["the cat sat", "the cat ran", "a dog ran", "a dog sat", long]
+    want = scores_from_scratch(m, _memory(m), texts, False)
+    seen = []
+    forward = m.tower_forward
+    m.tower_forward = lambda modality, ids, *a, **k: seen.append(tuple(ids.shape)) or forward(modality, ids, *a, **k)
+    torch.testing.assert_close(torch.tensor(scorer(texts, False)), torch.tensor(want), atol=1e-4, rtol=0)
+    one = len(smollm2_tokenizer(" sat", add_special_tokens=False).input_ids)
+    assert seen == [(3, one), (1, one), (1, seen[2][1])] and seen[2][1] > 10, seen
