@@ -50,9 +50,11 @@ class WhisperEncoder:
 
         from towers.judges import whisper_base_dir
 
+        torch_threads = torch.get_num_threads()
         self.model = ctranslate2.models.Whisper(
             str(model_dir or whisper_base_dir()), device="cpu", compute_type="int8", intra_threads=threads
         )
+        torch.set_num_threads(torch_threads)  # CTranslate2 set the OpenMP threads torch shares to its own: undone
         self.features = FeatureExtractor()
         self.threads = threads
 

@@ -474,3 +474,26 @@ def test_fit_kmeans_refuses_non_finite_features():
     for value in (float("nan"), float("inf")):
         with pytest.raises(ValueError, match="k-means features must be finite: 1 of 50 points"):
             fit_kmeans(x.index_fill(0, torch.tensor([7]), value), 3, n_iter=2)
+
+
+def test_the_whisper_encoder_keeps_torchs_thread_count():
+    """CTranslate2, building the Whisper encoder, set the OpenMP threads torch shares to its own 2: a run asked
+    for 1 thread (a benchmark, an eval beside training) ran on 2 from then on. The count is put back, and the
+    encoder's states do not depend on it."""
+    import numpy as np
+
+    from towers.whisper_units import WhisperEncoder
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        torch.ones(64, 64) @ torch.ones(64, 64)  # torch's OpenMP pool in use, as in a run that has computed
+        encoder = WhisperEncoder(threads=2)
+        assert torch.get_num_threads() == 1
+        clip = np.random.default_rng(0).standard_normal(16_000).astype(np.float32) * 0.1
+        states = encoder.encode_clip(clip)
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        np.testing.assert_array_equal(encoder.encode_clip(clip), states)
+    finally:
+        torch.set_num_threads(before)
