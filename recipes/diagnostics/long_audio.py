@@ -76,10 +76,11 @@ def main(argv=None) -> dict:
     waves = [[load_audio(c["audio_filepath"], target_sr=codec.sample_rate) for c in rows] for rows in recordings]
     wholes = [(np.concatenate([w for w, _ in ws]), ws[0][1]) for ws in waves]
     refs = [" ".join(c["text"] for c in rows) for rows in recordings]
-    chunked = transcribe_pieces(model, codec, wholes, chunk_seconds=a.chunk_seconds, fusion=fusion)
-    alone = iter(transcribe_audio(model, codec, [w for ws in waves for w in ws], chunk_seconds=0, fusion=fusion))
+    chunked = transcribe_pieces(model, codec, wholes, chunk_seconds=a.chunk_seconds, fusion=fusion, progress=True)
+    alone = iter(transcribe_audio(model, codec, [w for ws in waves for w in ws], chunk_seconds=0, fusion=fusion,
+                                  progress=True))
     hyps = {"clips": [" ".join(next(alone) for _ in ws) for ws in waves],
-            "whole": transcribe_audio(model, codec, wholes, chunk_seconds=0, fusion=fusion),
+            "whole": transcribe_audio(model, codec, wholes, chunk_seconds=0, fusion=fusion, progress=True),
             "chunked": [" ".join(p["text"] for p in ps if p["text"]) for ps in chunked]}
     per_recording = [
         {"seconds": round(len(w) / sr, 2), "clip_boundaries_s": [round(b, 2) for b in bounds],
