@@ -106,9 +106,9 @@ def score_together(requests: Sequence[tuple[TextScorer, Sequence[str], bool]], b
 def _by_suffix_length(jobs: list[tuple[TextScorer, tuple[int, ...]]], batch_size: int,
                       spread: float = 1.5) -> list[list[tuple[TextScorer, tuple[int, ...]]]]:
     """Jobs (scorer, row) in batches of rows whose new tokens number about the same: a batch runs every row to its
-    longest suffix, and most suffixes are one token (a word) beside a few of 10-20 (a text whose prefix is no longer
-    kept), so mixing them would run mostly padding. Sorted by suffix length, a batch ends at ``batch_size`` rows or
-    at a suffix ``spread`` times its first's."""
+    longest suffix, and most suffixes are one token (a word) beside a few of 10-20 (texts none of whose first
+    words are kept scored), so mixing them would run mostly padding. Sorted by suffix length, a batch ends at
+    ``batch_size`` rows or at a suffix ``spread`` times its first's."""
     jobs = sorted(jobs, key=lambda job: len(job[1]) - len(job[0]._longest_prefix(job[1])))
     out: list[list] = []
     first = 0
