@@ -30,7 +30,7 @@ from benchmarks.ctc_head import RECIPE_ZIP
 from benchmarks.fused_decode import _LetterTokenizer
 from zipper import ZipperModel, ctc_beam
 from zipper import text_scorer
-from zipper.tasks import fused_transcribe_units
+from zipper.tasks import fused_transcribe_units, speech_inputs
 
 NAME = "fused_search"
 VARIANTS = {"before": (1, False, float("inf")), "+ lazy": (1, True, float("inf")),
@@ -58,19 +58,12 @@ def real_inputs(args) -> tuple:
     from towers.audio import load_audio
     from towers.corpus import read_manifest
     from zipper.cli import _load_model, _load_model_codec
-    from zipper.data import reads_states, states_and_units
 
     codec, model = _load_model_codec(str(args.model)), _load_model(str(args.model))
     rows = read_manifest(args.corpus / "test.jsonl")[: args.utts]
-    waves = [load_audio(r["audio_filepath"], target_sr=codec.sample_rate) for r in rows]
-    states = None
-    if reads_states(model):
-        states, units = map(list, zip(*(states_and_units(codec, w, sr) for w, sr in waves)))
-    else:
-        units = [codec.encode(w, sr) for w, sr in waves]
-    known = args.model / ctc_beam.KNOWN_WORDS_FILE
-    words = ctc_beam.read_word_list(known) if known.is_file() else []
-    return model, units, states, dict(words=words)
+    units, states = speech_inputs(model, codec, [load_audio(r["audio_filepath"], target_sr=codec.sample_rate)
+                                                 for r in rows])
+    return model, units, states, dict(words=ctc_beam.known_words(args.model))
 
 
 def tiny_inputs(args) -> tuple:

@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 from towers.chunking import CHUNK_CHARS, CHUNK_SECONDS
-from zipper.ctc_beam import FUSION_ALPHA, FUSION_BEAM, FUSION_BETA, KNOWN_WORDS_FILE, read_word_list
+from zipper.ctc_beam import FUSION_ALPHA, FUSION_BEAM, FUSION_BETA, KNOWN_WORDS_FILE, known_words, read_word_list
 
 
 def _load_model(path: str):
@@ -84,9 +84,8 @@ def cmd_transcribe(a) -> int:
 
     # every input is read and checked before any model work
     words = read_word_list(a.fusion_words) if a.fusion_words else []
-    known = Path(a.model) / KNOWN_WORDS_FILE  # written by the recipes: the training text's words, as eval knows them
-    if a.fusion and known.is_file():
-        words += read_word_list(known)
+    if a.fusion:
+        words += known_words(a.model)
     codec = _load_model_codec(a.model)
     waves = [load_audio(f, target_sr=codec.sample_rate, max_seconds=a.max_seconds) for f in a.audio]
     model = _load_model(a.model)

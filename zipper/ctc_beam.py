@@ -13,8 +13,9 @@ Frame by frame, each beam's prefix (characters) is extended by blank, by a repea
 or by a new symbol whose log-prob passes ``prune``; p_ctc is tracked as (ends in blank, ends in a
 symbol), as in the standard prefix search. Word scores are cached by text, so the decoder runs once
 per distinct word sequence, batched per frame (and across utterances: the search is a generator that yields
-the texts it needs scored), and only for the candidates that may enter the beam (``lazy``). A completed word pays its decoder score at once, a
-growing unknown word only its letters, so a narrow beam can fill with run-ons ("delegedchildren") and
+the texts it needs scored), and only for the candidates that may enter the beam (``lazy``). A completed word
+pays its decoder score at once, a growing unknown word only its letters, so a narrow beam can fill with run-ons
+("delegedchildren") and
 drop the spaced texts that would have scored better; the CTC best path joins the final texts, so the
 answer never scores below it. (Label-synchronous joint decoding,
 zipper/ctc_prefix.py, lets the decoder propose tokens instead; with a decoder that drifts from the
@@ -253,6 +254,13 @@ def read_word_list(path: str | os.PathLike) -> list[str]:
     if not words:
         raise ValueError(f"word list {path}: no words in it")
     return words
+
+
+def known_words(model_dir: str | os.PathLike) -> list[str]:
+    """The words a model directory's fused search knows beside its tower's: its `KNOWN_WORDS_FILE` (written by the
+    recipes: the training text's words, as `zipper eval` knows them), or none."""
+    path = Path(model_dir) / KNOWN_WORDS_FILE
+    return read_word_list(path) if path.is_file() else []
 
 
 def write_word_list(path: str | os.PathLike, words: Iterable[str], comment: str = "") -> Path:

@@ -147,6 +147,17 @@ def _state_chunks(units: Sequence, states: Sequence | None, n: int):
         yield units[i:i + n], None if states is None else states[i:i + n]
 
 
+def speech_inputs(model, codec, waves: Sequence[tuple]) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+    """Clips ``[(wave, sample_rate), ...]`` -> what a zip reads of them: their units, and for a zip that reads
+    encoder states their states (else None), the units then those of the states, from one encoder run."""
+    from zipper.data import states_and_units
+
+    if not reads_states(model):
+        return [codec.encode(w, sr) for w, sr in waves], None
+    states, units = map(list, zip(*(states_and_units(codec, w, sr) for w, sr in waves))) if waves else ([], [])
+    return units, states
+
+
 def transcribe_pieces(model, codec, waves: Sequence[tuple], chunk_seconds: float = CHUNK_SECONDS,
                       fusion: dict | None = None, num_beams: int = 1, progress: bool = False) -> list[list[dict]]:
     """Recordings ``[(wave, sample_rate), ...]`` -> for each, its pieces ``{"start", "end", "text"}`` (seconds).
@@ -154,15 +165,8 @@ def transcribe_pieces(model, codec, waves: Sequence[tuple], chunk_seconds: float
     long) and each piece transcribed alone. ``fusion``: keyword arguments of `fused_transcribe_units` (beam, alpha,
     beta, words) to decode by the fused CTC search; else the attention decoder with ``num_beams``. A zip that reads
     encoder states gets each piece's."""
-    from zipper.data import states_and_units
-
     spans = [speech_chunks(w, sr, chunk_seconds) if chunk_seconds else [(0, len(w))] for w, sr in waves]
-    flat = [(w[a:b], sr) for (w, sr), ss in zip(waves, spans) for a, b in ss]
-    states = None
-    if reads_states(model):  # the encoder states, and the units of those states, from one encoder run
-        states, units = map(list, zip(*(states_and_units(codec, w, sr) for w, sr in flat)))
-    else:
-        units = [codec.encode(w, sr) for w, sr in flat]
+    units, states = speech_inputs(model, codec, [(w[a:b], sr) for (w, sr), ss in zip(waves, spans) for a, b in ss])
     if fusion is not None:
         texts = iter(fused_transcribe_units(model, units, progress=progress, states=states, **fusion))
     else:

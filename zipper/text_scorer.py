@@ -83,8 +83,8 @@ def score_together(requests: Sequence[tuple[TextScorer, Sequence[str], bool]], b
     """``[(scorer, texts, ended), ...]`` -> each scorer's ``scorer(texts, ended)``, the texts of all of them run in
     shared batches of up to ``batch_size`` rows (`_by_suffix_length` with ``spread``): one scorer per utterance
     (each its own speech), one zip. The fused searches of several utterances ask for a few texts each per frame,
-    and a forward of a few rows costs little more than one of a single row (the tower's weights are read once),
-    so asking together saves most of the forwards."""
+    and a forward of a dozen rows costs far less than a dozen forwards of one (the tower's weights are read once
+    per forward), so asking together saves most of the forwards."""
     if len({id(sc.model) for sc, _, _ in requests}) > 1:
         raise ValueError("score_together: every scorer must score with the same zip")
     rows = [[tuple(sc.ids(t, ended)) for t in texts] for sc, texts, ended in requests]
@@ -109,11 +109,9 @@ def _by_suffix_length(jobs: list[tuple[TextScorer, tuple[int, ...]]], batch_size
     longest suffix, and most suffixes are one token (a word) beside a few of 10-20 (texts none of whose first
     words are kept scored), so mixing them would run mostly padding. Sorted by suffix length, a batch ends at
     ``batch_size`` rows or at a suffix ``spread`` times its first's."""
-    jobs = sorted(jobs, key=lambda job: len(job[1]) - len(job[0]._longest_prefix(job[1])))
     out: list[list] = []
     first = 0
-    for sc, r in jobs:
-        m = len(r) - len(sc._longest_prefix(r))
+    for m, _, sc, r in sorted((len(r) - len(sc._longest_prefix(r)), i, sc, r) for i, (sc, r) in enumerate(jobs)):
         if not out or len(out[-1]) == batch_size or m > spread * first:
             out.append([])
             first = m

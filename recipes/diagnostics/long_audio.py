@@ -31,7 +31,7 @@ from towers.chunking import CHUNK_SECONDS  # noqa: E402
 from towers.corpus import read_manifest  # noqa: E402
 from towers.judges import wer  # noqa: E402
 from zipper.cli import _load_model, _load_model_codec  # noqa: E402
-from zipper.ctc_beam import FUSION_BEAM, KNOWN_WORDS_FILE, read_word_list  # noqa: E402
+from zipper.ctc_beam import FUSION_BEAM, known_words  # noqa: E402
 from zipper.data import librivox_examples  # noqa: E402
 from zipper.tasks import transcribe_audio, transcribe_pieces  # noqa: E402
 
@@ -48,7 +48,7 @@ def test_recordings(corpus: str | Path, n: int, per: int, split: str = "test") -
         if len(rows) < per:
             raise SystemExit(f"{corpus}: too few {split} utterances of {voices[i % len(voices)]} for {n} recordings "
                              f"of {per}")
-        recordings.append([dict(r, audio_filepath=str(Path(corpus) / r["audio_filepath"])) for r in rows])
+        recordings.append(rows)
     return recordings
 
 
@@ -71,8 +71,7 @@ def main(argv=None) -> dict:
         recordings = [librivox_examples(codec)]
         if not recordings[0]:
             raise SystemExit("the LibriVox clips of Debian's pocketsphinx-testdata are not installed (make setup)")
-    known = Path(a.model) / KNOWN_WORDS_FILE
-    fusion = dict(beam=FUSION_BEAM, words=read_word_list(known) if known.is_file() else []) if a.fusion else None
+    fusion = dict(beam=FUSION_BEAM, words=known_words(a.model)) if a.fusion else None
     waves = [[load_audio(c["audio_filepath"], target_sr=codec.sample_rate) for c in rows] for rows in recordings]
     wholes = [(np.concatenate([w for w, _ in ws]), ws[0][1]) for ws in waves]
     refs = [" ".join(c["text"] for c in rows) for rows in recordings]
