@@ -46,6 +46,8 @@ def parse_args(argv=None):
     p.set_defaults(warmup=0, steps=1)
     args = p.parse_args(argv)
     common.setup(args, argv)
+    if args.utts < 1 or args.batch_size < 1:
+        p.error("--utts and --batch-size must be >= 1")
     if not args.smoke and (args.model is None or args.corpus is None):
         p.error("--model and --corpus are required (or --smoke)")
     if args.smoke:

@@ -63,6 +63,8 @@ def main(argv=None) -> dict:
     p.add_argument("--split", default="test", help="with --corpus: the split whose utterances make the recordings")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     a = p.parse_args(argv)
+    if a.recordings < 1 or a.per_recording < 1:
+        p.error("--recordings and --per-recording must be >= 1")
     torch.set_num_threads(a.threads)
     codec, model = _load_model_codec(a.model), _load_model(a.model)
     if a.corpus:
