@@ -1,7 +1,8 @@
 """Offline paired speech/text corpus builder.
 
 Text comes from Debian packages already on the machine (``fortunes`` records and quotations in
-the GCIDE dictionary), cleaned into plain-English sentences of 4-20 words and deduplicated.
+the GCIDE dictionary; or, for a corpus of one domain, the computing definitions of FOLDOC), cleaned
+into plain-English sentences of 4-20 words and deduplicated.
 Speech comes from the synthetic voices in :mod:`towers.voices`, optionally augmented (speed,
 pitch, reverberation with ``sox``; additive noise in numpy).
 
@@ -67,6 +68,8 @@ __all__ = [
     "clean_sentences",
     "fortune_texts",
     "gcide_quotations",
+    "foldoc_texts",
+    "TEXT_SOURCES",
     "load_sentences",
     "split_sentences",
     "plan_corpus",
@@ -78,6 +81,7 @@ __all__ = [
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 GCIDE_PATH = Path("/usr/share/dictd/gcide.dict.dz")
+FOLDOC_PATH = Path("/usr/share/dictd/foldoc.dict.dz")
 
 # Size presets: hours of audio over all audio splits (train + dev + test + unpaired speech).
 SIZES: dict[str, float] = {"tiny": 2.0 / 60.0, "small": 1.0, "medium": 6.0, "base": 30.0}
@@ -145,6 +149,33 @@ def gcide_quotations(path: str | os.PathLike = GCIDE_PATH) -> Iterator[str]:
                 if m:
                     yield joined[: m.start()]
                 block = []
+
+
+def foldoc_texts(path: str | os.PathLike = FOLDOC_PATH) -> Iterator[str]:
+    """The paragraphs of FOLDOC's definitions (the Free On-line Dictionary of Computing, Debian's
+    ``dict-foldoc``): a domain of its own, computing prose. Category tags (``<programming>``), cross-reference
+    braces (``{stack}`` -> ``stack``), URLs, dates and other parentheticals are removed."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    opener = gzip.open if path.suffix in (".dz", ".gz") else open
+    para: list[str] = []
+    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+        for line in [*f, ""]:  # a last empty line ends the last paragraph
+            if line.startswith("   ") and line.strip():  # definitions are indented, headwords are not
+                para.append(line.strip())
+                continue
+            if para:
+                t = re.sub(r"^<[^>]*>\s*", "", " ".join(para))  # the category tag
+                t = re.sub(r"\{([^{}|]*)(\|[^{}]*)?\}", r"\1", t)  # {link} or {link|shown}: the text
+                t = " ".join(re.sub(r"\s*\([^()]*\)", "", re.sub(r"<[^>]*>", "", t)).split())  # parentheticals:
+                if t:                                                                    # URLs, dates, acronyms
+                    yield t
+                para = []
+
+
+TEXT_SOURCES = {"fortunes": fortune_texts, "gcide": gcide_quotations, "foldoc": foldoc_texts}
+_SOURCE_PACKAGES = {"fortunes": "fortunes", "gcide": "dict-gcide", "foldoc": "dict-foldoc"}
 
 
 _ALLOWED = re.compile(r"^[A-Za-z ,.;:!?'\-]+$")
@@ -225,9 +256,11 @@ def load_sentences(cache: bool = True, sources: Sequence[str] = ("fortunes", "gc
     ``default_cache_dir()``; the cache is rebuilt when missing or unreadable).
 
     Raises:
-        CorpusError: no sentence could be extracted (packages ``fortunes`` / ``dict-gcide``
-            missing).
+        CorpusError: an unknown source, or no sentence could be extracted (their Debian packages missing).
     """
+    unknown = sorted(set(sources) - set(TEXT_SOURCES))
+    if unknown:
+        raise CorpusError(f"unknown text sources {unknown}; choose from {sorted(TEXT_SOURCES)}")
     key = hashlib.sha1(json.dumps([sorted(sources), _MANIFEST_VERSION, 6]).encode()).hexdigest()[:10]
     path = default_cache_dir() / f"sentences-{key}.jsonl"
     if cache and path.is_file():
@@ -235,16 +268,10 @@ def load_sentences(cache: bool = True, sources: Sequence[str] = ("fortunes", "gc
             return [json.loads(x)["text"] for x in path.read_text(encoding="utf-8").splitlines() if x]
         except (ValueError, KeyError):
             pass
-    texts: list[Iterable[str]] = []
-    if "fortunes" in sources:
-        texts.append(fortune_texts())
-    if "gcide" in sources:
-        texts.append(gcide_quotations())
-    sents = clean_sentences(t for src in texts for t in src)
+    sents = clean_sentences(t for name in TEXT_SOURCES if name in sources for t in TEXT_SOURCES[name]())
     if not sents:
-        raise CorpusError(
-            "no sentences found: install the Debian packages `fortunes` and/or `dict-gcide`"
-        )
+        packages = " and/or ".join(f"`{_SOURCE_PACKAGES[n]}`" for n in TEXT_SOURCES if n in sources)
+        raise CorpusError(f"no sentences found: install the Debian package(s) {packages} (make setup does)")
     if cache:
         _write_atomic(path, "".join(json.dumps({"text": s}) + "\n" for s in sents))
     return sents
@@ -651,7 +678,8 @@ def build_corpus(
         augment_prob: probability that a train / unpaired-speech utterance is augmented.
         test_voices, dev_voices: held-out voice names (their speakers leave train entirely).
         text_sources: ``"fortunes"`` (modern, often jokey) and/or ``"gcide"`` (literary
-            quotations, often archaic: harder for ASR judges).
+            quotations, often archaic: harder for ASR judges); ``"foldoc"`` (computing definitions) for a
+            corpus of one domain.
         progress: show a tqdm bar.
 
     Returns:
@@ -793,8 +821,9 @@ def add_build_arguments(b: argparse.ArgumentParser) -> None:
                    help="held-out test voices (their speakers are removed from training)")
     b.add_argument("--dev-voices", nargs="+", default=list(DEFAULT_VOICE_SPLITS["dev"]),
                    help="held-out dev voices (their speakers are removed from training)")
-    b.add_argument("--text-sources", nargs="+", default=["fortunes", "gcide"], choices=["fortunes", "gcide"],
-                   help="sentence sources: fortunes (modern) and/or gcide (archaic literary quotations)")
+    b.add_argument("--text-sources", nargs="+", default=["fortunes", "gcide"], choices=sorted(TEXT_SOURCES),
+                   help="sentence sources: fortunes (modern) and/or gcide (archaic literary quotations), or foldoc "
+                        "(computing definitions: a domain corpus)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

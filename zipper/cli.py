@@ -15,21 +15,35 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 from towers.chunking import CHUNK_CHARS, CHUNK_SECONDS
 from zipper.ctc_beam import FUSION_ALPHA, FUSION_BEAM, FUSION_BETA, KNOWN_WORDS_FILE, known_words, read_word_list
 
 
-def _load_model(path: str):
+def _load_model(path: str, towers: Sequence[str] = ()):
+    """The zip (or single decoder) saved in ``path``; ``towers``: ``MODALITY=TOWER`` swaps, each tower (a registered
+    name or a path) read by the zip in place of the one it was trained with (``text=runs/text-tower-foldoc/tower``)."""
+    from towers import load_tower
     from zipper.model import ZipperModel
 
     if not Path(path).is_dir():
         raise FileNotFoundError(f"no trained model directory at {path}")
+    swaps = dict(_tower_swap(t) for t in towers)
     if (Path(path) / "single_decoder.json").exists():
         from zipper.baseline import SingleDecoder
 
+        if swaps:
+            raise ValueError(f"{path} is a single decoder, one tower fine-tuned whole: it has no tower to swap")
         return SingleDecoder.from_pretrained(path)
-    return ZipperModel.from_pretrained(path)
+    return ZipperModel.from_pretrained(path, towers={m: load_tower(r, modality=m) for m, r in swaps.items()})
+
+
+def _tower_swap(text: str) -> tuple[str, str]:
+    modality, sep, ref = text.partition("=")
+    if not (sep and modality and ref):
+        raise ValueError(f"--tower takes MODALITY=TOWER (e.g. text=runs/text-tower-foldoc/tower), got {text!r}")
+    return modality, ref
 
 
 def _check_direction(model, direction: str, path: str) -> None:
@@ -88,7 +102,7 @@ def cmd_transcribe(a) -> int:
         words += known_words(a.model)
     codec = _load_model_codec(a.model)
     waves = [load_audio(f, target_sr=codec.sample_rate, max_seconds=a.max_seconds) for f in a.audio]
-    model = _load_model(a.model)
+    model = _load_model(a.model, a.tower)
     _check_direction(model, "speech->text", a.model)
     fusion = dict(beam=a.fusion_beam or FUSION_BEAM, words=words, **_fusion_weights(a)) if a.fusion else None
     long = sum(len(w) / sr > a.chunk_seconds for w, sr in waves) if a.chunk_seconds else 0
@@ -115,7 +129,7 @@ def cmd_speak(a) -> int:
         raise ValueError(f"text is {len(text)} characters, more than --max-chars {a.max_chars}")
     out = _check_output(a.output, a.overwrite)
     codec = _load_model_codec(a.model)
-    model = _load_model(a.model)
+    model = _load_model(a.model, a.tower)
     _check_direction(model, "text->speech", a.model)
     prompt = voice_text_prompt(a.voice) if a.voice else ""  # a model trained with a recipe's voice_prompt
     wave, sr, units = speak_text(model, codec, text, chunk_chars=a.chunk_chars, prompt=prompt)
@@ -140,9 +154,10 @@ def cmd_eval(a) -> int:
                                machine, read_split, splits_used, test_metrics)
 
     cfg = RecipeConfig.from_json(a.config)
-    if cfg.task == "pretrain_speech":
-        raise ValueError(f"zipper eval evaluates asr, tts and joint recipes; {a.config} pretrains a speech tower, "
-                         f"whose held-out unit perplexity is in {Path(cfg.out) / 'results.json'}")
+    if cfg.task in ("pretrain_speech", "adapt_text"):
+        what = "pretrains a speech tower" if cfg.task == "pretrain_speech" else "adapts a text tower"
+        raise ValueError(f"zipper eval evaluates asr, tts and joint recipes; {a.config} {what}, "
+                         f"whose held-out perplexity is in {Path(cfg.out) / 'results.json'}")
     if a.beams and (cfg.task == "tts" or cfg.model == "single_decoder"):
         raise ValueError(f"--beams sets the attention beams of a zipper ASR or joint recipe; {a.config} is a "
                          f"{cfg.model} {cfg.task} recipe, which has none")
@@ -330,6 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a word list (UTF-8, words split by spaces or lines, '#' comments): words the --fusion search "
                         "takes as known beside the text tower's whole-word tokens and the model directory's "
                         f"{KNOWN_WORDS_FILE} (its training text's words, written by the recipes): domain terms, names")
+    t.add_argument("--tower", action="append", default=[], metavar="MODALITY=TOWER",
+                   help="MODALITY=TOWER: the zip reads this tower (a registered name or a path) in place of the one it "
+                             "was trained with, the zip's own weights unchanged: e.g. text=DIR, a text tower adapted to a "
+                             "domain (an adapt_text recipe's <out>/tower); repeatable")
     t.set_defaults(fn=cmd_transcribe)
 
     s = sub.add_parser("speak", help="text -> speech with a trained TTS (or joint) zip")
@@ -344,6 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "sentences; 0: speak it whole")
     s.add_argument("--voice", default="", help="the training voice to speak in, for a model trained with a "
                                                "recipe's voice_prompt (e.g. piper-joe)")
+    s.add_argument("--tower", action="append", default=[], metavar="MODALITY=TOWER",
+                   help="MODALITY=TOWER: the zip reads this tower (a registered name or a path) in place of the one it "
+                             "was trained with, the zip's own weights unchanged: e.g. text=DIR, a text tower adapted to a "
+                             "domain (an adapt_text recipe's <out>/tower); repeatable")
     s.set_defaults(fn=cmd_speak)
 
     tr = sub.add_parser("train", help="run a recipe config (recipes/configs/*.json)")

@@ -625,22 +625,33 @@ class ZipperModel(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike,
                         towers: Sequence[Tower] | Mapping[str, Tower] | None = None) -> "ZipperModel":
-        """Load a saved zip; towers are loaded from the config's references unless given."""
+        """Load a saved zip; towers are loaded from the config's references unless given. A mapping may give some
+        of them (``{"text": domain_tower}``: another tower of the same sizes read in place of the one the zip was
+        trained with, e.g. one fine-tuned on a domain's text); the others are loaded from their references."""
         path = Path(path)
         if not (path / CONFIG_NAME).exists():
             raise CheckpointError(f"{path} has no {CONFIG_NAME}: not a saved zip")
         state = read_weights(path / WEIGHTS_NAME)
         config = ZipperConfig.from_json(path / CONFIG_NAME)
         config.towers = [resolve_ref(r, path) for r in config.towers]
-        if towers is None:
-            if any(r is None for r in config.towers):
-                raise CheckpointError(f"{path}: the config has in-memory towers without references; pass towers=")
+        if towers is None or isinstance(towers, Mapping):
+            given = dict(towers or {})
+            unknown = sorted(set(given) - set(config.modalities))
+            if unknown:
+                raise ConfigError(f"{path} zips {', '.join(config.modalities)} towers; no {', '.join(unknown)} tower")
             for r, m in zip(config.towers, config.modalities):
+                if m in given:
+                    continue
+                if r is None:
+                    raise CheckpointError(f"{path}: the config has in-memory towers without references; pass towers=")
                 if not tower_exists(r):
                     raise CheckpointError(f"{path}: its {m} tower {r!r} is neither next to the model "
                                           f"({(path / r).resolve()}) nor a registered name; restore it there "
                                           "or pass towers=")
-            towers = [load_tower(r, modality=m) for r, m in zip(config.towers, config.modalities)]
+            towers = [given[m] if m in given else load_tower(r, modality=m)
+                      for r, m in zip(config.towers, config.modalities)]
+            # a tower given in place of the saved one is what this zip now refers to (and saves)
+            config.towers = [given[m].source if m in given else r for r, m in zip(config.towers, config.modalities)]
         model = cls(config, towers)
         model.load_zip_state_dict(state)
         return model

@@ -2,6 +2,8 @@
 
 Tasks:
   pretrain_speech   next-unit LM on the corpus' unpaired speech -> a speech tower directory
+  adapt_text        the text tower fine-tuned on a corpus's text (a domain's) -> <out>/tower, which a zip trained
+                    with the original tower reads in its place
   asr / tts         zip the speech tower with the text tower and train the zip for one direction
   joint             one zip trained on ASR and TTS batches in turn (both directions)
 
@@ -37,7 +39,7 @@ from zipper.distributed import barrier, is_main_process
 from zipper.features import WHISPER_STATE_DIM
 from zipper.train import TrainConfig, fit
 
-TASKS = ("pretrain_speech", "asr", "tts", "joint")
+TASKS = ("pretrain_speech", "adapt_text", "asr", "tts", "joint")
 # the dev metrics a zip can stop on (best_metric): the task that reports each, and which way is better
 BEST_METRICS = {"dev_wer": ("asr", "min"), "dev_text_nll": ("asr", "min"), "dev_speech_info": ("asr", "max"),
                 "dev_unit_nll": ("tts", "min"), "dev_text_info": ("tts", "max")}
@@ -51,10 +53,15 @@ class RecipeConfig:
     out: str = "runs/asr"
     corpus: str = "data/corpus-small"
     corpus_size: str = "small"  # built with towers.corpus if the corpus directory is missing
+    corpus_hours: float = 0.0  # > 0: build that many hours instead of corpus_size's
+    corpus_text_sources: list[str] = field(default_factory=lambda: ["fortunes", "gcide"])  # towers.corpus.TEXT_SOURCES
     codec: str = "default"  # a shipped codec name (towers.codec.SHIPPED_CODECS, e.g. "whisper-std-joe") or a directory
     text_tower: str = "smollm2-135m"
     speech_tower: str = "runs/speech-tower"  # read by asr/tts/joint, written by pretrain_speech
     speech_tower_size: str = "tiny"  # pretrain_speech: tiny | small | base
+    # adapt_text: also the perplexity of this corpus's test sentences, before and after (what adapting the text
+    # tower to the corpus's domain costs outside it); "" = none
+    reference_corpus: str = ""
     # pretrain_speech: the corpus splits whose audio it trains on ("train": the paired sentences' audio, not
     # their text). ["unpaired_speech"] alone keeps the tower off the paired data, as the paper's towers are.
     pretrain_speech_splits: list[str] = field(default_factory=lambda: ["unpaired_speech", "train"])
@@ -125,7 +132,7 @@ class RecipeConfig:
     eval_test: bool = True
 
     def __post_init__(self) -> None:
-        from towers.corpus import SIZES as CORPUS_SIZES
+        from towers.corpus import SIZES as CORPUS_SIZES, TEXT_SOURCES
         from towers.speech_lm import SIZES as TOWER_SIZES
 
         check_field_types(self, ConfigError)  # wrong JSON types and NaN/inf refused before any corpus or tower work
@@ -138,7 +145,10 @@ class RecipeConfig:
                 or not set(self.directions) <= {"speech->text", "text->speech"}):
             raise ConfigError("directions must be distinct entries of 'speech->text' and 'text->speech', "
                               f"got {self.directions}")
-        at_least = {"steps": 1, "batch_size": 1, "eval_utts": 1, "max_units": 1, "projection_layers": 1,
+        sources = self.corpus_text_sources
+        if not sources or len(set(sources)) != len(sources) or not set(sources) <= set(TEXT_SOURCES):
+            raise ConfigError(f"corpus_text_sources must be distinct entries of {sorted(TEXT_SOURCES)}, got {sources}")
+        at_least = {"steps": 1, "corpus_hours": 0, "batch_size": 1, "eval_utts": 1, "max_units": 1, "projection_layers": 1,
                     "warmup_steps": 0, "eval_every": 0, "ffn_mult": 0, "lora_rank": 0, "max_minutes": 0, "stop_step": 0,
                     "cross_attention_interval_speech": 0, "cross_attention_interval_text": 0, "seed": 0}
         low = {k: getattr(self, k) for k, v in at_least.items() if getattr(self, k) < v}
@@ -203,7 +213,7 @@ class RecipeConfig:
             if ignored:
                 raise ConfigError(f"model 'single_decoder' has no speech tower and decodes greedily: {ignored} "
                                   "would be ignored (eval_beams [1], lora_rank 0, train_speech_tower false)")
-        elif self.task != "pretrain_speech":  # the zip's own checks, before the corpus and the towers
+        elif self.task not in ("pretrain_speech", "adapt_text"):  # the zip's own checks, before the corpus and the towers
             ZipperConfig(**self.zip_settings())
         if self.voice_prompt:
             from towers.voices import VOICES
@@ -253,7 +263,7 @@ def ensure_corpus(cfg: RecipeConfig) -> Path:
     path = Path(cfg.corpus)
     if not (path / "test.jsonl").exists():
         print(f"[zipper] building the {cfg.corpus_size} corpus in {path} (offline TTS voices)")
-        build_corpus(path, size=cfg.corpus_size)
+        build_corpus(path, hours=cfg.corpus_hours or None, size=cfg.corpus_size, text_sources=cfg.corpus_text_sources)
     return path
 
 
@@ -279,10 +289,14 @@ def read_split(cfg: RecipeConfig, corpus: Path, name: str, codec, keep, progress
     """The rows of a split a recipe reads, with their units (`zipper.data.load_split`, cached); with
     ``speech_states`` their encoder states too, and the units of those states, from one encoder run
     (`attach_states`, cached beside the corpus: ~3x faster than encoding the units alone, and read from the
-    cache again when the test is run). ``sources``, if given, gets the cache file the rows came from."""
+    cache again when the test is run). ``sources``, if given, gets the cache file the rows came from. Without a
+    ``codec`` (adapt_text), the rows alone: their text."""
     from towers.corpus import read_manifest
     from zipper.data import attach_states, load_split
 
+    if codec is None:  # adapt_text: the rows' text, no audio
+        rows = read_manifest(corpus / f"{name}.jsonl", require=("text",))
+        return keep(rows) if keep else rows
     if not cfg.speech_states:
         return load_split(corpus, name, codec, progress=progress, keep=keep, sources=sources)
     rows = read_manifest(corpus / f"{name}.jsonl")
@@ -307,7 +321,7 @@ def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:
         if state.is_main_process:
             out.mkdir(parents=True, exist_ok=True)
             (out / "recipe.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
-        codec = load_codec(cfg.codec)
+        codec = None if cfg.task == "adapt_text" else load_codec(cfg.codec)  # adapt_text reads text alone
         if cfg.speech_states and not hasattr(codec, "states_batch"):  # before the corpus is built or encoded
             raise ConfigError(f"speech_states needs a codec over Whisper encoder states (whisper_kmeans, e.g. "
                               f"'whisper-proj-joe'); {cfg.codec!r} is a {type(codec).__name__}")
@@ -317,6 +331,8 @@ def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:
     started, commit = datetime.datetime.now(datetime.timezone.utc), git_hash()  # the code this run imports
     if cfg.task == "pretrain_speech":
         results = _pretrain_speech(cfg, splits, codec, out)
+    elif cfg.task == "adapt_text":
+        results = _adapt_text(cfg, splits, out)
     else:
         results = _zip(cfg, splits, codec, out)
     results.update(task=cfg.task, command=cfg.command or f"zipper train {out / 'recipe.json'}",
@@ -346,12 +362,12 @@ def check_references(cfg: RecipeConfig) -> None:
     from towers.codec import SHIPPED_CODECS, codec_exists
     from towers.tower import tower_exists
 
-    if not codec_exists(cfg.codec):
+    if cfg.task != "adapt_text" and not codec_exists(cfg.codec):  # adapt_text reads text alone
         raise ConfigError(f"codec {cfg.codec!r} is neither a shipped codec ({sorted(SHIPPED_CODECS)}) nor a codec "
                           "directory (holding codec.safetensors)")
     if cfg.task == "pretrain_speech":
         return  # writes the speech tower, reads no tower
-    for name, ref in (("text_tower", cfg.text_tower), ("speech_tower", cfg.speech_tower)):
+    for name, ref in (("text_tower", cfg.text_tower), ("speech_tower", cfg.speech_tower))[:1 if cfg.task == "adapt_text" else 2]:
         if not tower_exists(ref):
             hint = (" Pretrain one first with a pretrain_speech config whose speech_tower is this path "
                     "(e.g. recipes/configs/speech_tower_small.json)." if name == "speech_tower" else
@@ -363,6 +379,8 @@ def check_references(cfg: RecipeConfig) -> None:
 def data_settings(cfg: RecipeConfig) -> dict:
     """The data settings a run's meaning depends on besides its TrainConfig: recorded in its checkpoints and
     compared on resume (`zipper.train.fit`'s ``settings``)."""
+    if cfg.task == "adapt_text":
+        return {"max_units": cfg.max_units}
     if cfg.task == "pretrain_speech":
         return {"pretrain_speech_splits": cfg.pretrain_speech_splits, "max_units": cfg.max_units}
     return {"data_fraction": cfg.data_fraction, "max_units": cfg.max_units, "voice_prompt": cfg.voice_prompt}
@@ -373,6 +391,9 @@ def splits_used(cfg: RecipeConfig, training: bool = False) -> dict[str, Callable
     is encoded (``load_split(keep=...)``), so a 1% sweep encodes 1% of the training audio, not all of it.
     ``training``: only those `run` reads, without the test split of a zip trained with ``eval_test`` false."""
     first_test = lambda rows: rows[: cfg.eval_utts]  # noqa: E731
+    if cfg.task == "adapt_text":  # text alone: the training text, dev for the evaluations, test before and after
+        return {"train": None, "unpaired_text": None, "dev": lambda rows: rows[: max(8, cfg.eval_utts // 4)],
+                "test": first_test}
     if cfg.task == "pretrain_speech":  # its held-out perplexity is measured on the test audio
         return {**{name: None for name in cfg.pretrain_speech_splits}, "test": first_test}
     # at 100% too: subset() is then a seeded permutation, which the batch stream depends on
@@ -422,6 +443,60 @@ def _pretrain_speech(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, ou
     return {"metrics": {"heldout_unit_ppl_init": round(ppl0, 2), **res["evals"][-1]}, "train_utts": len(train),
             "train_hours": round(hours, 3), "steps": res["steps"], "wall_s": res["wall_s"],
             "segment_wall_s": res["segment_wall_s"], "speech_tower": cfg.speech_tower, "params": tower.num_parameters()}
+
+
+class _TextIds:
+    """What `towers.speech_lm`'s batches and perplexity ask of a tokenizer, for text: ``encode(text)`` -> BOS +
+    tokens + EOS (at most ``max_tokens``), and ``pad_token_id``."""
+
+    def __init__(self, tower, max_tokens: int):
+        from zipper.data import text_ids
+
+        self.encode = lambda text: text_ids(tower, text, max_tokens=max_tokens)
+        self.pad_token_id = tower.pad_token_id
+
+
+def _adapt_text(cfg: RecipeConfig, splits: dict[str, list[dict]], out: Path) -> dict:
+    """Fine-tune the whole text tower by next-token prediction on the corpus's training text (its paired
+    sentences and its unpaired text; never dev or test, never audio) and save it to ``<out>/tower``: a tower of
+    the corpus's domain, which a zip trained with the original reads in its place, the zip unchanged
+    (`zipper transcribe --tower text=<out>/tower`). Reports the perplexity of the test sentences, and of
+    ``reference_corpus``'s, before and after."""
+    from towers import load_tower
+    from towers.corpus import read_manifest
+    from towers.speech_lm import lm_batches, lm_loss, unit_perplexity
+
+    tower = load_tower(cfg.text_tower, modality="text")
+    tok = _TextIds(tower, cfg.max_units)
+    train = [ex["text"] for name in ("train", "unpaired_text") for ex in splits[name]]
+    dev = [ex["text"] for ex in splits["dev"]]
+    held_out = {"test": [ex["text"] for ex in splits["test"]]}
+    if cfg.reference_corpus:
+        rows = read_manifest(Path(cfg.reference_corpus) / "test.jsonl", require=("text",))
+        held_out["reference_test"] = [ex["text"] for ex in rows[: cfg.eval_utts]]
+
+    def perplexities(suffix: str) -> dict:
+        return {f"{k}_ppl{suffix}": round(unit_perplexity(tower.model, v, tok), 2) for k, v in held_out.items()}
+
+    before = perplexities("_init")
+    for p in tower.model.parameters():  # all of it: a domain tower is a fine-tuned copy of the original
+        p.requires_grad_(True)
+    if is_main_process():
+        print(f"[zipper] adapting {cfg.text_tower} ({tower.num_parameters():,} parameters, all trained) on {len(train):,} "
+              f"sentences; held-out perplexity before: {before}")
+    res = fit(tower.model, lm_loss, lambda s: lm_batches(train, tok, cfg.batch_size, cfg.seed, s, cfg.max_units),
+              cfg.train_config(), out, eval_fn=lambda: {"dev_ppl": round(unit_perplexity(tower.model, dev, tok), 2)},
+              desc="adapt text tower", end_training=False, settings=data_settings(cfg))
+    tower.model.eval()
+    after = perplexities("")
+    if is_main_process():
+        print(f"[zipper] held-out perplexity after: {after}; the tower goes to {out / 'tower'}")
+    if is_main_process():
+        tower.save_pretrained(out / "tower")
+    barrier()  # the tower is on disk before any rank goes on
+    return {"metrics": {**before, **after}, "train_utts": len(train), "train_hours": None, "steps": res["steps"],
+            "wall_s": res["wall_s"], "segment_wall_s": res["segment_wall_s"], "dev_curve": res["evals"],
+            "text_tower": str(out / "tower"), "params": tower.num_parameters()}
 
 
 def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> dict:

@@ -20,6 +20,7 @@ from towers.corpus import (
     augment_wave,
     build_corpus,
     clean_sentences,
+    foldoc_texts,
     load_sentences,
     main,
     plan_corpus,
@@ -314,6 +315,43 @@ def test_text_sources_knob(sentences):
     # the held-out cut is per sentence, so it agrees across source sets
     pools_all, pools_f = split_sentences(sentences), split_sentences(sorted(fortunes))
     assert set(pools_f["test"]) <= set(pools_all["test"]) | (fortunes - set(sentences))
+
+
+_FOLDOC = """\
+abstract data type
+ADT
+
+   <programming> (ADT) A kind of {data abstraction} where a
+   type's internal form is hidden behind a set of {access
+   functions|access function}.  Values of the type are created
+   and inspected only by calls to the access functions.
+
+   {Reynolds paper
+   (http://example.org/taoop94.html)}.
+
+   (2003-07-03)
+
+stack
+   <data> A last in, first out list.
+"""
+
+
+def test_foldoc_paragraphs_lose_their_tags_links_urls_and_dates(tmp_path):
+    """FOLDOC's definitions (Debian's dict-foldoc, the domain corpus's text) as plain paragraphs: headwords
+    dropped, category tags, {link} braces, URLs, dates and parentheticals removed, the last paragraph kept."""
+    path = tmp_path / "foldoc.dict"
+    path.write_text(_FOLDOC)
+    paragraphs = list(foldoc_texts(path))
+    assert paragraphs == ["A kind of data abstraction where a type's internal form is hidden behind a set of access "
+                          "functions. Values of the type are created and inspected only by calls to the access "
+                          "functions.", "Reynolds paper.", "A last in, first out list."]
+    assert clean_sentences(paragraphs) == [
+        "A kind of data abstraction where a type's internal form is hidden behind a set of access functions.",
+        "Values of the type are created and inspected only by calls to the access functions.",
+        "A last in, first out list."]
+    assert list(foldoc_texts(tmp_path / "missing.dict.dz")) == []  # not installed: no text (load_sentences says so)
+    with pytest.raises(CorpusError, match="unknown text sources"):
+        load_sentences(sources=("fortunes", "wikipedia"))
 
 
 def test_read_manifest_names_the_bad_line(tmp_path):

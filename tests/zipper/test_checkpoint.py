@@ -150,6 +150,41 @@ def test_tower_paths_are_saved_relative_to_the_model_and_load_from_any_directory
         ZipperModel.from_pretrained("moved/zip/model")
 
 
+def test_a_tower_given_by_modality_replaces_the_saved_one_and_the_other_loads_from_its_reference(pair, tmp_path):
+    """from_pretrained(towers={"text": t}): the zip reads t in place of the tower it was trained with (a tower
+    fine-tuned on a domain), its own weights unchanged; the speech tower still loads from its reference, and the
+    zip now refers to (and saves) t. A copy of the saved tower gives the same logits, a changed one others; a
+    tower of other sizes, or of a modality the zip lacks, is refused."""
+    from towers import load_tower
+
+    for t, name in zip(pair, ("speech-tower", "text-tower")):
+        t.save_pretrained(tmp_path / name)
+    model = _model([load_tower(str(tmp_path / "speech-tower")), load_tower(str(tmp_path / "text-tower"))])
+    open_gates(model)
+    before = _logits(model)
+    model.save_pretrained(tmp_path / "zip")
+
+    same = ZipperModel.from_pretrained(tmp_path / "zip", towers={"text": load_tower(str(tmp_path / "text-tower"))})
+    assert torch.equal(_logits(same), before)
+    tuned = load_tower(str(tmp_path / "text-tower"))
+    with torch.no_grad():
+        for p in tuned.model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    tuned.save_pretrained(tmp_path / "tuned")
+    swapped = ZipperModel.from_pretrained(tmp_path / "zip", towers={"text": load_tower(str(tmp_path / "tuned"))})
+    assert not torch.allclose(_logits(swapped), before)
+    assert swapped.config.towers == [str(tmp_path / "speech-tower"), str(tmp_path / "tuned")]
+    zip_weights = {n: p for n, p in swapped.zip_state_dict().items()}
+    assert all(torch.equal(p, model.zip_state_dict()[n]) for n, p in zip_weights.items())  # the zip as saved
+    swapped.save_pretrained(tmp_path / "zip-tuned")
+    assert torch.equal(_logits(ZipperModel.from_pretrained(tmp_path / "zip-tuned")), _logits(swapped))
+
+    with pytest.raises(ConfigError, match="no vision tower"):
+        ZipperModel.from_pretrained(tmp_path / "zip", towers={"vision": tuned})
+    with pytest.raises(ConfigError, match="towers do not match"):
+        ZipperModel.from_pretrained(tmp_path / "zip", towers={"text": tiny_tower("gpt_neox", "text", vocab=56, hidden=64)})
+
+
 def _fresh_pair():
     return (tiny_tower("llama", "speech", vocab=40, hidden=32, layers=4, seed=1),
             tiny_tower("gpt_neox", "text", vocab=56, hidden=48, layers=3, seed=2))

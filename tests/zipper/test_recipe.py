@@ -544,6 +544,40 @@ def test_source_use_reads_the_single_decoders_tts_nll(world):
     assert m["unit_nll"] > 0 and m["text_info"] == pytest.approx(m["unit_nll_other_text"] - m["unit_nll"], abs=2e-4)
 
 
+def test_adapt_text_tunes_a_text_tower_that_a_trained_zip_then_reads_in_place_of_its_own(world, capsys):
+    """adapt_text fine-tunes the text tower on the corpus's text alone (no codec, no audio) and saves it; the held-out
+    sentences' perplexity falls. `zipper transcribe --tower text=DIR` reads it in place of the zip's own tower:
+    the original tower given that way transcribes exactly as without --tower; a malformed --tower is a usage error."""
+    import torch
+
+    from towers import load_tower
+
+    root, base, _ = world
+    cfg = RecipeConfig(task="adapt_text", out=str(root / "adapt"), steps=6, lr=3e-3, eval_every=3,
+                       reference_corpus=base["corpus"], **{**base, "codec": "no-such-codec"})  # never loaded
+    res = run(cfg, results_md=root / "R.md")
+    m = res["metrics"]
+    assert m["test_ppl"] < m["test_ppl_init"] and m["reference_test_ppl"] < m["reference_test_ppl_init"]
+    assert [e["step"] for e in res["dev_curve"]] == [3, 6] and res["train_utts"] > 0
+    row = (root / "R.md").read_text().splitlines()[-1]
+    assert "| adapt_text |" in row and "test_ppl" in row
+    tuned, original = load_tower(str(root / "adapt" / "tower"), modality="text"), load_tower(base["text_tower"])
+    assert any(not torch.equal(a, b) for a, b in zip(tuned.model.parameters(), original.model.parameters()))
+
+    run(RecipeConfig(task="asr", out=str(root / "asr-swap"), steps=1, **base), results_md=None)
+    model, wav = str(root / "asr-swap" / "model"), read_first_test_wav(root)
+    capsys.readouterr()
+    outputs = []
+    for swap in ([], ["--tower", f"text={base['text_tower']}"], ["--tower", f"text={root / 'adapt' / 'tower'}"]):
+        assert cli(["transcribe", wav, "--model", model, *swap]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[1] == outputs[0]
+    for bad, message in ((f"{root / 'adapt' / 'tower'}", "--tower takes MODALITY=TOWER"),
+                         (f"vision={root / 'adapt' / 'tower'}", "no vision tower")):
+        assert cli(["transcribe", wav, "--model", model, "--tower", bad]) == 2
+        assert message in capsys.readouterr().err
+
+
 def read_first_test_wav(root: Path) -> str:
     from towers.corpus import read_manifest
 
@@ -757,9 +791,10 @@ def test_missing_tower_or_codec_is_refused_before_the_corpus_is_built(tmp_path, 
     assert not (tmp_path / "corpus").exists() and not (tmp_path / "out").exists()
 
 
-def test_eval_of_a_pretraining_config_says_what_eval_is_for(tmp_path, capsys):
+@pytest.mark.parametrize("task", ["pretrain_speech", "adapt_text"])
+def test_eval_of_a_pretraining_config_says_what_eval_is_for(tmp_path, capsys, task):
     path = tmp_path / "pt.json"
-    path.write_text(json.dumps({"task": "pretrain_speech", "out": str(tmp_path / "run")}))
+    path.write_text(json.dumps({"task": task, "out": str(tmp_path / "run")}))
     assert cli(["eval", str(path)]) == 2
     assert "evaluates asr, tts and joint recipes" in capsys.readouterr().err
 
