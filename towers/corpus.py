@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -128,50 +129,42 @@ def fortune_texts(root: str | os.PathLike = FORTUNES_DIR) -> Iterator[str]:
             yield " ".join(lines)
 
 
-def gcide_quotations(path: str | os.PathLike = GCIDE_PATH) -> Iterator[str]:
-    """Literary quotations from the GCIDE (Webster 1913) dictionary: the indented blocks that end
-    with an ``--Author.`` attribution, the attribution removed."""
-    path = Path(path)
+def _blocks(path: Path, inside) -> Iterator[str]:
+    """The runs of consecutive lines of a dictd file (dictzip/gzip or plain) for which ``inside(line)`` holds,
+    each stripped and joined by spaces; nothing if the file is missing."""
     if not path.is_file():
         return
     opener = gzip.open if path.suffix in (".dz", ".gz") else open
     block: list[str] = []
     with opener(path, "rt", encoding="utf-8", errors="replace") as f:
-        for line in f:
-            indent = len(line) - len(line.lstrip(" "))
-            s = line.strip()
-            if indent >= 12 and s and not s.startswith("["):
-                block.append(s)
-                continue
-            if block:
-                joined = " ".join(block)
-                m = re.search(r"\s--\s?[A-Z][^-]*$", joined)
-                if m:
-                    yield joined[: m.start()]
+        for line in itertools.chain(f, [""]):  # a last empty line ends the last block
+            if inside(line):
+                block.append(line.strip())
+            elif block:
+                yield " ".join(block)
                 block = []
+
+
+def gcide_quotations(path: str | os.PathLike = GCIDE_PATH) -> Iterator[str]:
+    """Literary quotations from the GCIDE (Webster 1913) dictionary: the indented blocks that end
+    with an ``--Author.`` attribution, the attribution removed."""
+    quoted = lambda line: len(line) - len(line.lstrip(" ")) >= 12 and line.strip() and not line.strip().startswith("[")  # noqa: E731
+    for joined in _blocks(Path(path), quoted):
+        m = re.search(r"\s--\s?[A-Z][^-]*$", joined)
+        if m:
+            yield joined[: m.start()]
 
 
 def foldoc_texts(path: str | os.PathLike = FOLDOC_PATH) -> Iterator[str]:
     """The paragraphs of FOLDOC's definitions (the Free On-line Dictionary of Computing, Debian's
     ``dict-foldoc``): a domain of its own, computing prose. Category tags (``<programming>``), cross-reference
     braces (``{stack}`` -> ``stack``), URLs, dates and other parentheticals are removed."""
-    path = Path(path)
-    if not path.is_file():
-        return
-    opener = gzip.open if path.suffix in (".dz", ".gz") else open
-    para: list[str] = []
-    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
-        for line in [*f, ""]:  # a last empty line ends the last paragraph
-            if line.startswith("   ") and line.strip():  # definitions are indented, headwords are not
-                para.append(line.strip())
-                continue
-            if para:
-                t = re.sub(r"^<[^>]*>\s*", "", " ".join(para))  # the category tag
-                t = re.sub(r"\{([^{}|]*)(\|[^{}]*)?\}", r"\1", t)  # {link} or {link|shown}: the text
-                t = " ".join(re.sub(r"\s*\([^()]*\)", "", re.sub(r"<[^>]*>", "", t)).split())  # parentheticals:
-                if t:                                                                    # URLs, dates, acronyms
-                    yield t
-                para = []
+    for t in _blocks(Path(path), lambda line: line.startswith("   ") and line.strip()):  # headwords: not indented
+        t = re.sub(r"^<[^>]*>\s*", "", t)  # the category tag
+        t = re.sub(r"\{([^{}|]*)(\|[^{}]*)?\}", r"\1", t)  # {link} or {link|shown}: the text
+        t = " ".join(re.sub(r"\s*\([^()]*\)", "", re.sub(r"<[^>]*>", "", t)).split())  # parentheticals: URLs, dates
+        if t:
+            yield t
 
 
 TEXT_SOURCES = {"fortunes": fortune_texts, "gcide": gcide_quotations, "foldoc": foldoc_texts}
