@@ -27,6 +27,21 @@ def frame_energy_db(wave: np.ndarray, sr: int) -> np.ndarray:
     return 10 * np.log10(np.mean(padded[idx] ** 2, axis=1) + 1e-10)
 
 
+def quiet_frames(wave: np.ndarray, sr: int, quiet_fraction: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """(energy (dB) of each frame, which frames are quiet): below ``quiet_fraction`` of the way from the
+    recording's noise floor (its 10th percentile) to its loud frames (the 95th), so pauses above a recording's
+    own noise floor count."""
+    energy = frame_energy_db(wave, sr)
+    floor, loud = np.percentile(energy, [10, 95])
+    return energy, energy < floor + quiet_fraction * (loud - floor)
+
+
+def quiet_runs(quiet: np.ndarray) -> list[tuple[int, int]]:
+    """The runs of consecutive quiet frames: (first frame, one past the last)."""
+    edges = np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
 def speech_chunks(wave: np.ndarray, sr: int, max_seconds: float = CHUNK_SECONDS, search_seconds: float = 4.0,
                   quiet_fraction: float = 0.25) -> list[tuple[int, int]]:
     """Contiguous (start, end) sample ranges covering ``wave``, each at most ``max_seconds`` long.
@@ -43,9 +58,7 @@ def speech_chunks(wave: np.ndarray, sr: int, max_seconds: float = CHUNK_SECONDS,
     if len(wave) <= limit:
         return [(0, len(wave))]
     hop = int(round(HOP_S * sr))
-    energy = frame_energy_db(wave, sr)
-    floor, loud = np.percentile(energy, [10, 95])
-    quiet = energy < floor + quiet_fraction * (loud - floor)  # pauses, above a recording's own noise floor
+    energy, quiet = quiet_frames(wave, sr, quiet_fraction)
     chunks, start = [], 0
     while len(wave) - start > limit:
         lo = (start + limit - int(search_seconds * sr)) // hop + 1  # frames starting in the search stretch

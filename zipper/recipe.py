@@ -694,8 +694,10 @@ def append_results_row(cfg: RecipeConfig, results: dict, path: Path = RESULTS_MD
         where += f"; tested: {tested['machine']}"
         commit += f"; tested: {tested['git']}"
         command += f"; tested {tested['date'][:16]}: `{tested['command']}`"
-    row = (f"| {results['started'][:16]} | {cfg.task} | {_headline(results)} | {results.get('train_utts')} "
-           f"({results.get('train_hours')}) | {steps} | {wall} | {where} | {commit} | {command} |\n")
+    hours = results.get("train_hours")  # None: text alone (adapt_text)
+    size = f"{results.get('train_utts')}" + (f" ({hours})" if hours is not None else " (text)")
+    row = (f"| {results['started'][:16]} | {cfg.task} | {_headline(results)} | {size} | {steps} | {wall} | {where} "
+           f"| {commit} | {command} |\n")
     with open(path, "a") as fh:
         fh.write(row)
 

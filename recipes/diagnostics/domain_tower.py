@@ -15,7 +15,8 @@ The fused WER (the search of `zipper transcribe --fusion`) of the corpus's first
   (`zipper transcribe --tower text=DIR`).
 
 With ``--general-corpus``, also the first ``--general-utts`` test utterances of that corpus (the zip's own domain)
-with each tower: what the swap costs outside the domain. Every utterance's hypothesis goes to ``--out``
+with each tower: what the swap costs outside the domain. ``--tower-only`` runs only the ways with ``--tower`` (the
+others' files kept from an earlier run): e.g. a control tower, tuned the same way on the zip's own training text. Every utterance's hypothesis goes to ``--out``
 (``<way>.jsonl``, as `zipper eval` writes them: `compare_asr.py` compares two ways by paired bootstrap).
 """
 from __future__ import annotations
@@ -50,12 +51,13 @@ def main(argv=None) -> dict:
     p.add_argument("--general-utts", type=int, default=50, help="general test utterances (the first N)")
     p.add_argument("--out", default="runs/domain-tower", help="folder for the per-utterance hypotheses")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--tower-only", action="store_true", help="only the ways that read --tower")
     a = p.parse_args(argv)
     if a.utts < 1 or a.general_utts < 1:
         p.error("--utts and --general-utts must be >= 1")
     torch.set_num_threads(a.threads)
     codec = _load_model_codec(a.model)
-    zips = {"zip": _load_model(a.model)}
+    zips = {} if a.tower_only else {"zip": _load_model(a.model)}
     zips["domain tower"] = ZipperModel.from_pretrained(a.model, towers={"text": load_tower(a.tower, modality="text")})
     own, domain = known_words(a.model), sorted(corpus_words(a.corpus))
     out = Path(a.out)
@@ -76,8 +78,9 @@ def main(argv=None) -> dict:
 
     result = {"model": a.model, "tower": a.tower, "corpus": a.corpus, "known_words": len(own),
               "domain_words": len(domain), "domain": {}}
-    result["domain"]["zip"] = run("domain zip", zips["zip"], a.corpus, a.utts, own)
-    result["domain"]["+ domain words"] = run("domain words", zips["zip"], a.corpus, a.utts, own + domain)
+    if not a.tower_only:
+        result["domain"]["zip"] = run("domain zip", zips["zip"], a.corpus, a.utts, own)
+        result["domain"]["+ domain words"] = run("domain words", zips["zip"], a.corpus, a.utts, own + domain)
     result["domain"]["+ domain tower"] = run("domain tower", zips["domain tower"], a.corpus, a.utts, own + domain)
     if a.general_corpus:
         result["general"] = {name: run(f"general {name}", model, a.general_corpus, a.general_utts, own)

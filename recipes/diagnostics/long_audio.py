@@ -13,6 +13,10 @@ WER of each against the joined transcripts, and the pieces' boundaries:
 With ``--corpus DIR``, the recordings are built from the corpus's test utterances (held-out voices; another
 split by ``--split``): ``--recordings`` recordings of ``--per-recording`` consecutive utterances of one voice each,
 played one after another, the voices taken in turn; WER pooled over the recordings' words, and each recording's.
+
+``--pauses`` transcribes nothing (no model needed): the lengths of the recordings' pauses (`towers.chunking`'s quiet
+runs, those inside a recording) at the utterances' boundaries and inside them, which tells whether a pause's length
+could find where a sentence ends.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as `python recipes/diagnostics/long_audio.py`
 
 from towers.audio import load_audio  # noqa: E402
-from towers.chunking import CHUNK_SECONDS  # noqa: E402
+from towers.chunking import CHUNK_SECONDS, FRAME_S, HOP_S, quiet_frames, quiet_runs  # noqa: E402
 from towers.corpus import read_manifest  # noqa: E402
 from towers.judges import wer  # noqa: E402
 from zipper.cli import _load_model, _load_model_codec  # noqa: E402
@@ -52,9 +56,27 @@ def test_recordings(corpus: str | Path, n: int, per: int, split: str = "test") -
     return recordings
 
 
+def pause_lengths(recordings: list[list[np.ndarray]], sr: int) -> dict[str, list[float]]:
+    """The pauses (seconds) of each recording (its clips played one after another), as `towers.chunking.speech_chunks`
+    finds them (runs of quiet frames, those touching a recording's start or end left out): ``"boundary"``, those
+    within 0.05 s of where one clip ends and the next begins, and ``"inside"``, the others."""
+    out: dict[str, list[float]] = {"boundary": [], "inside": []}
+    for clips in recordings:
+        wave = np.concatenate(clips)
+        bounds = np.cumsum([len(c) for c in clips])[:-1] / sr
+        _, quiet = quiet_frames(wave, sr)
+        for i, j in quiet_runs(quiet):
+            if i == 0 or j == len(quiet):
+                continue
+            start, end = i * HOP_S, (j - 1) * HOP_S + FRAME_S
+            at = any(start - 0.05 <= b <= end + 0.05 for b in bounds)
+            out["boundary" if at else "inside"].append(round(end - start, 3))
+    return out
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", required=True, help="a trained ASR zip directory")
+    p.add_argument("--model", help="a trained ASR zip directory (not with --pauses)")
     p.add_argument("--fusion", action="store_true", help="decode by the fused CTC search (a character CTC head)")
     p.add_argument("--chunk-seconds", type=float, default=CHUNK_SECONDS, help="longest piece of the chunked run")
     p.add_argument("--corpus", help="build the recordings from this corpus's test utterances instead of LibriVox")
@@ -62,11 +84,16 @@ def main(argv=None) -> dict:
     p.add_argument("--per-recording", type=int, default=7, help="with --corpus: utterances in each recording")
     p.add_argument("--split", default="test", help="with --corpus: the split whose utterances make the recordings")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--pauses", action="store_true", help="only the pauses' lengths at the clips' boundaries and inside "
+                                                         "them (no model)")
     a = p.parse_args(argv)
     if a.recordings < 1 or a.per_recording < 1:
         p.error("--recordings and --per-recording must be >= 1")
+    if not a.model and not a.pauses:
+        p.error("--model is required (but for --pauses)")
     torch.set_num_threads(a.threads)
-    codec, model = _load_model_codec(a.model), _load_model(a.model)
+    codec, model = (None, None) if a.pauses else (_load_model_codec(a.model), _load_model(a.model))
+    sr = codec.sample_rate if codec else 16000
     if a.corpus:
         recordings = test_recordings(a.corpus, a.recordings, a.per_recording, a.split)
     else:
@@ -74,7 +101,16 @@ def main(argv=None) -> dict:
         if not recordings[0]:
             raise SystemExit("the LibriVox clips of Debian's pocketsphinx-testdata are not installed (make setup)")
     fusion = dict(beam=FUSION_BEAM, words=known_words(a.model)) if a.fusion else None
-    waves = [[load_audio(c["audio_filepath"], target_sr=codec.sample_rate) for c in rows] for rows in recordings]
+    waves = [[load_audio(c["audio_filepath"], target_sr=sr) for c in rows] for rows in recordings]
+    if a.pauses:
+        lengths = pause_lengths([[w for w, _ in ws] for ws in waves], sr)
+        result = {"source": a.corpus or "librivox", "recordings": len(waves), **{
+            k: {"n": len(v), "percentiles_10_50_90": np.percentile(v, [10, 50, 90]).round(3).tolist() if v else [],
+                "max": max(v, default=None)} for k, v in lengths.items()}}
+        median = float(np.median(lengths["boundary"])) if lengths["boundary"] else float("inf")
+        result["inside_at_least_the_median_boundary"] = sum(x >= median for x in lengths["inside"])
+        print(json.dumps(result, indent=2))
+        return result
     wholes = [(np.concatenate([w for w, _ in ws]), ws[0][1]) for ws in waves]
     refs = [" ".join(c["text"] for c in rows) for rows in recordings]
     chunked = transcribe_pieces(model, codec, wholes, chunk_seconds=a.chunk_seconds, fusion=fusion, progress=True)

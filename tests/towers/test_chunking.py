@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from towers.audio import load_audio
-from towers.chunking import frame_energy_db, speech_chunks, text_chunks
+from towers.chunking import frame_energy_db, quiet_runs, speech_chunks, text_chunks
 from zipper.data import LIBRIVOX
 
 SR = 16000
@@ -86,3 +86,24 @@ def test_text_pieces_join_to_the_text_and_fit(text, max_chars):
     pieces = text_chunks(text, max_chars)
     assert " ".join(pieces) == " ".join(text.split())
     assert all(p and p == p.strip() and (len(p) <= max_chars or " " not in p) for p in pieces)
+
+
+@given(st.lists(st.booleans(), max_size=40))
+def test_quiet_runs_are_the_maximal_runs_of_quiet_frames(flags):
+    quiet = np.array(flags, dtype=bool)
+    runs = quiet_runs(quiet)
+    assert all(quiet[i:j].all() and (i == 0 or not quiet[i - 1]) and (j == len(quiet) or not quiet[j]) for i, j in runs)
+    assert sum(j - i for i, j in runs) == int(quiet.sum())
+
+
+def test_pause_lengths_tell_the_clips_boundaries_from_the_pauses_inside_them():
+    """long_audio.py --pauses: tone clips, one with a 0.1 s pause inside and 0.4 s of silence at its end: one pause
+    at the boundary (~0.4 s long), one inside (~0.1 s); the recording's own edges are no pauses."""
+    from tests.conftest import load_recipe_script
+
+    tone = lambda s: (0.3 * np.sin(2 * np.pi * 220 * np.arange(int(s * SR)) / SR)).astype(np.float32)  # noqa: E731
+    silence = lambda s: np.zeros(int(s * SR), np.float32)  # noqa: E731
+    first = np.concatenate([tone(0.5), silence(0.1), tone(0.5), silence(0.4)])
+    got = load_recipe_script("diagnostics/long_audio").pause_lengths([[first, tone(0.6)]], SR)
+    assert len(got["boundary"]) == 1 and abs(got["boundary"][0] - 0.4) < 0.04
+    assert len(got["inside"]) == 1 and abs(got["inside"][0] - 0.1) < 0.04

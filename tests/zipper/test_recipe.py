@@ -560,7 +560,7 @@ def test_adapt_text_tunes_a_text_tower_that_a_trained_zip_then_reads_in_place_of
     assert m["test_ppl"] < m["test_ppl_init"] and m["reference_test_ppl"] < m["reference_test_ppl_init"]
     assert [e["step"] for e in res["dev_curve"]] == [3, 6] and res["train_utts"] > 0
     row = (root / "R.md").read_text().splitlines()[-1]
-    assert "| adapt_text |" in row and "test_ppl" in row
+    assert "| adapt_text |" in row and "test_ppl" in row and f"| {res['train_utts']} (text) |" in row
     tuned, original = load_tower(str(root / "adapt" / "tower"), modality="text"), load_tower(base["text_tower"])
     assert any(not torch.equal(a, b) for a, b in zip(tuned.model.parameters(), original.model.parameters()))
 
