@@ -367,7 +367,10 @@ def check_references(cfg: RecipeConfig) -> None:
                           "directory (holding codec.safetensors)")
     if cfg.task == "pretrain_speech":
         return  # writes the speech tower, reads no tower
-    for name, ref in (("text_tower", cfg.text_tower), ("speech_tower", cfg.speech_tower))[:1 if cfg.task == "adapt_text" else 2]:
+    if cfg.reference_corpus and not (Path(cfg.reference_corpus) / "test.jsonl").is_file():
+        raise ConfigError(f"reference_corpus {cfg.reference_corpus!r} has no test.jsonl (build it with zipper data build)")
+    towers = [("text_tower", cfg.text_tower)] + ([] if cfg.task == "adapt_text" else [("speech_tower", cfg.speech_tower)])
+    for name, ref in towers:
         if not tower_exists(ref):
             hint = (" Pretrain one first with a pretrain_speech config whose speech_tower is this path "
                     "(e.g. recipes/configs/speech_tower_small.json)." if name == "speech_tower" else

@@ -741,6 +741,7 @@ def test_recipe_config_field_values_either_load_or_raise_config_error():
     ({"task": "tts", "directions": ["text->speech"], "speech_states": True}, "speech_states"),
     ({"model": "single_decoder", "speech_states": True}, "speech_states"),
     ({"out": ""}, "out must not be empty"), ({"codec": ""}, "codec must not be empty"),
+    ({"corpus_text_sources": ["wikipedia"]}, "corpus_text_sources must be"), ({"corpus_hours": -1.0}, "out of range"),
     ({"text_tower": ""}, "text_tower must not be empty"), ({"speech_tower": ""}, "speech_tower must not be empty")])
 def test_bad_recipe_config_is_a_usage_error_before_any_work(data, message, monkeypatch, tmp_path, capsys):
     import zipper.recipe as recipe
@@ -783,6 +784,8 @@ def test_missing_tower_or_codec_is_refused_before_the_corpus_is_built(tmp_path, 
                            # existing paths that hold no tower / codec used to pass, and fail after the corpus build
                            ({"speech_tower": str(tmp_path)}, "Pretrain one first"),
                            ({"text_tower": str(tmp_path / "c.json")}, "text_tower"),
+                           ({"task": "adapt_text", "reference_corpus": str(tmp_path / "nowhere")},
+                            "reference_corpus"),
                            ({"codec": str(tmp_path)}, "neither a shipped codec")]:
         path = tmp_path / "c.json"
         path.write_text(json.dumps({**base, **extra}))
