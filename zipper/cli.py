@@ -310,6 +310,11 @@ def _positive_int(text: str) -> int:
     return value
 
 
+_TOWER_HELP = ("MODALITY=TOWER: the zip reads this tower (a registered name or a path) in place of the one it was "
+               "trained with, the zip's own weights unchanged: e.g. text=DIR, a text tower adapted to a domain (an "
+               "adapt_text recipe's <out>/tower); repeatable")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zipper", description="Zip pretrained unimodal decoders (text + speech).")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -346,9 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "takes as known beside the text tower's whole-word tokens and the model directory's "
                         f"{KNOWN_WORDS_FILE} (its training text's words, written by the recipes): domain terms, names")
     t.add_argument("--tower", action="append", default=[], metavar="MODALITY=TOWER",
-                   help="MODALITY=TOWER: the zip reads this tower (a registered name or a path) in place of the one it "
-                             "was trained with, the zip's own weights unchanged: e.g. text=DIR, a text tower adapted to a "
-                             "domain (an adapt_text recipe's <out>/tower); repeatable")
+                   help=_TOWER_HELP)
     t.set_defaults(fn=cmd_transcribe)
 
     s = sub.add_parser("speak", help="text -> speech with a trained TTS (or joint) zip")
@@ -364,9 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--voice", default="", help="the training voice to speak in, for a model trained with a "
                                                "recipe's voice_prompt (e.g. piper-joe)")
     s.add_argument("--tower", action="append", default=[], metavar="MODALITY=TOWER",
-                   help="MODALITY=TOWER: the zip reads this tower (a registered name or a path) in place of the one it "
-                             "was trained with, the zip's own weights unchanged: e.g. text=DIR, a text tower adapted to a "
-                             "domain (an adapt_text recipe's <out>/tower); repeatable")
+                   help=_TOWER_HELP)
     s.set_defaults(fn=cmd_speak)
 
     tr = sub.add_parser("train", help="run a recipe config (recipes/configs/*.json)")
