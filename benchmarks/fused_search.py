@@ -92,7 +92,7 @@ def main(argv=None) -> dict:
 
         def counted_together(requests, *a, **k):
             counts["texts"] += sum(len(t) for _, t, _ in requests)
-            return together(requests, spread=spread)
+            return together(requests, *a, **{**k, "spread": spread})  # the caller's batch size kept
 
         def counted_extend(jobs, _extend=text_scorer._extend):
             counts["forwards"] += 1

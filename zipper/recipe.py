@@ -494,7 +494,6 @@ def _adapt_text(cfg: RecipeConfig, splits: dict[str, list[dict]], out: Path) -> 
     after = perplexities("")
     if is_main_process():
         print(f"[zipper] held-out perplexity after: {after}; the tower goes to {out / 'tower'}")
-    if is_main_process():
         tower.save_pretrained(out / "tower")
     barrier()  # the tower is on disk before any rank goes on
     return {"metrics": {**before, **after}, "train_utts": len(train), "train_hours": None, "steps": res["steps"],

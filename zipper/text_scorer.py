@@ -92,7 +92,7 @@ def score_together(requests: Sequence[tuple[TextScorer, Sequence[str], bool]], b
     for (sc, _, _), rs in zip(requests, rows):
         todo.update({(id(sc), r): sc for r in rs if r not in sc.states})
     for chunk in _by_suffix_length([(sc, r) for (_, r), sc in todo.items()], batch_size, spread):
-        _extend([(sc, sc._longest_prefix(r), r) for sc, r in chunk])
+        _extend(chunk)
     out = []
     for (sc, _, _), rs in zip(requests, rows):
         for r in rs:
@@ -104,18 +104,20 @@ def score_together(requests: Sequence[tuple[TextScorer, Sequence[str], bool]], b
 
 
 def _by_suffix_length(jobs: list[tuple[TextScorer, tuple[int, ...]]], batch_size: int,
-                      spread: float = 1.5) -> list[list[tuple[TextScorer, tuple[int, ...]]]]:
-    """Jobs (scorer, row) in batches of rows whose new tokens number about the same: a batch runs every row to its
-    longest suffix, and most suffixes are one token (a word) beside a few of 10-20 (texts none of whose first
-    words are kept scored), so mixing them would run mostly padding. Sorted by suffix length, a batch ends at
-    ``batch_size`` rows or at a suffix ``spread`` times its first's."""
+                      spread: float = 1.5) -> list[list[tuple[TextScorer, tuple[int, ...], tuple[int, ...]]]]:
+    """Jobs (scorer, row) -> `_extend`'s jobs (scorer, the longest kept prefix of row, row), in batches of rows
+    whose new tokens number about the same: a batch runs every row to its longest suffix, and most suffixes are one
+    token (a word) beside a few of 10-20 (texts none of whose first words are kept scored), so mixing them would
+    run mostly padding. Sorted by suffix length, a batch ends at ``batch_size`` rows or at a suffix ``spread``
+    times its first's."""
     out: list[list] = []
     first = 0
-    for m, _, sc, r in sorted((len(r) - len(sc._longest_prefix(r)), i, sc, r) for i, (sc, r) in enumerate(jobs)):
+    with_prefix = [(sc, sc._longest_prefix(r), r) for sc, r in jobs]  # each looked up once
+    for m, _, job in sorted((len(r) - len(p), i, (sc, p, r)) for i, (sc, p, r) in enumerate(with_prefix)):
         if not out or len(out[-1]) == batch_size or m > spread * first:
             out.append([])
             first = m
-        out[-1].append((sc, r))
+        out[-1].append(job)
     return out
 
 

@@ -38,7 +38,7 @@ from zipper.cli import _load_model, _load_model_codec  # noqa: E402
 from zipper.ctc_beam import FUSION_BEAM, known_words  # noqa: E402
 from zipper.data import corpus_words  # noqa: E402
 from zipper.model import ZipperModel  # noqa: E402
-from zipper.tasks import transcribe_audio  # noqa: E402
+from zipper.tasks import fused_transcribe_units, speech_inputs  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -62,13 +62,16 @@ def main(argv=None) -> dict:
     own, domain = known_words(a.model), sorted(corpus_words(a.corpus))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    inputs: dict[tuple[str, int], tuple] = {}  # (corpus, n) -> its rows, units, states: read and encoded once
 
     def run(name: str, model, corpus: str, n: int, words: list[str]) -> dict:
-        rows = read_manifest(Path(corpus) / "test.jsonl")[:n]
-        waves = [load_audio(r["audio_filepath"], target_sr=codec.sample_rate) for r in rows]
+        if (corpus, n) not in inputs:  # the ways share the speech tower: the same inputs for all of them
+            rows = read_manifest(Path(corpus) / "test.jsonl")[:n]
+            waves = [load_audio(r["audio_filepath"], target_sr=codec.sample_rate) for r in rows]
+            inputs[corpus, n] = (rows, *speech_inputs(model, codec, waves))
+        rows, units, states = inputs[corpus, n]
         print(f"[domain_tower] {name}: {len(rows)} utterances of {corpus}", flush=True)
-        hyps = transcribe_audio(model, codec, waves, chunk_seconds=0, fusion=dict(beam=FUSION_BEAM, words=words),
-                                progress=True)
+        hyps = fused_transcribe_units(model, units, beam=FUSION_BEAM, words=words, states=states, progress=True)
         refs = [r["text"] for r in rows]
         (out / f"{name.replace(' ', '_')}.jsonl").write_text("".join(
             json.dumps({"id": r["id"], "voice": r["voice"], "ref": r["text"], "hyp": h}, ensure_ascii=False) + "\n"
