@@ -25,12 +25,13 @@ from zipper.model import repeat_memory
 
 
 class _State:
-    """A scored token sequence: per-layer keys/values (1, H, n, d), the log-probs of the next token
-    (V,), and the sum of log-probs of its tokens after the forced start."""
+    """A scored token sequence: its keys and values, one tensor (L, 2, H, n, d) for all L layers (so a batch is
+    assembled by one copy per row, not one per layer), the log-probs of the next token (V,), and the sum of
+    log-probs of its tokens after the forced start."""
 
     __slots__ = ("kv", "next_logp", "score")
 
-    def __init__(self, kv: list[tuple[torch.Tensor, torch.Tensor]], next_logp: torch.Tensor, score: float):
+    def __init__(self, kv: torch.Tensor, next_logp: torch.Tensor, score: float):
         self.kv, self.next_logp, self.score = kv, next_logp, score
 
 
@@ -53,7 +54,7 @@ class TextScorer:
         logits, _ = model.tower_forward("text", self.start[None].to(self.device),
                                         torch.ones(1, len(self.start), dtype=torch.bool, device=self.device),
                                         memory, cache, record=False)
-        kv = [(layer.keys, layer.values) for layer in cache.layers]
+        kv = _stacked(cache)[:, :, 0]  # (L, 2, H, S, d)
         self.states: OrderedDict[tuple[int, ...], _State] = OrderedDict()
         self.states[self.root] = _State(kv, logits[0, -1].float().log_softmax(-1), 0.0)
 
@@ -132,30 +133,46 @@ def _extend(jobs: list[tuple[TextScorer, tuple[int, ...], tuple[int, ...]]]) -> 
     ids, mask = pad_rows([torch.tensor(r[n:]) for (_, _, r), n in zip(jobs, past)], tower.pad_token_id)  # (B, M)
     ids, mask = ids.to(device), mask.to(device)
     width = max(past)
+    n_layers, _, heads, _, dim = parents[0].kv.shape
+    kv = parents[0].kv.new_zeros(n_layers, 2, len(jobs), heads, width, dim)  # (L, 2, B, H, width, d)
+    for b, (parent, n) in enumerate(zip(parents, past)):
+        kv[:, :, b, :, width - n:] = parent.kv  # left-padded; the padding is masked out
     cache = DynamicCache()
-    for layer in range(len(parents[0].kv)):
-        ks, vs = zip(*[_left_pad(*p.kv[layer], width) for p in parents])
-        cache.update(torch.cat(ks), torch.cat(vs), layer)  # (B, H, width, d)
+    for layer in range(n_layers):
+        cache.update(kv[layer, 0], kv[layer, 1], layer)
     past_mask = torch.tensor([[0] * (width - n) + [1] * n for n in past], dtype=torch.bool, device=device)  # (B, width)
-    if all(sc is scorers[0] for sc in scorers):
-        memory = repeat_memory(scorers[0].memory, len(jobs))
-    else:
-        memory = _stack_memories([sc.memory for sc in scorers])
+    uniq = list({id(sc): sc for sc in scorers}.values())  # rows of one utterance share its memory
+    which = {id(sc): i for i, sc in enumerate(uniq)}
+    memory = _memory_rows(_stack_memories([sc.memory for sc in uniq]),
+                          torch.tensor([which[id(sc)] for sc in scorers], device=device))
     logits, _ = model.tower_forward("text", ids, mask.bool(), memory, cache, past_mask, record=False)
     logp = logits.float().log_softmax(-1)  # (B, M, V)
+    kv = _stacked(cache)  # (L, 2, B, H, width + M, d)
     for b, ((sc, _, row), parent, n) in enumerate(zip(jobs, parents, past)):
         m = len(row) - n
         new = ids[b, :m]  # (m,) the suffix: its first token is predicted by the parent's last position
         score = parent.score + float(parent.next_logp[new[0]]) + float(logp[b, : m - 1].gather(-1, new[1:, None]).sum())
         # copies, not views: a view would keep the whole batch's cache and (B, M, V) log-probs alive
-        kv = [(layer.keys[b:b + 1, :, width - n: width + m].clone(),
-               layer.values[b:b + 1, :, width - n: width + m].clone()) for layer in cache.layers]
-        sc.states[row] = _State(kv, logp[b, m - 1].clone(), score)
+        sc.states[row] = _State(kv[:, :, b, :, width - n: width + m].clone(), logp[b, m - 1].clone(), score)
+
+
+def _stacked(cache) -> torch.Tensor:
+    """A DynamicCache's keys and values as one tensor (L, 2, B, H, n, d)."""
+    return torch.stack([torch.stack((layer.keys, layer.values)) for layer in cache.layers])
+
+
+def _memory_rows(memory: dict, rows: torch.Tensor) -> dict:
+    """A ``memory_for`` result with the batch rows ``rows`` (indices, repeats allowed) of each source."""
+    return {layer: [(block, k[rows], v[rows], mask[rows]) for block, k, v, mask in entries]
+            for layer, entries in memory.items()}
 
 
 def _stack_memories(memories: Sequence[dict]) -> dict:
     """One-row ``memory_for`` results (of different utterances) -> one memory with a row each, every source padded
     to the longest and the padding masked out."""
+    if len(memories) == 1:
+        return memories[0]
+
     def pad(x: torch.Tensor, width: int, dim: int) -> torch.Tensor:
         return torch.nn.functional.pad(x, (0, 0) * (x.dim() - 1 - dim) + (0, width - x.shape[dim]))
 
@@ -189,12 +206,3 @@ def scores_from_scratch(model, memory: dict, texts: Sequence[str], ended: bool) 
     keep = mask[:, 1:].bool()
     keep[:, : len(start) - 1] = False  # the forced start costs every text the same
     return (logp * keep).sum(-1).tolist()
-
-
-def _left_pad(k: torch.Tensor, v: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keys and values (1, H, n, d) zero-padded on the left to ``width`` positions (masked out)."""
-    pad = width - k.shape[2]
-    if pad:
-        k = torch.cat([k.new_zeros(*k.shape[:2], pad, k.shape[3]), k], dim=2)
-        v = torch.cat([v.new_zeros(*v.shape[:2], pad, v.shape[3]), v], dim=2)
-    return k, v
