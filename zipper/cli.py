@@ -104,6 +104,8 @@ def cmd_transcribe(a) -> int:
     waves = [load_audio(f, target_sr=codec.sample_rate, max_seconds=a.max_seconds) for f in a.audio]
     model = _load_model(a.model, a.tower)
     _check_direction(model, "speech->text", a.model)
+    if a.int8:
+        _int8_text(model)
     fusion = dict(beam=a.fusion_beam or FUSION_BEAM, words=words, **_fusion_weights(a)) if a.fusion else None
     long = sum(len(w) / sr > a.chunk_seconds for w, sr in waves) if a.chunk_seconds else 0
     pieces = transcribe_pieces(model, codec, waves, chunk_seconds=a.chunk_seconds, fusion=fusion,
@@ -115,6 +117,14 @@ def cmd_transcribe(a) -> int:
         else:
             print(f"{f}\t{text}" if len(a.audio) > 1 else text)
     return 0
+
+
+def _int8_text(model) -> None:
+    """The model's text decoder (a zip's text tower, a single decoder's LM) -> int8 linear layers (zipper/quantize.py)."""
+    from zipper.quantize import quantize_linears
+
+    lm = model.lm if hasattr(model, "lm") else model.tower("text").model
+    quantize_linears(lm.requires_grad_(False))
 
 
 def cmd_speak(a) -> int:
@@ -352,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{KNOWN_WORDS_FILE} (its training text's words, written by the recipes): domain terms, names")
     t.add_argument("--tower", action="append", default=[], metavar="MODALITY=TOWER",
                    help=_TOWER_HELP)
+    t.add_argument("--int8", action="store_true",
+                   help="run the text decoder's linear layers in int8 (CPU; zipper/quantize.py): faster, and not the "
+                        "same transcripts; measured by python -m benchmarks.int8")
     t.set_defaults(fn=cmd_transcribe)
 
     s = sub.add_parser("speak", help="text -> speech with a trained TTS (or joint) zip")

@@ -19,6 +19,7 @@ EXPECTED = {
     "fused_decode": {"per_utterance_s", "scratch_over_cached", "max_abs_diff", "setup"},
     "tower_load": {"first_load_s", "load_s", "setup"},
     "fused_search": {"rows", "per_utterance_s", "setup"},
+    "int8": {"rows", "per_utterance_s", "speed_up", "wer", "same_transcripts", "setup"},
 }
 COMMON = {"benchmark", "command", "date", "git", "machine", "args", "headline"}
 
