@@ -50,9 +50,10 @@ def main(argv=None) -> dict:
         refs = None
     else:
         from towers.corpus import read_manifest
+        from zipper.cli import _load_model
 
         model, units, states, kwargs = real_inputs(args)
-        int8, *_ = real_inputs(args)
+        int8 = _load_model(str(args.model))
         refs = [r["text"] for r in read_manifest(args.corpus / "test.jsonl")[: args.utts]]
     n_int8 = quantize_linears(int8.tower("text").model.requires_grad_(False))
     assert not any(isinstance(m, Int8Linear) for m in model.modules()), "the fp32 zip shares a module with the int8 one"

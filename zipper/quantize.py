@@ -35,7 +35,8 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # reduce_range: 7-bit activations, as fbgemm's AVX2 kernels need to never overflow their 16-bit sums
-        return torch.ops.quantized.linear_dynamic(x.float(), self._packed, True).to(x.dtype)
+        y = torch.ops.quantized.linear_dynamic(x.float().reshape(-1, self.in_features), self._packed, True)
+        return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)  # (..., out): one vector too, as nn.Linear
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
@@ -48,7 +49,8 @@ def quantize_linears(module: nn.Module) -> int:
         if not any(e in torch.backends.quantized.supported_engines for e in ENGINES):
             raise RuntimeError(f"int8 inference needs torch's x86 quantized engine (fbgemm); this torch has "
                                f"{torch.backends.quantized.supported_engines}")
-        raise RuntimeError(f"int8 inference needs torch.backends.quantized.engine in {ENGINES}, not {engine!r}")
+        raise RuntimeError(f"int8 inference needs torch's x86 quantized engine: set torch.backends.quantized.engine "
+                           f"to one of {ENGINES} (it is {engine!r})")
     params = list(module.parameters())
     if any(p.device.type != "cpu" for p in params):
         raise ValueError("int8 inference runs on the CPU: move the model there first (on a GPU, use bf16)")

@@ -146,6 +146,15 @@ def test_character_ctc_zip_with_fused_decoding_in_the_recipe_eval_and_transcribe
                 "--fusion-beam", "2", "--fusion-alpha", "0", "--fusion-beta", "1.5"]) == 0
     assert {(a, b) for a, b, _ in seen[:-1]} == {(0.25, -1.0)} and seen[-1][:2] == (0.0, 1.5), seen
     assert all(words == corpus_words(base["corpus"]) for *_, words in seen)  # eval and transcribe know the same words
+    from zipper.quantize import Int8Linear
+
+    int8 = []  # --int8: the search reads a text tower whose linear layers run in int8
+    monkeypatch.setattr(tasks, "fused_transcribe_units", lambda model, *a, **k: int8.append(
+        any(isinstance(x, Int8Linear) for x in model.tower("text").model.modules())) or real(model, *a, **k))
+    for flags in ([], ["--int8"]):
+        assert cli(["transcribe", read_first_test_wav(root), "--model", str(root / "asr_chars" / "model"), "--fusion",
+                    "--fusion-beam", "2", *flags]) == 0
+    assert int8 == [False, True]
     capsys.readouterr()
     with pytest.raises(SystemExit):
         cli(["eval", str(config), "--fusion", "--fusion-beam", "0"])
