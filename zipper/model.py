@@ -184,7 +184,13 @@ def repeat_memory(memory: dict, n: int) -> dict:
     texts against one utterance), without projecting the source states again."""
     if n == 1:
         return memory
-    return {layer: [(block, k.repeat_interleave(n, 0), v.repeat_interleave(n, 0), mask.repeat_interleave(n, 0))
+    rows = next(iter(memory.values()))[0][1].shape[0] if memory else 0
+    return memory_rows(memory, torch.arange(rows).repeat_interleave(n))
+
+
+def memory_rows(memory: dict, rows: torch.Tensor) -> dict:
+    """A ``ZipperModel.memory_for`` result with the batch rows ``rows`` (indices, repeats allowed) of each source."""
+    return {layer: [(block, k[rows.to(k.device)], v[rows.to(k.device)], mask[rows.to(k.device)])
                     for block, k, v, mask in entries] for layer, entries in memory.items()}
 
 

@@ -21,7 +21,7 @@ import torch
 
 from towers.speech_lm import pad_rows
 from zipper.data import text_ids
-from zipper.model import repeat_memory
+from zipper.model import memory_rows, repeat_memory
 
 
 class _State:
@@ -143,7 +143,7 @@ def _extend(jobs: list[tuple[TextScorer, tuple[int, ...], tuple[int, ...]]]) -> 
     past_mask = torch.tensor([[0] * (width - n) + [1] * n for n in past], dtype=torch.bool, device=device)  # (B, width)
     uniq = list({id(sc): sc for sc in scorers}.values())  # rows of one utterance share its memory
     which = {id(sc): i for i, sc in enumerate(uniq)}
-    memory = _memory_rows(_stack_memories([sc.memory for sc in uniq]),
+    memory = memory_rows(_stack_memories([sc.memory for sc in uniq]),
                           torch.tensor([which[id(sc)] for sc in scorers], device=device))
     logits, _ = model.tower_forward("text", ids, mask.bool(), memory, cache, past_mask, record=False)
     logp = logits.float().log_softmax(-1)  # (B, M, V)
@@ -159,12 +159,6 @@ def _extend(jobs: list[tuple[TextScorer, tuple[int, ...], tuple[int, ...]]]) -> 
 def _stacked(cache) -> torch.Tensor:
     """A DynamicCache's keys and values as one tensor (L, 2, B, H, n, d)."""
     return torch.stack([torch.stack((layer.keys, layer.values)) for layer in cache.layers])
-
-
-def _memory_rows(memory: dict, rows: torch.Tensor) -> dict:
-    """A ``memory_for`` result with the batch rows ``rows`` (indices, repeats allowed) of each source."""
-    return {layer: [(block, k[rows], v[rows], mask[rows]) for block, k, v, mask in entries]
-            for layer, entries in memory.items()}
 
 
 def _stack_memories(memories: Sequence[dict]) -> dict:
