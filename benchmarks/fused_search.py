@@ -37,12 +37,13 @@ VARIANTS = {"before": (1, False, float("inf")), "+ lazy": (1, True, float("inf")
             "+ by suffix length": (1, True, 1.5), "+ together": (8, True, 1.5)}  # batch size, lazy, spread
 
 
-def parse_args(argv=None):
-    p = common.make_parser(__doc__.split("\n")[0])
+def parse_args(argv=None, description: str | None = None, utts: int = 16):
+    """The options of a benchmark of the fused search on a zip's test utterances (this one's and benchmarks/int8.py's)."""
+    p = common.make_parser(description or __doc__.split("\n")[0])
     p.add_argument("--model", type=Path, help="a trained character-CTC ASR zip (required unless --smoke)")
     p.add_argument("--corpus", type=Path, help="the corpus whose first --utts test utterances are transcribed")
-    p.add_argument("--utts", type=int, default=16, help="test utterances per round")
-    p.add_argument("--batch-size", type=int, default=8, help="utterances searched together")
+    p.add_argument("--utts", type=int, default=utts, help="test utterances per round")
+    p.add_argument("--batch-size", type=int, default=8, help="utterances searched together (1: as one file is)")
     p.set_defaults(warmup=0, steps=1)
     args = p.parse_args(argv)
     common.setup(args, argv)

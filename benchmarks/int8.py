@@ -11,12 +11,10 @@ its bootstrap interval (towers.judges.paired_wer_difference) and how many transc
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from benchmarks import common
-from benchmarks.fused_search import real_inputs, tiny_inputs
+from benchmarks.fused_search import parse_args, real_inputs, tiny_inputs
 from towers.judges import paired_wer_difference, paired_wer_report
 from zipper.quantize import Int8Linear, quantize_linears
 from zipper.tasks import fused_transcribe_units
@@ -24,26 +22,8 @@ from zipper.tasks import fused_transcribe_units
 NAME = "int8"
 
 
-def parse_args(argv=None):
-    p = common.make_parser(__doc__.split("\n")[0])
-    p.add_argument("--model", type=Path, help="a trained character-CTC ASR zip (required unless --smoke)")
-    p.add_argument("--corpus", type=Path, help="the corpus whose first --utts test utterances are transcribed")
-    p.add_argument("--utts", type=int, default=100, help="test utterances per round")
-    p.add_argument("--batch-size", type=int, default=8, help="utterances searched together (1: as one file is)")
-    p.set_defaults(warmup=0, steps=1)
-    args = p.parse_args(argv)
-    common.setup(args, argv)
-    if args.utts < 1 or args.batch_size < 1:
-        p.error("--utts and --batch-size must be >= 1")
-    if not args.smoke and (args.model is None or args.corpus is None):
-        p.error("--model and --corpus are required (or --smoke)")
-    if args.smoke:
-        args.utts, args.warmup, args.steps = 4, 0, 1
-    return args
-
-
 def main(argv=None) -> dict:
-    args = parse_args(argv)
+    args = parse_args(argv, __doc__.split("\n")[0], utts=100)
     if args.smoke or args.tiny:
         model, units, states, kwargs = tiny_inputs(args)
         int8, *_ = tiny_inputs(args)  # the same seed: the same weights
