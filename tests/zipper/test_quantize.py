@@ -24,8 +24,9 @@ def test_an_int8_linear_is_within_a_few_percent_of_the_fp32_one(n_in, n_out, bia
     with torch.no_grad():
         want, got = lin(x), q(x)
     assert got.shape == want.shape and got.dtype == want.dtype
-    # 8-bit weights per output channel, 7-bit activations per call: errors of ~1-2% of the output's size
-    assert (got - want).norm() <= 0.06 * want.norm() + 1e-6
+    # 8-bit weights per output channel, 7-bit activations per call: each product's error is a percent or two of
+    # its size, so the bound is on the products' sizes (an output near zero by cancellation has no relative error)
+    assert (got - want).norm() <= 0.03 * (x.abs() @ lin.weight.abs().T).norm() + 1e-6
     assert q.weight is lin.weight and q.bias is lin.bias  # the parameters themselves, not copies
 
 
