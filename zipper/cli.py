@@ -104,8 +104,10 @@ def cmd_transcribe(a) -> int:
     waves = [load_audio(f, target_sr=codec.sample_rate, max_seconds=a.max_seconds) for f in a.audio]
     model = _load_model(a.model, a.tower)
     _check_direction(model, "speech->text", a.model)
-    if a.int8:
-        _int8_text(model)
+    if a.int8:  # the text decoder: a zip's text tower, or a single decoder's whole LM (its tower("text") too)
+        from zipper.quantize import quantize_linears
+
+        quantize_linears(model.tower("text").model.requires_grad_(False))
     fusion = dict(beam=a.fusion_beam or FUSION_BEAM, words=words, **_fusion_weights(a)) if a.fusion else None
     long = sum(len(w) / sr > a.chunk_seconds for w, sr in waves) if a.chunk_seconds else 0
     pieces = transcribe_pieces(model, codec, waves, chunk_seconds=a.chunk_seconds, fusion=fusion,
@@ -117,14 +119,6 @@ def cmd_transcribe(a) -> int:
         else:
             print(f"{f}\t{text}" if len(a.audio) > 1 else text)
     return 0
-
-
-def _int8_text(model) -> None:
-    """The model's text decoder (a zip's text tower, a single decoder's LM) -> int8 linear layers (zipper/quantize.py)."""
-    from zipper.quantize import quantize_linears
-
-    lm = model.lm if hasattr(model, "lm") else model.tower("text").model
-    quantize_linears(lm.requires_grad_(False))
 
 
 def cmd_speak(a) -> int:

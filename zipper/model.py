@@ -184,14 +184,17 @@ def repeat_memory(memory: dict, n: int) -> dict:
     texts against one utterance), without projecting the source states again."""
     if n == 1:
         return memory
-    rows = next(iter(memory.values()))[0][1].shape[0] if memory else 0
-    return memory_rows(memory, torch.arange(rows).repeat_interleave(n))
+    if not memory:
+        return memory
+    k = next(iter(memory.values()))[0][1]  # (B, H, M, d): every source has the same B rows
+    return memory_rows(memory, torch.arange(k.shape[0], device=k.device).repeat_interleave(n))
 
 
 def memory_rows(memory: dict, rows: torch.Tensor) -> dict:
-    """A ``ZipperModel.memory_for`` result with the batch rows ``rows`` (indices, repeats allowed) of each source."""
-    return {layer: [(block, k[rows.to(k.device)], v[rows.to(k.device)], mask[rows.to(k.device)])
-                    for block, k, v, mask in entries] for layer, entries in memory.items()}
+    """A ``ZipperModel.memory_for`` result with the batch rows ``rows`` (indices on its device, repeats allowed) of
+    each source."""
+    return {layer: [(block, k[rows], v[rows], mask[rows]) for block, k, v, mask in entries]
+            for layer, entries in memory.items()}
 
 
 def check_prefix_ids(tower: Tower, ids: Sequence[int]) -> None:
