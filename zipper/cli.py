@@ -165,6 +165,9 @@ def cmd_eval(a) -> int:
     if a.beams and (cfg.task == "tts" or cfg.model == "single_decoder"):
         raise ValueError(f"--beams sets the attention beams of a zipper ASR or joint recipe; {a.config} is a "
                          f"{cfg.model} {cfg.task} recipe, which has none")
+    if a.int8 and cfg.task == "tts":
+        raise ValueError(f"--int8 runs the text decoder in int8, for an ASR or joint recipe; {a.config} is a tts "
+                         "recipe, whose decoder is the speech tower")
     if a.fusion and cfg.task == "tts":
         raise ValueError(f"--fusion decodes speech to text, for an ASR or joint recipe; {a.config} is a tts recipe, "
                          "which runs no ASR evaluation")
@@ -184,12 +187,17 @@ def cmd_eval(a) -> int:
                              "(written by `zipper train`) is missing")
         check_results_md(md)
     model = _load_model(str(model_dir))
+    if a.int8:  # as `zipper transcribe --int8`: the text tower (a single decoder's LM)
+        from zipper.quantize import quantize_linears
+
+        quantize_linears(model.tower("text").model.requires_grad_(False))
     codec = _load_model_codec(str(model_dir), default=cfg.codec)
     test = read_split(cfg, Path(cfg.corpus), "test", codec, splits_used(cfg)["test"])  # a speech_states recipe's: states
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     commit = git_hash()  # the code that tests, not a commit made while it ran
-    hyps = _eval_hyps_dir(model_dir, trained, cfg, a.config)
-    results = test_metrics(model, cfg, test, codec, hyps_dir=hyps)
+    hyps = _eval_hyps_dir(model_dir, trained, cfg, a.config, int8=a.int8)
+    # int8 numbers are named so (test_asr_fusion_int8): in the row, and beside the fp32 ones in results.json
+    results = test_metrics(model, cfg, test, codec, hyps_dir=hyps, tag="_int8" if a.int8 else "")
     print(json.dumps(results, indent=2))
     if md is not None:
         run = json.loads(record.read_text())
@@ -197,6 +205,7 @@ def cmd_eval(a) -> int:
                             *(["--beams", *map(str, a.beams)] if a.beams else []), *(["--fusion"] if a.fusion else []),
                             *(["--fusion-beam", str(a.fusion_beam)] if a.fusion_beam else []),
                             *(["--eval-utts", str(a.eval_utts)] if a.eval_utts else []),
+                            *(["--int8"] if a.int8 else []),
                             *[f"--fusion-{k} {_number(v)}" for k, v in _fusion_weights(a).items()], "--results-md",
                             *([] if a.results_md is True else [a.results_md])])
         run["metrics"] = {**run.get("metrics", {}), **results}
@@ -215,17 +224,18 @@ def cmd_eval(a) -> int:
 _HYPS_SETTINGS = ("eval_utts", "fusion_beam", "fusion_alpha", "fusion_beta")
 
 
-def _eval_hyps_dir(model_dir: Path, trained, cfg, config: str) -> Path:
+def _eval_hyps_dir(model_dir: Path, trained, cfg, config: str, int8: bool = False) -> Path:
     """Where `zipper eval` writes each utterance's hypotheses: ``<run>/hyps/<model dir name>`` (as the training
     run's test), in a subfolder named by the settings that differ from the config's (``eval-utts100``,
-    ``fusion-beam64_fusion-alpha0.5``), so that an evaluation with other settings keeps the files of the first.
+    ``fusion-beam64_fusion-alpha0.5``, ``int8``), so that an evaluation with other settings keeps the files of the
+    first.
     A model of another run than the config's ``out`` (``--model``) may be tested with several configs (their
     corpora give other test rows and known words), so its files go to a subfolder named by the config file first
     (``hyps/model/asr_base/eval-utts100``)."""
     from zipper.recipe import _number, hyps_dir_of
 
     changed = [f"{name.replace('_', '-')}{_number(getattr(cfg, name))}" for name in _HYPS_SETTINGS
-               if getattr(cfg, name) != getattr(trained, name)]
+               if getattr(cfg, name) != getattr(trained, name)] + (["int8"] if int8 else [])
     own = hyps_dir_of(model_dir)  # the training run's test writes here
     if model_dir.resolve().parent != Path(cfg.out).resolve():
         own = own / Path(config).stem
@@ -410,6 +420,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "fusion_beta)")
     ev.add_argument("--eval-utts", type=_positive_int, metavar="N",
                     help="test on the first N held-out test utterances (default: the config's eval_utts)")
+    ev.add_argument("--int8", action="store_true",
+                    help="run the text decoder's linear layers in int8 (CPU), as `zipper transcribe --int8`: its "
+                         "metrics are named so (test_asr_fusion_int8) and its hypotheses go to a subfolder named so "
+                         "(int8/, fusion-beam8_int8/)")
     ev.add_argument("--results-md", nargs="?", const=True, metavar="PATH",
                     help="add these test numbers to the training run's results.json and append its row to PATH "
                          "(default: recipes/RESULTS.md), for a recipe trained with eval_test false")

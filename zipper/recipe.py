@@ -561,9 +561,11 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
             "stopped_early": res["stopped_early"]}
 
 
-def test_metrics(model, cfg: RecipeConfig, test: list[dict], codec, hyps_dir: Path | None = None) -> dict:
-    """The held-out test of a trained zip or single decoder: ASR (greedy, beams, fusion), TTS (judged).
-    With ``hyps_dir``, every utterance's hypothesis is written there too (`write_hyps`)."""
+def test_metrics(model, cfg: RecipeConfig, test: list[dict], codec, hyps_dir: Path | None = None,
+                 tag: str = "") -> dict:
+    """The held-out test of a trained zip or single decoder: ASR (greedy, beams, fusion), TTS (judged), each
+    metric's name ending in ``tag`` (``test_asr_fusion_int8``). With ``hyps_dir``, every utterance's hypothesis is
+    written there too (`write_hyps`)."""
     from zipper.tasks import tts_metrics
 
     metrics: dict = {}
@@ -575,6 +577,7 @@ def test_metrics(model, cfg: RecipeConfig, test: list[dict], codec, hyps_dir: Pa
 
         metrics["test_tts"] = tts_metrics(model, tts_test_rows(cfg, test), codec, WhisperJudge(), show=3,
                                           mos_judge=MosJudge() if cfg.eval_mos else None, utts=keep)
+    metrics = {f"{key}{tag}": m for key, m in metrics.items()}
     if keep:
         write_hyps(metrics, hyps_dir)
     return metrics

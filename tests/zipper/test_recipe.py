@@ -156,6 +156,23 @@ def test_character_ctc_zip_with_fused_decoding_in_the_recipe_eval_and_transcribe
                     "--fusion-beam", "2", *flags]) == 0
     assert int8 == [False, True]
     capsys.readouterr()
+    # eval --int8: the same search on an int8 tower, its numbers named so, in the row and beside the fp32 ones
+    assert cli(["eval", str(config), "--fusion", "--fusion-beam", "2", "--int8",
+                "--results-md", str(root / "R_chars.md")]) == 0
+    assert int8[2:] == [True]
+    out = capsys.readouterr().out
+    shown = json.JSONDecoder().raw_decode(out[out.index("{\n"):])[0]  # the row's message follows
+    assert set(shown) == {"test_asr_beam1_int8", "test_asr_fusion_int8"}
+    assert sorted(p.name for p in (hyps / "fusion-beam2_int8").iterdir()) == [f"test_asr_{k}_int8.jsonl" for k in
+                                                                              ("beam1", "fusion")]
+    row = (root / "R_chars.md").read_text().splitlines()[-1]
+    assert "test_asr_fusion_int8.wer=" in row and "--fusion-beam 2 --int8 --results-md" in row
+    record = json.loads((root / "asr_chars" / "results.json").read_text())
+    assert {"test_asr_fusion", "test_asr_fusion_int8"} <= set(record["metrics"])
+    assert "hyps/model/fusion-beam2_int8" in record["tests"]
+    tts = write_config(root, "tts_x", task="tts", directions=["text->speech"], **base)
+    assert cli(["eval", str(tts), "--int8"]) == 2
+    assert "tts recipe, whose decoder is the speech tower" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli(["eval", str(config), "--fusion", "--fusion-beam", "0"])
     assert "--fusion-beam: must be >= 1, got 0" in capsys.readouterr().err
