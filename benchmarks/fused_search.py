@@ -6,10 +6,13 @@ words (zipper/ctc_beam.py, zipper/text_scorer.py). Variants, timed interleaved o
 one change to the one before:
 
 * **before**: one utterance at a time, every candidate scored, a frame's texts in one padded batch (the search
-  before 2026-12-06: ``batch_size=1``, ``lazy=False``, ``spread=inf``);
+  before 2026-12-06: ``batch_size=1``, ``lazy=False``, ``spread=inf``, ``read_one_token=False``);
 * **+ lazy**: only the candidates whose upper bound reaches the beam are scored;
 * **+ by suffix length**: a frame's texts batched by how many new tokens they run (``spread=1.5``), not padded to
   the longest;
+* **+ one token read**: a text one token past a scored one (most one-token words, an EOS) costs no forward, its
+  log-prob read off the scored text's next-token log-probs (``read_one_token``); its keys and values are computed
+  only if a longer text needs them;
 * **+ together**: ``--batch-size`` searches at once, their texts in shared forwards (the default).
 
 Reports seconds per utterance, the ratios against **before**, texts scored, forwards run, and how many transcripts
@@ -33,8 +36,9 @@ from zipper import text_scorer
 from zipper.tasks import fused_transcribe_units, speech_inputs
 
 NAME = "fused_search"
-VARIANTS = {"before": (1, False, float("inf")), "+ lazy": (1, True, float("inf")),
-            "+ by suffix length": (1, True, 1.5), "+ together": (8, True, 1.5)}  # batch size, lazy, spread
+VARIANTS = {"before": (1, False, float("inf"), False), "+ lazy": (1, True, float("inf"), False),
+            "+ by suffix length": (1, True, 1.5, False), "+ one token read": (1, True, 1.5, True),
+            "+ together": (8, True, 1.5, True)}  # batch size, lazy, spread, read_one_token
 
 
 def parse_args(argv=None, description: str | None = None, utts: int = 16):
@@ -83,17 +87,17 @@ def tiny_inputs(args) -> tuple:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     model, units, states, kwargs = tiny_inputs(args) if args.smoke or args.tiny else real_inputs(args)
-    variants = {name: (args.batch_size if bs > 1 else 1, lazy, spread) for name, (bs, lazy, spread) in VARIANTS.items()}
+    variants = {name: (args.batch_size if bs > 1 else 1, *rest) for name, (bs, *rest) in VARIANTS.items()}
     outputs, texts, forwards = {}, {}, {}
     search, together = ctc_beam.prefix_beam_search, text_scorer.score_together
 
     def run(name: str) -> None:
-        batch_size, lazy, spread = variants[name]
+        batch_size, lazy, spread, read_one_token = variants[name]
         counts = {"texts": 0, "forwards": 0}
 
         def counted_together(requests, *a, **k):
             counts["texts"] += sum(len(t) for _, t, _ in requests)
-            return together(requests, *a, **{**k, "spread": spread})  # the caller's batch size kept
+            return together(requests, *a, **{**k, "spread": spread, "read_one_token": read_one_token})  # its batch size
 
         def counted_extend(jobs, _extend=text_scorer._extend):
             counts["forwards"] += 1

@@ -6,7 +6,9 @@ sequences that grow one word at a time: "the", "the cat", "the cat sat". Run fro
 costs its whole length; here each text's token ids are matched against the longest already-scored
 prefix of them, and only the new tokens go through the tower, attending to that prefix's cached keys
 and values. Byte-level BPE splits at spaces, so "the cat" starts with the ids of "the" and a text
-usually costs the tokens of its last word (and EOS when ``ended``).
+usually costs the tokens of its last word (and EOS when ``ended``). A text one token past a kept one costs
+no forward at all: its log-prob is read off the kept text's next-token log-probs, and its keys and values
+are computed only if a longer text asks for them (most candidates of the search are never extended).
 
 Rows with prefixes of different lengths share one batch: each past is left-padded to the longest, its
 padding masked out (positions come from the mask, so they are the same as unpadded). Rows of different
@@ -80,41 +82,55 @@ class TextScorer:
 
 @torch.no_grad()
 def score_together(requests: Sequence[tuple[TextScorer, Sequence[str], bool]], batch_size: int = 64,
-                   spread: float = 1.5) -> list[list[float]]:
+                   spread: float = 1.5, read_one_token: bool = True) -> list[list[float]]:
     """``[(scorer, texts, ended), ...]`` -> each scorer's ``scorer(texts, ended)``, the texts of all of them run in
     shared batches of up to ``batch_size`` rows (`_by_suffix_length` with ``spread``): one scorer per utterance
     (each its own speech), one zip. The fused searches of several utterances ask for a few texts each per frame,
     and a forward of a dozen rows costs far less than a dozen forwards of one (the tower's weights are read once
-    per forward), so asking together saves most of the forwards."""
+    per forward), so asking together saves most of the forwards. ``read_one_token`` False runs the texts one token
+    past a kept one through the tower too (as before it was read off; benchmarks/fused_search.py)."""
     if len({id(sc.model) for sc, _, _ in requests}) > 1:
         raise ValueError("score_together: every scorer must score with the same zip")
     rows = [[tuple(sc.ids(t, ended)) for t in texts] for sc, texts, ended in requests]
     todo: dict[tuple[int, tuple[int, ...]], TextScorer] = {}  # (scorer, row) -> scorer, in order, once each
     for (sc, _, _), rs in zip(requests, rows):
         todo.update({(id(sc), r): sc for r in rs if r not in sc.states})
-    for chunk in _by_suffix_length([(sc, r) for (_, r), sc in todo.items()], batch_size, spread):
+    free: dict[tuple[int, tuple[int, ...]], float] = {}
+    jobs = []
+    for key, sc in todo.items():
+        row = key[1]
+        parent = sc._longest_prefix(row)
+        sc.states.move_to_end(parent)
+        # one new token (most words, an EOS): its log-prob is the parent's to read, so no forward; its keys and
+        # values are computed with a longer text's, if one asks
+        if read_one_token and len(row) - len(parent) == 1:
+            state = sc.states[parent]
+            free[key] = state.score + float(state.next_logp[row[-1]])
+        else:
+            jobs.append((sc, parent, row))
+    for chunk in _by_suffix_length(jobs, batch_size, spread):
         _extend(chunk)
     out = []
     for (sc, _, _), rs in zip(requests, rows):
         for r in rs:
-            sc.states.move_to_end(r)
-        out.append([sc.states[r].score for r in rs])
+            if r in sc.states:
+                sc.states.move_to_end(r)
+        out.append([sc.states[r].score if r in sc.states else free[(id(sc), r)] for r in rs])
     for sc in {id(sc): sc for sc, _, _ in requests}.values():
         sc._evict()
     return out
 
 
-def _by_suffix_length(jobs: list[tuple[TextScorer, tuple[int, ...]]], batch_size: int,
+def _by_suffix_length(jobs: list[tuple[TextScorer, tuple[int, ...], tuple[int, ...]]], batch_size: int,
                       spread: float = 1.5) -> list[list[tuple[TextScorer, tuple[int, ...], tuple[int, ...]]]]:
-    """Jobs (scorer, row) -> `_extend`'s jobs (scorer, the longest kept prefix of row, row), in batches of rows
-    whose new tokens number about the same: a batch runs every row to its longest suffix, and most suffixes are one
-    token (a word) beside a few of 10-20 (texts none of whose first words are kept scored), so mixing them would
-    run mostly padding. Sorted by suffix length, a batch ends at ``batch_size`` rows or at a suffix ``spread``
-    times its first's."""
+    """`_extend`'s jobs (scorer, the longest kept prefix of row, row) in batches of rows whose new tokens number
+    about the same: a batch runs every row to its longest suffix, and most suffixes are two or three tokens (a word
+    after one scored for free) beside a few of 10-20 (texts none of whose first words are kept scored), so mixing
+    them would run mostly padding. Sorted by suffix length, a batch ends at ``batch_size`` rows or at a suffix
+    ``spread`` times its first's."""
     out: list[list] = []
     first = 0
-    with_prefix = [(sc, sc._longest_prefix(r), r) for sc, r in jobs]  # each looked up once
-    for m, _, job in sorted((len(r) - len(p), i, (sc, p, r)) for i, (sc, p, r) in enumerate(with_prefix)):
+    for m, _, job in sorted((len(r) - len(p), i, (sc, p, r)) for i, (sc, p, r) in enumerate(jobs)):
         if not out or len(out[-1]) == batch_size or m > spread * first:
             out.append([])
             first = m

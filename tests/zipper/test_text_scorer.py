@@ -45,15 +45,23 @@ def test_cached_scores_equal_scores_from_scratch(smollm2_tokenizer, prefix, max_
 
 
 def test_a_longer_text_reuses_its_prefix(smollm2_tokenizer):
-    """Once "the cat" is scored, "the cat sat" only runs the tokens of " sat"."""
+    """Once "the cat" is scored, "the cat sat" (one token more) costs no forward: its log-prob is read off "the cat"'s
+    next-token log-probs; "the cat sat down" then runs the tokens of " sat down" only, and "the cat zzqx" those of
+    " zzqx"."""
     m = _zip(smollm2_tokenizer, ())
-    scorer = TextScorer(m, _memory(m))
+    memory = _memory(m)
+    scorer = TextScorer(m, memory)
     scorer(["the cat"], False)
     seen = []
     forward = m.tower_forward
-    m.tower_forward = lambda modality, ids, *a, **k: seen.append(ids.shape) or forward(modality, ids, *a, **k)
-    scorer(["the cat sat"], False)
-    assert seen == [torch.Size([1, len(smollm2_tokenizer(" sat", add_special_tokens=False).input_ids)])]
+    m.tower_forward = lambda modality, ids, *a, **k: seen.append(tuple(ids.shape)) or forward(modality, ids, *a, **k)
+    texts = ["the cat sat", "the cat sat down", "the cat zzqx"]
+    got = [scorer([t], False)[0] for t in texts]
+    n = [len(smollm2_tokenizer(w, add_special_tokens=False).input_ids) for w in (" sat", " sat down", " zzqx")]
+    assert n[0] == 1 and seen == [(1, n[1]), (1, n[2])]
+    m.tower_forward = forward
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(scores_from_scratch(m, memory, texts, False)),
+                               atol=1e-4, rtol=0)
 
 
 def test_a_long_text_is_scored_whole(smollm2_tokenizer):
@@ -107,17 +115,17 @@ def test_scorers_of_several_utterances_share_forwards_and_get_what_each_gets_alo
 
 
 def test_rows_are_batched_by_the_number_of_their_new_tokens(smollm2_tokenizer):
-    """Rows of one new token are not run beside a row of twenty (mostly padding): batches group rows whose
-    suffixes are within 1.5x of each other, at most batch_size rows each."""
+    """Rows of two new tokens are not run beside a row of twenty (mostly padding): batches group rows whose
+    suffixes are within 1.5x of each other, at most batch_size rows each; rows of one new token run in none."""
     m = _zip(smollm2_tokenizer, ())
     scorer = TextScorer(m, _memory(m), batch_size=3)
     scorer(["the cat", "a dog"], False)
     long = "the cat " + " ".join(["sat on the mat"] * 5)
-    texts = ["the cat sat", "the cat ran", "a dog ran", "a dog sat", long]
+    texts = ["the cat sat down", "the cat ran off", "a dog ran off", "a dog sat down", long, "the cat sat", "a dog ran"]
     want = scores_from_scratch(m, _memory(m), texts, False)
     seen = []
     forward = m.tower_forward
     m.tower_forward = lambda modality, ids, *a, **k: seen.append(tuple(ids.shape)) or forward(modality, ids, *a, **k)
     torch.testing.assert_close(torch.tensor(scorer(texts, False)), torch.tensor(want), atol=1e-4, rtol=0)
-    one = len(smollm2_tokenizer(" sat", add_special_tokens=False).input_ids)
-    assert seen == [(3, one), (1, one), (1, seen[2][1])] and seen[2][1] > 10, seen
+    two = [len(smollm2_tokenizer(w, add_special_tokens=False).input_ids) for w in (" sat down", " ran off", " sat")]
+    assert two == [2, 2, 1] and seen == [(3, 2), (1, 2), (1, seen[2][1])] and seen[2][1] > 10, seen
