@@ -6,13 +6,15 @@ words (zipper/ctc_beam.py, zipper/text_scorer.py). Variants, timed interleaved o
 one change to the one before:
 
 * **before**: one utterance at a time, every candidate scored, a frame's texts in one padded batch (the search
-  before 2026-12-06: ``batch_size=1``, ``lazy=False``, ``spread=inf``, ``read_one_token=False``);
+  before 2026-12-06: ``batch_size=1``, ``lazy=False``, ``spread=inf``, ``read_one_token=False``, ``bounds=False``);
 * **+ lazy**: only the candidates whose upper bound reaches the beam are scored;
 * **+ by suffix length**: a frame's texts batched by how many new tokens they run (``spread=1.5``), not padded to
   the longest;
 * **+ one token read**: a text one token past a scored one (most one-token words, an EOS) costs no forward, its
   log-prob read off the scored text's next-token log-probs (``read_one_token``); its keys and values are computed
   only if a longer text needs them;
+* **+ first-token bounds**: before a text is scored, its bound is tightened by its new word's first token's log-prob
+  (no forward: ``TextScorer.bounds``), and most candidates fall out of the beam without being scored (``bounds``);
 * **+ together**: ``--batch-size`` searches at once, their texts in shared forwards (the default).
 
 Reports seconds per utterance, the ratios against **before**, texts scored, forwards run, and how many transcripts
@@ -23,7 +25,6 @@ equal **before**'s (the same search; scores differ only by float rounding betwee
 """
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import torch
@@ -36,9 +37,10 @@ from zipper import text_scorer
 from zipper.tasks import fused_transcribe_units, speech_inputs
 
 NAME = "fused_search"
-VARIANTS = {"before": (1, False, float("inf"), False), "+ lazy": (1, True, float("inf"), False),
-            "+ by suffix length": (1, True, 1.5, False), "+ one token read": (1, True, 1.5, True),
-            "+ together": (8, True, 1.5, True)}  # batch size, lazy, spread, read_one_token
+VARIANTS = {"before": (1, False, float("inf"), False, False), "+ lazy": (1, True, float("inf"), False, False),
+            "+ by suffix length": (1, True, 1.5, False, False), "+ one token read": (1, True, 1.5, True, False),
+            "+ first-token bounds": (1, True, 1.5, True, True),
+            "+ together": (8, True, 1.5, True, True)}  # batch size, lazy, spread, read_one_token, bounds
 
 
 def parse_args(argv=None, description: str | None = None, utts: int = 16):
@@ -92,7 +94,7 @@ def main(argv=None) -> dict:
     search, together = ctc_beam.prefix_beam_search, text_scorer.score_together
 
     def run(name: str) -> None:
-        batch_size, lazy, spread, read_one_token = variants[name]
+        batch_size, lazy, spread, read_one_token, bounds = variants[name]
         counts = {"texts": 0, "forwards": 0}
 
         def counted_together(requests, *a, **k):
@@ -103,7 +105,8 @@ def main(argv=None) -> dict:
             counts["forwards"] += 1
             return _extend(jobs)
 
-        patches = {(ctc_beam, "prefix_beam_search"): functools.partial(search, lazy=lazy),
+        forced = {"lazy": lazy, "bounds": bounds}  # over zipper.tasks' own bounds=True
+        patches = {(ctc_beam, "prefix_beam_search"): lambda *a, **k: search(*a, **{**k, **forced}),
                    (text_scorer, "score_together"): counted_together, (text_scorer, "_extend"): counted_extend}
         saved = {k: getattr(*k) for k in patches}
         try:

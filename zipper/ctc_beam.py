@@ -13,7 +13,8 @@ Frame by frame, each beam's prefix (characters) is extended by blank, by a repea
 or by a new symbol whose log-prob passes ``prune``; p_ctc is tracked as (ends in blank, ends in a
 symbol), as in the standard prefix search. Word scores are cached by text, so the decoder runs once
 per distinct word sequence, batched per frame (and across utterances: the search is a generator that yields
-the texts it needs scored), and only for the candidates that may enter the beam (``lazy``). A completed word
+the texts it needs scored), and only for the candidates that may enter the beam (``lazy``), each first priced by
+its new word's first token, read off a scored text without running the decoder (``bounds``). A completed word
 pays its decoder score at once, a growing unknown word only its letters, so a narrow beam can fill with run-ons
 ("delegedchildren") and
 drop the spaced texts that would have scored better; the CTC best path joins the final texts, so the
@@ -40,14 +41,17 @@ KNOWN_WORDS_FILE = "known_words.txt"
 
 
 def ctc_prefix_beam_search(log_probs: np.ndarray, symbols: str,
-                           score_texts: Callable[[Sequence[str], bool], Sequence[float]], **kwargs) -> str:
+                           score_texts: Callable[[Sequence[str], bool], Sequence[float]],
+                           bound_texts: Callable[[Sequence[str], bool], Sequence[float]] | None = None,
+                           **kwargs) -> str:
     """The best text of `prefix_beam_search` (its keyword arguments), each request of texts answered by
-    ``score_texts(texts, ended)``."""
-    search = prefix_beam_search(log_probs, symbols, **kwargs)
+    ``score_texts(texts, ended)``, and with ``bound_texts`` (upper bounds of those scores, cheaper to get:
+    `zipper.text_scorer.TextScorer.bounds`) its requests of bounds by that."""
+    search = prefix_beam_search(log_probs, symbols, bounds=bound_texts is not None, **kwargs)
     try:
-        request = next(search)
+        texts, ended, exact = next(search)
         while True:
-            request = search.send(score_texts(*request))
+            texts, ended, exact = search.send((score_texts if exact else bound_texts)(texts, ended))
     except StopIteration as done:
         return done.value
 
@@ -55,9 +59,10 @@ def ctc_prefix_beam_search(log_probs: np.ndarray, symbols: str,
 def prefix_beam_search(log_probs: np.ndarray, symbols: str, beam: int = FUSION_BEAM, alpha: float = FUSION_ALPHA,
                        beta: float = FUSION_BETA, prune: float = -8.0, lexicon: "Lexicon | None" = None,
                        unk_penalty: float = -10.0, unk_letter_penalty: float = -2.0,
-                       lazy: bool = True) -> Generator[tuple[list[str], bool], Sequence[float], str]:
+                       lazy: bool = True, bounds: bool = False) -> Generator[tuple[list[str], bool, bool],
+                                                                             Sequence[float], str]:
     """log_probs (T, len(symbols) + 1) over ``symbols`` (space = word boundary) + blank last. A generator: it
-    yields ``(texts, ended)`` and is sent the decoder's log-prob of each text (with EOS if ``ended``), so that
+    yields ``(texts, ended, True)`` and is sent the decoder's log-prob of each text (with EOS if ``ended``), so that
     the searches of several utterances can share the decoder's batches (`zipper.tasks.fused_transcribe_units`);
     it returns the best text (StopIteration.value; `ctc_prefix_beam_search` runs one with a scoring function).
     With a ``lexicon``, every word that is not in it, and a last partial word that starts none of its
@@ -70,17 +75,21 @@ def prefix_beam_search(log_probs: np.ndarray, symbols: str, beam: int = FUSION_B
     completed words' score taken as that of its first words (a log-prob never rises as the text grows by a word),
     and the decoder scores only the candidates whose bound reaches the beam, until the beam holds scored texts
     alone: the same beams as scoring every candidate, for a fraction of the decoder's work. ``lazy=False`` scores
-    every candidate (a ``score_texts`` that is not a log-prob)."""
+    every candidate (a ``score_texts`` that is not a log-prob). With ``bounds`` (and ``lazy``), before asking for
+    a text's score the search asks for a tighter upper bound of it, yielding ``(texts, False, False)``: most
+    candidates fall out of the beam once their new word's first token is priced, and a bound costs no forward of
+    the decoder (the log-prob of a text's first new token, read off its kept prefix: `TextScorer.bounds`)."""
     x = np.asarray(log_probs, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != len(symbols) + 1:
         raise ValueError(f"log_probs must be (T, {len(symbols) + 1}), got {x.shape}")
     blank = len(symbols)
     cache: dict[tuple[str, bool], float] = {("", False): 0.0}
+    tight: dict[str, float] = {}  # completed words -> an upper bound of their score, from the scorer (``bounds``)
 
     def words_score(texts: list[str], ended: bool):
         todo = sorted({t for t in texts if (t, ended) not in cache})
         if todo:
-            scores = yield todo, ended
+            scores = yield todo, ended, True
             for t, sc in zip(todo, scores, strict=True):
                 cache[(t, ended)] = float(sc)
         return [cache[(t, ended)] for t in texts]
@@ -93,12 +102,18 @@ def prefix_beam_search(log_probs: np.ndarray, symbols: str, beam: int = FUSION_B
         if not lazy or alpha < 0:
             return [r + alpha * s for r, s in zip(rest, (yield from words_score(done, False)))]
         while True:
-            lm = [cache.get((d, False), cache.get((_first_words(d), False), 0.0)) for d in done]  # exact or bound
+            lm = [cache[(d, False)] if (d, False) in cache else  # exact, or the tightest bound known
+                  min(tight.get(d, 0.0), cache.get((_first_words(d), False), 0.0)) for d in done]
             totals = [r + alpha * s for r, s in zip(rest, lm)]
             todo = [done[i] for i in np.argsort(totals)[::-1][:beam] if (done[i], False) not in cache]
             if not todo:
                 return totals
-            yield from words_score(todo, False)
+            loose = sorted({d for d in todo if d not in tight}) if bounds else []
+            if loose:
+                got = yield loose, False, False
+                tight.update(zip(loose, map(float, got), strict=True))
+            else:
+                yield from words_score(todo, False)
 
     beams: dict[str, tuple[float, float]] = {"": (0.0, NEG)}  # prefix -> (log p ending in blank, in a symbol)
     for t in range(len(x)):

@@ -103,7 +103,10 @@ def fused_transcribe_units(model, units: Sequence[torch.Tensor], beam: int = FUS
 
     def answer(i: int, search, scorer, scores) -> None:
         try:
-            active[i] = (search, scorer, search.send(scores))
+            texts, ended, exact = search.send(scores)
+            while not exact:  # upper bounds cost no forward: answered at once, so every search waits on scores
+                texts, ended, exact = search.send(scorer.bounds(texts, ended))
+            active[i] = (search, scorer, (texts, ended))
         except StopIteration as done:
             active.pop(i, None)
             out[i] = done.value
@@ -113,7 +116,7 @@ def fused_transcribe_units(model, units: Sequence[torch.Tensor], beam: int = FUS
         while len(active) < batch_size and (nxt := next(inputs, None)) is not None:
             i, (log_probs, scorer) = nxt
             answer(i, prefix_beam_search(log_probs, CTC_CHARS, beam=beam, alpha=alpha, beta=beta, lexicon=lexicon,
-                                         unk_penalty=unk_penalty, unk_letter_penalty=unk_letter_penalty),
+                                         unk_penalty=unk_penalty, unk_letter_penalty=unk_letter_penalty, bounds=True),
                    scorer, None)
 
     fill()

@@ -66,6 +66,21 @@ class TextScorer:
     def __call__(self, texts: Sequence[str], ended: bool) -> list[float]:
         return score_together([(self, texts, ended)], self.batch_size)[0]
 
+    def bounds(self, texts: Sequence[str], ended: bool) -> list[float]:
+        """An upper bound of each ``self(texts, ended)``, without a forward: the score of its longest kept prefix plus
+        the log-prob of its next token, read off that prefix's state (the tokens after it can only lower the score;
+        a text one token past a kept one gets its exact score). The fused search asks for these before it asks for
+        scores (zipper/ctc_beam.py, ``bounds``)."""
+        out = []
+        for row in (tuple(self.ids(t, ended)) for t in texts):
+            if row in self.states:
+                out.append(self.states[row].score)
+                continue
+            prefix = self._longest_prefix(row)
+            parent = self.states[prefix]
+            out.append(parent.score + float(parent.next_logp[row[len(prefix)]]))
+        return out
+
     def _longest_prefix(self, row: tuple[int, ...]) -> tuple[int, ...]:
         for n in range(len(row) - 1, len(self.root) - 1, -1):
             if row[:n] in self.states:

@@ -366,22 +366,31 @@ def _word_log_probs(texts, ended):
 def test_the_lazy_search_keeps_the_beams_of_scoring_every_candidate(beam):
     """With a scorer whose scores never rise as a text grows (log-probs), ranking new words by their first
     words' score and scoring only those that may enter the beam returns what scoring every candidate does,
-    having asked for fewer texts."""
+    having asked for fewer texts; asking first for tighter upper bounds (any value between a text's score and its
+    first words', as `TextScorer.bounds` gives) returns it too, having asked for fewer scores still."""
     from zipper.ctc_beam import Lexicon
 
     kw = dict(beam=beam, alpha=0.8, beta=0.5, lexicon=Lexicon(["ab", "ba", "a", "bab"]), unk_penalty=-2.0,
               unk_letter_penalty=-0.5)
-    asked = {True: 0, False: 0}
+
+    def bound(texts, ended):  # somewhere between the score and the first words' score, fixed per text
+        assert not ended
+        first = _word_log_probs([" ".join(t.split()[:-1]) for t in texts], False)
+        exact = _word_log_probs(texts, False)
+        return [f + (s - f) * zlib.crc32(t.encode()) / 2**32 for t, s, f in zip(texts, exact, first)]
+
+    asked = {"all": 0, "lazy": 0, "bounds": 0}
     for seed in range(30):
         x = _log_probs(T=16, S=3, seed=seed, scale=2.0)
         got = {}
-        for lazy in (True, False):
-            def scorer(texts, ended, lazy=lazy):
-                asked[lazy] += len(texts)
+        for mode in asked:
+            def scorer(texts, ended, mode=mode):
+                asked[mode] += len(texts)
                 return _word_log_probs(texts, ended)
-            got[lazy] = ctc_prefix_beam_search(x, "ab ", scorer, lazy=lazy, **kw)
-        assert got[True] == got[False], seed
-    assert asked[True] < asked[False], asked
+            got[mode] = ctc_prefix_beam_search(x, "ab ", scorer, lazy=mode != "all",
+                                               bound_texts=bound if mode == "bounds" else None, **kw)
+        assert got["lazy"] == got["all"] == got["bounds"], seed
+    assert asked["bounds"] < asked["lazy"] < asked["all"], asked
     x = _log_probs(T=16, S=3, seed=0, scale=2.0)  # a negative alpha turns the bound around: every text is scored
     assert ctc_prefix_beam_search(x, "ab ", _word_log_probs, **{**kw, "alpha": -0.5}) == \
         ctc_prefix_beam_search(x, "ab ", _word_log_probs, lazy=False, **{**kw, "alpha": -0.5})

@@ -129,3 +129,25 @@ def test_rows_are_batched_by_the_number_of_their_new_tokens(smollm2_tokenizer):
     torch.testing.assert_close(torch.tensor(scorer(texts, False)), torch.tensor(want), atol=1e-4, rtol=0)
     two = [len(smollm2_tokenizer(w, add_special_tokens=False).input_ids) for w in (" sat down", " ran off", " sat")]
     assert two == [2, 2, 1] and seen == [(3, 2), (1, 2), (1, seen[2][1])] and seen[2][1] > 10, seen
+
+
+def test_bounds_lie_between_a_texts_score_and_its_kept_prefix_score_and_run_no_forward(smollm2_tokenizer):
+    """`TextScorer.bounds`: the kept prefix's score plus its next token's log-prob; exact for a text one token past a
+    kept one, never below the text's score nor above its kept prefix's; no forward."""
+    m = _zip(smollm2_tokenizer, (7, 9))
+    memory = _memory(m)
+    scorer = TextScorer(m, memory)
+    scorer(["the cat", "a dog"], False)
+    texts = ["the cat sat", "the cat zzqx blorp", "a dog ran off", "don't stop", "the cat", ""]
+    kept = ["the cat", "the cat", "a dog", "", "the cat", ""]
+    seen = []
+    forward = m.tower_forward
+    m.tower_forward = lambda *a, **k: seen.append(1) or forward(*a, **k)
+    got = scorer.bounds(texts, False)
+    assert seen == []
+    m.tower_forward = forward
+    exact, upper = (scores_from_scratch(m, memory, ts, False) for ts in (texts, kept))
+    for t, b, s, u in zip(texts, got, exact, upper):
+        assert s - 1e-4 <= b <= u + 1e-4, (t, b, s, u)
+    assert got[0] == pytest.approx(exact[0], abs=1e-4) and got[1] > exact[1] + 1e-3  # " sat" is one token, "zzqx" not
+    assert scorer.bounds(["the cat"], True) == pytest.approx(scores_from_scratch(m, memory, ["the cat"], True), abs=1e-4)
