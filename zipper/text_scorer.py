@@ -71,15 +71,16 @@ class TextScorer:
         the log-prob of its next token, read off that prefix's state (the tokens after it can only lower the score;
         a text one token past a kept one gets its exact score). The fused search asks for these before it asks for
         scores (zipper/ctc_beam.py, ``bounds``)."""
-        out = []
-        for row in (tuple(self.ids(t, ended)) for t in texts):
-            if row in self.states:
-                out.append(self.states[row].score)
-                continue
-            prefix = self._longest_prefix(row)
-            parent = self.states[prefix]
-            out.append(parent.score + float(parent.next_logp[row[len(prefix)]]))
-        return out
+        rows = [tuple(self.ids(t, ended)) for t in texts]
+        return [self.states[r].score if r in self.states else self._read_next(r)[1] for r in rows]
+
+    def _read_next(self, row: tuple[int, ...]) -> tuple[tuple[int, ...], float]:
+        """The longest kept prefix of ``row`` (refreshed as recently used), and its score plus the log-prob of the
+        token after it in ``row``: ``row``'s score if that is its last token, else an upper bound of it."""
+        prefix = self._longest_prefix(row)
+        self.states.move_to_end(prefix)
+        state = self.states[prefix]
+        return prefix, state.score + float(state.next_logp[row[len(prefix)]])
 
     def _longest_prefix(self, row: tuple[int, ...]) -> tuple[int, ...]:
         for n in range(len(row) - 1, len(self.root) - 1, -1):
@@ -114,13 +115,11 @@ def score_together(requests: Sequence[tuple[TextScorer, Sequence[str], bool]], b
     jobs = []
     for key, sc in todo.items():
         row = key[1]
-        parent = sc._longest_prefix(row)
-        sc.states.move_to_end(parent)
+        parent, read = sc._read_next(row)
         # one new token (most words, an EOS): its log-prob is the parent's to read, so no forward; its keys and
         # values are computed with a longer text's, if one asks
         if read_one_token and len(row) - len(parent) == 1:
-            state = sc.states[parent]
-            free[key] = state.score + float(state.next_logp[row[-1]])
+            free[key] = read
         else:
             jobs.append((sc, parent, row))
     for chunk in _by_suffix_length(jobs, batch_size, spread):
