@@ -63,8 +63,8 @@ for i, (log_probs, scorer) in enumerate(fused_search_inputs(model, units, states
 
     for spec in specs:  # each as fused_transcribe_units runs it
         beam, alpha, beta, unk_word, unk_letter = spec
-        found[spec].append(ctc_prefix_beam_search(log_probs, CTC_CHARS, score_texts, beam=int(beam), alpha=alpha,
-                                                  beta=beta, lexicon=lexicon if unk_word else None,
+        found[spec].append(ctc_prefix_beam_search(log_probs, CTC_CHARS, score_texts, scorer.bounds, beam=int(beam),
+                                                  alpha=alpha, beta=beta, lexicon=lexicon if unk_word else None,
                                                   unk_penalty=unk_word, unk_letter_penalty=unk_letter))
     if search_errors and found[specs[0]][-1] != ctc_text(refs[i]):
         beam, alpha, beta, unk_word, unk_letter = specs[0]
