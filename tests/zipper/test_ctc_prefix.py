@@ -279,7 +279,7 @@ def test_an_unknown_letter_run_pays_per_letter_and_loses_to_known_words():
     assert ctc_prefix_beam_search(x, "ab ", flat, unk_letter_penalty=-1.0, **kw) == "ab ab ab"
 
 
-def test_fused_decoding_runs_on_a_character_zip_and_refuses_a_token_head(smollm2_tokenizer):
+def test_fused_decoding_runs_on_a_character_zip_and_refuses_a_token_head(smollm2_tokenizer, monkeypatch):
     from tests.zipper.test_ctc import _chars_zip
     from zipper.config import ConfigError
     from zipper.ctc import CTC_CHARS
@@ -295,6 +295,13 @@ def test_fused_decoding_runs_on_a_character_zip_and_refuses_a_token_head(smollm2
     assert len(texts) == 2 and all(set(t) <= set(CTC_CHARS) for t in texts)
     # searched together (their decoder requests in shared forwards) as one by one
     assert fused_transcribe_units(model, units, beam=2, words=["zipper"], batch_size=1) == texts
+    # and as the search before first-token bounds and one-token reads, which only save it work
+    from zipper import ctc_beam, text_scorer
+
+    search, together = ctc_beam.prefix_beam_search, text_scorer.score_together
+    monkeypatch.setattr(ctc_beam, "prefix_beam_search", lambda *a, **k: search(*a, **{**k, "bounds": False}))
+    monkeypatch.setattr(text_scorer, "score_together", lambda *a, **k: together(*a, **k, read_one_token=False))
+    assert fused_transcribe_units(model, units, beam=2, words=["zipper"]) == texts
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         fused_transcribe_units(model, units, batch_size=0)
     with pytest.raises(ValueError, match="character CTC head"):
