@@ -16,7 +16,7 @@ import torch
 from benchmarks import common
 from benchmarks.fused_search import parse_args, real_inputs, tiny_inputs
 from towers.judges import paired_wer_difference, paired_wer_report
-from zipper.quantize import Int8Linear, quantize_linears
+from zipper.quantize import Int8Linear, quantize_text_decoder
 from zipper.tasks import fused_transcribe_units
 
 NAME = "int8"
@@ -35,7 +35,7 @@ def main(argv=None) -> dict:
         model, units, states, kwargs = real_inputs(args)
         int8 = _load_model(str(args.model))
         refs = [r["text"] for r in read_manifest(args.corpus / "test.jsonl")[: args.utts]]
-    n_int8 = quantize_linears(int8.tower("text").model.requires_grad_(False))
+    n_int8 = quantize_text_decoder(int8)
     assert not any(isinstance(m, Int8Linear) for m in model.modules()), "the fp32 zip shares a module with the int8 one"
     outputs = {}
 

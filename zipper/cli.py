@@ -104,10 +104,10 @@ def cmd_transcribe(a) -> int:
     waves = [load_audio(f, target_sr=codec.sample_rate, max_seconds=a.max_seconds) for f in a.audio]
     model = _load_model(a.model, a.tower)
     _check_direction(model, "speech->text", a.model)
-    if a.int8:  # the text decoder: a zip's text tower, or a single decoder's whole LM (its tower("text") too)
-        from zipper.quantize import quantize_linears
+    if a.int8:
+        from zipper.quantize import quantize_text_decoder
 
-        quantize_linears(model.tower("text").model.requires_grad_(False))
+        quantize_text_decoder(model)
     fusion = dict(beam=a.fusion_beam or FUSION_BEAM, words=words, **_fusion_weights(a)) if a.fusion else None
     long = sum(len(w) / sr > a.chunk_seconds for w, sr in waves) if a.chunk_seconds else 0
     pieces = transcribe_pieces(model, codec, waves, chunk_seconds=a.chunk_seconds, fusion=fusion,
@@ -187,10 +187,10 @@ def cmd_eval(a) -> int:
                              "(written by `zipper train`) is missing")
         check_results_md(md)
     model = _load_model(str(model_dir))
-    if a.int8:  # as `zipper transcribe --int8`: the text tower (a single decoder's LM)
-        from zipper.quantize import quantize_linears
+    if a.int8:
+        from zipper.quantize import quantize_text_decoder
 
-        quantize_linears(model.tower("text").model.requires_grad_(False))
+        quantize_text_decoder(model)
     codec = _load_model_codec(str(model_dir), default=cfg.codec)
     test = read_split(cfg, Path(cfg.corpus), "test", codec, splits_used(cfg)["test"])  # a speech_states recipe's: states
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

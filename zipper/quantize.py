@@ -62,3 +62,9 @@ def quantize_linears(module: nn.Module) -> int:
     for parent, name, child in targets:
         setattr(parent, name, Int8Linear(child))
     return len(targets)
+
+
+def quantize_text_decoder(model) -> int:
+    """`quantize_linears` on the text decoder, frozen first: a zip's text tower, or a single decoder's whole LM (its
+    ``tower("text")`` too). What ``zipper transcribe --int8`` and ``zipper eval --int8`` run."""
+    return quantize_linears(model.tower("text").model.requires_grad_(False))
