@@ -44,6 +44,7 @@ __all__ = [
     "ErrorRate",
     "wer",
     "cer",
+    "wer_by_group",
     "paired_wer_difference",
     "paired_wer_report",
     "whisper_base_dir",
@@ -290,6 +291,21 @@ def cer(refs: str | Sequence[str], hyps: str | Sequence[str], normalize: bool = 
     out = jiwer.process_characters(r, h)
     n_ref = out.hits + out.substitutions + out.deletions
     return _make("char", out, n_ref, len(r))
+
+
+def wer_by_group(refs: Sequence[str], hyps: Sequence[str], groups: Sequence[str],
+                 normalize: bool = True) -> dict[str, ErrorRate]:
+    """The corpus WER of each group of utterances (e.g. each voice), groups in the order they first appear.
+
+    Raises:
+        ValueError: ``groups`` is not one per reference (and as :func:`wer`).
+    """
+    if len(groups) != len(refs):
+        raise ValueError(f"{len(refs)} references but {len(groups)} groups")
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(str(g), []).append(i)
+    return {g: wer([refs[i] for i in idx], [hyps[i] for i in idx], normalize) for g, idx in members.items()}
 
 
 def paired_wer_difference(refs: Sequence[str], hyps_a: Sequence[str], hyps_b: Sequence[str], n: int = 2000,

@@ -677,13 +677,6 @@ def _headline(results: dict) -> str:
 
 def append_results_row(cfg: RecipeConfig, results: dict, path: Path = RESULTS_MD) -> None:
     """One row per run in recipes/RESULTS.md (ESPnet style): numbers next to the command that made them."""
-    if not path.parent.exists():
-        return
-    if not path.exists():
-        path.write_text("# Recipe results\n\nEvery row was appended by `zipper.recipe.run` at the end of the run "
-                        "it describes. Re-run the command in its row to reproduce it.\n\n"
-                        "| date (UTC) | task | results | train utts (h) | steps | wall s | machine | git | command |\n"
-                        "|---|---|---|---|---|---|---|---|---|\n")
     steps, best = results.get("steps"), results.get("best")
     kept = results.get("kept", best)  # the weights saved and tested (a run recorded before "kept": best's)
     if kept and kept["step"] == steps != best["step"]:  # a time budget's end beat the best scheduled evaluation
@@ -701,8 +694,21 @@ def append_results_row(cfg: RecipeConfig, results: dict, path: Path = RESULTS_MD
         command += f"; tested {tested['date'][:16]}: `{tested['command']}`"
     hours = results.get("train_hours")  # None: text alone (adapt_text)
     size = f"{results.get('train_utts')}" + (f" ({hours})" if hours is not None else " (text)")
-    row = (f"| {results['started'][:16]} | {cfg.task} | {_headline(results)} | {size} | {steps} | {wall} | {where} "
-           f"| {commit} | {command} |\n")
+    append_row(path, f"| {results['started'][:16]} | {cfg.task} | {_headline(results)} | {size} | {steps} | {wall} "
+                     f"| {where} | {commit} | {command} |\n")
+
+
+def append_row(path: Path, row: str) -> None:
+    """Appends one row to a results table, writing its header first if the file is new (nothing if its folder is
+    missing: a checkout without recipes/)."""
+    path = Path(path)
+    if not path.parent.exists():
+        return
+    if not path.exists():
+        path.write_text("# Recipe results\n\nEvery row was appended by the run it describes. Re-run the command in "
+                        "its row to reproduce it.\n\n"
+                        "| date (UTC) | task | results | train utts (h) | steps | wall s | machine | git | command |\n"
+                        "|---|---|---|---|---|---|---|---|---|\n")
     with open(path, "a") as fh:
         fh.write(row)
 

@@ -4,13 +4,13 @@
     zipper eval CONFIG_B --model runs/b/model --fusion   # (`zipper train` writes its test's files there too;
                                                          # --eval-utts 100: in runs/b/hyps/model/eval-utts100/)
     python recipes/diagnostics/compare_asr.py runs/a/hyps/model/test_asr_fusion.jsonl \\
-        runs/b/hyps/model/test_asr_fusion.jsonl [--field ctc_hyp]
+        runs/b/hyps/model/test_asr_fusion.jsonl [--field ctc_hyp] [--by-voice]
 
 The files are `zipper.recipe.write_hyps`'s: one utterance a line, ``{"id", "voice", "ref", "hyp"}`` (and
 ``ctc_hyp`` for greedy decoding with a CTC head). Utterances are paired by id; a shared id must have the
 same reference on both sides. Prints both corpus WERs, b minus a with the 95% interval of that difference
 over resamples of the utterances (`towers.judges.paired_wer_difference`), and on how many utterances each
-makes fewer errors with the sign test's p-value. An interval that excludes 0 means the gap is larger than
+makes fewer errors with the sign test's p-value; with ``--by-voice``, both WERs on each voice's utterances too. An interval that excludes 0 means the gap is larger than
 what resampling these utterances moves; it says nothing about training seeds, which need their own runs.
 """
 from __future__ import annotations
@@ -19,22 +19,22 @@ import argparse
 import json
 from pathlib import Path
 
-from towers.judges import paired_wer_difference, paired_wer_report
+from towers.judges import paired_wer_difference, paired_wer_report, wer_by_group
 
 
-def read_hyps(path: str, field: str) -> dict[str, tuple[str, str]]:
-    """{utterance id: (reference, the ``field`` hypothesis)} of one write_hyps file."""
+def read_hyps(path: str, field: str) -> dict[str, tuple[str, str, str]]:
+    """{utterance id: (reference, the ``field`` hypothesis, voice ("?" if not given))} of one write_hyps file."""
     try:
         rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-        pairs = [(str(r["id"]), r["ref"], r[field]) for r in rows]
+        pairs = [(str(r["id"]), r["ref"], r[field], str(r.get("voice", "?"))) for r in rows]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
         raise SystemExit(f"{path}: not a hypotheses file with ids, references and {field!r} "
                          f"({type(e).__name__}: {e})") from None
-    out: dict[str, tuple[str, str]] = {}
-    for uid, ref, hyp in pairs:
+    out: dict[str, tuple[str, str, str]] = {}
+    for uid, ref, hyp, voice in pairs:
         if uid in out:
             raise SystemExit(f"{path}: the utterance {uid!r} appears twice")
-        out[uid] = (ref, hyp)
+        out[uid] = (ref, hyp, voice)
     if not out:
         raise SystemExit(f"{path}: no utterances")
     return out
@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("b", help="model b's file for the same test")
     p.add_argument("--field", default="hyp", help="the hypothesis compared: hyp (the decoder's) or ctc_hyp")
     p.add_argument("--n", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--by-voice", action="store_true", help="also both WERs on each voice's utterances (a's voices)")
     a = p.parse_args(argv)
     side_a, side_b = read_hyps(a.a, a.field), read_hyps(a.b, a.field)
     ids = [u for u in side_a if u in side_b]
@@ -58,6 +59,14 @@ def main(argv: list[str] | None = None) -> dict:
                                 [side_b[u][1] for u in ids], n=a.n)
     out, said = paired_wer_report(out)
     out.update(only_a=len(side_a) - len(ids), only_b=len(side_b) - len(ids))
+    if a.by_voice:
+        refs, voices = [side_a[u][0] for u in ids], [side_a[u][2] for u in ids]
+        per_a = wer_by_group(refs, [side_a[u][1] for u in ids], voices)
+        per_b = wer_by_group(refs, [side_b[u][1] for u in ids], voices)
+        out["by_voice"] = {v: {"utts": e.n_utterances, "words": e.n_ref, "wer_a": round(100 * e.wer, 2),
+                               "wer_b": round(100 * per_b[v].wer, 2)} for v, e in per_a.items()}
+        said += "\n" + "\n".join(f"  {v}: {d['utts']} utterances, {d['words']} words: a {d['wer_a']:.2f}%, "
+                                  f"b {d['wer_b']:.2f}%" for v, d in out["by_voice"].items())
     print(said)
     print(json.dumps(out))
     return out

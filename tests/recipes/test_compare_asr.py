@@ -41,6 +41,20 @@ def test_pairs_by_id_and_reports_the_difference(compare, tmp_path, capsys):
     assert (same["wer_a"], same["wer_b"], same["lo"], same["hi"]) == (0, 0, 0, 0)
 
 
+def test_by_voice_gives_each_voices_wer_on_both_sides(compare, tmp_path, capsys):
+    voice = {"u1": "v1", "u2": "v2", "u3": "v1", "u4": "v2"}
+    hyp_b = {"u1": "the cat sat", "u2": "a dog", "u3": "hello there", "u4": "one two three"}
+    a = save(tmp_path / "a.jsonl", [{"id": u, "voice": voice[u], "ref": r, "hyp": r} for u, r in REFS.items()])
+    b = save(tmp_path / "b.jsonl", [{"id": u, "ref": r, "hyp": hyp_b[u]} for u, r in REFS.items()])  # no voices
+    out = compare.main([a, b, "--n", "50", "--by-voice"])
+    for v in ("v1", "v2"):
+        ids = [u for u in REFS if voice[u] == v]
+        assert out["by_voice"][v] == {"utts": 2, "words": sum(len(REFS[u].split()) for u in ids), "wer_a": 0.0,
+                                      "wer_b": round(100 * wer([REFS[u] for u in ids], [hyp_b[u] for u in ids]).wer, 2)}
+    assert "v2: 2 utterances, 7 words: a 0.00%, b 28.57%" in capsys.readouterr().out
+    assert "by_voice" not in compare.main([a, b, "--n", "50"])
+
+
 @pytest.mark.parametrize("rows_b, message", [
     ([{"id": "u1", "ref": "the cat sat", "hyp": "x"}, {"id": "u1", "ref": "the cat sat", "hyp": "y"}], "appears twice"),
     ([{"id": "u1", "ref": "another sentence", "hyp": "x"}], "another reference"),

@@ -24,6 +24,7 @@ from towers.judges import (
     number_to_words,
     paired_wer_difference,
     wer,
+    wer_by_group,
     whisper_base_dir,
 )
 
@@ -209,6 +210,22 @@ def test_paired_wer_difference_bad_arguments():
         paired_wer_difference([], [], [])
     with pytest.raises(ValueError):  # refs and hypotheses differ in number
         paired_wer_difference(["a", "b"], ["a"], ["a"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["v1", "v2", "v3"]), st.sampled_from(["a b c", "a b", "b c d e"]),
+                          st.sampled_from(["a b c", "a", "", "x y z w"])), min_size=1, max_size=12))
+def test_wer_by_group_is_each_groups_corpus_wer_and_sums_to_the_whole(rows):
+    groups, refs, hyps = map(list, zip(*rows))
+    per = wer_by_group(refs, hyps, groups)
+    assert list(per) == list(dict.fromkeys(groups))  # in first-appearance order
+    for g, e in per.items():
+        idx = [i for i, x in enumerate(groups) if x == g]
+        assert e == wer([refs[i] for i in idx], [hyps[i] for i in idx])
+    whole = wer(refs, hyps)
+    assert sum(e.errors for e in per.values()) == whole.errors and sum(e.n_ref for e in per.values()) == whole.n_ref
+    with pytest.raises(ValueError, match="groups"):
+        wer_by_group(refs, hyps, groups[:-1])
 
 
 def test_cer():
