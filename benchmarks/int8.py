@@ -4,7 +4,7 @@ cost in WER?
 The same fused CTC search (``--fusion``: zipper.tasks.fused_transcribe_units) on the same test utterances, by two
 copies of one zip: as saved (fp32) and with its text tower's linear layers int8. The two are timed interleaved
 (``--steps`` rounds) and their transcripts scored against the corpus's texts: each WER, the paired difference with
-its bootstrap interval (towers.judges.paired_wer_difference) and how many transcripts are the same.
+its bootstrap interval (towers.scoring.paired_wer_difference) and how many transcripts are the same.
 
     python -m benchmarks.int8 --model runs/asr-medium-units-2100-input-tower/model --corpus data/corpus-medium --utts 100
     python -m benchmarks.int8 --smoke      # seconds, tiny towers with random units (CI; fp32's transcripts as references)
@@ -15,7 +15,7 @@ import torch
 
 from benchmarks import common
 from benchmarks.fused_search import parse_args, real_inputs, tiny_inputs
-from towers.judges import paired_wer_difference, paired_wer_report
+from towers.scoring import paired_wer_difference, paired_wer_report
 from zipper.quantize import Int8Linear, quantize_text_decoder
 from zipper.tasks import fused_transcribe_units
 

@@ -23,7 +23,7 @@ test sentences' text for TTS. Audio is read and resampled before the clock start
 
 Definitions: RTF = processing seconds / audio seconds (ASR: of the input; TTS: of the produced
 audio), per utterance (median [IQR] via ``common.summarize``) and aggregate (total time / total
-audio). ASR quality: WER (``towers.judges.wer``, normalised) vs the gold text, per input set. TTS
+audio). ASR quality: WER (``towers.scoring.wer``, normalised) vs the gold text, per input set. TTS
 quality: WER of the Whisper-base judge's transcript of the produced audio vs the gold text; the judge
 runs after all timing and is not counted. One untimed warm-up call per system (``--warmup``) first;
 model loading is reported apart (``load_s``), never in the RTF.
@@ -315,7 +315,7 @@ def _rtf_block(times: list[float], audio: list[float]) -> dict:
 
 
 def measure_asr(args, systems: list[dict], sets: dict[str, list[dict]]) -> list[dict]:
-    from towers.judges import cer, wer
+    from towers.scoring import cer, wer
 
     items = [dict(r, set=k, idx=i) for k, rows in sets.items() for i, r in enumerate(rows)]
     rec = run_interleaved(systems, items, lambda s, item: _timed(s["fn"], item["wave"]), args.warmup)
@@ -349,7 +349,7 @@ def measure_asr(args, systems: list[dict], sets: dict[str, list[dict]]) -> list[
 
 def measure_tts(args, systems: list[dict], items: list[dict], judge) -> list[dict]:
     from towers.audio import load_audio
-    from towers.judges import wer
+    from towers.scoring import wer
 
     def call(s, item):
         out, dt = _timed(s["fn"], item["text"])
@@ -476,7 +476,7 @@ def main(argv=None) -> dict:
                         "asr_timed_span": "16 kHz wave in memory -> text (ours: codec.encode + transcribe_units)",
                         "tts_timed_span": "text -> wave (ours: speak_units + codec.decode; anchors: towers.voices "
                                           "synthesize incl. resample/trim/WAV write)",
-                        "wer": "towers.judges.wer (normalised), percent; TTS: Whisper-base judge vs gold text, not timed",
+                        "wer": "towers.scoring.wer (normalised), percent; TTS: Whisper-base judge vs gold text, not timed",
                         "reference_audio_s": "TTS: duration of the corpus recordings of the same sentences "
                                              "(how long a voice takes to say them; a zip that stops early looks fast)",
                         "warmup": f"{args.warmup} untimed call(s) per system on the first utterance",

@@ -59,7 +59,7 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python recipes/asr_states.py`
 
-from towers.judges import cer, wer  # noqa: E402
+from towers.scoring import cer, wer  # noqa: E402
 from zipper.cli import _load_model_codec  # noqa: E402
 from zipper.ctc import char_targets, ctc_loss  # noqa: E402
 from zipper.data import attach_states, batches, load_split, make_segments, speech_segment  # noqa: E402

@@ -4,7 +4,7 @@
 
 Groups: all held-out voices, the ones that are not ``--voice`` (default piper:joe, the single-speaker
 decoders' training voice), that voice alone, and LibriVox. Each: corpus WER of the codec round trip,
-its ratio to the original's WER, and the original's WER (``towers.judges.wer``).
+its ratio to the original's WER, and the original's WER (``towers.scoring.wer``).
 
 ``--bootstrap N``: also a 95% interval of the held-out ratio, from N resamples of the utterances
 (with replacement, seed 0): how far the ratio could move on another draw of test sentences.
@@ -23,7 +23,7 @@ import json
 import random
 from pathlib import Path
 
-from towers.judges import wer
+from towers.scoring import wer
 
 
 def main(argv=None):

@@ -7,7 +7,7 @@ For every utterance of the manifest (held-out voices: voices the codec never saw
 judge (Whisper base, offline CTranslate2; ``--judge pocketsphinx`` for a second, non-Whisper judge)
 transcribes the original audio and the codec's round trip; WER is corpus-level (total word errors /
 total reference words, jiwer 4) against the manifest text, both sides through
-``towers.judges.normalize_text``; Whisper decodes greedily (``towers.judges.WhisperJudge`` defaults). ``--mel-baseline`` adds the unquantised log-mel -> Griffin-Lim row (the codec's
+``towers.scoring.normalize_text``; Whisper decodes greedily (``towers.judges.WhisperJudge`` defaults). ``--mel-baseline`` adds the unquantised log-mel -> Griffin-Lim row (the codec's
 vocoder with no units), ``--librivox`` the five real read-speech clips of pocketsphinx-testdata.
 Writes ``results.json`` (per-utterance transcripts too) and the round-tripped WAVs under ``--out``.
 """
@@ -29,8 +29,8 @@ import torch  # noqa: E402
 from towers.audio import load_audio, save_audio  # noqa: E402
 from towers.codec import SHIPPED_CODECS, load_codec  # noqa: E402
 from towers.corpus import read_manifest  # noqa: E402
-from towers.judges import normalize_text as normalise  # noqa: E402
-from towers.judges import wer as judges_wer  # noqa: E402
+from towers.scoring import normalize_text as normalise  # noqa: E402
+from towers.scoring import wer as judges_wer  # noqa: E402
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 
@@ -45,7 +45,7 @@ def make_judge(name: str, beam: int = 1):
 
 
 def wer(refs: list[str], hyps: list[str]) -> float:
-    return judges_wer(refs, hyps).wer  # towers.judges: normalize_text on both sides, corpus-level
+    return judges_wer(refs, hyps).wer  # towers.scoring: normalize_text on both sides, corpus-level
 
 
 def load_items(manifest: str | list[str] | None, n: int, librivox: bool) -> list[dict]:

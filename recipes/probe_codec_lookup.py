@@ -7,7 +7,8 @@ import torch, json, numpy as np
 torch.set_num_threads(2)
 from towers.codec import SpeechCodec
 from towers.audio import load_audio
-from towers.judges import WhisperJudge, wer
+from towers.judges import WhisperJudge
+from towers.scoring import wer
 c=SpeechCodec.from_pretrained(sys.argv[1] if len(sys.argv) > 1 else 'runs/codec/v1')
 V=c.vocab_size; S=torch.zeros(V,2,80); N=torch.zeros(V)
 for l in list(open('runs/codec_data/train.jsonl'))[::3]:

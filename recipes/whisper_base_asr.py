@@ -9,7 +9,7 @@ the TTS zips, and its encoder states are what the `whisper-*` speech units quant
 reads: its own transcripts tell how hard the test voices are for the features every such zip is built on. It
 transcribes the first ``--eval-utts`` utterances of ``<corpus>/test.jsonl`` (the utterances `zipper eval
 --eval-utts N` tests) and the 5 LibriVox clips through `towers.judges.WhisperJudge` (faster-whisper, int8 on CPU,
-temperature 0, greedy unless ``--beam``), scored by `towers.judges.wer` / `cer` as every zip is. Writes
+temperature 0, greedy unless ``--beam``), scored by `towers.scoring.wer` / `cer` as every zip is. Writes
 ``<out>/hyps/<corpus name>/eval-utts<N>[-beam<B>]/{test,librivox}_asr.jsonl`` (`zipper.recipe.write_hyps`'s format,
 so `compare_asr.py` pairs them with a zip's), ``results.json`` beside them, and one row in recipes/RESULTS.md.
 """
@@ -23,7 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from towers.corpus import read_manifest
-from towers.judges import WhisperJudge, cer, wer, wer_by_group
+from towers.judges import WhisperJudge
+from towers.scoring import by_voice, cer, wer
 from zipper.data import librivox_examples
 from zipper.recipe import RESULTS_MD, append_row, check_results_md, git_hash, machine, write_hyps
 
@@ -33,10 +34,11 @@ def transcribe_set(judge: WhisperJudge, rows: list[dict], name: str) -> dict:
     hyps = judge.transcribe([r["audio_filepath"] for r in rows], progress=True)
     refs, voices = [r["text"] for r in rows], [r.get("voice", "?") for r in rows]
     w, c = wer(refs, hyps), cer(refs, hyps)
-    by_voice = {v: round(100 * e.wer, 2) for v, e in wer_by_group(refs, hyps, voices).items()}
-    print(f"[whisper-base] {name}: {w}; {c}\n[whisper-base] {name} WER by voice: {by_voice}")
+    voice_rates = by_voice(refs, hyps, voices)  # as a zip's test reports them (zipper.tasks.asr_metrics)
+    print(f"[whisper-base] {name}: {w}; {c}\n[whisper-base] {name} WER by voice: "
+          + ", ".join(f"{v} {m['wer']:.1f}%" for v, m in voice_rates.items()))
     return {"wer": round(100 * w.wer, 2), "cer": round(100 * c.cer, 2), "n_words": w.n_ref, "n_utts": len(rows),
-            "wer_by_voice": by_voice,
+            "by_voice": voice_rates,
             "utts": [{"id": r["id"], "voice": v, "ref": t, "hyp": h} for r, v, t, h in zip(rows, voices, refs, hyps)]}
 
 

@@ -1,6 +1,6 @@
 """towers: pretrained unimodal decoders (text LMs, speech-unit LMs) and the speech stack around them.
 
-The speech stack (audio I/O, codec, judges, corpus) is imported on first use, so that
+The speech stack (audio I/O, codec, judges, scoring, corpus) is imported on first use, so that
 ``import towers`` stays light.
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ _LAZY = {
     "load_audio": "towers.audio", "save_audio": "towers.audio", "preprocess": "towers.audio",
     "AudioError": "towers.audio",
     "SpeechCodec": "towers.codec", "load_default_codec": "towers.codec", "CodecFormatError": "towers.codec",
-    "WhisperJudge": "towers.judges", "PocketsphinxJudge": "towers.judges", "wer": "towers.judges",
-    "cer": "towers.judges", "normalize_text": "towers.judges",
+    "WhisperJudge": "towers.judges", "PocketsphinxJudge": "towers.judges", "wer": "towers.scoring",
+    "cer": "towers.scoring", "normalize_text": "towers.scoring",
     "build_corpus": "towers.corpus", "read_manifest": "towers.corpus",
 }
 

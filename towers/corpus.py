@@ -56,7 +56,8 @@ import numpy as np
 import soundfile as sf
 
 from towers.audio import DEFAULT_SR, check_wav_complete, load_audio, replaced_atomically, save_audio
-from towers.judges import default_cache_dir, normalize_text
+from towers.judges import default_cache_dir
+from towers.scoring import normalize_text
 from towers.voices import VOICES, VoiceError, get_voice
 
 __all__ = [
@@ -207,7 +208,7 @@ def clean_sentences(texts: Iterable[str], min_words: int = 4, max_words: int = 2
     a comma), has no digits, no abbreviation-like inner words ending in ``.``, no all-caps words of
     two or more letters (acronyms, shouting), no leading ``Name:`` dialogue label, and no
     single-letter words except ``a``/``I``/``O``.
-    Duplicates (by :func:`towers.judges.normalize_text`) are dropped; order is first-seen.
+    Duplicates (by :func:`towers.scoring.normalize_text`) are dropped; order is first-seen.
     """
     seen: set[str] = set()
     out: list[str] = []

@@ -17,7 +17,7 @@ get a head (speech->text; CTC needs the source to be at least as long as the tar
 
 ``ZipperConfig.ctc_units = "chars"`` swaps the scoring against E_dst for a small linear layer over the
 28 characters of normalised text (``CTC_CHARS``; targets are the destination tokens decoded and passed
-through ``towers.judges.normalize_text``). On a CPU that saves much of an ASR step: with the 49k-token
+through ``towers.scoring.normalize_text``). On a CPU that saves much of an ASR step: with the 49k-token
 head a step is 1.8x the plain zip's, with characters 1.04x (``python -m benchmarks.ctc_head``).
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ class CTCHead(nn.Module):
 
 def ctc_text(text: str) -> str:
     """A text as the character head spells it: normalised, characters outside CTC_CHARS dropped, spaces collapsed."""
-    from towers.judges import normalize_text
+    from towers.scoring import normalize_text
 
     return " ".join("".join(c for c in normalize_text(text) if c in CTC_CHARS).split())
 

@@ -254,9 +254,9 @@ class Lexicon:
 
 def read_word_list(path: str | os.PathLike) -> list[str]:
     """The words of a word-list file (one or more a line, UTF-8; ``#`` starts a comment), spelled as the CTC
-    head spells them (towers.judges.normalize_text: "COVID-19" -> "covid nineteen"), for
+    head spells them (towers.scoring.normalize_text: "COVID-19" -> "covid nineteen"), for
     `Lexicon.from_tokenizer`'s ``extra_words``: a domain's terms, a dictionary."""
-    from towers.judges import normalize_text
+    from towers.scoring import normalize_text
 
     path = Path(path)
     try:

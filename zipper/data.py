@@ -163,10 +163,10 @@ def _encode_and_cache(rows: list[dict], codec, path: Path, split: str, progress:
 
 def corpus_words(corpus: str | Path) -> set[str]:
     """The words of a corpus's training text (``train.jsonl``, and ``unpaired_text.jsonl`` where there is one),
-    spelled as the CTC head spells them (towers.judges.normalize_text): known words for the fused search
+    spelled as the CTC head spells them (towers.scoring.normalize_text): known words for the fused search
     (zipper/ctc_beam.py), beside the text tower's whole-word tokens. Never the dev or test text."""
     from towers.corpus import read_manifest
-    from towers.judges import normalize_text
+    from towers.scoring import normalize_text
 
     corpus = Path(corpus)
     files = [corpus / "train.jsonl"] + [f for f in [corpus / "unpaired_text.jsonl"] if f.exists()]

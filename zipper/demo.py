@@ -34,7 +34,8 @@ def run_demo(out: str = "runs/demo", minutes: float = 5.0, corpus_hours: float =
     from towers import load_tower
     from towers.audio import save_audio
     from towers.corpus import build_corpus
-    from towers.judges import WhisperJudge, wer
+    from towers.judges import WhisperJudge
+    from towers.scoring import wer
     from zipper.data import librivox_examples, load_split
     from towers.codec import load_codec
     from zipper.recipe import RecipeConfig, run

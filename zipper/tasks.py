@@ -1,6 +1,6 @@
 """ASR and TTS with a zipped speech+text model: inference and evaluation on held-out examples.
 
-ASR: [speech units] -> text, scored by WER/CER against the gold text (towers.judges, jiwer 4).
+ASR: [speech units] -> text, scored by WER/CER against the gold text (towers.scoring, jiwer 4).
 TTS: [text] -> speech units -> audio (codec), scored by an independent judge (Whisper base) against
 the gold text and against the judge's transcript of the reference recording (the paper's two references).
 Under several processes the metrics shard their utterances across ranks and gather the outputs
@@ -300,7 +300,7 @@ def asr_metrics(model, examples: Sequence[dict], num_beams: int = 1, batch_size:
     name several voices, ``by_voice``. Greedy attention decoding also reports the CTC head's own WER/CER
     and the teacher-forced speech_info. ``utts``: also every utterance's ``{"id", "voice", "ref", "hyp"}``
     (and ``ctc_hyp``) under ``"utts"``, in the examples' order."""
-    from towers.judges import cer, wer
+    from towers.scoring import by_voice, cer, wer
 
     def inputs(exs: list[dict]) -> dict:  # units, and encoder states for a zip that reads them
         return {"units": [ex["units"] for ex in exs], "states": [ex.get("states") for ex in exs]
@@ -340,21 +340,6 @@ def asr_metrics(model, examples: Sequence[dict], num_beams: int = 1, batch_size:
     return metrics
 
 
-def by_voice(refs: Sequence[str], hyps: Sequence[str], voices: Sequence[str]) -> dict:
-    """WER/CER of each voice's utterances alone, voices sorted: a held-out set mixes voices that a model
-    (and Whisper-base, recipes/diagnostics/README.md) finds very unequally hard."""
-    from towers.judges import cer, wer
-
-    out = {}
-    for voice in sorted(set(voices)):
-        r = [x for x, v in zip(refs, voices) if v == voice]
-        h = [x for x, v in zip(hyps, voices) if v == voice]
-        w = wer(r, h)
-        out[voice] = {"wer": round(100 * w.wer, 2), "cer": round(100 * cer(r, h).cer, 2), "n_utts": len(r),
-                      "n_words": w.n_ref_words}
-    return out
-
-
 def tts_metrics(model, examples: Sequence[dict], codec, judge, batch_size: int = 8, show: int = 0,
                 mos_judge=None, utts: bool = False, **speak) -> dict:
     """Judge-WER of generated speech vs gold text, and vs the judge's transcript of the reference audio.
@@ -367,7 +352,7 @@ def tts_metrics(model, examples: Sequence[dict], codec, judge, batch_size: int =
     ``speak``: decoding settings for `speak_units` (guidance, do_sample, temperature, top_k, generator).
     """
     from towers.audio import load_audio
-    from towers.judges import wer
+    from towers.scoring import wer
     def speak_and_hear(exs: list[dict]) -> list[tuple[torch.Tensor, str, float | None]]:
         units = speak_units(model, [ex["text"] for ex in exs], batch_size=batch_size,
                             units_per_second=codec.units_per_second, prompts=[ex.get("text_prompt", "") for ex in exs],

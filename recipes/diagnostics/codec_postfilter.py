@@ -30,7 +30,8 @@ import torch  # noqa: E402
 from towers.audio import load_audio  # noqa: E402
 from eval_codec import load_items  # noqa: E402
 from towers.codec import load_codec  # noqa: E402
-from towers.judges import WhisperJudge, normalize_text, wer  # noqa: E402
+from towers.judges import WhisperJudge  # noqa: E402
+from towers.scoring import normalize_text, wer  # noqa: E402
 from towers.vocoder import expand_variance  # noqa: E402
 
 

@@ -48,7 +48,8 @@ from train_codec import audio_paths, cached_whisper_states  # noqa: E402
 from towers.audio import load_audio  # noqa: E402
 from towers.codec import load_codec  # noqa: E402
 from towers.codec_train import fit_state_kmeans, train_state_decoder, train_unit_decoder, warm_start_state  # noqa: E402
-from towers.judges import WhisperJudge, normalize_text, wer  # noqa: E402
+from towers.judges import WhisperJudge  # noqa: E402
+from towers.scoring import normalize_text, wer  # noqa: E402
 from towers.whisper_units import WhisperEncoder, WhisperUnitCodec, WhisperUnitCodecConfig, whisper_states  # noqa: E402
 
 

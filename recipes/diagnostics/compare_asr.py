@@ -9,7 +9,7 @@
 The files are `zipper.recipe.write_hyps`'s: one utterance a line, ``{"id", "voice", "ref", "hyp"}`` (and
 ``ctc_hyp`` for greedy decoding with a CTC head). Utterances are paired by id; a shared id must have the
 same reference on both sides. Prints both corpus WERs, b minus a with the 95% interval of that difference
-over resamples of the utterances (`towers.judges.paired_wer_difference`), and on how many utterances each
+over resamples of the utterances (`towers.scoring.paired_wer_difference`), and on how many utterances each
 makes fewer errors with the sign test's p-value; with ``--by-voice``, both WERs on each voice's utterances too. An interval that excludes 0 means the gap is larger than
 what resampling these utterances moves; it says nothing about training seeds, which need their own runs.
 """
@@ -19,7 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-from towers.judges import paired_wer_difference, paired_wer_report, wer_by_group
+from towers.scoring import by_voice, paired_wer_difference, paired_wer_report
 
 
 def read_hyps(path: str, field: str) -> dict[str, tuple[str, str, str]]:
@@ -61,11 +61,11 @@ def main(argv: list[str] | None = None) -> dict:
     out.update(only_a=len(side_a) - len(ids), only_b=len(side_b) - len(ids))
     if a.by_voice:
         refs, voices = [side_a[u][0] for u in ids], [side_a[u][2] for u in ids]
-        per_a = wer_by_group(refs, [side_a[u][1] for u in ids], voices)
-        per_b = wer_by_group(refs, [side_b[u][1] for u in ids], voices)
-        out["by_voice"] = {v: {"utts": e.n_utterances, "words": e.n_ref, "wer_a": round(100 * e.wer, 2),
-                               "wer_b": round(100 * per_b[v].wer, 2)} for v, e in per_a.items()}
-        said += "\n" + "\n".join(f"  {v}: {d['utts']} utterances, {d['words']} words: a {d['wer_a']:.2f}%, "
+        per_a = by_voice(refs, [side_a[u][1] for u in ids], voices)
+        per_b = by_voice(refs, [side_b[u][1] for u in ids], voices)
+        out["by_voice"] = {v: {"n_utts": m["n_utts"], "n_words": m["n_words"], "wer_a": m["wer"],
+                               "wer_b": per_b[v]["wer"]} for v, m in per_a.items()}
+        said += "\n" + "\n".join(f"  {v}: {d['n_utts']} utterances, {d['n_words']} words: a {d['wer_a']:.2f}%, "
                                   f"b {d['wer_b']:.2f}%" for v, d in out["by_voice"].items())
     print(said)
     print(json.dumps(out))

@@ -8,7 +8,7 @@ Each side may pool several ``--save`` files (e.g. the recipe's 50 test sentences
 file must hold one decoding setting. The sentences both sides spoke are paired by their text. Prints:
 
 - both corpus judge-WERs, b minus a, and the 95% interval of that difference (points) over resamples of the
-  sentences (`towers.judges.paired_wer_difference`);
+  sentences (`towers.scoring.paired_wer_difference`);
 - on how many sentences each model makes fewer errors, with the sign test's p-value: a few runaway outputs
   can carry a corpus WER, and these counts are not moved by them;
 - each side's runaways: sentences where the judge makes more than 2 errors per reference word (a decoder
@@ -23,7 +23,7 @@ import argparse
 import json
 from pathlib import Path
 
-from towers.judges import paired_wer_difference, paired_wer_report, wer
+from towers.scoring import paired_wer_difference, paired_wer_report, wer
 
 RUNAWAY = 2  # a sentence whose transcript has more than this many errors per reference word
 

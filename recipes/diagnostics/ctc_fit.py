@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from towers.judges import cer, wer
+from towers.scoring import cer, wer
 from zipper.ctc import CTC_CHARS, char_targets, chars_text, ctc_greedy
 
 

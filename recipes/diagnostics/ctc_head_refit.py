@@ -31,7 +31,7 @@ from zipper.ctc import CTC_CHARS
 from zipper.data import load_split, speech_ids
 from zipper.model import Segment
 from zipper.recipe import RecipeConfig
-from zipper.tasks import by_voice
+from towers.scoring import by_voice
 
 torch.manual_seed(0)
 cfg = RecipeConfig.from_json("recipes/configs/asr_base_whisper_proj_chars_guided_all_gpu.json")

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as `python r
 from towers import load_tower  # noqa: E402
 from towers.audio import load_audio  # noqa: E402
 from towers.corpus import read_manifest  # noqa: E402
-from towers.judges import wer  # noqa: E402
+from towers.scoring import wer  # noqa: E402
 from zipper.cli import _load_model, _load_model_codec  # noqa: E402
 from zipper.ctc_beam import FUSION_BEAM, known_words  # noqa: E402
 from zipper.data import corpus_words  # noqa: E402

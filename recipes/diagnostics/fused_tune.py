@@ -27,7 +27,7 @@ import time
 
 import torch
 
-from towers.judges import cer, wer
+from towers.scoring import cer, wer
 from zipper.cli import _load_model, _load_model_codec
 from zipper.ctc import CTC_CHARS, ctc_text
 from zipper.ctc_beam import Lexicon, ctc_prefix_beam_search, ctc_text_log_prob, fused_text_score, read_word_list

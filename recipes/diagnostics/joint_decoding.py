@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from towers.judges import cer, wer
+from towers.scoring import cer, wer
 from zipper.cli import _load_model, _load_model_codec
 from zipper.data import load_split
 from zipper.recipe import RecipeConfig

@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from towers.corpus import read_manifest
-from towers.judges import normalize_text
+from towers.scoring import normalize_text
 from towers.registry import resolve
 from towers.tower import _load_tokenizer
 from zipper.ctc import CTC_CHARS

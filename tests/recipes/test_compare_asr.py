@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.conftest import load_recipe_script
-from towers.judges import wer
+from towers.scoring import wer
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_by_voice_gives_each_voices_wer_on_both_sides(compare, tmp_path, capsys)
     out = compare.main([a, b, "--n", "50", "--by-voice"])
     for v in ("v1", "v2"):
         ids = [u for u in REFS if voice[u] == v]
-        assert out["by_voice"][v] == {"utts": 2, "words": sum(len(REFS[u].split()) for u in ids), "wer_a": 0.0,
+        assert out["by_voice"][v] == {"n_utts": 2, "n_words": sum(len(REFS[u].split()) for u in ids), "wer_a": 0.0,
                                       "wer_b": round(100 * wer([REFS[u] for u in ids], [hyp_b[u] for u in ids]).wer, 2)}
     assert "v2: 2 utterances, 7 words: a 0.00%, b 28.57%" in capsys.readouterr().out
     assert "by_voice" not in compare.main([a, b, "--n", "50"])

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.conftest import load_recipe_script
-from towers.judges import wer
+from towers.scoring import wer
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import load_recipe_script
 from towers.corpus import read_manifest
-from towers.judges import wer
+from towers.scoring import wer
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 pytestmark = pytest.mark.skipif(not LIBRIVOX.exists(), reason="pocketsphinx-testdata not installed")
@@ -55,7 +55,7 @@ def test_transcribes_the_first_utterances_like_a_zips_test(script, tmp_path, mon
     refs = [r["text"] for r in read_manifest(corpus / "test.jsonl")[:2]]
     assert [r["ref"] for r in rows] == refs
     assert test["wer"] == round(100 * wer(refs, [r["hyp"] for r in rows]).wer, 2) <= 10  # Whisper on clean speech
-    assert test["n_utts"] == 2 and set(test["wer_by_voice"]) == {"v0", "v1"} and "utts" not in test
+    assert test["n_utts"] == 2 and set(test["by_voice"]) == {"v0", "v1"} and "utts" not in test
     assert (hyps_dir / "librivox_asr.jsonl").exists() and out["metrics"]["librivox_asr"]["n_utts"] == 1
     assert json.loads((hyps_dir / "results.json").read_text())["metrics"] == out["metrics"]
     row = md.read_text().splitlines()[-1]

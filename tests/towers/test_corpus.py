@@ -28,7 +28,7 @@ from towers.corpus import (
     read_manifest,
     split_sentences,
 )
-from towers.judges import normalize_text
+from towers.scoring import normalize_text
 from towers.voices import VOICES, get_voice, list_voices, trim_silence
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import load_recipe_script, tiny_text_tower
-from towers.judges import wer
+from towers.scoring import wer
 from zipper import tasks
 from zipper.cli import main as cli
 from zipper.ctc_beam import KNOWN_WORDS_FILE, read_word_list

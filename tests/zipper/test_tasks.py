@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import open_gates, tiny_text_tower, tiny_tower
-from towers.judges import wer
+from towers.scoring import wer
 from zipper import ZipperModel
 from zipper.tasks import nll_per_example, source_use
 
