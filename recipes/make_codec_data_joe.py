@@ -6,7 +6,7 @@ never used (neither its train nor its test split).
 
 The optional second argument is the output directory (default runs/codec_data_joe). Only 2,381
 fortunes sentences are left after the 760 above; beyond that N takes GCIDE quotations
-(``towers.corpus.gcide_quotations``, cleaned by ``clean_sentences`` to 6-18 words, shuffled with seed 1),
+(``towers.text_sources.gcide_quotations``, cleaned by ``clean_sentences`` to 6-18 words, shuffled with seed 1),
 e.g. ``make_codec_data_joe.py 6000 runs/codec_data_joe6k``.
 
 Same sentence source, filter and seeded shuffle as make_codec_data.py, which takes sentences
@@ -31,7 +31,7 @@ used = {norm(json.loads(l)["text"]) for sp in ("test", "train") for l in open(f"
 assert {norm(s) for s in sents[:760]} == used, "make_codec_data.py sentence order changed"
 pool = [s for s in sents[760:] if norm(s) not in used][:N]
 if len(pool) < N:  # fortunes exhausted: continue with GCIDE quotations
-    from towers.corpus import clean_sentences, gcide_quotations
+    from towers.text_sources import clean_sentences, gcide_quotations
     extra = clean_sentences(gcide_quotations(), 6, 18)
     random.Random(1).shuffle(extra)
     seen = used | {norm(s) for s in pool}

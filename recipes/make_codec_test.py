@@ -4,7 +4,7 @@ reading N GCIDE quotations that no codec data set uses.
     OMP_NUM_THREADS=1 .venv/bin/python recipes/make_codec_test.py 40     # ~5 min: 240 utterances
 
 60 test utterances (make_codec_data.py) leave ~5 points of noise on a codec's judge-WER; this adds
-6 x N. Sentences: ``towers.corpus.gcide_quotations`` (6-18 words, ``clean_sentences``), shuffled with
+6 x N. Sentences: ``towers.text_sources.gcide_quotations`` (6-18 words, ``clean_sentences``), shuffled with
 seed 2, minus every sentence (normalised) of runs/codec_data/{train,test}.jsonl and of the joe decoder
 sets that exist (runs/codec_data_joe*/train.jsonl), so no codec ever trained on them. The voices are
 held out from every codec too (the decoders learn joe; make_codec_data.py's TEST list). Same
@@ -18,7 +18,7 @@ from make_codec_data import OUT, TEST, synth_missing, write_manifest  # recipes/
 
 def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 40
-    from towers.corpus import clean_sentences, gcide_quotations
+    from towers.text_sources import clean_sentences, gcide_quotations
 
     norm = lambda s: " ".join(re.sub(r"[^a-z' ]", " ", s.lower()).split())  # noqa: E731
     manifests = [f"{OUT}/train.jsonl", f"{OUT}/test.jsonl", *glob.glob("runs/codec_data_joe*/train.jsonl")]

@@ -65,7 +65,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar, Sequence
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 

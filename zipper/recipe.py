@@ -54,7 +54,7 @@ class RecipeConfig:
     corpus: str = "data/corpus-small"
     corpus_size: str = "small"  # built with towers.corpus if the corpus directory is missing
     corpus_hours: float = 0.0  # > 0: build that many hours instead of corpus_size's
-    corpus_text_sources: list[str] = field(default_factory=lambda: ["fortunes", "gcide"])  # towers.corpus.TEXT_SOURCES
+    corpus_text_sources: list[str] = field(default_factory=lambda: ["fortunes", "gcide"])  # towers.text_sources.TEXT_SOURCES
     codec: str = "default"  # a shipped codec name (towers.codec.SHIPPED_CODECS, e.g. "whisper-std-joe") or a directory
     text_tower: str = "smollm2-135m"
     speech_tower: str = "runs/speech-tower"  # read by asr/tts/joint, written by pretrain_speech
@@ -132,7 +132,8 @@ class RecipeConfig:
     eval_test: bool = True
 
     def __post_init__(self) -> None:
-        from towers.corpus import SIZES as CORPUS_SIZES, TEXT_SOURCES
+        from towers.corpus import SIZES as CORPUS_SIZES
+        from towers.text_sources import TEXT_SOURCES
         from towers.speech_lm import SIZES as TOWER_SIZES
 
         check_field_types(self, ConfigError)  # wrong JSON types and NaN/inf refused before any corpus or tower work

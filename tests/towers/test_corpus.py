@@ -19,8 +19,6 @@ from towers.corpus import (
     CorpusError,
     augment_wave,
     build_corpus,
-    clean_sentences,
-    foldoc_texts,
     load_sentences,
     main,
     plan_corpus,
@@ -176,25 +174,6 @@ def test_sentence_pool(sentences):
         seen |= set(v)
 
 
-def test_clean_sentences_rules():
-    raw = [
-        "Hello there, my good friend.  Short one.",
-        "Call 555-1234 now for your free prize.",
-        'He said "wait -- stop" to the whole assembled crowd.',
-        "Mr. Smith went to Washington again today.",
-        "The NASA probe landed on the moon today.",
-        "hello there, my good friend.",  # duplicate after normalisation
-        "An unfinished sentence without an end",
-        "In politics I hear you 're stanch and true.",
-        "Sam: How the hell do they know him here?",
-    ]
-    assert clean_sentences(raw) == [
-        "Hello there, my good friend.",
-        "He said wait, stop to the whole assembled crowd.",
-        "In politics I hear you're stanch and true.",
-    ]
-
-
 def test_plan_is_deterministic_and_sized(sentences):
     a, ta, va = plan_corpus(0.5, seed=3, sentences=sentences)
     b, tb, vb = plan_corpus(0.5, seed=3, sentences=sentences)
@@ -317,39 +296,7 @@ def test_text_sources_knob(sentences):
     assert set(pools_f["test"]) <= set(pools_all["test"]) | (fortunes - set(sentences))
 
 
-_FOLDOC = """\
-abstract data type
-ADT
-
-   <programming> (ADT) A kind of {data abstraction} where a
-   type's internal form is hidden behind a set of {access
-   functions|access function}.  Values of the type are created
-   and inspected only by calls to the access functions.
-
-   {Reynolds paper
-   (http://example.org/taoop94.html)}.
-
-   (2003-07-03)
-
-stack
-   <data> A last in, first out list.
-"""
-
-
-def test_foldoc_paragraphs_lose_their_tags_links_urls_and_dates(tmp_path):
-    """FOLDOC's definitions (Debian's dict-foldoc, the domain corpus's text) as plain paragraphs: headwords
-    dropped, category tags, {link} braces, URLs, dates and parentheticals removed, the last paragraph kept."""
-    path = tmp_path / "foldoc.dict"
-    path.write_text(_FOLDOC)
-    paragraphs = list(foldoc_texts(path))
-    assert paragraphs == ["A kind of data abstraction where a type's internal form is hidden behind a set of access "
-                          "functions. Values of the type are created and inspected only by calls to the access "
-                          "functions.", "Reynolds paper.", "A last in, first out list."]
-    assert clean_sentences(paragraphs) == [
-        "A kind of data abstraction where a type's internal form is hidden behind a set of access functions.",
-        "Values of the type are created and inspected only by calls to the access functions.",
-        "A last in, first out list."]
-    assert list(foldoc_texts(tmp_path / "missing.dict.dz")) == []  # not installed: no text (load_sentences says so)
+def test_unknown_text_sources_are_refused():
     with pytest.raises(CorpusError, match="unknown text sources"):
         load_sentences(sources=("fortunes", "wikipedia"))
 
