@@ -65,7 +65,8 @@ from zipper.ctc import char_targets, ctc_loss  # noqa: E402
 from zipper.data import attach_states, batches, load_split, make_segments, speech_segment  # noqa: E402
 from zipper.features import WHISPER_STATE_DIM  # noqa: E402
 from zipper.model import ZipperModel  # noqa: E402
-from zipper.recipe import RecipeConfig, git_hash, machine, save_model_dir  # noqa: E402
+from zipper.recipe import RecipeConfig, save_model_dir  # noqa: E402
+from zipper.results import git_hash, machine  # noqa: E402
 from zipper.tasks import ctc_transcribe_units, transcribe_units  # noqa: E402
 from zipper.train import (StopRequest, TrainingInterrupted, latest_checkpoint, load_checkpoint,  # noqa: E402
                           model_signature, save_checkpoint)

@@ -26,7 +26,8 @@ from towers.corpus import read_manifest
 from towers.judges import WhisperJudge
 from towers.scoring import by_voice, cer, wer
 from zipper.data import librivox_examples
-from zipper.recipe import RESULTS_MD, append_row, check_results_md, git_hash, machine, write_hyps
+from zipper.recipe import write_hyps
+from zipper.results import RESULTS_MD, append_row, check_results_md, git_hash, machine
 
 
 def transcribe_set(judge: WhisperJudge, rows: list[dict], name: str) -> dict:

@@ -154,8 +154,8 @@ def cmd_train(a) -> int:
 def cmd_eval(a) -> int:
     import datetime
 
-    from zipper.recipe import (RESULTS_MD, RecipeConfig, _number, append_results_row, check_results_md, git_hash,
-                               machine, read_split, splits_used, test_metrics)
+    from zipper.recipe import RecipeConfig, _number, read_split, splits_used, test_metrics
+    from zipper.results import RESULTS_MD, append_results_row, check_results_md, git_hash, machine
 
     cfg = RecipeConfig.from_json(a.config)
     if cfg.task in ("pretrain_speech", "adapt_text"):

@@ -29,7 +29,8 @@ from towers.codec import load_codec
 from towers.judges import WhisperJudge
 from zipper.data import load_split, voice_text_prompt
 from zipper.model import ZipperModel
-from zipper.recipe import RecipeConfig, git_hash, splits_used
+from zipper.recipe import RecipeConfig, splits_used
+from zipper.results import git_hash
 from zipper.tasks import tts_metrics
 
 

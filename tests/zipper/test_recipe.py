@@ -524,6 +524,7 @@ def test_untested_training_is_tested_later_by_eval_with_its_row(world, monkeypat
     config = write_config(root, "tts_later", task="tts", directions=["text->speech"], steps=1, **base)
     md = root / "R_later.md"
     import zipper.recipe
+    import zipper.results
 
     head, test_metrics = ["c0ffee1"], zipper.recipe.test_metrics
 
@@ -532,7 +533,7 @@ def test_untested_training_is_tested_later_by_eval_with_its_row(world, monkeypat
         head[0] = "beef002"
         return out
 
-    monkeypatch.setattr(zipper.recipe, "git_hash", lambda: head[0])
+    monkeypatch.setattr(zipper.results, "git_hash", lambda: head[0])
     monkeypatch.setattr(zipper.recipe, "test_metrics", testing_then_commit)
     assert cli(["eval", str(config), "--results-md", str(md)]) == 0
     row = md.read_text().splitlines()[-1]
@@ -853,7 +854,7 @@ def test_the_row_names_the_weights_tested_a_budgets_last_ones_included(tmp_path)
     """The steps column says whose weights were saved and tested: the best scheduled evaluation's, or the
     last step's when a time budget's final evaluation beat it (`fit`'s "kept"); a record from before
     "kept" existed reads as best's."""
-    from zipper.recipe import append_results_row
+    from zipper.results import append_results_row
 
     cfg = RecipeConfig(task="asr", best_metric="dev_wer", eval_every=500)
     common = {"metrics": {}, "train_utts": 3, "train_hours": 0.1, "wall_s": 1.0, "machine": "m", "git": "g",
