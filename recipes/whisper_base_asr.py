@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     test = test[: a.eval_utts] if a.eval_utts else test
     if not test:
         raise SystemExit(f"{manifest} has no utterances")
-    started, t0 = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.time()
+    started, t0, commit = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.time(), git_hash()
     judge = WhisperJudge(beam_size=a.beam, cpu_threads=a.threads)
     metrics = {"test_asr": transcribe_set(judge, test, "test")}
     real = [] if a.no_librivox else librivox_examples(None)
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     command = " ".join(["python", "recipes/whisper_base_asr.py", *(argv if argv is not None else sys.argv[1:])])
     results = {"task": "asr_whisper_base", "corpus": a.corpus, "eval_utts": len(test), "beam": a.beam,
                "metrics": metrics, "started": started, "wall_s": round(time.time() - t0, 1), "machine": machine(),
-               "git": git_hash(), "command": command}
+               "git": commit, "command": command}  # the code that ran, not a commit made meanwhile
     (hyps_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     if not a.no_results_md:
         append_row(Path(a.results_md), results_row(results))
