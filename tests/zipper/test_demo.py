@@ -32,6 +32,8 @@ def test_demo_end_to_end_then_cached(tmp_path, smollm2_tokenizer, capsys):
         assert f"[{step}/6]" in first
     assert "held-out unit perplexity" in first and "cached from an earlier run" not in first
     assert re.search(r"held-out synthetic voices: WER \d+(\.\d+)?%", first)
+    assert re.search(r"Whisper-base \(trained on 680,000 h of speech\) transcribes the same recordings at WER "
+                     r"\d+(\.\d+)?%", first)  # the ASR number's scale, from the TTS test's reference audio
     assert (out / "speech-tower" / "config.json").exists() and (out / "zip" / "model").is_dir()
     assert "judge hears:" in first or "no speech units yet" in first
     if "judge hears:" in first:
