@@ -1,4 +1,4 @@
-"""Scoring transcripts: one text normaliser, WER/CER, WER by group, and a paired bootstrap of two systems' WERs.
+"""Scoring transcripts: the text normaliser, WER/CER (also by voice), a paired bootstrap of two systems' WERs.
 
 Every number the project reports about transcripts goes through :func:`normalize_text` and :func:`wer` /
 :func:`cer` here, so ASR scores, TTS judge scores (`towers.judges`) and baselines are comparable.
