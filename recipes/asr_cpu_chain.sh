@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CPU-only ASR chain behind the lowest test WER measured here (recipes/README.md rows 2m and 2n;
 # recipes/RESULTS.md, the 2026-12-06T06:05 rows): fused test WER 28.7% on the first 100 base-corpus test
-# utterances, 29.9% on 300, LibriVox 22.5%. Run it from the repository root:
+# utterances, 29.9% on 300, LibriVox 22.5%; a second build by this script (2026-12-07T03:51 row): 30.9%, LibriVox
+# 16.9%. Run it from the repository root:
 #
 #     bash recipes/asr_cpu_chain.sh            # DRY_RUN=1 bash recipes/asr_cpu_chain.sh: print the steps only
 #
