@@ -24,7 +24,7 @@ from pathlib import Path
 
 from towers.corpus import read_manifest
 from towers.judges import WhisperJudge
-from towers.scoring import by_voice, cer, wer
+from towers.scoring import by_voice, rates
 from zipper.data import librivox_examples
 from zipper.recipe import write_hyps
 from zipper.results import RESULTS_MD, append_row, check_results_md, git_hash, machine
@@ -34,13 +34,12 @@ def transcribe_set(judge: WhisperJudge, rows: list[dict], name: str) -> dict:
     """One set's WER, CER, WER by voice, and its utterances (``utts``, for `write_hyps`)."""
     hyps = judge.transcribe([r["audio_filepath"] for r in rows], progress=True)
     refs, voices = [r["text"] for r in rows], [r.get("voice", "?") for r in rows]
-    w, c = wer(refs, hyps), cer(refs, hyps)
-    voice_rates = by_voice(refs, hyps, voices)  # as a zip's test reports them (zipper.tasks.asr_metrics)
-    print(f"[whisper-base] {name}: {w}; {c}\n[whisper-base] {name} WER by voice: "
-          + ", ".join(f"{v} {m['wer']:.1f}%" for v, m in voice_rates.items()))
-    return {"wer": round(100 * w.wer, 2), "cer": round(100 * c.cer, 2), "n_words": w.n_ref, "n_utts": len(rows),
-            "by_voice": voice_rates,
-            "utts": [{"id": r["id"], "voice": v, "ref": t, "hyp": h} for r, v, t, h in zip(rows, voices, refs, hyps)]}
+    out = {**rates(refs, hyps), "by_voice": by_voice(refs, hyps, voices)}  # as a zip's test (zipper.tasks.asr_metrics)
+    print(f"[whisper-base] {name}: WER {out['wer']}%, CER {out['cer']}% ({out['n_words']} words, {out['n_utts']} "
+          f"utterances)\n[whisper-base] {name} WER by voice: "
+          + ", ".join(f"{v} {m['wer']:.1f}%" for v, m in out["by_voice"].items()))
+    out["utts"] = [{"id": r["id"], "voice": v, "ref": t, "hyp": h} for r, v, t, h in zip(rows, voices, refs, hyps)]
+    return out
 
 
 def results_row(results: dict) -> str:

@@ -17,6 +17,7 @@ __all__ = [
     "ErrorRate",
     "wer",
     "cer",
+    "rates",
     "by_voice",
     "paired_wer_difference",
     "paired_wer_report",
@@ -253,8 +254,16 @@ def cer(refs: str | Sequence[str], hyps: str | Sequence[str], normalize: bool = 
     return _make("char", out, n_ref, len(r))
 
 
+def rates(refs: Sequence[str], hyps: Sequence[str]) -> dict:
+    """``{"wer", "cer", "n_utts", "n_words"}`` of a set of transcripts, rates in percent (2 decimals): what every
+    ASR test reports (`zipper.tasks.asr_metrics`, recipes/whisper_base_asr.py), and each voice's in :func:`by_voice`."""
+    w = wer(refs, hyps)
+    return {"wer": round(100 * w.wer, 2), "cer": round(100 * cer(refs, hyps).cer, 2), "n_utts": w.n_utterances,
+            "n_words": w.n_ref_words}
+
+
 def by_voice(refs: Sequence[str], hyps: Sequence[str], voices: Sequence[str]) -> dict[str, dict]:
-    """WER/CER of each voice's utterances alone, voices sorted: a held-out set mixes voices that a model
+    """:func:`rates` of each voice's utterances alone, voices sorted: a held-out set mixes voices that a model
     (and Whisper-base, recipes/diagnostics/README.md) finds very unequally hard.
 
     Raises:
@@ -262,14 +271,8 @@ def by_voice(refs: Sequence[str], hyps: Sequence[str], voices: Sequence[str]) ->
     """
     if len(voices) != len(refs):
         raise ValueError(f"{len(refs)} references but {len(voices)} voices")
-    out = {}
-    for voice in sorted(set(voices)):
-        r = [x for x, v in zip(refs, voices) if v == voice]
-        h = [x for x, v in zip(hyps, voices) if v == voice]
-        w = wer(r, h)
-        out[voice] = {"wer": round(100 * w.wer, 2), "cer": round(100 * cer(r, h).cer, 2), "n_utts": len(r),
-                      "n_words": w.n_ref_words}
-    return out
+    members = {voice: [i for i, v in enumerate(voices) if v == voice] for voice in sorted(set(voices))}
+    return {voice: rates([refs[i] for i in idx], [hyps[i] for i in idx]) for voice, idx in members.items()}
 
 
 def paired_wer_difference(refs: Sequence[str], hyps_a: Sequence[str], hyps_b: Sequence[str], n: int = 2000,

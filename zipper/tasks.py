@@ -300,7 +300,7 @@ def asr_metrics(model, examples: Sequence[dict], num_beams: int = 1, batch_size:
     name several voices, ``by_voice``. Greedy attention decoding also reports the CTC head's own WER/CER
     and the teacher-forced speech_info. ``utts``: also every utterance's ``{"id", "voice", "ref", "hyp"}``
     (and ``ctc_hyp``) under ``"utts"``, in the examples' order."""
-    from towers.scoring import by_voice, cer, wer
+    from towers.scoring import by_voice, cer, rates, wer
 
     def inputs(exs: list[dict]) -> dict:  # units, and encoder states for a zip that reads them
         return {"units": [ex["units"] for ex in exs], "states": [ex.get("states") for ex in exs]
@@ -314,9 +314,7 @@ def asr_metrics(model, examples: Sequence[dict], num_beams: int = 1, batch_size:
             return transcribe_units(model, **inputs(exs), num_beams=num_beams, batch_size=batch_size)
     hyps = map_sharded(decode, list(examples))
     refs = [ex["text"] for ex in examples]
-    w, c = wer(refs, hyps), cer(refs, hyps)
-    metrics = {"wer": round(100 * w.wer, 2), "cer": round(100 * c.cer, 2), "n_utts": len(refs),
-               "n_words": w.n_ref_words}
+    metrics = rates(refs, hyps)
     voices = [ex.get("voice") for ex in examples]
     if None not in voices and len(set(voices)) > 1:
         metrics["by_voice"] = by_voice(refs, hyps, voices)

@@ -10,8 +10,9 @@ The files are `zipper.recipe.write_hyps`'s: one utterance a line, ``{"id", "voic
 ``ctc_hyp`` for greedy decoding with a CTC head). Utterances are paired by id; a shared id must have the
 same reference on both sides. Prints both corpus WERs, b minus a with the 95% interval of that difference
 over resamples of the utterances (`towers.scoring.paired_wer_difference`), and on how many utterances each
-makes fewer errors with the sign test's p-value; with ``--by-voice``, both WERs on each voice's utterances too. An interval that excludes 0 means the gap is larger than
-what resampling these utterances moves; it says nothing about training seeds, which need their own runs.
+makes fewer errors with the sign test's p-value; with ``--by-voice``, both WERs on each voice's utterances too.
+An interval that excludes 0 means the gap is larger than what resampling these utterances moves; it says nothing
+about training seeds, which need their own runs.
 """
 from __future__ import annotations
 
