@@ -22,6 +22,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from towers.audio import AudioError
 from towers.corpus import read_manifest
 from towers.judges import WhisperJudge
 from towers.scoring import by_voice, rates
@@ -75,10 +76,13 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"{manifest} has no utterances")
     started, t0, commit = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.time(), git_hash()
     judge = WhisperJudge(beam_size=a.beam, cpu_threads=a.threads)
-    metrics = {"test_asr": transcribe_set(judge, test, "test")}
-    real = [] if a.no_librivox else librivox_examples(None)
-    if real:
-        metrics["librivox_asr"] = transcribe_set(judge, real, "librivox")
+    try:
+        metrics = {"test_asr": transcribe_set(judge, test, "test")}
+        real = [] if a.no_librivox else librivox_examples(None)
+        if real:
+            metrics["librivox_asr"] = transcribe_set(judge, real, "librivox")
+    except AudioError as e:  # names the file; nothing is written
+        raise SystemExit(f"whisper_base_asr: {e}") from None
     settings = f"eval-utts{a.eval_utts or len(test)}" + (f"-beam{a.beam}" if a.beam > 1 else "")
     hyps_dir = Path(a.out) / "hyps" / Path(a.corpus).name / settings
     write_hyps(metrics, hyps_dir)

@@ -74,3 +74,13 @@ def test_bad_arguments_are_refused_before_any_work(script, tmp_path, monkeypatch
     monkeypatch.setattr(script, "WhisperJudge", lambda **kw: pytest.fail("loaded the judge"))
     with pytest.raises((SystemExit, ValueError), match=message):
         script.main(["--corpus", str(corpus), "--out", str(tmp_path / "run"), *args])
+
+
+def test_a_corrupt_recording_is_named_and_nothing_is_written(script, tmp_path):
+    corpus = make_corpus(tmp_path / "corpus", 2)
+    (corpus / "u1.wav").write_bytes(b"not audio")
+    md = tmp_path / "RESULTS.md"
+    with pytest.raises(SystemExit, match="u1.wav: not a readable audio format"):
+        script.main(["--corpus", str(corpus), "--out", str(tmp_path / "run"), "--results-md", str(md), "--no-librivox",
+                     "--threads", "1"])
+    assert not (tmp_path / "run").exists() and not md.exists()
