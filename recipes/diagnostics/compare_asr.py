@@ -4,13 +4,15 @@
     zipper eval CONFIG_B --model runs/b/model --fusion   # (`zipper train` writes its test's files there too;
                                                          # --eval-utts 100: in runs/b/hyps/model/eval-utts100/)
     python recipes/diagnostics/compare_asr.py runs/a/hyps/model/test_asr_fusion.jsonl \\
-        runs/b/hyps/model/test_asr_fusion.jsonl [--field ctc_hyp] [--by-voice]
+        runs/b/hyps/model/test_asr_fusion.jsonl [--field ctc_hyp] [--field-b FIELD] [--by-voice]
 
 The files are `zipper.recipe.write_hyps`'s: one utterance a line, ``{"id", "voice", "ref", "hyp"}`` (and
 ``ctc_hyp`` for greedy decoding with a CTC head). Utterances are paired by id; a shared id must have the
 same reference on both sides. Prints both corpus WERs, b minus a with the 95% interval of that difference
 over resamples of the utterances (`towers.scoring.paired_wer_difference`), and on how many utterances each
-makes fewer errors with the sign test's p-value; with ``--by-voice``, both WERs on each voice's utterances too.
+makes fewer errors with the sign test's p-value; with ``--by-voice``, both WERs and CERs on each voice's utterances
+too. ``--field-b`` reads another field on b's side: a zip's CTC head (``ctc_hyp``) against another model's
+transcripts (``hyp``), e.g. Whisper-base's (recipes/whisper_base_asr.py).
 An interval that excludes 0 means the gap is larger than what resampling these utterances moves; it says nothing
 about training seeds, which need their own runs.
 """
@@ -46,10 +48,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("a", help="model a's hypotheses file (<run>/hyps/<model>/<metric>.jsonl)")
     p.add_argument("b", help="model b's file for the same test")
     p.add_argument("--field", default="hyp", help="the hypothesis compared: hyp (the decoder's) or ctc_hyp")
+    p.add_argument("--field-b", default=None, help="the field read on b's side (default: --field's)")
     p.add_argument("--n", type=int, default=2000, help="bootstrap resamples")
-    p.add_argument("--by-voice", action="store_true", help="also both WERs on each voice's utterances (a's voices)")
+    p.add_argument("--by-voice", action="store_true",
+                   help="also both WERs and CERs on each voice's utterances (a's voices)")
     a = p.parse_args(argv)
-    side_a, side_b = read_hyps(a.a, a.field), read_hyps(a.b, a.field)
+    side_a, side_b = read_hyps(a.a, a.field), read_hyps(a.b, a.field_b or a.field)
     ids = [u for u in side_a if u in side_b]
     if not ids:
         raise SystemExit("the two files share no utterance ids")
@@ -65,9 +69,11 @@ def main(argv: list[str] | None = None) -> dict:
         per_a = by_voice(refs, [side_a[u][1] for u in ids], voices)
         per_b = by_voice(refs, [side_b[u][1] for u in ids], voices)
         out["by_voice"] = {v: {"n_utts": m["n_utts"], "n_words": m["n_words"], "wer_a": m["wer"],
-                               "wer_b": per_b[v]["wer"]} for v, m in per_a.items()}
+                               "wer_b": per_b[v]["wer"], "cer_a": m["cer"], "cer_b": per_b[v]["cer"]}
+                           for v, m in per_a.items()}
         said += "\n" + "\n".join(f"  {v}: {d['n_utts']} utterances, {d['n_words']} words: a {d['wer_a']:.2f}%, "
-                                  f"b {d['wer_b']:.2f}%" for v, d in out["by_voice"].items())
+                                  f"b {d['wer_b']:.2f}% (CER a {d['cer_a']:.2f}%, b {d['cer_b']:.2f}%)"
+                                  for v, d in out["by_voice"].items())
     print(said)
     print(json.dumps(out))
     return out

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.conftest import load_recipe_script
-from towers.scoring import wer
+from towers.scoring import cer, wer
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,15 @@ def test_pairs_by_id_and_reports_the_difference(compare, tmp_path, capsys):
     assert (same["wer_a"], same["wer_b"], same["lo"], same["hi"]) == (0, 0, 0, 0)
 
 
+def test_field_b_reads_another_field_on_bs_side(compare, tmp_path):
+    a = save(tmp_path / "a.jsonl", [{"id": u, "ref": r, "hyp": "nothing like it"} for u, r in REFS.items()])
+    b = save(tmp_path / "b.jsonl", [{"id": u, "ref": r, "hyp": "nothing like it", "ctc_hyp": r} for u, r in REFS.items()])
+    out = compare.main([a, b, "--field-b", "ctc_hyp", "--n", "50"])  # a's decoder against b's exact CTC head
+    assert out["wer_b"] == 0 and out["wer_a"] > 0
+    with pytest.raises(SystemExit, match="'ctc_hyp'"):  # without it, both sides read --field
+        compare.main([a, b, "--field", "ctc_hyp"])
+
+
 def test_by_voice_gives_each_voices_wer_on_both_sides(compare, tmp_path, capsys):
     voice = {"u1": "v1", "u2": "v2", "u3": "v1", "u4": "v2"}
     hyp_b = {"u1": "the cat sat", "u2": "a dog", "u3": "hello there", "u4": "one two three"}
@@ -49,9 +58,11 @@ def test_by_voice_gives_each_voices_wer_on_both_sides(compare, tmp_path, capsys)
     out = compare.main([a, b, "--n", "50", "--by-voice"])
     for v in ("v1", "v2"):
         ids = [u for u in REFS if voice[u] == v]
-        assert out["by_voice"][v] == {"n_utts": 2, "n_words": sum(len(REFS[u].split()) for u in ids), "wer_a": 0.0,
-                                      "wer_b": round(100 * wer([REFS[u] for u in ids], [hyp_b[u] for u in ids]).wer, 2)}
-    assert "v2: 2 utterances, 7 words: a 0.00%, b 28.57%" in capsys.readouterr().out
+        refs, hyps = [REFS[u] for u in ids], [hyp_b[u] for u in ids]
+        assert out["by_voice"][v] == {"n_utts": 2, "n_words": sum(len(r.split()) for r in refs), "wer_a": 0.0,
+                                      "wer_b": round(100 * wer(refs, hyps).wer, 2), "cer_a": 0.0,
+                                      "cer_b": round(100 * cer(refs, hyps).cer, 2)}
+    assert "v2: 2 utterances, 7 words: a 0.00%, b 28.57% (CER a 0.00%, b " in capsys.readouterr().out
     assert "by_voice" not in compare.main([a, b, "--n", "50"])
 
 
