@@ -16,7 +16,7 @@ a zip (with the codec) that `zipper eval` and `zipper transcribe` run like any o
 
 Given a zip that reads the states already (one this script made, or a ``"speech_states": true`` recipe's), it
 trains that zip's feature input further (``--skip-utts`` moves on to
-training utterances it has not seen). Results (and this command) are in ``OUT/results.json``, in the form `zipper train` writes, so that
+training utterances it has not seen; ``--voices`` keeps some voices' utterances only, e.g. ``--voices flite festival``). Results (and this command) are in ``OUT/results.json``, in the form `zipper train` writes, so that
 ``zipper eval CONFIG --model OUT/model --fusion --results-md`` tests the model and appends its row to
 recipes/RESULTS.md. The Whisper encoder runs once per utterance
 (~19 utterances a second on two cores: 19 minutes for the base training split) and the states are kept in memory
@@ -134,6 +134,18 @@ def step_loss(model, batch: list[dict], train: str) -> torch.Tensor:
                     char_targets([ex["text"] for ex in batch]))
 
 
+def of_voices(rows: list[dict], voices: list[str] | None) -> list[dict]:
+    """The rows spoken by ``voices`` (names, or engines: "flite" is every "flite-..." voice), in their order; all
+    rows if None."""
+    if voices is None:
+        return rows
+    kept = [r for r in rows if any(r["voice"] == v or r["voice"].startswith(v + "-") for v in voices)]
+    if not kept:
+        raise SystemExit(f"--voices {' '.join(voices)}: no training utterance is spoken by these; the split's voices: "
+                         f"{', '.join(sorted({r['voice'] for r in rows}))}")
+    return kept
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="a trained ASR zip (unit input, character CTC head)")
@@ -146,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-utts", type=int, default=6000, help="N training utterances (after --skip-utts)")
     p.add_argument("--skip-utts", type=int, default=0,
                    help="start after the first K training utterances (to continue a run of this script on new ones)")
+    p.add_argument("--voices", nargs="+", default=None, metavar="VOICE",
+                   help="train only on these voices' utterances, chosen before --skip-utts and --train-utts count: "
+                        "voice names (flite-slt) or engines (flite: every voice named flite-...)")
     p.add_argument("--dev-utts", type=int, default=200, help="the first N dev utterances (choose the best pass)")
     p.add_argument("--epochs", type=int, default=2, help="passes over the training utterances (>= 1)")
     p.add_argument("--batch-size", type=int, default=32, help="utterances a step")
@@ -163,8 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # the arguments that fix what a pass trains: a resume must give the same ones (--no-states-cache may change)
-SAME_ON_RESUME = ("model", "config", "train", "train_utts", "skip_utts", "dev_utts", "epochs", "batch_size", "lr",
-                  "seed")
+SAME_ON_RESUME = ("model", "config", "train", "train_utts", "skip_utts", "voices", "dev_utts", "epochs", "batch_size",
+                  "lr", "seed")
 
 
 def main(argv=None) -> int:
@@ -188,7 +203,8 @@ def main(argv=None) -> int:
     codec = _load_model_codec(a.model, default=cfg.codec)  # the model's own codec/, else the config's
     kept = slice(a.skip_utts, a.skip_utts + a.train_utts)
     cache = None if a.no_states_cache else cfg.corpus
-    train = attach_states(load_split(cfg.corpus, "train", codec, keep=lambda rows: rows[kept]), codec, corpus=cache)
+    train = attach_states(load_split(cfg.corpus, "train", codec, keep=lambda rows: of_voices(rows, a.voices)[kept]),
+                          codec, corpus=cache)
     dev = attach_states(load_split(cfg.corpus, "dev", codec, keep=lambda rows: rows[:a.dev_utts]), codec,
                         corpus=cache)
     model.eval()  # the zip as trained (no dropout); only what --train names learns

@@ -324,6 +324,21 @@ def test_asr_states_extends_a_trained_zip_that_eval_and_transcribe_then_feed_wit
     assert all(n.startswith(("towers.speech.", "feature_inputs.", "ctc_heads.")) for n in moved), sorted(moved)[:5]
 
 
+def test_asr_states_voices_keep_the_named_voices_and_engines_in_order():
+    """--voices: names or engines ("flite" is every flite-... voice, not "flite2-x"), chosen before --skip-utts and
+    --train-utts slice; a resumed pass must give the same ones."""
+    script = load_recipe_script("asr_states")
+    rows = [{"id": i, "voice": v} for i, v in enumerate(["flite-slt", "espeak-us-m1", "festival-kal", "flite2-x",
+                                                         "flite-awb", "piper-joe"])]
+    assert [r["id"] for r in script.of_voices(rows, ["flite", "piper-joe"])] == [0, 4, 5]
+    assert script.of_voices(rows, ["espeak-us-m1"]) == [rows[1]] and script.of_voices(rows, None) is rows
+    with pytest.raises(SystemExit, match="no training utterance.*espeak-us-m1, festival-kal"):
+        script.of_voices(rows, ["fli"])  # a prefix is not an engine
+    assert "voices" in script.SAME_ON_RESUME
+    assert script.build_parser().parse_args(["--model", "m", "--config", "c", "--out", "o", "--voices", "flite",
+                                             "piper-joe"]).voices == ["flite", "piper-joe"]
+
+
 def test_an_asr_states_pass_stopped_part_way_resumes_to_what_one_run_trains(world, capsys, tmp_path, monkeypatch):
     """Ctrl-C in the second pass of recipes/asr_states.py: the step finishes and is checkpointed; the same command
     resumes there and ends with the weights and dev history of an uninterrupted run. Other arguments, a finished
