@@ -62,7 +62,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python r
 from towers.scoring import cer, wer  # noqa: E402
 from zipper.cli import _load_model_codec  # noqa: E402
 from zipper.ctc import char_targets, ctc_loss  # noqa: E402
-from zipper.data import attach_states, batches, load_split, make_segments, speech_segment  # noqa: E402
+from towers.corpus import read_manifest  # noqa: E402
+from zipper.data import attach_states, batches, make_segments, speech_segment  # noqa: E402
 from zipper.features import WHISPER_STATE_DIM  # noqa: E402
 from zipper.model import ZipperModel  # noqa: E402
 from zipper.recipe import RecipeConfig, save_model_dir  # noqa: E402
@@ -203,10 +204,11 @@ def main(argv=None) -> int:
     codec = _load_model_codec(a.model, default=cfg.codec)  # the model's own codec/, else the config's
     kept = slice(a.skip_utts, a.skip_utts + a.train_utts)
     cache = None if a.no_states_cache else cfg.corpus
-    train = attach_states(load_split(cfg.corpus, "train", codec, keep=lambda rows: of_voices(rows, a.voices)[kept]),
-                          codec, corpus=cache)
-    dev = attach_states(load_split(cfg.corpus, "dev", codec, keep=lambda rows: rows[:a.dev_utts]), codec,
-                        corpus=cache)
+    # the rows alone: attach_states gives each its states and the units of those states from one encoder run (or
+    # its cache), so a split's unit cache (`zipper.data.load_split`), which it would replace, is not read or written
+    rows = {name: read_manifest(Path(cfg.corpus) / f"{name}.jsonl") for name in ("train", "dev")}
+    train = attach_states(of_voices(rows["train"], a.voices)[kept], codec, corpus=cache)
+    dev = attach_states(rows["dev"][:a.dev_utts], codec, corpus=cache)
     model.eval()  # the zip as trained (no dropout); only what --train names learns
     params = []
     for name, p_ in model.named_parameters():
