@@ -21,8 +21,8 @@ in ``OUT/results.json``, in the form `zipper train` writes, so that ``zipper eva
 --results-md`` tests the model and appends its row to recipes/RESULTS.md. The Whisper encoder runs once per
 utterance (8 to 19 utterances a second on two cores: 19 measured when this was written, 8.0 on the base corpus's
 8,013 flite, festival and piper training utterances, 17 minutes, in 2026-12-07's `--voices` pass) and the states
-are kept in memory (~175 kB an utterance) and cached beside the corpus (`zipper.data.attach_states`; ``--no-states-cache``: not), so
-that the next run on the same utterances reads them in seconds.
+are kept in memory (~175 kB an utterance) and cached beside the corpus (`zipper.data.attach_states`;
+``--no-states-cache``: not), so that the next run on the same utterances reads them in seconds.
 
 A pass checkpoints every ``--save-every`` steps and at each pass's end (``OUT/checkpoints``: the trained weights, the
 optimizer state, the dev scores so far; safetensors + JSON); Ctrl-C or SIGTERM finishes the step and checkpoints.
