@@ -207,6 +207,7 @@ def main(argv=None) -> int:
     cache = None if a.no_states_cache else cfg.corpus
     # the rows alone: attach_states gives each its states and the units of those states from one encoder run (or
     # its cache), so a split's unit cache (`zipper.data.load_split`), which it would replace, is not read or written
+    # (as `zipper.recipe.read_split` reads a speech_states recipe's rows, which has no --no-states-cache)
     rows = {name: read_manifest(Path(cfg.corpus) / f"{name}.jsonl") for name in ("train", "dev")}
     train = attach_states(of_voices(rows["train"], a.voices)[kept], codec, corpus=cache)
     dev = attach_states(rows["dev"][:a.dev_utts], codec, corpus=cache)

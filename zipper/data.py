@@ -243,9 +243,9 @@ def attach_states(examples: Sequence[dict], codec, progress: bool = True,
     are (``states-<codec>/<key>.safetensors``, keyed by the examples' ids and audio files in any order, so that runs
     with other seeds, which shuffle the training rows otherwise, share one; ~175 kB an utterance, ~3.9 GB for the
     22,439 training utterances of the base corpus), and a later call with the same examples reads them instead of
-    running the encoder (8 to 19 utterances a second on two cores, recipes/asr_states.py). ``sources``, if given, gets that
-    cache file (what `pack_units` sends elsewhere). Examples that all have their states already are returned as
-    they are (a ``speech_states`` recipe's test rows, which `zipper.recipe.read_split` read with them)."""
+    running the encoder (8 to 19 utterances a second on two cores, recipes/asr_states.py). ``sources``, if given,
+    gets that cache file (what `pack_units` sends elsewhere). Examples that all have their states already are
+    returned as they are (a ``speech_states`` recipe's test rows, which `zipper.recipe.read_split` read with them)."""
     from tqdm.auto import tqdm
 
     from towers.audio import load_audio
