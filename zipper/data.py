@@ -4,7 +4,8 @@ An example is ``{"id", "text", "voice", "units": LongTensor (U,)}``. Units of a 
 computed once per codec and cached beside the corpus as safetensors (``units-<codec>/<split>.safetensors``,
 or ``<split>-<key>.safetensors`` for a subset: ``load_split(..., keep=...)``), so every later run reads them
 in milliseconds. The Whisper encoder states a zip with feature input reads (`attach_states`) are cached the same
-way, on request (``states-<codec>/``).
+way, on request (``states-<codec>/``). Each cache file names the rows it holds, so a new slice of a split (another
+seed's 10%, the first 500 test utterances) reads the rows other files of its folder hold and encodes only the rest.
 """
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def load_split(corpus: str | Path, split: str, codec, progress: bool = True,
     ``keep`` selects the rows a run uses (a 1% sweep's training subset, the first N test utterances)
     *before* any audio is encoded: a complete cache of the split is read if there is one, otherwise
     only the kept rows are encoded and cached on their own (``<split>-<key>.safetensors``, keyed by
-    their ids). Encoding is the slow part (Whisper units: ~6 utterances a second on 2 cores).
+    their ids); rows that another cache file of the codec holds (an overlapping slice) are read from it, not
+    encoded again. Encoding is the slow part (Whisper units: ~6 utterances a second on 2 cores).
     ``sources``, if given, gets the cache file the rows came from (what `pack_units` sends elsewhere).
     """
     from towers.corpus import read_manifest
@@ -74,10 +76,10 @@ def load_split(corpus: str | Path, split: str, codec, progress: bool = True,
     return _encode_and_cache(kept, codec, path, split, progress, root)
 
 
-def _ids_key(rows: Sequence[dict], root: Path | None = None) -> str:
-    """The rows a cache holds: their ids and audio files, the files named relative to the corpus folder ``root``
+def _row_keys(rows: Sequence[dict], root: Path | None = None) -> list[str]:
+    """Each row as a cache knows it: its id and audio file, the file named relative to the corpus folder ``root``
     when inside it, so that a corpus moved or copied elsewhere (onto a GPU machine, say) keeps its caches.
-    Without ``root``: absolute paths, the key of the caches written before."""
+    Without ``root``: absolute paths, as the caches written before named them."""
     def where(p: str) -> str:
         if root is not None:
             rel = os.path.relpath(p, root)
@@ -85,7 +87,12 @@ def _ids_key(rows: Sequence[dict], root: Path | None = None) -> str:
                 return Path(rel).as_posix()
         return p
 
-    return hashlib.sha256("\n".join(f"{r['id']}\t{where(r['audio_filepath'])}" for r in rows).encode()).hexdigest()[:16]
+    return [f"{r['id']}\t{where(r['audio_filepath'])}" for r in rows]
+
+
+def _ids_key(rows: Sequence[dict], root: Path | None = None) -> str:
+    """The key of the rows a cache holds, in their order (`_row_keys`)."""
+    return hashlib.sha256("\n".join(_row_keys(rows, root)).encode()).hexdigest()[:16]
 
 
 def _audio_stamps(rows: Sequence[dict]) -> torch.Tensor:
@@ -133,7 +140,8 @@ def _read_cache(path: Path, rows: Sequence[dict], root: Path) -> dict[str, list[
 
 def _write_cache(path: Path, rows: Sequence[dict], root: Path, **fields: list[torch.Tensor]) -> None:
     """One safetensors file: each field's rows (equal lengths along dim 0 across fields) concatenated, their
-    offsets, the rows' key and their audio files' stamps; written whole or not at all (a temporary, renamed)."""
+    offsets, the rows' key and their audio files' stamps, and each row's `_row_keys` in the header (what `_reuse`
+    finds them by); written whole or not at all (a temporary, renamed)."""
     from safetensors.torch import save_file
 
     first = next(iter(fields.values()))
@@ -141,7 +149,36 @@ def _write_cache(path: Path, rows: Sequence[dict], root: Path, **fields: list[to
     tensors = {name: torch.cat(xs) if xs else torch.zeros(0, dtype=torch.long) for name, xs in fields.items()}
     with replaced_atomically(path) as tmp:  # each writer its own temporary: two runs may cache one set at once
         save_file({**tensors, "offsets": offsets, "stamps": _audio_stamps(rows),
-                   "key": torch.tensor(list(_ids_key(rows, root).encode()), dtype=torch.uint8)}, tmp)
+                   "key": torch.tensor(list(_ids_key(rows, root).encode()), dtype=torch.uint8)}, tmp,
+                  metadata={"rows": json.dumps(_row_keys(rows, root))})
+
+
+def _reuse(folder: Path, rows: Sequence[dict], root: Path, fields: Sequence[str]) -> dict[int, dict[str, torch.Tensor]]:
+    """The rows (by index) that cache files in ``folder`` hold with ``fields``, each with its cached fields: the
+    same id and audio file, the file's stamps unchanged (or the file gone, as `_read_cache` allows). Only the
+    rows are read from each file, not the whole file. Files that do not name their rows (written before
+    2026-12-07) and unreadable ones are passed over."""
+    from safetensors import SafetensorError, safe_open
+
+    want: dict[str, int] = {k: i for i, k in enumerate(_row_keys(rows, root))}
+    now, found = _audio_stamps(rows), {}
+    for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+        if len(found) == len(want):
+            break
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                held = json.loads((f.metadata() or {}).get("rows", "[]"))
+                hits = [(j, want[k]) for j, k in enumerate(held) if k in want and want[k] not in found]
+                if not hits or not set(fields) <= set(f.keys()):
+                    continue
+                offsets, stamps = f.get_tensor("offsets").tolist(), f.get_tensor("stamps")
+                flat = {name: f.get_slice(name) for name in fields}
+                for j, i in hits:
+                    if now[i, 0] < 0 or torch.equal(now[i], stamps[j]):
+                        found[i] = {name: x[offsets[j]:offsets[j + 1]] for name, x in flat.items()}
+        except (SafetensorError, OSError, ValueError, KeyError, IndexError):
+            continue  # an unreadable or foreign file: its rows are encoded again
+    return found
 
 
 def _encode_and_cache(rows: list[dict], codec, path: Path, split: str, progress: bool, root: Path) -> list[dict]:
@@ -149,14 +186,20 @@ def _encode_and_cache(rows: list[dict], codec, path: Path, split: str, progress:
 
     from towers.audio import load_audio
 
-    units = []
-    for r in tqdm(rows, desc=f"encoding {split} audio -> units", disable=not progress, unit="utt"):
+    units = {i: hit["units"] for i, hit in _reuse(path.parent, rows, root, ["units"]).items()}
+    if units and progress:
+        print(f"[zipper] units of {len(units)} of {len(rows)} {split} utterances read from other caches in "
+              f"{path.parent}", flush=True)
+    todo = [i for i in range(len(rows)) if i not in units]
+    for i in tqdm(todo, desc=f"encoding {split} audio -> units", disable=not progress or not todo, unit="utt"):
+        r = rows[i]
         try:
             wave, sr = load_audio(r["audio_filepath"], target_sr=codec.sample_rate)
-            units.append(codec.encode(wave, sr).long())
+            units[i] = codec.encode(wave, sr).long()
         except Exception as e:  # say which row of which split (the audio errors name no file)
             e.add_note(f"while encoding {split} row {r['id']!r} ({r['audio_filepath']})")
             raise
+    units = [units[i] for i in range(len(rows))]
     _write_cache(path, rows, root, units=units)
     return [dict(r, units=u) for r, u in zip(rows, units)]
 
@@ -243,7 +286,8 @@ def attach_states(examples: Sequence[dict], codec, progress: bool = True,
     are (``states-<codec>/<key>.safetensors``, keyed by the examples' ids and audio files in any order, so that runs
     with other seeds, which shuffle the training rows otherwise, share one; ~175 kB an utterance, ~3.9 GB for the
     22,439 training utterances of the base corpus), and a later call with the same examples reads them instead of
-    running the encoder (8 to 19 utterances a second on two cores, recipes/asr_states.py). ``sources``, if given,
+    running the encoder (8 to 19 utterances a second on two cores, recipes/asr_states.py); a call with other
+    examples reads those that other files there hold and encodes the rest. ``sources``, if given,
     gets that cache file (what `pack_units` sends elsewhere). Examples that all have their states already are
     returned as they are (a ``speech_states`` recipe's test rows, which `zipper.recipe.read_split` read with them)."""
     from tqdm.auto import tqdm
@@ -269,11 +313,16 @@ def attach_states(examples: Sequence[dict], codec, progress: bool = True,
                         for ex, i in ((ex, at[_row_order(ex)]) for ex in examples)]
         if sources is not None:
             sources.append(path)
-    out = []
-    for ex in tqdm(examples, desc="whisper encoder states", disable=not progress, mininterval=10):
-        states, units = states_and_units(codec, *load_audio(ex["audio_filepath"], target_sr=codec.sample_rate,
-                                                                    max_seconds=None))
-        out.append({**ex, "states": states.half(), "units": units})
+    got = {} if path is None else _reuse(path.parent, examples, root, ["states", "units"])
+    if got and progress:
+        print(f"[zipper] encoder states of {len(got)} of {len(examples)} utterances read from other caches in "
+              f"{path.parent}", flush=True)
+    todo = [i for i in range(len(examples)) if i not in got]
+    for i in tqdm(todo, desc="whisper encoder states", disable=not progress or not todo, mininterval=10):
+        states, units = states_and_units(codec, *load_audio(examples[i]["audio_filepath"],
+                                                            target_sr=codec.sample_rate, max_seconds=None))
+        got[i] = {"states": states.half(), "units": units}
+    out = [{**ex, **got[i]} for i, ex in enumerate(examples)]
     if path is not None:
         rows = sorted(out, key=_row_order)
         try:

@@ -70,13 +70,13 @@ def test_load_split_encodes_only_the_kept_rows_and_caches_them_apart(tmp_path):
     again = load_split(corpus, "train", codec, progress=False, keep=keep)  # read from its own cache
     assert codec.encoded == 3
     assert [(r["id"], r["units"].tolist()) for r in again] == [(r["id"], r["units"].tolist()) for r in kept]
-    full = load_split(corpus, "train", codec, progress=False)  # the subset cache is not taken for the split
-    assert codec.encoded == 13 and len(full) == 10
+    full = load_split(corpus, "train", codec, progress=False)  # the subset's 3 rows are read, the other 7 encoded
+    assert codec.encoded == 10 and len(full) == 10
     by_id = {r["id"]: r["units"].tolist() for r in full}
     assert all(r["units"].tolist() == by_id[r["id"]] for r in kept)
     # with the whole split cached, a subset is cut from it: nothing is encoded
     first = load_split(corpus, "train", codec, progress=False, keep=lambda rows: rows[:4])
-    assert codec.encoded == 13 and [r["id"] for r in first] == ["u0", "u1", "u2", "u3"]
+    assert codec.encoded == 10 and [r["id"] for r in first] == ["u0", "u1", "u2", "u3"]
 
 
 def test_load_split_keeping_every_row_in_another_order_caches_the_whole_split(tmp_path):
@@ -88,6 +88,38 @@ def test_load_split_keeping_every_row_in_another_order_caches_the_whole_split(tm
     assert sorted(r["id"] for r in shuffled) == sorted(f"u{i}" for i in range(10))
     whole = load_split(corpus, "train", codec, progress=False)  # the split's own cache, in manifest order
     assert codec.encoded == 10 and [r["id"] for r in whole] == [f"u{i}" for i in range(10)]
+
+
+def test_a_new_slice_reads_the_rows_other_caches_hold_and_encodes_only_the_rest(tmp_path, capsys):
+    """Slices of one split overlap (the first N test utterances, another seed's 10%, the whole split after a
+    subset): each cache file names its rows, so a new slice encodes only the rows no file holds (with unchanged
+    audio), and every row gets the units its own encoding gives."""
+    import numpy as np
+    import soundfile as sf
+
+    from zipper.data import load_split
+
+    corpus, codec = _corpus(tmp_path), _CountingCodec()
+    expected = {f"u{i}": (torch.arange(10 * (i + 1)) % 7).tolist() for i in range(10)}
+
+    def check(rows):
+        assert all(r["units"].tolist() == expected[r["id"]] for r in rows)
+
+    check(load_split(corpus, "train", codec, progress=False, keep=lambda rows: rows[:4]))
+    check(load_split(corpus, "train", codec, progress=True, keep=lambda rows: rows[2:7]))
+    assert codec.encoded == 4 + 3 and "units of 2 of 5 train utterances read from other caches" in \
+        capsys.readouterr().out
+    both = load_split(corpus, "train", codec, progress=False, keep=lambda rows: rows[6:0:-1])  # from both files
+    assert codec.encoded == 7 and [r["id"] for r in both] == ["u6", "u5", "u4", "u3", "u2", "u1"]
+    check(both)
+    cache_dir = next(tmp_path.glob(f"units-{codec_id(codec)}"))
+    (cache_dir / "junk.safetensors").write_bytes(b"not a safetensors file")  # passed over
+    sf.write(tmp_path / "3.wav", np.zeros(16_000, dtype="float32"), 16_000)  # rewritten: its cached units are stale
+    expected["u3"] = (torch.arange(100) % 7).tolist()
+    check(load_split(corpus, "train", codec, progress=False, keep=lambda rows: rows[3:5]))
+    assert codec.encoded == 8
+    check(load_split(corpus, "train", codec, progress=False))  # the whole split: u7, u8, u9 are new
+    assert codec.encoded == 11
 
 
 def test_batches_resume_at_any_step_gives_the_same_stream():
@@ -128,10 +160,10 @@ def test_a_rewritten_audio_file_is_encoded_again_and_a_deleted_one_keeps_its_uni
     assert before == {"u0": 10, "u1": 20, "u2": 30} and codec.encoded == 3
     sf.write(tmp_path / "1.wav", np.zeros(16_000, dtype="float32"), 16_000)  # re-synthesised in place
     after = {r["id"]: len(r["units"]) for r in load_split(corpus, "train", codec, progress=False)}
-    assert after == {"u0": 10, "u1": 100, "u2": 30} and codec.encoded == 6
+    assert after == {"u0": 10, "u1": 100, "u2": 30} and codec.encoded == 4  # that file alone is encoded again
     (tmp_path / "2.wav").unlink()  # audio removed after encoding: the cache still serves it
     again = {r["id"]: len(r["units"]) for r in load_split(corpus, "train", codec, progress=False)}
-    assert again == after and codec.encoded == 6
+    assert again == after and codec.encoded == 4
 
 
 def test_an_encoding_error_names_the_row_and_its_file(tmp_path):
@@ -161,8 +193,8 @@ def test_a_copied_or_moved_corpus_keeps_its_unit_caches(tmp_path):
     assert codec.encoded == 4
     shutil.rmtree(here / f"units-{codec_id(codec)}")
     part = load_split(here, "train", codec, progress=False, keep=lambda rows: rows[:2])  # a subset cache
-    whole = load_split(here, "train", codec, progress=False)
-    assert codec.encoded == 10
+    whole = load_split(here, "train", codec, progress=False)  # reads the subset's rows, encodes the other two
+    assert codec.encoded == 8
     there = tmp_path / "elsewhere" / "corpus"
     shutil.copytree(here, there)
     for moved in (there, tmp_path / "moved"):
@@ -175,7 +207,7 @@ def test_a_copied_or_moved_corpus_keeps_its_unit_caches(tmp_path):
         for wav in moved.glob("*.wav"):  # no audio beside the caches at all: they still serve
             wav.unlink()
         assert len(load_split(moved, "train", codec, progress=False)) == 4
-    assert codec.encoded == 10
+    assert codec.encoded == 8
 
 
 def test_caches_keyed_by_absolute_paths_before_are_still_read(tmp_path):
@@ -248,17 +280,19 @@ def test_attach_states_caches_the_states_beside_the_corpus(tmp_path, monkeypatch
     assert len(runs) == 3  # the same cache, each row given its own states
     assert [ex["id"] for ex in shuffled] == ["2", "1", "0"]
     assert all(torch.equal(a["states"], b["states"]) for a, b in zip(first[::-1], shuffled))
-    attach_states(examples[:2], codec, progress=False, corpus=tmp_path)  # other examples: their own cache
-    assert len(runs) == 5
+    two = attach_states(examples[:2], codec, progress=False, corpus=tmp_path)  # other examples: their own cache,
+    assert len(runs) == 3 and len(list((tmp_path / f"states-{codec_id(codec)}").glob("*.safetensors"))) == 2
+    assert all(torch.equal(a["states"], b["states"]) for a, b in zip(first, two))  # its rows read from the first
     cache = tmp_path / f"states-{codec_id(codec)}" / f"{_ids_key(examples, tmp_path.resolve())}.safetensors"
     cache.write_bytes(b"not a safetensors file")
-    fixed = attach_states(examples, codec, progress=False, corpus=tmp_path)
-    assert len(runs) == 8 and "unreadable cache" in capsys.readouterr().out
+    fixed = attach_states(examples, codec, progress=False, corpus=tmp_path)  # the third row encoded again
+    assert len(runs) == 4 and "unreadable cache" in capsys.readouterr().out
     assert all(torch.equal(a["states"], b["states"]) for a, b in zip(first, fixed))
     save_audio(tmp_path / "1.wav", synthetic_babble(seconds=0.7, n=1, seed=9)[0], 16_000,
-               overwrite=True)  # rewritten audio
+               overwrite=True)  # rewritten audio: that row alone is encoded again, from neither cache
     changed = attach_states(examples, codec, progress=False, corpus=tmp_path)
-    assert len(runs) == 11 and changed[1]["states"].shape[0] < first[1]["states"].shape[0]
+    assert len(runs) == 5 and changed[1]["states"].shape[0] < first[1]["states"].shape[0]
+    assert all(torch.equal(changed[i]["states"], first[i]["states"]) for i in (0, 2))
 
     # a cache keyed in the examples' own order (written before keys ignored it) is still read
     folder, reordered = tmp_path / f"states-{codec_id(codec)}", [examples[2], examples[0], examples[1]]
@@ -268,7 +302,7 @@ def test_attach_states_caches_the_states_beside_the_corpus(tmp_path, monkeypatch
                              tmp_path.resolve(), states=[changed[i]["states"] for i in (2, 0, 1)],
                              units=[changed[i]["units"] for i in (2, 0, 1)])
     old = attach_states(reordered, codec, progress=False, corpus=tmp_path)
-    assert len(runs) == 11 and all(torch.equal(a["states"], changed[i]["states"]) for a, i in zip(old, (2, 0, 1)))
+    assert len(runs) == 5 and all(torch.equal(a["states"], changed[i]["states"]) for a, i in zip(old, (2, 0, 1)))
 
     def read_only(*a, **k):
         raise PermissionError("read-only file system")
