@@ -110,7 +110,9 @@ def _audio_stamps(rows: Sequence[dict]) -> torch.Tensor:
 def _read_unit_cache(path: Path, rows: list[dict], root: Path) -> list[dict] | None:
     """The rows with their cached units, or None if ``path`` is missing or caches other rows."""
     cached = _read_cache(path, rows, root)
-    return None if cached is None else [dict(r, units=u.clone()) for r, u in zip(rows, cached["units"])]
+    if cached is None or "units" not in cached:
+        return None
+    return [dict(r, units=u.clone()) for r, u in zip(rows, cached["units"])]
 
 
 def _read_cache(path: Path, rows: Sequence[dict], root: Path) -> dict[str, list[torch.Tensor]] | None:
@@ -129,13 +131,16 @@ def _read_cache(path: Path, rows: Sequence[dict], root: Path) -> dict[str, list[
     if "key" not in stored or "stamps" not in stored or "offsets" not in stored or \
             bytes(stored["key"].tolist()).decode() not in (_ids_key(rows, root), _ids_key(rows)):
         return None  # other rows, or a cache from before the audio files' stamps were kept
+    fields = {name: flat for name, flat in stored.items() if name not in ("key", "stamps", "offsets")}
+    if not _whole_layout(rows, stored["offsets"], stored["stamps"], [list(x.shape) for x in fields.values()]):
+        print(f"[zipper] cache {path} does not hold whole rows: encoding again", flush=True)
+        return None
     now = _audio_stamps(rows)
     here = now[:, 0] >= 0
     if not torch.equal(now[here], stored["stamps"][here]):  # an audio file was rewritten since: encode again
         return None
     offsets = stored["offsets"].tolist()
-    return {name: [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
-            for name, flat in stored.items() if name not in ("key", "stamps", "offsets")}
+    return {name: [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:])] for name, flat in fields.items()}
 
 
 def _write_cache(path: Path, rows: Sequence[dict], root: Path, **fields: list[torch.Tensor]) -> None:
@@ -153,6 +158,14 @@ def _write_cache(path: Path, rows: Sequence[dict], root: Path, **fields: list[to
                   metadata={"rows": json.dumps(_row_keys(rows, root))})
 
 
+def _whole_layout(held: Sequence, offsets: torch.Tensor, stamps: torch.Tensor, shapes: list[list[int]]) -> bool:
+    """Whether a cache file's offsets and stamps fit the rows it names and its fields' lengths."""
+    n = len(held)
+    return (offsets.dtype == torch.long and tuple(offsets.shape) == (n + 1,) and tuple(stamps.shape) == (n, 2)
+            and offsets[0].item() == 0 and bool((offsets.diff() >= 0).all())
+            and all(len(shape) >= 1 and shape[0] == offsets[-1].item() for shape in shapes))
+
+
 def _reuse(folder: Path, rows: Sequence[dict], root: Path, fields: Sequence[str]) -> dict[int, dict[str, torch.Tensor]]:
     """The rows (by index) that cache files in ``folder`` hold with ``fields``, each with its cached fields: the
     same id and audio file, the file's stamps unchanged (or the file gone, as `_read_cache` allows). Only the
@@ -168,11 +181,17 @@ def _reuse(folder: Path, rows: Sequence[dict], root: Path, fields: Sequence[str]
         try:
             with safe_open(str(path), framework="pt") as f:
                 held = json.loads((f.metadata() or {}).get("rows", "[]"))
-                hits = [(j, want[k]) for j, k in enumerate(held) if k in want and want[k] not in found]
-                if not hits or not set(fields) <= set(f.keys()):
+                if not isinstance(held, list) or not set(fields) <= set(f.keys()):
                     continue
-                offsets, stamps = f.get_tensor("offsets").tolist(), f.get_tensor("stamps")
+                hits = [(j, want[k]) for j, k in enumerate(held) if isinstance(k, str) and k in want
+                        and want[k] not in found]
+                if not hits:
+                    continue
+                offsets, stamps = f.get_tensor("offsets"), f.get_tensor("stamps")
                 flat = {name: f.get_slice(name) for name in fields}
+                if not _whole_layout(held, offsets, stamps, [x.get_shape() for x in flat.values()]):
+                    continue  # a slice past a field's end would come back short, not fail: pass the file over
+                offsets = offsets.tolist()
                 for j, i in hits:
                     if now[i, 0] < 0 or torch.equal(now[i], stamps[j]):
                         found[i] = {name: x[offsets[j]:offsets[j + 1]] for name, x in flat.items()}

@@ -122,6 +122,48 @@ def test_a_new_slice_reads_the_rows_other_caches_hold_and_encodes_only_the_rest(
     assert codec.encoded == 11
 
 
+@pytest.mark.parametrize("tamper", ["rows not a list", "rows not strings", "offsets short", "offsets past the end",
+                                    "offsets backwards", "stamps short", "units short", "no units"])
+@pytest.mark.parametrize("whole", [True, False])
+def test_a_tampered_cache_file_is_passed_over_not_read_short(tmp_path, tamper, whole, capsys):
+    """A cache file whose header names rows its tensors do not hold (hand-edited, another tool's) gives none of
+    them, to a slice reading other files' rows or to the same rows read whole: a slice past a field's end would come
+    back short rather than fail, so the layout is checked first."""
+    from safetensors.torch import load_file, save_file
+
+    from zipper.data import load_split
+
+    corpus, codec = _corpus(tmp_path, n=4), _CountingCodec()
+    load_split(corpus, "train", codec, progress=False, keep=lambda rows: rows[:3])
+    (path,) = (corpus / f"units-{codec_id(codec)}").glob("*.safetensors")
+    t, rows = load_file(str(path)), json.dumps([f"u{i}\t{i}.wav" for i in range(3)])
+    if tamper == "rows not a list":
+        rows = json.dumps({"u0\t0.wav": 0})
+    elif tamper == "rows not strings":
+        rows = json.dumps([["u0", "0.wav"], ["u1", "1.wav"], ["u2", "2.wav"]])
+    elif tamper == "offsets short":
+        t["offsets"] = t["offsets"][:-1]
+    elif tamper == "offsets past the end":
+        t["offsets"][-1] += 5
+    elif tamper == "offsets backwards":
+        t["offsets"][1], t["offsets"][2] = t["offsets"][2].item(), t["offsets"][1].item()
+    elif tamper == "stamps short":
+        t["stamps"] = t["stamps"][:2]
+    elif tamper == "units short":
+        t["units"] = t["units"][:-3]
+    else:
+        del t["units"]
+    save_file(t, str(path), metadata={"rows": rows})
+    if whole:  # another file, of all four rows: nothing of this one is read
+        out, encoded = load_split(corpus, "train", codec, progress=False), 4
+    else:  # the file's own rows, read by its key; a header naming its rows wrongly still leaves them whole
+        out = load_split(corpus, "train", codec, progress=False, keep=lambda rows: rows[:3])
+        encoded = 0 if tamper.startswith("rows") else 3
+        assert ("does not hold whole rows" in capsys.readouterr().out) == (encoded > 0 and tamper != "no units")
+    assert codec.encoded == 3 + encoded
+    assert [r["units"].tolist() for r in out] == [(torch.arange(10 * (i + 1)) % 7).tolist() for i in range(len(out))]
+
+
 def test_batches_resume_at_any_step_gives_the_same_stream():
     ex = [{"id": i, "units": torch.zeros(5 + (i * 7) % 13)} for i in range(37)]
     full = [[e["id"] for e in b] for b in itertools.islice(batches(ex, 5, seed=3), 40)]
