@@ -4,8 +4,9 @@ An example is ``{"id", "text", "voice", "units": LongTensor (U,)}``. Units of a 
 computed once per codec and cached beside the corpus as safetensors (``units-<codec>/<split>.safetensors``,
 or ``<split>-<key>.safetensors`` for a subset: ``load_split(..., keep=...)``), so every later run reads them
 in milliseconds. The Whisper encoder states a zip with feature input reads (`attach_states`) are cached the same
-way, on request (``states-<codec>/``). Each cache file names the rows it holds, so a new slice of a split (another
-seed's 10%, the first 500 test utterances) reads the rows other files of its folder hold and encodes only the rest.
+way, on request (``states-<codec>/``). Each cache file (written since 2026-12-07) names the rows it holds, so a new
+slice of a split (another seed's 10%, the first 500 test utterances) reads the rows other files of its folder hold
+and encodes only the rest.
 """
 from __future__ import annotations
 
@@ -108,7 +109,7 @@ def _audio_stamps(rows: Sequence[dict]) -> torch.Tensor:
 
 
 def _read_unit_cache(path: Path, rows: list[dict], root: Path) -> list[dict] | None:
-    """The rows with their cached units, or None if ``path`` is missing or caches other rows."""
+    """The rows with their cached units, or None if ``path`` holds no units of these rows (`_read_cache`)."""
     cached = _read_cache(path, rows, root)
     if cached is None or "units" not in cached:
         return None
@@ -117,30 +118,35 @@ def _read_unit_cache(path: Path, rows: list[dict], root: Path) -> list[dict] | N
 
 def _read_cache(path: Path, rows: Sequence[dict], root: Path) -> dict[str, list[torch.Tensor]] | None:
     """Each cached field (``units``, ``states``) as one tensor a row (views into one flat tensor), or None if
-    ``path`` is missing, unreadable (it is then written again), caches other rows, or an audio file changed."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    ``path`` is missing, unreadable (it is then written again), caches other rows or not whole ones, or an audio
+    file changed. The key, stamps and offsets are checked before the fields (gigabytes of states) are read."""
+    from safetensors import SafetensorError, safe_open
 
     if not path.exists():
         return None
     try:
-        stored = load_file(str(path))
-    except (SafetensorError, OSError) as e:
+        with safe_open(str(path), framework="pt") as f:
+            names = set(f.keys())
+            if not {"key", "stamps", "offsets"} <= names or \
+                    bytes(f.get_tensor("key").tolist()).decode() not in (_ids_key(rows, root), _ids_key(rows)):
+                return None  # other rows, or a cache from before the audio files' stamps were kept
+            stamps, offsets, fields = f.get_tensor("stamps"), f.get_tensor("offsets"), sorted(names - _LAYOUT)
+            if not _whole_layout(rows, offsets, stamps, [f.get_slice(name).get_shape() for name in fields]):
+                print(f"[zipper] cache {path} does not hold whole rows: encoding again", flush=True)
+                return None
+            now = _audio_stamps(rows)
+            here = now[:, 0] >= 0
+            if not torch.equal(now[here], stamps[here]):  # an audio file was rewritten since: encode again
+                return None
+            flat = {name: f.get_tensor(name) for name in fields}
+    except (SafetensorError, OSError, ValueError) as e:
         print(f"[zipper] unreadable cache {path} ({e}): encoding again", flush=True)
         return None
-    if "key" not in stored or "stamps" not in stored or "offsets" not in stored or \
-            bytes(stored["key"].tolist()).decode() not in (_ids_key(rows, root), _ids_key(rows)):
-        return None  # other rows, or a cache from before the audio files' stamps were kept
-    fields = {name: flat for name, flat in stored.items() if name not in ("key", "stamps", "offsets")}
-    if not _whole_layout(rows, stored["offsets"], stored["stamps"], [list(x.shape) for x in fields.values()]):
-        print(f"[zipper] cache {path} does not hold whole rows: encoding again", flush=True)
-        return None
-    now = _audio_stamps(rows)
-    here = now[:, 0] >= 0
-    if not torch.equal(now[here], stored["stamps"][here]):  # an audio file was rewritten since: encode again
-        return None
-    offsets = stored["offsets"].tolist()
-    return {name: [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:])] for name, flat in fields.items()}
+    offsets = offsets.tolist()
+    return {name: [x[a:b] for a, b in zip(offsets[:-1], offsets[1:])] for name, x in flat.items()}
+
+
+_LAYOUT = {"key", "stamps", "offsets"}  # a cache file's tensors that are not fields
 
 
 def _write_cache(path: Path, rows: Sequence[dict], root: Path, **fields: list[torch.Tensor]) -> None:
@@ -168,35 +174,52 @@ def _whole_layout(held: Sequence, offsets: torch.Tensor, stamps: torch.Tensor, s
 
 def _reuse(folder: Path, rows: Sequence[dict], root: Path, fields: Sequence[str]) -> dict[int, dict[str, torch.Tensor]]:
     """The rows (by index) that cache files in ``folder`` hold with ``fields``, each with its cached fields: the
-    same id and audio file, the file's stamps unchanged (or the file gone, as `_read_cache` allows). Only the
-    rows are read from each file, not the whole file. Files that do not name their rows (written before
-    2026-12-07) and unreadable ones are passed over."""
+    same id and audio file with the stamps it has now. A row whose audio file is gone (a corpus moved without its
+    audio) takes the copy cached last (the newest stamp), as a rewritten file may sit in an older cache. Only
+    those rows are read, not whole files. Files that do not name their rows (written before 2026-12-07) and
+    unreadable ones are passed over."""
+    import contextlib
+
     from safetensors import SafetensorError, safe_open
 
-    want: dict[str, int] = {k: i for i, k in enumerate(_row_keys(rows, root))}
-    now, found = _audio_stamps(rows), {}
-    for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
-        if len(found) == len(want):
-            break
-        try:
-            with safe_open(str(path), framework="pt") as f:
+    want: dict[str, list[int]] = {}  # a row may come twice in a slice
+    for i, k in enumerate(_row_keys(rows, root)):
+        want.setdefault(k, []).append(i)
+    now = _audio_stamps(rows)
+    gone = {k for k, (i, *_) in want.items() if now[i, 0] < 0}
+    best: dict[str, tuple[int, object, int, int]] = {}  # row -> (its stored mtime, open file, start, end)
+    with contextlib.ExitStack() as files:  # kept open until read: a file renamed over meanwhile is not mixed in
+        for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+            if len(best) == len(want) and not gone:
+                break
+            try:
+                f = files.enter_context(safe_open(str(path), framework="pt"))
                 held = json.loads((f.metadata() or {}).get("rows", "[]"))
                 if not isinstance(held, list) or not set(fields) <= set(f.keys()):
                     continue
-                hits = [(j, want[k]) for j, k in enumerate(held) if isinstance(k, str) and k in want
-                        and want[k] not in found]
+                hits = [(j, k) for j, k in enumerate(held) if isinstance(k, str) and k in want
+                        and (k in gone or k not in best)]
                 if not hits:
                     continue
                 offsets, stamps = f.get_tensor("offsets"), f.get_tensor("stamps")
-                flat = {name: f.get_slice(name) for name in fields}
-                if not _whole_layout(held, offsets, stamps, [x.get_shape() for x in flat.values()]):
+                if not _whole_layout(held, offsets, stamps, [f.get_slice(name).get_shape() for name in fields]):
                     continue  # a slice past a field's end would come back short, not fail: pass the file over
                 offsets = offsets.tolist()
-                for j, i in hits:
-                    if now[i, 0] < 0 or torch.equal(now[i], stamps[j]):
-                        found[i] = {name: x[offsets[j]:offsets[j + 1]] for name, x in flat.items()}
-        except (SafetensorError, OSError, ValueError, KeyError, IndexError):
-            continue  # an unreadable or foreign file: its rows are encoded again
+                for j, k in hits:
+                    mtime = int(stamps[j, 1])
+                    if (k in gone and (k not in best or mtime > best[k][0])) or \
+                            (k not in gone and torch.equal(now[want[k][0]], stamps[j])):
+                        best[k] = (mtime, f, offsets[j], offsets[j + 1])
+            except (SafetensorError, OSError, ValueError, KeyError, IndexError):
+                continue  # an unreadable or foreign file: its rows are encoded again
+        found = {}
+        for k, (_, f, a, b) in best.items():
+            try:
+                got = {name: f.get_slice(name)[a:b] for name in fields}
+            except (SafetensorError, OSError):
+                continue
+            for n, i in enumerate(want[k]):
+                found[i] = got if n == 0 else {name: x.clone() for name, x in got.items()}
     return found
 
 
@@ -361,8 +384,9 @@ def _states_cache_paths(examples: Sequence[dict], folder: Path, root: Path) -> l
     seed, whose training rows come in another order, reads it), then the one keyed in the examples' own order
     (written before 2026-12-05)."""
     canonical = sorted(examples, key=_row_order)
-    return [(folder / f"{_ids_key(canonical, root)}.safetensors", canonical),
-            (folder / f"{_ids_key(examples, root)}.safetensors", list(examples))]
+    paths = [(folder / f"{_ids_key(canonical, root)}.safetensors", canonical),
+             (folder / f"{_ids_key(examples, root)}.safetensors", list(examples))]
+    return paths[:1] if paths[0][0] == paths[1][0] else paths  # examples in sorted order: one file, read once
 
 
 def states_and_units(codec, wave, sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:

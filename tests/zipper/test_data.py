@@ -122,6 +122,37 @@ def test_a_new_slice_reads_the_rows_other_caches_hold_and_encodes_only_the_rest(
     assert codec.encoded == 11
 
 
+def test_a_row_whose_audio_is_gone_is_read_from_the_cache_of_its_newest_audio(tmp_path):
+    """Two caches may hold a row from two versions of its audio (re-synthesised in between); once the audio is
+    gone (a corpus moved without it) the copy made from the newer version serves, whichever file sorts first;
+    a row that comes twice in a slice is read twice, not encoded."""
+    import time
+
+    import numpy as np
+    import soundfile as sf
+
+    from zipper.data import load_split
+
+    corpus, codec = _corpus(tmp_path, n=4), _CountingCodec()
+    folder = corpus / f"units-{codec_id(codec)}"
+    load_split(corpus, "train", codec, progress=False, keep=lambda rows: rows[:2])  # u1: 20 units
+    (old,) = folder.glob("*.safetensors")
+    time.sleep(0.01)
+    sf.write(tmp_path / "1.wav", np.zeros(16_000, dtype="float32"), 16_000)  # re-synthesised: 100 units
+    assert len(load_split(corpus, "train", codec, progress=False, keep=lambda rows: rows[1:3])[0]["units"]) == 100
+    (new,) = set(folder.glob("*.safetensors")) - {old}
+    assert old.name < new.name  # the stale copy is met first
+    (tmp_path / "1.wav").unlink()
+    assert codec.encoded == 4
+    for cut in (slice(1, 2), slice(1, 4)):
+        first = load_split(corpus, "train", codec, progress=False, keep=lambda rows, cut=cut: rows[cut])[0]
+        assert first["id"] == "u1" and len(first["units"]) == 100
+    assert codec.encoded == 5  # u3 alone, which no cache held
+    twice = load_split(corpus, "train", codec, progress=False, keep=lambda rows: [rows[2], rows[0], rows[0], rows[3]])
+    assert codec.encoded == 5 and [len(r["units"]) for r in twice] == [30, 10, 10, 40]
+    assert twice[1]["units"] is not twice[2]["units"]
+
+
 @pytest.mark.parametrize("tamper", ["rows not a list", "rows not strings", "offsets short", "offsets past the end",
                                     "offsets backwards", "stamps short", "units short", "no units"])
 @pytest.mark.parametrize("whole", [True, False])
@@ -294,8 +325,9 @@ def test_attach_states_gives_the_states_and_the_units_of_one_encoder_run(tmp_pat
 
 
 def test_attach_states_caches_the_states_beside_the_corpus(tmp_path, monkeypatch, capsys):
-    """With ``corpus``, a second call reads the very states and units of the first without the encoder; a
-    corrupt cache, other examples or a rewritten audio file run the encoder again; nothing is lost."""
+    """With ``corpus``, a second call reads the very states and units of the first without the encoder; other
+    examples read the rows a cache holds; a corrupt cache or a rewritten audio file runs the encoder again on the
+    rows no other cache holds as they are now; nothing is lost."""
     from towers.audio import save_audio
     from towers.whisper_units import WhisperUnitCodec, WhisperUnitCodecConfig
     import zipper.data
