@@ -7,6 +7,8 @@ import types
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from towers.codec_train import synthetic_babble, train_mel_unit_codec, train_tiny_codec
 from zipper.data import batches, codec_id
@@ -193,6 +195,45 @@ def test_a_tampered_cache_file_is_passed_over_not_read_short(tmp_path, tamper, w
         assert ("does not hold whole rows" in capsys.readouterr().out) == (encoded > 0 and tamper != "no units")
     assert codec.encoded == 3 + encoded
     assert [r["units"].tolist() for r in out] == [(torch.arange(10 * (i + 1)) % 7).tolist() for i in range(len(out))]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(held=st.lists(st.integers(0, 3), max_size=4), lens=st.lists(st.integers(0, 40), min_size=4, max_size=4),
+       extra_offsets=st.integers(-1, 1), extra_stamps=st.integers(-1, 1), spare_units=st.integers(-15, 15),
+       dtype=st.sampled_from([torch.long, torch.int32]), junk_rows=st.sampled_from([None, {"u0\t0.wav": 0}, [[0]]]))
+def test_reuse_never_gives_a_row_units_but_its_own_whatever_the_file_claims(tmp_path, held, lens, extra_offsets,
+                                                                            extra_stamps, spare_units, dtype,
+                                                                            junk_rows):
+    """Any header and layout a cache file may carry (hand-made, half-written by another tool): `_reuse` never
+    raises, and gives a row only a whole piece of the file, the one the file's offsets name for that row (a
+    safetensors slice past the end would come back short instead)."""
+    from safetensors.torch import save_file
+
+    from zipper.data import _audio_stamps, _reuse
+
+    corpus = tmp_path / "c"
+    if not corpus.exists():
+        corpus.mkdir()
+        _corpus(corpus, n=3)
+    folder = corpus / "units-x"
+    folder.mkdir(exist_ok=True)
+    want = [{"id": f"u{i}", "audio_filepath": str(corpus / f"{i}.wav")} for i in range(3)]
+    rows = [f"u{i}\t{i}.wav" for i in held]  # u3 is no row of the slice
+    offsets = [0, *torch.tensor(lens[:len(held)], dtype=torch.long).cumsum(0).tolist()]
+    offsets = offsets[:len(offsets) + extra_offsets] if extra_offsets < 0 else offsets + [offsets[-1]] * extra_offsets
+    stamps = _audio_stamps([want[i % 3] for i in held] + [want[0]] * max(extra_stamps, 0))
+    stamps = stamps[:len(stamps) + extra_stamps] if extra_stamps < 0 else stamps
+    units_len = max(0, offsets[-1] + spare_units) if offsets else spare_units % 7
+    save_file({"units": torch.arange(units_len, dtype=torch.long) % 7, "offsets": torch.tensor(offsets, dtype=dtype),
+               "stamps": stamps, "key": torch.zeros(1, dtype=torch.uint8)},
+              str(folder / "a.safetensors"), metadata={"rows": json.dumps(rows if junk_rows is None else junk_rows)})
+    got = _reuse(folder, want, corpus.resolve(), ["units"])
+    assert set(got) <= {0, 1, 2}
+    units = (torch.arange(units_len) % 7).tolist()
+    for i, fields in got.items():
+        pieces = [units[offsets[j]:offsets[j + 1]] for j, k in enumerate(rows) if k == f"u{i}\t{i}.wav"
+                  and j + 1 < len(offsets) and 0 <= offsets[j] <= offsets[j + 1] <= units_len]
+        assert fields["units"].tolist() in pieces
 
 
 def test_batches_resume_at_any_step_gives_the_same_stream():
