@@ -176,8 +176,8 @@ def _reuse(folder: Path, rows: Sequence[dict], root: Path, fields: Sequence[str]
     """The rows (by index) that cache files in ``folder`` hold with ``fields``, each with its cached fields: the
     same id and audio file with the stamps it has now. A row whose audio file is gone (a corpus moved without its
     audio) takes the copy made from the file's latest version (the newest mtime among the stamps stored with it), as
-    a copy of a version rewritten since may sit in another cache. Only those rows are read, not whole files. Files that do not name their rows (written before 2026-12-07) and
-    unreadable ones are passed over."""
+    a copy of a version rewritten since may sit in another cache. Only those rows are read, not whole files. Files
+    that do not name their rows (written before 2026-12-07) and unreadable ones are passed over."""
     import contextlib
 
     from safetensors import SafetensorError, safe_open
