@@ -127,11 +127,11 @@ def _read_cache(path: Path, rows: Sequence[dict], root: Path) -> dict[str, list[
     try:
         with safe_open(str(path), framework="pt") as f:
             names = set(f.keys())
-            if not {"key", "stamps", "offsets"} <= names or \
+            if not _LAYOUT <= names or \
                     bytes(f.get_tensor("key").tolist()).decode() not in (_ids_key(rows, root), _ids_key(rows)):
                 return None  # other rows, or a cache from before the audio files' stamps were kept
             stamps, offsets, fields = f.get_tensor("stamps"), f.get_tensor("offsets"), sorted(names - _LAYOUT)
-            if not _whole_layout(rows, offsets, stamps, [f.get_slice(name).get_shape() for name in fields]):
+            if not _whole_layout(len(rows), offsets, stamps, [f.get_slice(name).get_shape() for name in fields]):
                 print(f"[zipper] cache {path} does not hold whole rows: encoding again", flush=True)
                 return None
             now = _audio_stamps(rows)
@@ -164,9 +164,8 @@ def _write_cache(path: Path, rows: Sequence[dict], root: Path, **fields: list[to
                   metadata={"rows": json.dumps(_row_keys(rows, root))})
 
 
-def _whole_layout(held: Sequence, offsets: torch.Tensor, stamps: torch.Tensor, shapes: list[list[int]]) -> bool:
-    """Whether a cache file's offsets and stamps fit the rows it names and its fields' lengths."""
-    n = len(held)
+def _whole_layout(n: int, offsets: torch.Tensor, stamps: torch.Tensor, shapes: list[list[int]]) -> bool:
+    """Whether a cache file's offsets and stamps fit the ``n`` rows it holds and its fields' lengths."""
     return (offsets.dtype == torch.long and tuple(offsets.shape) == (n + 1,) and tuple(stamps.shape) == (n, 2)
             and offsets[0].item() == 0 and bool((offsets.diff() >= 0).all())
             and all(len(shape) >= 1 and shape[0] == offsets[-1].item() for shape in shapes))
@@ -202,7 +201,7 @@ def _reuse(folder: Path, rows: Sequence[dict], root: Path, fields: Sequence[str]
                 if not hits:
                     continue
                 offsets, stamps = f.get_tensor("offsets"), f.get_tensor("stamps")
-                if not _whole_layout(held, offsets, stamps, [f.get_slice(name).get_shape() for name in fields]):
+                if not _whole_layout(len(held), offsets, stamps, [f.get_slice(name).get_shape() for name in fields]):
                     continue  # a slice past a field's end would come back short, not fail: pass the file over
                 offsets = offsets.tolist()
                 for j, k in hits:
@@ -223,25 +222,37 @@ def _reuse(folder: Path, rows: Sequence[dict], root: Path, fields: Sequence[str]
     return found
 
 
-def _encode_and_cache(rows: list[dict], codec, path: Path, split: str, progress: bool, root: Path) -> list[dict]:
+def _reused_or_encoded(rows: Sequence[dict], root: Path | None, folder: Path | None, fields: Sequence[str],
+                       encode: Callable[[dict], dict[str, torch.Tensor]], progress: bool, said: str,
+                       **bar) -> list[dict[str, torch.Tensor]]:
+    """Each row's ``fields``: read from the cache files in ``folder`` that hold it (`_reuse`; none without a
+    folder), else ``encode(row)``, with a progress bar (``bar``: tqdm's arguments) over those encoded. ``said``
+    names what was read, with two ``{}`` for how many of how many rows."""
     from tqdm.auto import tqdm
 
+    got = {} if folder is None else _reuse(folder, rows, root, fields)
+    if got and progress:
+        print(f"[zipper] {said.format(len(got), len(rows))} read from other caches in {folder}", flush=True)
+    todo = [i for i in range(len(rows)) if i not in got]
+    for i in tqdm(todo, disable=not progress or not todo, **bar):
+        got[i] = encode(rows[i])
+    return [got[i] for i in range(len(rows))]
+
+
+def _encode_and_cache(rows: list[dict], codec, path: Path, split: str, progress: bool, root: Path) -> list[dict]:
     from towers.audio import load_audio
 
-    units = {i: hit["units"] for i, hit in _reuse(path.parent, rows, root, ["units"]).items()}
-    if units and progress:
-        print(f"[zipper] units of {len(units)} of {len(rows)} {split} utterances read from other caches in "
-              f"{path.parent}", flush=True)
-    todo = [i for i in range(len(rows)) if i not in units]
-    for i in tqdm(todo, desc=f"encoding {split} audio -> units", disable=not progress or not todo, unit="utt"):
-        r = rows[i]
+    def encode(r: dict) -> dict[str, torch.Tensor]:
         try:
             wave, sr = load_audio(r["audio_filepath"], target_sr=codec.sample_rate)
-            units[i] = codec.encode(wave, sr).long()
+            return {"units": codec.encode(wave, sr).long()}
         except Exception as e:  # say which row of which split (the audio errors name no file)
             e.add_note(f"while encoding {split} row {r['id']!r} ({r['audio_filepath']})")
             raise
-    units = [units[i] for i in range(len(rows))]
+
+    units = [got["units"] for got in _reused_or_encoded(rows, root, path.parent, ["units"], encode, progress,
+                                                         f"units of {{}} of {{}} {split} utterances",
+                                                         desc=f"encoding {split} audio -> units", unit="utt")]
     _write_cache(path, rows, root, units=units)
     return [dict(r, units=u) for r, u in zip(rows, units)]
 
@@ -332,14 +343,12 @@ def attach_states(examples: Sequence[dict], codec, progress: bool = True,
     examples reads those that other files there hold and encodes the rest. ``sources``, if given,
     gets that cache file (what `pack_units` sends elsewhere). Examples that all have their states already are
     returned as they are (a ``speech_states`` recipe's test rows, which `zipper.recipe.read_split` read with them)."""
-    from tqdm.auto import tqdm
-
     from towers.audio import load_audio
 
     _check_states_codec(codec)
     if examples and all("states" in ex for ex in examples):  # attached already (`zipper.recipe.read_split`)
         return list(examples)
-    path = None
+    path = root = None
     if corpus is not None and examples:
         root = Path(corpus).resolve()
         (path, canonical), *older = _states_cache_paths(examples, Path(corpus) / f"states-{codec_id(codec)}", root)
@@ -355,16 +364,16 @@ def attach_states(examples: Sequence[dict], codec, progress: bool = True,
                         for ex, i in ((ex, at[_row_order(ex)]) for ex in examples)]
         if sources is not None:
             sources.append(path)
-    got = {} if path is None else _reuse(path.parent, examples, root, ["states", "units"])
-    if got and progress:
-        print(f"[zipper] encoder states of {len(got)} of {len(examples)} utterances read from other caches in "
-              f"{path.parent}", flush=True)
-    todo = [i for i in range(len(examples)) if i not in got]
-    for i in tqdm(todo, desc="whisper encoder states", disable=not progress or not todo, mininterval=10):
-        states, units = states_and_units(codec, *load_audio(examples[i]["audio_filepath"],
-                                                            target_sr=codec.sample_rate, max_seconds=None))
-        got[i] = {"states": states.half(), "units": units}
-    out = [{**ex, **got[i]} for i, ex in enumerate(examples)]
+
+    def encode(ex: dict) -> dict[str, torch.Tensor]:
+        states, units = states_and_units(codec, *load_audio(ex["audio_filepath"], target_sr=codec.sample_rate,
+                                                            max_seconds=None))
+        return {"states": states.half(), "units": units}
+
+    got = _reused_or_encoded(examples, root, None if path is None else path.parent, ["states", "units"], encode,
+                             progress, "encoder states of {} of {} utterances", desc="whisper encoder states",
+                             mininterval=10)
+    out = [{**ex, **fields} for ex, fields in zip(examples, got)]
     if path is not None:
         rows = sorted(out, key=_row_order)
         try:
