@@ -217,8 +217,8 @@ def test_gemma3_gguf_is_assembled_through_a_temporary_and_again_when_damaged(tmp
 
     from towers.registry import assembled_gguf
 
-    target = tmp_path / "cache" / package.MODEL_NAME
-    monkeypatch.setattr(package, "default_output_path", lambda: (target.parent.mkdir(exist_ok=True), target)[1])
+    target = tmp_path / package.MODEL_NAME
+    monkeypatch.setattr(package, "default_output_path", lambda: target)
     assert assembled_gguf(package) == target and list(target.parent.iterdir()) == [target]
     whole = target.stat().st_size
     with open(target, "r+b") as f:  # as an interrupted copy leaves it
