@@ -18,7 +18,7 @@ _LAZY = {
     "SpeechCodec": "towers.codec", "load_default_codec": "towers.codec", "CodecFormatError": "towers.codec",
     "WhisperJudge": "towers.judges", "PocketsphinxJudge": "towers.judges", "wer": "towers.scoring",
     "cer": "towers.scoring", "normalize_text": "towers.scoring",
-    "build_corpus": "towers.corpus", "read_manifest": "towers.corpus",
+    "build_corpus": "towers.corpus", "read_manifest": "towers.corpus", "import_corpus": "towers.corpus_import",
 }
 
 __all__ = ["DECODER_LAYERS", "Tower", "TowerError", "UnitTokenizer", "list_towers", "load_tower",

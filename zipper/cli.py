@@ -178,6 +178,9 @@ def cmd_eval(a) -> int:
                                   **{f"fusion_{k}": v for k, v in _fusion_weights(a).items()})
     if a.eval_utts:
         cfg = dataclasses.replace(cfg, eval_utts=a.eval_utts)
+    if a.corpus and not (Path(a.corpus) / "test.jsonl").is_file():  # before loading the model
+        raise ValueError(f"--corpus {a.corpus} has no test.jsonl (make one from your recordings with `zipper data "
+                         "import --folder DIR --split test --out CORPUS`)")
     model_dir = Path(a.model or Path(cfg.out) / "model")
     record = model_dir.parent / "results.json"  # the training run's, which --results-md completes
     md = None if a.results_md is None else RESULTS_MD if a.results_md is True else Path(a.results_md)
@@ -192,12 +195,13 @@ def cmd_eval(a) -> int:
 
         quantize_text_decoder(model)
     codec = _load_model_codec(str(model_dir), default=cfg.codec)
-    test = read_split(cfg, Path(cfg.corpus), "test", codec, splits_used(cfg)["test"])  # a speech_states recipe's: states
+    test_corpus = Path(a.corpus or cfg.corpus)
+    test = read_split(cfg, test_corpus, "test", codec, splits_used(cfg)["test"])  # a speech_states recipe's: states
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     commit = git_hash()  # the code that tests, not a commit made while it ran
-    hyps = _eval_hyps_dir(model_dir, trained, cfg, a.config, int8=a.int8)
+    hyps = _eval_hyps_dir(model_dir, trained, cfg, a.config, int8=a.int8, corpus=a.corpus)
     # int8 numbers are named so (test_asr_fusion_int8): in the row, and beside the fp32 ones in results.json
-    results = test_metrics(model, cfg, test, codec, hyps_dir=hyps, tag="_int8" if a.int8 else "")
+    results = test_metrics(model, cfg, test, codec, hyps_dir=hyps, tag="_int8" if a.int8 else "", test_corpus=test_corpus)
     print(json.dumps(results, indent=2))
     if md is not None:
         run = json.loads(record.read_text())
@@ -205,6 +209,7 @@ def cmd_eval(a) -> int:
                             *(["--beams", *map(str, a.beams)] if a.beams else []), *(["--fusion"] if a.fusion else []),
                             *(["--fusion-beam", str(a.fusion_beam)] if a.fusion_beam else []),
                             *(["--eval-utts", str(a.eval_utts)] if a.eval_utts else []),
+                            *(["--corpus", a.corpus] if a.corpus else []),
                             *(["--int8"] if a.int8 else []),
                             *[f"--fusion-{k} {_number(v)}" for k, v in _fusion_weights(a).items()], "--results-md",
                             *([] if a.results_md is True else [a.results_md])])
@@ -224,11 +229,11 @@ def cmd_eval(a) -> int:
 _HYPS_SETTINGS = ("eval_utts", "fusion_beam", "fusion_alpha", "fusion_beta")
 
 
-def _eval_hyps_dir(model_dir: Path, trained, cfg, config: str, int8: bool = False) -> Path:
+def _eval_hyps_dir(model_dir: Path, trained, cfg, config: str, int8: bool = False, corpus: str | None = None) -> Path:
     """Where `zipper eval` writes each utterance's hypotheses: ``<run>/hyps/<model dir name>`` (as the training
     run's test), in a subfolder named by the settings that differ from the config's (``eval-utts100``,
     ``fusion-beam64_fusion-alpha0.5``, ``int8``), so that an evaluation with other settings keeps the files of the
-    first.
+    first; a test on another corpus (``--corpus``) is named by that corpus's folder first (``corpus-librivox``).
     A model of another run than the config's ``out`` (``--model``) may be tested with several configs (their
     corpora give other test rows and known words), so its files go to a subfolder named by the config file first
     (``hyps/model/asr_base/eval-utts100``)."""
@@ -236,6 +241,8 @@ def _eval_hyps_dir(model_dir: Path, trained, cfg, config: str, int8: bool = Fals
 
     changed = [f"{name.replace('_', '-')}{_number(getattr(cfg, name))}" for name in _HYPS_SETTINGS
                if getattr(cfg, name) != getattr(trained, name)] + (["int8"] if int8 else [])
+    if corpus:
+        changed.insert(0, f"corpus-{Path(corpus).resolve().name}")
     own = hyps_dir_of(model_dir)  # the training run's test writes here
     if model_dir.resolve().parent != Path(cfg.out).resolve():
         own = own / Path(config).stem
@@ -258,6 +265,12 @@ def cmd_data_build(a) -> int:
     from towers.corpus import run_build
 
     return run_build(a)
+
+
+def cmd_data_import(a) -> int:
+    from towers.corpus_import import run_import
+
+    return run_import(a)
 
 
 def cmd_data_pack(a) -> int:
@@ -420,6 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "fusion_beta)")
     ev.add_argument("--eval-utts", type=_positive_int, metavar="N",
                     help="test on the first N held-out test utterances (default: the config's eval_utts)")
+    ev.add_argument("--corpus", help="test on this corpus's test split (its first --eval-utts rows) instead of the "
+                                     "config's, e.g. your recordings imported by `zipper data import --split test`; "
+                                     "the fused search's known words stay the config corpus's training text")
     ev.add_argument("--int8", action="store_true",
                     help="run the text decoder's linear layers in int8 (CPU), as `zipper transcribe --int8`: its "
                          "metrics are named so (test_asr_fusion_int8) and its hypotheses go to a subfolder named so "
@@ -450,6 +466,12 @@ def build_parser() -> argparse.ArgumentParser:
     b = dsub.add_parser("build", help="build, resume or verify an offline paired speech/text corpus")
     add_build_arguments(b)  # the same options as `python -m towers.corpus build`
     b.set_defaults(fn=cmd_data_build)
+    from towers.corpus_import import add_import_arguments
+
+    im = dsub.add_parser("import", help="your own recordings and transcripts as a corpus the recipes read (16 kHz "
+                                        "WAV, held-out test and dev speakers)")
+    add_import_arguments(im)
+    im.set_defaults(fn=cmd_data_import)
     pk = dsub.add_parser("pack", help="the manifests and unit caches some recipes read, as one .tar.xz for a "
                                       "machine without the audio (e.g. a GPU machine)")
     pk.add_argument("configs", nargs="+", help="recipe JSONs (their corpus, codec and the rows they use)")

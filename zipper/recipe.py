@@ -551,16 +551,16 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
 
 
 def test_metrics(model, cfg: RecipeConfig, test: list[dict], codec, hyps_dir: Path | None = None,
-                 tag: str = "") -> dict:
+                 tag: str = "", test_corpus: str | Path | None = None) -> dict:
     """The held-out test of a trained zip or single decoder: ASR (greedy, beams, fusion), TTS (judged), each
     metric's name ending in ``tag`` (``test_asr_fusion_int8``). With ``hyps_dir``, every utterance's hypothesis is
-    written there too (`write_hyps`)."""
+    written there too (`write_hyps`). ``test_corpus``: where ``test`` came from, if not ``cfg.corpus``."""
     from zipper.tasks import tts_metrics
 
     metrics: dict = {}
     keep = hyps_dir is not None
     if cfg.task in ("asr", "joint"):
-        metrics.update(asr_evaluation(model, cfg, test, codec, utts=keep))
+        metrics.update(asr_evaluation(model, cfg, test, codec, utts=keep, test_corpus=test_corpus))
     if cfg.task in ("tts", "joint"):
         from towers.judges import MosJudge, WhisperJudge
 
@@ -595,15 +595,18 @@ def write_hyps(metrics: dict, out: Path) -> list[Path]:
     return paths
 
 
-def asr_evaluation(model, cfg: RecipeConfig, test: list[dict], codec, utts: bool = False) -> dict:
+def asr_evaluation(model, cfg: RecipeConfig, test: list[dict], codec, utts: bool = False,
+                   test_corpus: str | Path | None = None) -> dict:
     """The held-out test utterances at each of ``eval_beams``, the LibriVox clips (``eval_real_speech``), and
-    with ``eval_fusion`` both again by CTC prefix beam search + decoder word scores (zipper/ctc_beam.py)."""
+    with ``eval_fusion`` both again by CTC prefix beam search + decoder word scores (zipper/ctc_beam.py). The
+    search's known words are those of ``cfg.corpus``'s training text even when ``test`` is another corpus's
+    (``test_corpus``, where its encoder states are cached)."""
     from zipper.data import attach_states, corpus_words, librivox_examples, reads_states
     from zipper.tasks import asr_metrics
 
     metrics = {}
     if reads_states(model):  # a zip with feature input (zipper/features.py) reads the encoder states too
-        test = attach_states(test, codec, corpus=cfg.corpus)  # cached there: the next eval reads them
+        test = attach_states(test, codec, corpus=test_corpus or cfg.corpus)  # cached there: the next eval reads them
     for beams in cfg.eval_beams if cfg.model == "zipper" else [1]:
         metrics[f"test_asr_beam{beams}"] = asr_metrics(model, test, num_beams=beams, show=3, utts=utts)
     real = librivox_examples(codec) if cfg.eval_real_speech else []

@@ -567,6 +567,42 @@ def test_untested_training_is_tested_later_by_eval_with_its_row(world, monkeypat
     assert "results.json" in capsys.readouterr().err and md.read_text().splitlines()[-1] == row
 
 
+def test_a_recipe_trains_on_an_imported_corpus_and_eval_tests_on_another_as_on_its_own(world, capsys, tmp_path):
+    """`zipper data import` gives a corpus a recipe trains on as on a built one (a Common Voice style TSV of the
+    tiny corpus's recordings); `zipper eval --corpus` tests on another imported corpus (a folder of test
+    recordings with .txt transcripts) and hears exactly what it hears from the same recordings in its own."""
+    import shutil
+
+    from towers.corpus import read_manifest
+
+    root, base, _ = world
+    lines = ["path\tsentence\tclient_id\tsplit"]
+    for split, n in (("train", 8), ("dev", 2), ("test", 2)):
+        lines += [f"{r['audio_filepath']}\t{r['text']}\t{r['speaker']}\t{split}"
+                  for r in read_manifest(root / "corpus" / f"{split}.jsonl")[:n]]
+    (tmp_path / "mine.tsv").write_text("\n".join(lines) + "\n")
+    mine = tmp_path / "mine"
+    assert cli(["data", "import", "--manifest", str(tmp_path / "mine.tsv"), "--out", str(mine), "--no-progress"]) == 0
+    cfg = write_config(root, "imported", task="asr", steps=2, **{**base, "corpus": str(mine)})
+    res = run(RecipeConfig.from_json(cfg), results_md=None)
+    assert res["train_utts"] == 8 and res["metrics"]["test_asr_beam1"]["n_utts"] == 2
+    folder = tmp_path / "recordings"  # the same two test recordings, as a user's folder
+    folder.mkdir()
+    for r in read_manifest(mine / "test.jsonl"):
+        shutil.copy(r["audio_filepath"], folder / f"{r['id']}.wav")
+        (folder / f"{r['id']}.txt").write_text(r["text"])
+    assert cli(["data", "import", "--folder", str(folder), "--split", "test", "--out", str(tmp_path / "theirs"),
+                "--no-progress"]) == 0
+    capsys.readouterr()
+    assert cli(["eval", str(cfg), "--corpus", str(tmp_path / "theirs")]) == 0
+    hyps = root / "imported" / "hyps" / "model"
+    own = [json.loads(x) for x in (hyps / "test_asr_beam1.jsonl").read_text().splitlines()]
+    other = [json.loads(x) for x in (hyps / "corpus-theirs" / "test_asr_beam1.jsonl").read_text().splitlines()]
+    assert [(u["id"], u["ref"], u["hyp"]) for u in other] == [(u["id"], u["ref"], u["hyp"]) for u in own]
+    assert cli(["eval", str(cfg), "--corpus", str(tmp_path / "nowhere")]) == 2
+    assert "has no test.jsonl" in capsys.readouterr().err
+
+
 def test_single_decoder_baseline_recipe(world):
     root, base, _ = world
     res = run(RecipeConfig(task="asr", model="single_decoder", out=str(root / "single"), steps=2, **base),

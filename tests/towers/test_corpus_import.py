@@ -1,0 +1,184 @@
+"""`zipper data import`: real recordings (the LibriVox clips of pocketsphinx-testdata) laid out as a user's
+corpus would be, imported into the layout the recipes read; held-out speakers, bad files skipped with their
+reason, sources untouched, an existing corpus replaced only whole."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from towers.audio import load_audio
+from towers.corpus import read_manifest
+from towers.corpus_import import (
+    CorpusImportError,
+    assign_splits,
+    import_corpus,
+    read_folder_sources,
+    read_manifest_sources,
+)
+from zipper.cli import main as cli
+from zipper.data import LIBRIVOX, librivox_examples
+
+pytestmark = pytest.mark.skipif(not (LIBRIVOX / "transcription").exists(), reason="pocketsphinx-testdata missing")
+
+
+@pytest.fixture(scope="module")
+def clips():
+    """The 5 real LibriVox clips (16 kHz mono) with their transcripts: [(wave, text)]."""
+    return [(load_audio(r["audio_filepath"])[0], r["text"]) for r in librivox_examples(None)]
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def librispeech_tree(root: Path, clips, speakers: int = 4) -> Path:
+    """A LibriSpeech-like folder: dev-clean/<speaker>/<chapter>/<speaker>-<chapter>-<n>.flac + one *.trans.txt per
+    chapter."""
+    for s in range(speakers):
+        chapter = root / "dev-clean" / f"{100 + s}" / "7"
+        chapter.mkdir(parents=True)
+        lines = []
+        for n, (wave, text) in enumerate(clips):
+            utt = f"{100 + s}-7-{n:04d}"
+            sf.write(chapter / f"{utt}.flac", wave, 16_000)
+            lines.append(f"{utt} {text.upper()}")
+        (chapter / f"{100 + s}-7.trans.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_a_librispeech_folder_imports_with_whole_speakers_held_out_and_bad_files_skipped(tmp_path, clips):
+    src = librispeech_tree(tmp_path / "src", clips, speakers=4)
+    odd = src / "odd"  # a fifth speaker's recordings: each a way to go wrong, or a format to convert
+    odd.mkdir()
+    wave, text = clips[1]
+    stereo_8k = np.stack([wave[::2], wave[::2]], axis=1)  # 8 kHz, two channels
+    sf.write(odd / "stereo8k.wav", stereo_8k, 8_000)
+    (odd / "stereo8k.txt").write_text(text + "\n")
+    sf.write(odd / "nan.wav", np.full(1600, np.nan, dtype=np.float32), 16_000, subtype="FLOAT")
+    (odd / "nan.txt").write_text("not a number")
+    (odd / "corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt garbage")
+    (odd / "corrupt.txt").write_text("broken file")
+    sf.write(odd / "blank.wav", wave, 16_000)
+    (odd / "blank.txt").write_text("   \n")
+    sf.write(odd / "untranscribed.wav", wave, 16_000)  # no transcript: unpaired speech
+    before = digest(src)
+
+    rows = read_folder_sources(src)
+    assert len(rows) == 4 * 5 + 5
+    notes = assign_splits(rows, held_out=0.4, seed=0)
+    assert notes == []
+    info = import_corpus(tmp_path / "corpus", rows, unpaired_text=["One sentence.", "", "Another  one."],
+                         progress=False)
+    out = tmp_path / "corpus"
+    assert digest(src) == before  # the sources are read, never changed
+    assert not list(tmp_path.glob(".corpus.*"))  # no temporary left
+    splits = {s: read_manifest(out / f"{s}.jsonl") for s in ("train", "dev", "test", "unpaired_speech")}
+    speakers = {s: {r["speaker"] for r in rs} for s, rs in splits.items()}
+    # whole speakers: no test or dev speaker in training, each held-out split about 20% of the utterances
+    assert speakers["test"] and speakers["dev"] and speakers["train"]
+    assert not speakers["test"] & speakers["train"] and not speakers["dev"] & speakers["train"]
+    assert not speakers["test"] & speakers["dev"]
+    assert {r["error"].split()[0] for r in info["failed"]} >= {"empty"} and len(info["failed"]) == 3
+    failed = {Path(f["audio"]).name: f["error"] for f in info["failed"]}
+    assert set(failed) == {"nan.wav", "corrupt.wav", "blank.wav"}
+    assert "non-finite" in failed["nan.wav"].lower() or "nan" in failed["nan.wav"].lower()
+    assert failed["blank.wav"] == "empty transcript"
+    assert [r["id"] for r in splits["unpaired_speech"]] == ["untranscribed"] and "text" not in splits["unpaired_speech"][0]
+    paired = [r for s in ("train", "dev", "test") for r in splits[s]]
+    assert len(paired) == 4 * 5 + 1
+    by_id = {r["id"]: r for r in paired}
+    assert by_id["100-7-0001"]["text"] == clips[1][1].upper()
+    for r in paired:  # every file 16 kHz mono, its duration as written
+        data, sr = sf.read(r["audio_filepath"])
+        assert sr == 16_000 and data.ndim == 1 and abs(len(data) / sr - r["duration"]) < 1e-3
+    assert set().union(*speakers.values()) == {"100", "101", "102", "103", "odd"}  # LibriSpeech ids name speakers
+    original = load_audio(src / "dev-clean" / "100" / "7" / "100-7-0000.flac")[0]
+    copied = load_audio(by_id["100-7-0000"]["audio_filepath"])[0]
+    assert np.array_equal(original, copied)  # 16 kHz PCM-16 in, the same samples out
+    assert by_id["stereo8k"]["duration"] == pytest.approx(len(wave[::2]) / 8_000, abs=1e-3)
+    assert info["count_by_split"] == {**{s: len(rs) for s, rs in splits.items()}, "unpaired_text": 2}
+    assert json.loads((out / "corpus.json").read_text()) == info
+    assert [json.loads(x)["text"] for x in (out / "unpaired_text.jsonl").read_text().splitlines()] == \
+        ["One sentence.", "Another one."]
+
+
+def test_a_manifest_in_common_voice_form_and_named_speakers(tmp_path, clips):
+    audio = tmp_path / "clips"
+    audio.mkdir()
+    lines = ["client_id\tpath\tsentence"]
+    for s in ("ann", "bob", "cyd"):
+        for n, (wave, text) in enumerate(clips[:3]):
+            sf.write(audio / f"{s}{n}.mp3", wave, 16_000)
+            lines.append(f"{s}\t{s}{n}.mp3\t{text}")
+    (tmp_path / "validated.tsv").write_text("\n".join(lines) + "\n")
+    rows = read_manifest_sources(tmp_path / "validated.tsv", audio_root=audio)
+    assert assign_splits(rows, test_speakers=["cyd"], dev_speakers=["bob"]) == []
+    info = import_corpus(tmp_path / "c", rows, progress=False)
+    assert info["speakers"]["test"] == ["cyd"] and info["speakers"]["dev"] == ["bob"] and info["speakers"]["train"] == ["ann"]
+    assert info["count_by_split"]["train"] == 3 and not info["failed"]
+    for kwargs, message in [({"test_speakers": ["zed"]}, "held-out speakers"),
+                            ({"test_speakers": ["ann"], "dev_speakers": ["ann"]}, "both in test and dev"),
+                            ({"split": "eval"}, "--split must be one of")]:
+        with pytest.raises(CorpusImportError, match=message):
+            assign_splits(read_manifest_sources(tmp_path / "validated.tsv", audio_root=audio), **kwargs)
+    (tmp_path / "bad.csv").write_text("file_name,text\nx.wav,hello\n")
+    with pytest.raises(CorpusImportError, match="no audio column"):
+        read_manifest_sources(tmp_path / "bad.csv")
+
+
+def test_one_speaker_is_split_by_utterance_with_a_warning_and_a_split_column_is_kept(tmp_path, clips):
+    rows = [{"audio": f"/x/{n}.wav", "text": "t", "speaker": "solo", "id": str(n), "split": None} for n in range(20)]
+    notes = assign_splits(rows, held_out=0.2)
+    assert len(notes) == 1 and "also training voices" in notes[0]
+    assert [r["split"] for r in rows].count("test") == 2 and [r["split"] for r in rows].count("dev") == 2
+    manifest = tmp_path / "m.jsonl"
+    sf.write(tmp_path / "a.wav", clips[0][0], 16_000)
+    manifest.write_text(json.dumps({"audio_filepath": "a.wav", "text": clips[0][1], "split": "test"}) + "\n")
+    rows = read_manifest_sources(manifest)
+    assign_splits(rows)
+    assert import_corpus(tmp_path / "c", rows, progress=False)["count_by_split"]["test"] == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 40), min_size=3, max_size=12), st.floats(0.01, 0.9), st.integers(0, 5))
+def test_drawn_held_out_speakers_are_whole_disjoint_and_leave_training_speakers(counts, held_out, seed):
+    rows = [{"audio": f"/a/{s}-{n}.wav", "text": "t", "speaker": f"s{s}", "id": f"{s}-{n}", "split": None}
+            for s, c in enumerate(counts) for n in range(c)]
+    assign_splits(rows, held_out=held_out, seed=seed)
+    split_of = {}
+    for r in rows:
+        assert split_of.setdefault(r["speaker"], r["split"]) == r["split"]  # a speaker is in one split only
+    assert set(split_of.values()) == {"train", "dev", "test"}
+
+
+def test_an_existing_corpus_is_replaced_only_whole_and_only_when_asked(tmp_path, clips, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    sf.write(src / "a.wav", clips[0][0], 16_000)
+    (src / "a.txt").write_text(clips[0][1])
+    out = tmp_path / "corpus"
+    assert cli(["data", "import", "--folder", str(src), "--split", "test", "--out", str(out), "--no-progress"]) == 0
+    assert "test" in capsys.readouterr().out
+    kept = digest(out)
+    assert cli(["data", "import", "--folder", str(src), "--out", str(out), "--no-progress"]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    (src / "a.txt").write_text(" ")  # now nothing is usable: the old corpus stays as it was
+    assert cli(["data", "import", "--folder", str(src), "--split", "test", "--out", str(out), "--overwrite"]) == 2
+    assert "no recording with a transcript could be imported" in capsys.readouterr().err
+    assert digest(out) == kept and not list(tmp_path.glob(".corpus.*"))
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "mine.txt").write_text("keep me")
+    (src / "a.txt").write_text(clips[0][1])
+    assert cli(["data", "import", "--folder", str(src), "--split", "test", "--out", str(other), "--overwrite"]) == 2
+    assert "not a corpus" in capsys.readouterr().err and (other / "mine.txt").read_text() == "keep me"
+    assert cli(["data", "import", "--folder", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
+    assert "does not exist" in capsys.readouterr().err
