@@ -325,6 +325,7 @@ def run(cfg: RecipeConfig, results_md: Path | None = RESULTS_MD) -> dict:
             raise ConfigError(f"speech_states needs a codec over Whisper encoder states (whisper_kmeans, e.g. "
                               f"'whisper-proj-joe'); {cfg.codec!r} is a {type(codec).__name__}")
         corpus = ensure_corpus(cfg)
+        check_splits(cfg, corpus)  # before any audio is encoded
         splits = {name: read_split(cfg, corpus, name, codec, keep, progress=state.is_main_process)
                   for name, keep in splits_used(cfg, training=True).items()}
     started, commit = datetime.datetime.now(datetime.timezone.utc), git_hash()  # the code this run imports
@@ -366,6 +367,28 @@ def check_references(cfg: RecipeConfig) -> None:
                     f" Registered towers: {', '.join(registry.list_towers())}.")
             raise ConfigError(f"{name} {ref!r} is neither a tower (a directory with a config.json or a .gguf, or a "
                               f".gguf file) nor a registered name.{hint}")
+
+
+def check_splits(cfg: RecipeConfig, corpus: Path) -> None:
+    """Each split the recipe reads has rows (after its ``keep``), else a ConfigError naming it: a corpus made by
+    ``zipper data import --split test`` tests a trained zip, it trains none. The pretraining splits count together."""
+    from towers.corpus import read_manifest
+
+    used = splits_used(cfg, training=True)
+    together = (set(cfg.pretrain_speech_splits) if cfg.task == "pretrain_speech" else
+                {"train", "unpaired_text"} if cfg.task == "adapt_text" else set())
+    counts = {}
+    for name, keep in used.items():
+        path = corpus / f"{name}.jsonl"
+        rows = read_manifest(path, absolute=False) if path.is_file() else []
+        counts[name] = len(keep(rows) if keep and rows else rows)  # (a 1% subset of no rows is an error of its own)
+    empty = [n for n in counts if not counts[n] and n not in together]
+    if together and not sum(counts[n] for n in together):
+        empty.append(" + ".join(sorted(together)))
+    if empty:
+        raise ConfigError(f"corpus {corpus}: no {', no '.join(empty)} utterances, which this {cfg.task} recipe reads "
+                          "(train: to train, dev: to evaluate, test: to test; `zipper data import` holds out dev and "
+                          "test speakers unless --split or --held-out 0 is given)")
 
 
 def data_settings(cfg: RecipeConfig) -> dict:

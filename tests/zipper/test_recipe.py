@@ -601,6 +601,9 @@ def test_a_recipe_trains_on_an_imported_corpus_and_eval_tests_on_another_as_on_i
     assert [(u["id"], u["ref"], u["hyp"]) for u in other] == [(u["id"], u["ref"], u["hyp"]) for u in own]
     assert cli(["eval", str(cfg), "--corpus", str(tmp_path / "nowhere")]) == 2
     assert "has no test.jsonl" in capsys.readouterr().err
+    test_only = write_config(root, "test_only", task="asr", steps=2, **{**base, "corpus": str(tmp_path / "theirs")})
+    assert cli(["train", str(test_only), "--results-md", "none"]) == 2  # a test set trains nothing: said at once
+    assert "no train, no dev utterances" in capsys.readouterr().err and not (root / "test_only" / "checkpoints").exists()
 
 
 def test_single_decoder_baseline_recipe(world):
