@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -74,7 +75,10 @@ def read_manifest_sources(path: str | os.PathLike, audio_root: str | os.PathLike
     if not path.is_file():
         raise FileNotFoundError(f"manifest {path} does not exist")
     root = Path(audio_root) if audio_root is not None else path.parent
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise CorpusImportError(f"manifest {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
     if path.suffix.lower() in (".jsonl", ".json"):
         rows = []
         for n, line in enumerate(text.splitlines(), 1):
@@ -87,7 +91,8 @@ def read_manifest_sources(path: str | os.PathLike, audio_root: str | os.PathLike
                     raise CorpusImportError(f"{path}:{n}: not a JSON object")
                 rows.append(row)
     else:
-        rows = list(csv.DictReader(text.splitlines(), delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
+        # a quoted field may hold a newline: the csv module reads the text whole, not its lines
+        rows = list(csv.DictReader(io.StringIO(text), delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
     if not rows:
         raise CorpusImportError(f"manifest {path} lists no recordings")
     audio_key, text_key = _pick(rows[0], AUDIO_KEYS), _pick(rows[0], TEXT_KEYS)
@@ -224,8 +229,10 @@ def import_corpus(out: str | os.PathLike, rows: list[dict], unpaired_text: Seque
                 failed.append({"audio": r["audio"], "error": "empty transcript"})
                 continue
             try:
+                if not r["audio"] or not Path(r["audio"]).is_file():
+                    raise AudioError(f"{r['audio'] or 'an empty audio path'}: no such file")
                 wave, sr = load_audio(r["audio"], target_sr=DEFAULT_SR, max_seconds=max_seconds)
-            except AudioError as e:
+            except (AudioError, OSError) as e:  # this recording is skipped, the others imported
                 failed.append({"audio": r["audio"], "error": str(e)})
                 continue
             speaker = _safe(r["speaker"] or "unknown")
@@ -244,7 +251,10 @@ def import_corpus(out: str | os.PathLike, rows: list[dict], unpaired_text: Seque
                                           "augment": None, "id": uid, "source": r["audio"]})
         if not any(manifests[s] for s in ("train", "dev", "test")):
             why = f"; {len(failed)} failed, e.g. {failed[0]['audio']}: {failed[0]['error']}" if failed else ""
-            raise CorpusImportError(f"no recording with a transcript could be imported{why}")
+            raise CorpusImportError(
+                f"no recording with a transcript could be imported{why} (a manifest's text column is one of "
+                f"{', '.join(TEXT_KEYS)}; a folder's transcripts are .txt / .lab files beside the recordings, "
+                "*.trans.txt or *transcription files)")
         tmp.mkdir(parents=True, exist_ok=True)
         for split, split_rows in manifests.items():
             (tmp / f"{split}.jsonl").write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in split_rows))

@@ -3,8 +3,10 @@ corpus would be, imported into the layout the recipes read; held-out speakers, b
 reason, sources untouched, an existing corpus replaced only whole."""
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -182,3 +184,39 @@ def test_an_existing_corpus_is_replaced_only_whole_and_only_when_asked(tmp_path,
     assert "not a corpus" in capsys.readouterr().err and (other / "mine.txt").read_text() == "keep me"
     assert cli(["data", "import", "--folder", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["good.wav", "missing.wav", "", "folder", "corrupt.wav", "stereo.flac"]),
+                          st.one_of(st.none(), st.text(max_size=30))), min_size=1, max_size=8))
+def test_every_listed_recording_is_imported_or_named_with_its_reason(tmp_path_factory, clips, listed):
+    """Whatever a manifest lists (missing, empty or folder paths, corrupt files, blank or odd text), the import
+    either writes a corpus in which each row is a manifest row or a `failed` entry, or refuses with one
+    CorpusImportError and writes nothing."""
+    tmp = tmp_path_factory.mktemp("listed")
+    sf.write(tmp / "good.wav", clips[4][0], 16_000)
+    sf.write(tmp / "stereo.flac", np.stack([clips[4][0]] * 2, axis=1), 16_000)
+    (tmp / "corrupt.wav").write_bytes(b"RIFF....WAVEdata")
+    (tmp / "folder").mkdir()
+    manifest = tmp / "list.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["audio", "text", "speaker", "id"])
+        for n, (audio, text) in enumerate(listed):
+            w.writerow([audio, "" if text is None else text, f"s{n % 3}", f"u{n}"])
+    rows = read_manifest_sources(manifest)
+    assert [r["text"] for r in rows] == ["" if t is None else t for _, t in listed]  # newlines in quotes kept
+    assign_splits(rows, split="train")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the stereo file's downmix
+            info = import_corpus(tmp / "corpus", rows, progress=False)
+    except CorpusImportError as e:
+        assert "no recording with a transcript could be imported" in str(e)
+        assert not (tmp / "corpus").exists() and not list(tmp.glob(".corpus.*"))
+        return
+    written = [r for s in ("train", "dev", "test", "unpaired_speech") for r in read_manifest(tmp / "corpus" / f"{s}.jsonl")]
+    assert len(written) + len(info["failed"]) == len(listed)
+    for r in written:
+        n = int(r["id"][1:])
+        assert listed[n][0] in ("good.wav", "stereo.flac") and r["text"] == " ".join(listed[n][1].split())
