@@ -57,6 +57,11 @@ class RecipeConfig:
     text_tower: str = "smollm2-135m"
     speech_tower: str = "runs/speech-tower"  # read by asr/tts/joint, written by pretrain_speech
     speech_tower_size: str = "tiny"  # pretrain_speech: tiny | small | base
+    # asr / tts / joint: a trained zip's model directory (a recipe's <out>/model) whose weights this run starts
+    # from instead of closed gates: it fine-tunes that zip on this corpus (e.g. your recordings, `zipper data
+    # import`). It must be the zip this config builds (its settings and towers' sizes; the text tower may be
+    # another of the same sizes) over this config's codec. "" = a new zip.
+    init_model: str = ""
     # adapt_text: also the perplexity of this corpus's test sentences, before and after (what adapting the text
     # tower to the corpus's domain costs outside it); "" = none
     reference_corpus: str = ""
@@ -199,6 +204,9 @@ class RecipeConfig:
         if self.speech_states and (self.model != "zipper" or self.task not in ("asr", "joint")):
             raise ConfigError("speech_states feeds the encoder states to the zip's speech tower as ASR's source: it "
                               f"needs model 'zipper' and task 'asr' or 'joint', got {self.model!r}, {self.task!r}")
+        if self.init_model and (self.model != "zipper" or self.task in ("pretrain_speech", "adapt_text")):
+            raise ConfigError(f"init_model starts an asr, tts or joint zip from a trained one; this is a {self.model} "
+                              f"{self.task} recipe")
         if self.guided_attention and self.model != "zipper":
             raise ConfigError("guided_attention needs model 'zipper' (the single decoder has no cross-attention)")
         empty = [k for k in ("out", "corpus", "codec", "text_tower", "speech_tower") if not getattr(self, k)]
@@ -357,6 +365,8 @@ def check_references(cfg: RecipeConfig) -> None:
                           "directory (holding codec.safetensors)")
     if cfg.task == "pretrain_speech":
         return  # writes the speech tower, reads no tower
+    if cfg.init_model and not (Path(cfg.init_model) / "zipper_config.json").is_file():
+        raise ConfigError(f"init_model {cfg.init_model!r} is not a trained zip's model directory (no zipper_config.json)")
     if cfg.reference_corpus and not (Path(cfg.reference_corpus) / "test.jsonl").is_file():
         raise ConfigError(f"reference_corpus {cfg.reference_corpus!r} has no test.jsonl (build it with zipper data build)")
     towers = [("text_tower", cfg.text_tower)] + ([] if cfg.task == "adapt_text" else [("speech_tower", cfg.speech_tower)])
@@ -398,7 +408,8 @@ def data_settings(cfg: RecipeConfig) -> dict:
         return {"max_units": cfg.max_units}
     if cfg.task == "pretrain_speech":
         return {"pretrain_speech_splits": cfg.pretrain_speech_splits, "max_units": cfg.max_units}
-    return {"data_fraction": cfg.data_fraction, "max_units": cfg.max_units, "voice_prompt": cfg.voice_prompt}
+    return {"data_fraction": cfg.data_fraction, "max_units": cfg.max_units, "voice_prompt": cfg.voice_prompt,
+            **({"init_model": cfg.init_model} if cfg.init_model else {})}  # (absent before init_model existed)
 
 
 def splits_used(cfg: RecipeConfig, training: bool = False) -> dict[str, Callable[[list[dict]], list[dict]] | None]:
@@ -525,6 +536,8 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
         model = SingleDecoder(text, codec.vocab_size, text_prefix_ids(cfg, text))
     else:
         model = build_zip(cfg, load_tower(cfg.speech_tower, modality="speech"), text)
+        if cfg.init_model:
+            start_from(model, Path(cfg.init_model), codec)
     counts = model.parameter_counts()
     print(f"[zipper] trainable {counts['trainable']:,} / frozen {counts['frozen']:,} parameters")
     train, dev, test = splits["train"], splits["dev"], splits.get("test")  # already cut by splits_used
@@ -571,6 +584,27 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
             "final_train_loss": res["history"][-1] if res["history"] else None, "dev_curve": res["evals"],
             "params": counts, "best": res["best"], "kept": res["kept"],
             "stopped_early": res["stopped_early"]}
+
+
+def start_from(model, path: Path, codec) -> None:
+    """Load a trained zip's weights (``path``: its model directory) into ``model``, the zip a recipe built, after
+    checking that the two are the same zip (all ZipperConfig settings but the tower references) over the same
+    units (the codec saved beside it, if any); else a ConfigError saying what differs."""
+    from zipper.data import codec_id
+    from zipper.model import CONFIG_NAME, WEIGHTS_NAME, read_weights
+
+    saved = ZipperConfig.from_json(path / CONFIG_NAME)
+    differ = {f.name: (getattr(saved, f.name), getattr(model.config, f.name)) for f in dataclasses.fields(saved)
+              if f.name not in ("towers", "tower_special_ids") and getattr(saved, f.name) != getattr(model.config, f.name)}
+    # (special ids: what the towers' tokenizers say now, as in any new zip; from_pretrained pins the saved ones)
+    if differ:
+        raise ConfigError(f"init_model {path} is another zip than this config builds; (saved, this config's): "
+                          + "; ".join(f"{k} {a!r}, {b!r}" for k, (a, b) in differ.items()))
+    if (path / "codec").is_dir() and codec_id(load_codec(str(path / "codec"))) != codec_id(codec):
+        raise ConfigError(f"init_model {path} was trained on the units of another codec ({path / 'codec'}) than "
+                          "this config's")
+    model.load_zip_state_dict(read_weights(path / WEIGHTS_NAME))
+    print(f"[zipper] starting from the trained zip {path}")
 
 
 def test_metrics(model, cfg: RecipeConfig, test: list[dict], codec, hyps_dir: Path | None = None,

@@ -606,6 +606,45 @@ def test_a_recipe_trains_on_an_imported_corpus_and_eval_tests_on_another_as_on_i
     assert "no train, no dev utterances" in capsys.readouterr().err and not (root / "test_only" / "checkpoints").exists()
 
 
+def test_init_model_fine_tunes_a_trained_zip_and_refuses_another_zip(world, monkeypatch, capsys):
+    """A recipe with init_model trains from that zip's weights, and refuses, before any training, a zip this config
+    would not build or a model folder that is none."""
+    import torch
+
+    import zipper.recipe
+    from zipper.config import ConfigError
+    from zipper.model import read_weights
+
+    root, base, _ = world
+    first = run(RecipeConfig(task="asr", out=str(root / "ft_first"), steps=2, eval_test=False, **base), results_md=None)
+    assert first["steps"] == 2
+    trained = read_weights(root / "ft_first" / "model" / "zipper.safetensors")
+    assert any(v.abs().sum() > 0 for k, v in trained.items() if k.endswith("gate"))  # its gates opened
+    seen, fit = {}, zipper.recipe.fit
+
+    def recording(model, *a, **k):  # the weights training starts from
+        seen.update(model.zip_state_dict())
+        return fit(model, *a, **k)
+
+    monkeypatch.setattr(zipper.recipe, "fit", recording)
+    cfg = RecipeConfig(task="asr", out=str(root / "ft_second"), steps=1, eval_test=False,
+                       init_model=str(root / "ft_first" / "model"), **base)
+    assert run(cfg, results_md=None)["steps"] == 1
+    assert seen.keys() == trained.keys() and all(torch.equal(seen[k], trained[k]) for k in trained)
+    tuned = read_weights(root / "ft_second" / "model" / "zipper.safetensors")
+    assert any(not torch.equal(tuned[k], trained[k]) for k in trained)  # and it trained
+    seen.clear()
+    other = write_config(root, "ft_other", task="asr", steps=1, ffn_mult=1, init_model=str(root / "ft_first" / "model"),
+                         **base)
+    assert cli(["train", str(other), "--results-md", "none"]) == 2
+    assert "ffn_mult 2, 1" in capsys.readouterr().err and not seen
+    missing = write_config(root, "ft_missing", task="asr", steps=1, init_model=str(root / "nowhere"), **base)
+    assert cli(["train", str(missing), "--results-md", "none"]) == 2
+    assert "not a trained zip's model directory" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="init_model starts an asr, tts or joint zip"):
+        RecipeConfig(task="pretrain_speech", init_model=str(root / "ft_first" / "model"))
+
+
 def test_single_decoder_baseline_recipe(world):
     root, base, _ = world
     res = run(RecipeConfig(task="asr", model="single_decoder", out=str(root / "single"), steps=2, **base),
