@@ -15,8 +15,8 @@ Sources:
 - ``--folder``: every audio file below it (:data:`AUDIO_EXTS`) with its transcript from a same-named ``.txt`` or
   ``.lab`` beside it, a LibriSpeech ``*.trans.txt`` (``ID TEXT`` lines) or a CMU Sphinx ``*transcription`` file
   (``<s> TEXT </s> (ID)`` lines) in its folder. Its speaker is a LibriSpeech id's first field (``84`` of
-  ``84-121123-0000``), else the first folder below ``--folder``, or ``--folder``'s own name for files directly in it. A recording without a transcript is
-  unpaired speech (for pretraining the speech tower), and counted as such.
+  ``84-121123-0000``), else the first folder below ``--folder``, or ``--folder``'s own name for files directly in
+  it. A recording without a transcript is unpaired speech (for pretraining the speech tower), and counted as such.
 
 Splits, as the built corpora's: test and dev speakers are held out of training. Unless a row names its split, or
 ``--split`` puts every row in one (e.g. ``test``, to evaluate a trained zip on them), ``--test-speakers`` /
@@ -104,7 +104,8 @@ def read_manifest_sources(path: str | os.PathLike, audio_root: str | os.PathLike
     for row in rows:
         audio = str(row.get(audio_key) or "")
         text_value = row.get(text_key) if text_key else None
-        out.append({"audio": str(root / audio) if audio else "", "text": None if text_value is None else str(text_value),
+        out.append({"audio": str(root / audio) if audio else "",
+                    "text": None if text_value is None else str(text_value),
                     "speaker": str(row.get(speaker_key) or "") if speaker_key else "",
                     "id": str(row.get("id") or Path(audio).stem), "split": str(row.get("split") or "") or None})
     return out
@@ -258,8 +259,9 @@ def import_corpus(out: str | os.PathLike, rows: list[dict], unpaired_text: Seque
         tmp.mkdir(parents=True, exist_ok=True)
         for split, split_rows in manifests.items():
             (tmp / f"{split}.jsonl").write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in split_rows))
+        sentences = [" ".join(t.split()) for t in unpaired_text]
         (tmp / "unpaired_text.jsonl").write_text(
-            "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in (" ".join(t.split()) for t in unpaired_text) if t))
+            "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in sentences if t))
         info = {"version": 1, "size": "imported", "source": source, "sample_rate": DEFAULT_SR,
                 "voices": {s: sorted({x["voice"] for x in m}) for s, m in manifests.items()},
                 "speakers": {s: sorted({x["speaker"] for x in m}) for s, m in manifests.items()},

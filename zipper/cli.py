@@ -201,7 +201,8 @@ def cmd_eval(a) -> int:
     commit = git_hash()  # the code that tests, not a commit made while it ran
     hyps = _eval_hyps_dir(model_dir, trained, cfg, a.config, int8=a.int8, corpus=a.corpus)
     # int8 numbers are named so (test_asr_fusion_int8): in the row, and beside the fp32 ones in results.json
-    results = test_metrics(model, cfg, test, codec, hyps_dir=hyps, tag="_int8" if a.int8 else "", test_corpus=test_corpus)
+    results = test_metrics(model, cfg, test, codec, hyps_dir=hyps, tag="_int8" if a.int8 else "",
+                           test_corpus=test_corpus)
     print(json.dumps(results, indent=2))
     if md is not None:
         run = json.loads(record.read_text())
