@@ -47,6 +47,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from towers.audio import DEFAULT_SR, AudioError, load_audio, save_audio
+from towers.corpus import read_manifest
 
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
 AUDIO_KEYS = ("audio_filepath", "audio", "path", "file", "filename", "wav")
@@ -80,16 +81,7 @@ def read_manifest_sources(path: str | os.PathLike, audio_root: str | os.PathLike
     except UnicodeDecodeError as e:
         raise CorpusImportError(f"manifest {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
     if path.suffix.lower() in (".jsonl", ".json"):
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except ValueError as e:
-                    raise CorpusImportError(f"{path}:{n}: not JSON ({e})") from None
-                if not isinstance(row, dict):
-                    raise CorpusImportError(f"{path}:{n}: not a JSON object")
-                rows.append(row)
+        rows = read_manifest(path, absolute=False)  # a ValueError naming the line that is not a JSON object
     else:
         # a quoted field may hold a newline: the csv module reads the text whole, not its lines
         rows = list(csv.DictReader(io.StringIO(text), delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
