@@ -77,7 +77,7 @@ def read_manifest_sources(path: str | os.PathLike, audio_root: str | os.PathLike
         raise FileNotFoundError(f"manifest {path} does not exist")
     root = Path(audio_root) if audio_root is not None else path.parent
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = path.read_bytes().decode("utf-8-sig")  # not read_text: a quoted "\r" in a CSV field stays "\r"
     except UnicodeDecodeError as e:
         raise CorpusImportError(f"manifest {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
     if path.suffix.lower() in (".jsonl", ".json"):
