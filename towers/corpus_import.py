@@ -90,7 +90,7 @@ def read_manifest_sources(path: str | os.PathLike, audio_root: str | os.PathLike
     audio_key, text_key = _pick(rows[0], AUDIO_KEYS), _pick(rows[0], TEXT_KEYS)
     if audio_key is None:
         raise CorpusImportError(f"manifest {path}: no audio column; name it one of {', '.join(AUDIO_KEYS)} "
-                           f"(its columns: {', '.join(rows[0])})")
+                                f"(its columns: {', '.join(rows[0])})")
     speaker_key = _pick(rows[0], SPEAKER_KEYS)
     out = []
     for row in rows:
