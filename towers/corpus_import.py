@@ -77,14 +77,14 @@ def read_manifest_sources(path: str | os.PathLike, audio_root: str | os.PathLike
         raise FileNotFoundError(f"manifest {path} does not exist")
     root = Path(audio_root) if audio_root is not None else path.parent
     try:
-        text = path.read_bytes().decode("utf-8-sig")  # not read_text: a quoted "\r" in a CSV field stays "\r"
+        if path.suffix.lower() in (".jsonl", ".json"):
+            rows = read_manifest(path, absolute=False)  # a ValueError naming the line that is not a JSON object
+        else:  # decoded from bytes, not read_text: a quoted "\r" in a field stays "\r"; the csv module reads the
+            # text whole, not its lines, since a quoted field may hold a newline
+            text = path.read_bytes().decode("utf-8-sig")
+            rows = list(csv.DictReader(io.StringIO(text), delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
     except UnicodeDecodeError as e:
         raise CorpusImportError(f"manifest {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
-    if path.suffix.lower() in (".jsonl", ".json"):
-        rows = read_manifest(path, absolute=False)  # a ValueError naming the line that is not a JSON object
-    else:
-        # a quoted field may hold a newline: the csv module reads the text whole, not its lines
-        rows = list(csv.DictReader(io.StringIO(text), delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
     if not rows:
         raise CorpusImportError(f"manifest {path} lists no recordings")
     audio_key, text_key = _pick(rows[0], AUDIO_KEYS), _pick(rows[0], TEXT_KEYS)
@@ -103,17 +103,17 @@ def read_manifest_sources(path: str | os.PathLike, audio_root: str | os.PathLike
     return out
 
 
-def _folder_transcripts(folder: Path) -> dict[Path, tuple[str, str | None]]:
-    """(transcript, speaker or None) by audio path without extension, from a folder's ``*.trans.txt`` (LibriSpeech:
-    the speaker is the id's first field) and ``*transcription`` files."""
+def _folder_transcripts(files: Sequence[Path]) -> dict[Path, tuple[str, str | None]]:
+    """(transcript, speaker or None) by audio path without extension, from the ``*.trans.txt`` (LibriSpeech: the
+    speaker is the id's first field) and ``*transcription`` files among ``files``."""
     found: dict[Path, tuple[str, str | None]] = {}
-    for f in sorted(folder.rglob("*")):
+    for f in files:
         if f.name.endswith(".trans.txt"):  # LibriSpeech: "84-121123-0000 GO DO YOU HEAR"
             for line in f.read_text(encoding="utf-8", errors="replace").splitlines():
                 utt, _, text = line.strip().partition(" ")
                 if utt:
                     found[f.parent / utt] = (text, utt.split("-")[0] if "-" in utt else None)
-        elif f.name.endswith("transcription") and f.is_file():  # CMU Sphinx: "<s> text </s> (utt)"
+        elif f.name.endswith("transcription"):  # CMU Sphinx: "<s> text </s> (utt)"
             for line in f.read_text(encoding="utf-8", errors="replace").splitlines():
                 m = _SPHINX.match(line.strip())
                 if m:
@@ -126,9 +126,10 @@ def read_folder_sources(folder: str | os.PathLike) -> list[dict]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"folder {folder} does not exist")
-    listed = _folder_transcripts(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file())  # one walk of the tree, for both
+    listed = _folder_transcripts(files)
     out = []
-    for f in sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTS and p.is_file()):
+    for f in (p for p in files if p.suffix.lower() in AUDIO_EXTS):
         text, speaker = listed.get(f.with_suffix(""), (None, None))
         for ext in (".txt", ".lab"):
             if text is None and f.with_suffix(ext).is_file():
@@ -259,7 +260,7 @@ def import_corpus(out: str | os.PathLike, rows: list[dict], unpaired_text: Seque
                 "speakers": {s: sorted({x["speaker"] for x in m}) for s, m in manifests.items()},
                 "hours_by_split": {s: round(sum(x["duration"] for x in m) / 3600, 4) for s, m in manifests.items()},
                 "count_by_split": {**{s: len(m) for s, m in manifests.items()},
-                                   "unpaired_text": sum(1 for t in unpaired_text if t.strip())},
+                                   "unpaired_text": sum(1 for t in sentences if t)},
                 "seconds": round(time.time() - started, 1), "notes": list(notes), "failed": failed}
         (tmp / "corpus.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
         old = out.parent / f".{out.name}.replaced-{os.getpid()}"
