@@ -199,10 +199,34 @@ def assign_splits(rows: list[dict], split: str | None = None, test_speakers: Seq
     return notes
 
 
+def _one_thread() -> None:  # a worker process's torch: one thread each, the processes share the cores
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _load_row(job: tuple[str | None, float]):
+    """One recording decoded, checked and resampled to 16 kHz (in a worker process with ``--workers``):
+    ``(wave, sr)``, the reason it cannot be imported (a str), or None for a row without audio to read (its
+    transcript is empty)."""
+    path, max_seconds = job
+    if path is None:
+        return None
+    try:
+        if not path or not Path(path).is_file():
+            raise AudioError(f"{path or 'an empty audio path'}: no such file")
+        return load_audio(path, target_sr=DEFAULT_SR, max_seconds=max_seconds)
+    except (AudioError, OSError) as e:
+        return str(e)
+
+
 def import_corpus(out: str | os.PathLike, rows: list[dict], unpaired_text: Sequence[str] = (),
                   max_seconds: float = 60.0, overwrite: bool = False, progress: bool = True,
-                  source: str = "", notes: Sequence[str] = ()) -> dict:
-    """Write ``rows`` (split by :func:`assign_splits`) as a corpus directory ``out``; returns ``corpus.json``."""
+                  source: str = "", notes: Sequence[str] = (), workers: int = 1) -> dict:
+    """Write ``rows`` (split by :func:`assign_splits`) as a corpus directory ``out``; returns ``corpus.json``.
+    ``workers`` > 1 decodes and resamples the recordings in that many processes; the corpus is the same."""
+    if workers < 1:
+        raise CorpusImportError(f"workers must be >= 1, got {workers}")
     from tqdm.auto import tqdm
 
     out = Path(out)
@@ -216,19 +240,28 @@ def import_corpus(out: str | os.PathLike, rows: list[dict], unpaired_text: Seque
     started = time.time()
     manifests: dict[str, list[dict]] = {s: [] for s in SPLITS}
     failed, ids = [], set()
+    texts = [" ".join((r["text"] or "").split()) for r in rows]
+    jobs = [(None if r["text"] is not None and not t else r["audio"], max_seconds) for r, t in zip(rows, texts)]
+    pool = None
     try:
-        for r in tqdm(rows, desc="importing", unit="file", disable=not progress):
-            text = " ".join((r["text"] or "").split())
-            if r["text"] is not None and not text:
+        if workers > 1:  # spawned, not forked: a forked torch can hang on its thread pools
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_one_thread)
+            loaded = pool.map(_load_row, jobs, chunksize=8)  # in the rows' order: the corpus is the serial one's
+        else:
+            loaded = map(_load_row, jobs)
+        for r, text, got in tqdm(zip(rows, texts, loaded), total=len(rows), desc="importing", unit="file",
+                                 disable=not progress):
+            if got is None:
                 failed.append({"audio": r["audio"], "error": "empty transcript"})
                 continue
-            try:
-                if not r["audio"] or not Path(r["audio"]).is_file():
-                    raise AudioError(f"{r['audio'] or 'an empty audio path'}: no such file")
-                wave, sr = load_audio(r["audio"], target_sr=DEFAULT_SR, max_seconds=max_seconds)
-            except (AudioError, OSError) as e:  # this recording is skipped, the others imported
-                failed.append({"audio": r["audio"], "error": str(e)})
+            if isinstance(got, str):  # this recording is skipped, the others imported
+                failed.append({"audio": r["audio"], "error": got})
                 continue
+            wave, sr = got
             speaker = _safe(r["speaker"] or "unknown")
             uid = _safe(r["id"])
             if uid in ids:  # two files of one name: keep both, told apart by their path
@@ -269,6 +302,8 @@ def import_corpus(out: str | os.PathLike, rows: list[dict], unpaired_text: Seque
         tmp.rename(out)
         shutil.rmtree(old, ignore_errors=True)
     finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
         shutil.rmtree(tmp, ignore_errors=True)
     return info
 
@@ -292,6 +327,9 @@ def add_import_arguments(p) -> None:
     p.add_argument("--unpaired-text", help="a text file, one sentence a line, for the corpus's unpaired text")
     p.add_argument("--max-seconds", type=float, default=60.0,
                    help="skip longer recordings (default 60; the recipes train on single utterances)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="decode and resample the recordings in this many processes (default 1; the corpus is the "
+                        "same for any number)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing corpus at --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -305,7 +343,8 @@ def run_import(a) -> int:
         print(f"warning: {n}", file=sys.stderr)
     text = Path(a.unpaired_text).read_text(encoding="utf-8").splitlines() if a.unpaired_text else []
     info = import_corpus(a.out, rows, unpaired_text=text, max_seconds=a.max_seconds, overwrite=a.overwrite,
-                         progress=not a.no_progress, source=str(a.manifest or a.folder), notes=notes)
+                         progress=not a.no_progress, source=str(a.manifest or a.folder), notes=notes,
+                         workers=a.workers)
     for split in SPLITS:
         print(f"{split:16s} {info['count_by_split'][split]:6d} utterances {info['hours_by_split'][split]:8.3f} h  "
               f"{len(info['speakers'][split])} speakers")

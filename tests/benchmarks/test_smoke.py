@@ -20,6 +20,7 @@ EXPECTED = {
     "tower_load": {"first_load_s", "load_s", "setup"},
     "fused_search": {"rows", "per_utterance_s", "setup"},
     "int8": {"rows", "per_utterance_s", "speed_up", "wer", "same_transcripts", "setup"},
+    "data_import": {"files", "cores", "seconds", "files_per_s", "speedup"},
 }
 COMMON = {"benchmark", "command", "date", "git", "machine", "args", "headline"}
 

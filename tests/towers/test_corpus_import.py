@@ -56,9 +56,9 @@ def librispeech_tree(root: Path, clips, speakers: int = 4) -> Path:
     return root
 
 
-def test_a_librispeech_folder_imports_with_whole_speakers_held_out_and_bad_files_skipped(tmp_path, clips):
-    src = librispeech_tree(tmp_path / "src", clips, speakers=4)
-    odd = src / "odd"  # a fifth speaker's recordings: each a way to go wrong, or a format to convert
+def odd_speaker(src: Path, clips) -> None:
+    """A fifth speaker's recordings in ``src``: each a way to go wrong, or a format to convert."""
+    odd = src / "odd"
     odd.mkdir()
     wave, text = clips[1]
     stereo_8k = np.stack([wave[::2], wave[::2]], axis=1)  # 8 kHz, two channels
@@ -71,6 +71,12 @@ def test_a_librispeech_folder_imports_with_whole_speakers_held_out_and_bad_files
     sf.write(odd / "blank.wav", wave, 16_000)
     (odd / "blank.txt").write_text("   \n")
     sf.write(odd / "untranscribed.wav", wave, 16_000)  # no transcript: unpaired speech
+
+
+def test_a_librispeech_folder_imports_with_whole_speakers_held_out_and_bad_files_skipped(tmp_path, clips):
+    src = librispeech_tree(tmp_path / "src", clips, speakers=4)
+    odd_speaker(src, clips)
+    wave = clips[1][0]
     before = digest(src)
 
     rows = read_folder_sources(src)
@@ -110,6 +116,24 @@ def test_a_librispeech_folder_imports_with_whole_speakers_held_out_and_bad_files
     assert json.loads((out / "corpus.json").read_text()) == info
     assert [json.loads(x)["text"] for x in (out / "unpaired_text.jsonl").read_text().splitlines()] == \
         ["One sentence.", "Another one."]
+
+
+def test_workers_write_the_corpus_one_process_writes(tmp_path, clips):
+    src = librispeech_tree(tmp_path / "src", clips, speakers=3)
+    odd_speaker(src, clips)  # failures and conversions in the workers too
+    corpora = []
+    for workers in (1, 2):
+        rows = read_folder_sources(src)
+        assign_splits(rows, held_out=0.4, seed=0)
+        info = import_corpus(tmp_path / f"w{workers}", rows, progress=False, workers=workers)
+        corpora.append((digest(tmp_path / f"w{workers}"), {**info, "seconds": None}))
+    assert len(corpora[0][1]["failed"]) == 3
+    (one, one_info), (two, two_info) = corpora
+    assert one_info == two_info
+    assert {k: v for k, v in one.items() if k != "corpus.json"} == {k: v for k, v in two.items() if k != "corpus.json"}
+    with pytest.raises(CorpusImportError, match="workers"):
+        import_corpus(tmp_path / "w0", read_folder_sources(src), workers=0)
+    assert not (tmp_path / "w0").exists()
 
 
 def test_a_manifest_in_common_voice_form_and_named_speakers(tmp_path, clips):
