@@ -224,7 +224,8 @@ def import_corpus(out: str | os.PathLike, rows: list[dict], unpaired_text: Seque
                   max_seconds: float = 60.0, overwrite: bool = False, progress: bool = True,
                   source: str = "", notes: Sequence[str] = (), workers: int = 1) -> dict:
     """Write ``rows`` (split by :func:`assign_splits`) as a corpus directory ``out``; returns ``corpus.json``.
-    ``workers`` > 1 decodes and resamples the recordings in that many processes; the corpus is the same."""
+    ``workers`` > 1 decodes and resamples the recordings in that many processes (at most one a core and one per 8
+    recordings); the corpus is the same."""
     if workers < 1:
         raise CorpusImportError(f"workers must be >= 1, got {workers}")
     from tqdm.auto import tqdm
@@ -242,6 +243,10 @@ def import_corpus(out: str | os.PathLike, rows: list[dict], unpaired_text: Seque
     failed, ids = [], set()
     texts = [" ".join((r["text"] or "").split()) for r in rows]
     jobs = [(None if r["text"] is not None and not t else r["audio"], max_seconds) for r, t in zip(rows, texts)]
+    cores = os.cpu_count() or 1
+    if workers > cores:
+        warnings.warn(f"{workers} workers on {cores} cores: using {cores}", stacklevel=2)
+    workers = min(workers, cores, max(1, sum(j[0] is not None for j in jobs) // 8))  # no idle process started
     pool = None
     try:
         if workers > 1:  # spawned, not forked: a forked torch can hang on its thread pools
@@ -328,8 +333,8 @@ def add_import_arguments(p) -> None:
     p.add_argument("--max-seconds", type=float, default=60.0,
                    help="skip longer recordings (default 60; the recipes train on single utterances)")
     p.add_argument("--workers", type=int, default=1,
-                   help="decode and resample the recordings in this many processes (default 1; the corpus is the "
-                        "same for any number)")
+                   help="decode and resample the recordings in this many processes (default 1; at most one a core; "
+                        "the corpus is the same for any number)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing corpus at --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

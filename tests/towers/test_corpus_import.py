@@ -122,15 +122,17 @@ def test_workers_write_the_corpus_one_process_writes(tmp_path, clips):
     src = librispeech_tree(tmp_path / "src", clips, speakers=3)
     odd_speaker(src, clips)  # failures and conversions in the workers too
     corpora = []
-    for workers in (1, 2):
+    for workers in (1, 2, 1000):  # 1000: more than the cores, warned about and capped
         rows = read_folder_sources(src)
         assign_splits(rows, held_out=0.4, seed=0)
-        info = import_corpus(tmp_path / f"w{workers}", rows, progress=False, workers=workers)
-        corpora.append((digest(tmp_path / f"w{workers}"), {**info, "seconds": None}))
-    assert len(corpora[0][1]["failed"]) == 3
-    (one, one_info), (two, two_info) = corpora
-    assert one_info == two_info
-    assert {k: v for k, v in one.items() if k != "corpus.json"} == {k: v for k, v in two.items() if k != "corpus.json"}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            info = import_corpus(tmp_path / f"w{workers}", rows, progress=False, workers=workers)
+        assert any("cores: using" in str(w.message) for w in caught) == (workers == 1000)
+        files = digest(tmp_path / f"w{workers}")
+        corpora.append(({k: v for k, v in files.items() if k != "corpus.json"}, {**info, "seconds": None}))
+    assert len(corpora[0][1]["failed"]) == 3 and len(corpora[0][0]) > 16
+    assert corpora[1] == corpora[0] and corpora[2] == corpora[0]
     with pytest.raises(CorpusImportError, match="workers"):
         import_corpus(tmp_path / "w0", read_folder_sources(src), workers=0)
     assert not (tmp_path / "w0").exists()
