@@ -123,7 +123,7 @@ def cmd_transcribe(a) -> int:
 
 def cmd_speak(a) -> int:
     from towers.audio import save_audio
-    from zipper.data import voice_text_prompt
+    from zipper.data import speaking_voice, voice_text_prompt
     from zipper.tasks import speak_text
 
     text = " ".join(a.text.split())
@@ -133,15 +133,17 @@ def cmd_speak(a) -> int:
         raise ValueError(f"text is {len(text)} characters, more than --max-chars {a.max_chars}")
     out = _check_output(a.output, a.overwrite)
     codec = _load_model_codec(a.model)
+    voice = speaking_voice(a.model, a.voice)  # a model trained with a recipe's voice_prompt: a voice it knows
     model = _load_model(a.model, a.tower)
     _check_direction(model, "text->speech", a.model)
-    prompt = voice_text_prompt(a.voice) if a.voice else ""  # a model trained with a recipe's voice_prompt
+    prompt = voice_text_prompt(voice) if voice else ""
     wave, sr, units = speak_text(model, codec, text, chunk_chars=a.chunk_chars, prompt=prompt)
     if len(wave) == 0:
         raise RuntimeError("the model generated no speech units for this text")
     save_audio(out, wave.numpy(), sr, overwrite=a.overwrite)
     pieces = f" in {len(units)} pieces" if len(units) > 1 else ""
-    print(f"wrote {out} ({sum(len(u) for u in units)} units{pieces}, {len(wave) / sr:.2f} s)")
+    print(f"wrote {out} ({sum(len(u) for u in units)} units{pieces}, {len(wave) / sr:.2f} s"
+          f"{f', voice {voice}' if voice else ''})")
     return 0
 
 
@@ -397,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "sentences while they fit, joined by short pauses: the zips are trained on single "
                         "sentences; 0: speak it whole")
     s.add_argument("--voice", default="", help="the training voice to speak in, for a model trained with a "
-                                               "recipe's voice_prompt (e.g. piper-joe)")
+                                               "recipe's voice_prompt (e.g. piper-joe; default: the voice its "
+                                               "recipe tested, from the model's voices.json)")
     s.add_argument("--tower", action="append", default=[], metavar="MODALITY=TOWER",
                    help=_TOWER_HELP)
     s.set_defaults(fn=cmd_speak)

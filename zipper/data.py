@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -298,9 +299,30 @@ def speech_ids(tower, units: torch.Tensor, max_units: int = 1500,
     return torch.cat([start, tower.tokenizer.encode(units[: max_units - len(start) - 1], add_bos=False)])
 
 
+VOICES_FILE = "voices.json"  # in a model directory: {"voice_prompt", "voices"} of a zip trained with voice prompts
+
+
 def voice_text_prompt(voice: str) -> str:
     """The ``text_prompt`` that names a voice (a recipe's ``voice_prompt``): ``"piper-joe: "``."""
     return f"{voice}: "
+
+
+def speaking_voice(model_dir: str | Path, voice: str = "") -> str:
+    """The voice `zipper speak` names to a model: ``voice`` if the model was taught to name it (its `VOICES_FILE`,
+    written by the recipes), or, without one, the voice its recipe tested in; ``""`` for a model trained without
+    voice prompts. A voice the model does not know is a ValueError listing those it does."""
+    path = Path(model_dir) / VOICES_FILE
+    if not path.is_file():
+        if voice:
+            warnings.warn(f"{model_dir} names no voices ({VOICES_FILE}): it was trained without a recipe's "
+                          f"voice_prompt, or before models recorded them, so --voice {voice} is not checked",
+                          stacklevel=2)
+        return voice
+    known = json.loads(path.read_text())
+    if voice and voice not in known["voices"]:
+        raise ValueError(f"{model_dir} was not trained to speak in voice {voice!r}; its voices: "
+                         f"{', '.join(known['voices'])}")
+    return voice or known["voice_prompt"]
 
 
 def tts_text(example: dict) -> str:

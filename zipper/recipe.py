@@ -23,6 +23,7 @@ import datetime
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Callable
 
 import torch
@@ -32,7 +33,7 @@ from towers.codec import load_codec
 from towers.typed_config import check_field_types
 from zipper.config import ConfigError, ZipperConfig, check_ctc_units, unique_keys
 from zipper.ctc_beam import FUSION_ALPHA, FUSION_BEAM, FUSION_BETA
-from zipper.data import subset, voice_text_prompt
+from zipper.data import VOICES_FILE, subset, voice_text_prompt
 from zipper.distributed import barrier, is_main_process
 from zipper.features import WHISPER_STATE_DIM
 from zipper.results import RESULTS_MD, append_results_row, check_results_md, git_hash, machine
@@ -222,11 +223,10 @@ class RecipeConfig:
                                   "would be ignored (eval_beams [1], lora_rank 0, train_speech_tower false)")
         elif self.task not in ("pretrain_speech", "adapt_text"):  # the zip's own checks, before the corpus and the towers
             ZipperConfig(**self.zip_settings())
-        if self.voice_prompt:
-            from towers.voices import VOICES
-
-            if self.voice_prompt not in VOICES:
-                raise ConfigError(f"voice_prompt {self.voice_prompt!r} is not a known voice; those are {sorted(VOICES)}")
+        if self.voice_prompt:  # a training voice of the corpus (an imported one's speakers), else a built-in voice
+            known = corpus_voices(self.corpus)
+            if self.voice_prompt not in known:
+                raise ConfigError(f"voice_prompt {self.voice_prompt!r} is not a known voice; those are {known}")
 
     def zip_settings(self) -> dict:
         """The ZipperConfig settings this recipe gives its zip (`build_zip` adds those that need the towers)."""
@@ -281,6 +281,20 @@ def text_prefix_ids(cfg: RecipeConfig, text) -> list[int]:
     if text.tokenizer is None:
         raise ConfigError(f"text_prefix {cfg.text_prefix!r} needs a text tower with a tokenizer")
     return list(text.tokenizer(cfg.text_prefix, add_special_tokens=False).input_ids)
+
+
+def corpus_voices(corpus: str | Path) -> list[str]:
+    """The training voices of ``corpus`` (its corpus.json's; an imported corpus's are its speakers), or, before it
+    is built, the built-in voices a built corpus trains on."""
+    info = Path(corpus) / "corpus.json"
+    if info.is_file():
+        try:
+            return sorted(json.loads(info.read_text())["voices"]["train"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"{info} is not a corpus description ({e})") from None
+    from towers.voices import VOICES
+
+    return sorted(VOICES)
 
 
 def build_zip(cfg: RecipeConfig, speech, text):
@@ -574,7 +588,7 @@ def _zip(cfg: RecipeConfig, splits: dict[str, list[dict]], codec, out: Path) -> 
     res = fit(model, loss_fn, stream, cfg.train_config(), out,
               eval_fn=evaluate, desc=f"zip {cfg.task}", end_training=False, settings=data_settings(cfg))
     if is_main_process():
-        save_model_dir(model, codec, out / "model", cfg.corpus)
+        save_model_dir(model, codec, out / "model", cfg.corpus, cfg.voice_prompt, {ex["voice"] for ex in train})
     metrics = test_metrics(model, cfg, test, codec, hyps_dir=hyps_dir_of(out / "model")) if cfg.eval_test else {}
     if not cfg.eval_test and is_main_process():
         print(f"[zipper] eval_test is false: not tested; `zipper eval <this config> --results-md` tests {out / 'model'}")
@@ -681,16 +695,20 @@ def asr_evaluation(model, cfg: RecipeConfig, test: list[dict], codec, utts: bool
     return metrics
 
 
-def save_model_dir(model, codec, path: Path, corpus: str | Path) -> None:
-    """A self-contained model directory: the zip, its codec, and for a character CTC head the words of the
+def save_model_dir(model, codec, path: Path, corpus: str | Path, voice_prompt: str = "",
+                   voices: Sequence[str] = ()) -> None:
+    """A self-contained model directory: the zip, its codec, for a character CTC head the words of the
     corpus's training text (``known_words.txt``), which `zipper transcribe --fusion` takes as known, as
-    `zipper eval --fusion` does."""
+    `zipper eval --fusion` does, and for a zip trained with a ``voice_prompt`` the voices it was taught to name
+    (``voices.json``, `zipper speak --voice` checks it; the tested voice is its default)."""
     from zipper.ctc_beam import KNOWN_WORDS_FILE, write_word_list
     from zipper.data import corpus_words
     from zipper.tasks import has_ctc
 
     model.save_pretrained(path)
     codec.save_pretrained(path / "codec")
+    if voice_prompt:
+        (path / VOICES_FILE).write_text(json.dumps({"voice_prompt": voice_prompt, "voices": sorted(voices)}) + "\n")
     if has_ctc(model) and model.config.ctc_units == "chars":
         write_word_list(path / KNOWN_WORDS_FILE, corpus_words(corpus),
                         f"the words of {corpus}'s training text: known words of `zipper transcribe --fusion`")

@@ -489,6 +489,16 @@ def test_tts_zip_and_speak(world, capsys):
     out = root / "hello.wav"
     assert cli(["speak", "hello world", "--model", str(root / "tts" / "model"), "-o", str(out), "--voice", voice]) == 0
     assert out.stat().st_size > 44
+    # the model names the voices it was taught (voices.json): the tested one is the default, others are refused
+    taught = sorted({r["voice"] for r in read_manifest(root / "corpus" / "train.jsonl")})
+    assert json.loads((root / "tts" / "model" / "voices.json").read_text()) == {"voice_prompt": voice, "voices": taught}
+    capsys.readouterr()
+    assert cli(["speak", "hello world", "--model", str(root / "tts" / "model"), "-o", str(root / "dflt.wav")]) == 0
+    assert f"voice {voice})" in capsys.readouterr().out and (root / "dflt.wav").read_bytes() == out.read_bytes()
+    assert cli(["speak", "hello world", "--model", str(root / "tts" / "model"), "-o", str(root / "no.wav"),
+                "--voice", "nobody"]) == 2
+    assert f"not trained to speak in voice 'nobody'; its voices: {', '.join(taught)}" in capsys.readouterr().err
+    assert not (root / "no.wav").exists()
     # longer text is spoken in pieces (whole sentences while they fit), each as it is spoken alone, with pauses
     import torch
 
@@ -574,6 +584,7 @@ def test_a_recipe_trains_on_an_imported_corpus_and_eval_tests_on_another_as_on_i
     import shutil
 
     from towers.corpus import read_manifest
+    from zipper.config import ConfigError
 
     root, base, _ = world
     lines = ["path\tsentence\tclient_id\tsplit"]
@@ -601,6 +612,11 @@ def test_a_recipe_trains_on_an_imported_corpus_and_eval_tests_on_another_as_on_i
     assert [(u["id"], u["ref"], u["hyp"]) for u in other] == [(u["id"], u["ref"], u["hyp"]) for u in own]
     assert cli(["eval", str(cfg), "--corpus", str(tmp_path / "nowhere")]) == 2
     assert "has no test.jsonl" in capsys.readouterr().err
+    # a TTS recipe may name an imported corpus's training speaker as its voice_prompt, and no other voice
+    speaker = read_manifest(mine / "train.jsonl")[0]["speaker"]
+    assert RecipeConfig(task="tts", directions=["text->speech"], corpus=str(mine), voice_prompt=speaker).voice_prompt
+    with pytest.raises(ConfigError, match="not a known voice"):
+        RecipeConfig(task="tts", directions=["text->speech"], corpus=str(mine), voice_prompt="piper-joe")
     test_only = write_config(root, "test_only", task="asr", steps=2, **{**base, "corpus": str(tmp_path / "theirs")})
     assert cli(["train", str(test_only), "--results-md", "none"]) == 2  # a test set trains nothing: said at once
     assert "no train, no dev utterances" in capsys.readouterr().err and not (root / "test_only" / "checkpoints").exists()
