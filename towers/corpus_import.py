@@ -26,9 +26,11 @@ are then not held out.
 
 Every recording is decoded, checked and written as 16 kHz mono PCM-16 WAV under ``audio/<split>/<speaker>/``.
 One that fails (corrupt, empty, NaN, too long, unreadable; an empty transcript) is skipped with its reason in
-``corpus.json``'s ``failed`` and counted in the report; nothing of the sources is changed. The corpus is written
-to a temporary folder beside ``--out`` and moved into place whole; an existing ``--out`` is replaced only with
-``overwrite`` and only if it is a corpus (holds a ``corpus.json``).
+``corpus.json``'s ``failed`` and counted in the report; nothing of the sources is changed. ``--workers N`` decodes
+and resamples in N processes (at most one a core), in the rows' order, so the corpus is the one a single process
+writes (``python -m benchmarks.data_import`` times it). The corpus is written to a temporary folder beside
+``--out`` and moved into place whole; an existing ``--out`` is replaced only with ``overwrite`` and only if it is
+a corpus (holds a ``corpus.json``).
 """
 from __future__ import annotations
 
