@@ -16,7 +16,9 @@ Sources:
   ``.lab`` beside it, a LibriSpeech ``*.trans.txt`` (``ID TEXT`` lines) or a CMU Sphinx ``*transcription`` file
   (``<s> TEXT </s> (ID)`` lines) in its folder. Its speaker is a LibriSpeech id's first field (``84`` of
   ``84-121123-0000``), else the first folder below ``--folder``, or ``--folder``'s own name for files directly in
-  it. A recording without a transcript is unpaired speech (for pretraining the speech tower), and counted as such.
+  it. A recording without a transcript is unpaired speech (for pretraining the speech tower), and counted as such;
+  one of a held-out (dev or test) speaker is left out (named in ``failed``): it would train the speech tower on
+  the voices it is tested on.
 
 Splits, as the built corpora's: test and dev speakers are held out of training. Unless a row names its split, or
 ``--split`` puts every row in one (e.g. ``test``, to evaluate a trained zip on them), ``--test-speakers`` /
@@ -150,7 +152,20 @@ def _draw(key: str, seed: int) -> str:
 
 def assign_splits(rows: list[dict], split: str | None = None, test_speakers: Sequence[str] = (),
                   dev_speakers: Sequence[str] = (), held_out: float = 0.1, seed: int = 0) -> list[str]:
-    """Each row's split (see the module doc); rows without text are ``unpaired_speech``. Returns warnings."""
+    """Each row's split (see the module doc); rows without text are ``unpaired_speech``, but for those of a dev or
+    test speaker with no training recording: they would train the speech tower (``pretrain_speech``) on the voices
+    it is tested on, so their split is None (not imported, named in ``failed``). Returns warnings."""
+    notes = _assign_splits(rows, split, test_speakers, dev_speakers, held_out, seed)
+    held = ({r["speaker"] for r in rows if r["split"] in ("dev", "test")}
+            - {r["speaker"] for r in rows if r["split"] == "train"})
+    for r in rows:
+        if r["split"] == "unpaired_speech" and r["speaker"] in held:
+            r["split"] = None
+    return notes
+
+
+def _assign_splits(rows: list[dict], split: str | None, test_speakers: Sequence[str], dev_speakers: Sequence[str],
+                   held_out: float, seed: int) -> list[str]:
     for name, value in (("--split", split), *(("a row's split", r["split"]) for r in rows if r["split"])):
         if value is not None and value not in SPLITS:
             raise CorpusImportError(f"{name} must be one of {', '.join(SPLITS)}, got {value!r}")
@@ -244,7 +259,8 @@ def import_corpus(out: str | os.PathLike, rows: list[dict], unpaired_text: Seque
     manifests: dict[str, list[dict]] = {s: [] for s in SPLITS}
     failed, ids = [], set()
     texts = [" ".join((r["text"] or "").split()) for r in rows]
-    jobs = [(None if r["text"] is not None and not t else r["audio"], max_seconds) for r, t in zip(rows, texts)]
+    jobs = [(None if r["split"] is None or r["text"] is not None and not t else r["audio"], max_seconds)
+            for r, t in zip(rows, texts)]
     cores = os.cpu_count() or 1
     if workers > cores:
         warnings.warn(f"{workers} workers on {cores} cores: using {cores}", stacklevel=2)
@@ -263,7 +279,9 @@ def import_corpus(out: str | os.PathLike, rows: list[dict], unpaired_text: Seque
         for r, text, got in tqdm(zip(rows, texts, loaded), total=len(rows), desc="importing", unit="file",
                                  disable=not progress):
             if got is None:
-                failed.append({"audio": r["audio"], "error": "empty transcript"})
+                failed.append({"audio": r["audio"], "error": "empty transcript" if r["split"] else
+                               f"untranscribed recording of held-out speaker {r['speaker']}: not unpaired speech, "
+                               "which trains the speech tower"})
                 continue
             if isinstance(got, str):  # this recording is skipped, the others imported
                 failed.append({"audio": r["audio"], "error": got})

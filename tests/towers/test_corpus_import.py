@@ -138,6 +138,28 @@ def test_workers_write_the_corpus_one_process_writes(tmp_path, clips):
     assert not (tmp_path / "w0").exists()
 
 
+def test_a_held_out_speakers_untranscribed_recordings_train_nothing(tmp_path, clips):
+    """Unpaired speech trains the speech tower: a test speaker's untranscribed recordings are left out of it (and
+    named), a training speaker's kept; with every speaker in training too (one speaker), they are kept."""
+    src = tmp_path / "src"
+    for speaker in ("ann", "bob", "cy"):  # a folder a speaker, a .txt beside each transcribed recording
+        (src / speaker).mkdir(parents=True)
+        for n, (wave, text) in enumerate(clips):
+            sf.write(src / speaker / f"{speaker}{n}.wav", wave, 16_000)
+            if n:  # the first is untranscribed
+                (src / speaker / f"{speaker}{n}.txt").write_text(text)
+    rows = read_folder_sources(src)
+    assign_splits(rows, test_speakers=["bob"], dev_speakers=["cy"])
+    info = import_corpus(tmp_path / "c", rows, progress=False)
+    assert [r["id"] for r in read_manifest(tmp_path / "c" / "unpaired_speech.jsonl")] == ["ann0"]
+    assert sorted(Path(f["audio"]).name for f in info["failed"]) == ["bob0.wav", "cy0.wav"]
+    assert all("held-out speaker" in f["error"] for f in info["failed"])
+    assert info["count_by_split"]["test"] == info["count_by_split"]["dev"] == len(clips) - 1
+    one = [r for r in read_folder_sources(src) if r["speaker"] == "bob"]
+    assign_splits(one, held_out=0.4)  # one speaker: utterances drawn, the speaker trains too
+    assert [r["split"] for r in one if r["text"] is None] == ["unpaired_speech"]
+
+
 def test_a_manifest_in_common_voice_form_and_named_speakers(tmp_path, clips):
     audio = tmp_path / "clips"
     audio.mkdir()
