@@ -318,7 +318,13 @@ def speaking_voice(model_dir: str | Path, voice: str = "") -> str:
                           f"voice_prompt, or before models recorded them, so --voice {voice} is not checked",
                           stacklevel=2)
         return voice
-    known = json.loads(path.read_text())
+    try:
+        known = json.loads(path.read_text())
+    except ValueError:
+        known = None
+    if not (isinstance(known, dict) and isinstance(known.get("voices"), list) and known.get("voice_prompt")):
+        raise ValueError(f"{path} is not a voices file, which the recipes write as "
+                         '{"voice_prompt": NAME, "voices": [NAME, ...]}')
     if voice and voice not in known["voices"]:
         raise ValueError(f"{model_dir} was not trained to speak in voice {voice!r}; its voices: "
                          f"{', '.join(known['voices'])}")

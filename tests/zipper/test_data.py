@@ -470,3 +470,25 @@ def test_two_runs_caching_the_same_rows_at_once_each_write_a_whole_file(tmp_path
     assert [u.tolist() for u in got["units"]] == [[0], [0, 1], [0, 1, 2]]  # the last rename wins, whole
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary left behind
     assert Path(nested[0]).parent == path.parent  # beside the cache: a rename, not a copy
+
+
+def test_speaking_voice_is_one_the_model_was_taught(tmp_path):
+    """`zipper speak --voice`: a model's voices.json names the voices it knows and the tested one (the default);
+    without the file the voice is taken as given, with a warning; a broken file is a clear error."""
+    import warnings
+
+    from zipper.data import VOICES_FILE, speaking_voice
+
+    assert speaking_voice(tmp_path) == ""
+    with pytest.warns(UserWarning, match="not checked"):
+        assert speaking_voice(tmp_path, "anyone") == "anyone"
+    (tmp_path / VOICES_FILE).write_text(json.dumps({"voice_prompt": "b", "voices": ["a", "b"]}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert speaking_voice(tmp_path) == "b" and speaking_voice(tmp_path, "a") == "a"
+    with pytest.raises(ValueError, match="not trained to speak in voice 'c'; its voices: a, b"):
+        speaking_voice(tmp_path, "c")
+    for broken in ("{", "[]", '{"voices": ["a"]}', '{"voice_prompt": "a", "voices": "a"}'):
+        (tmp_path / VOICES_FILE).write_text(broken)
+        with pytest.raises(ValueError, match="is not a voices file"):
+            speaking_voice(tmp_path, "a")
