@@ -6,8 +6,14 @@ Common Voice's columns. Each round imports the list once per ``--workers`` value
 the values in turn (interleaved rounds); every import's files are checked byte-identical to the one-process
 import's (corpus.json's timing aside). A round's time includes starting the worker processes.
 
-    python -m benchmarks.data_import                     # 600 files, workers 1 and 2, 1 burn-in + 3 rounds
-    python -m benchmarks.data_import --smoke             # 20 files, one round (CI)
+    python -m benchmarks.data_import --threads 0           # 3,000 files, workers 1 and 2, burn-in + 2 rounds: ~6 min
+    python -m benchmarks.data_import --threads 0 --files 600 --steps 3
+    python -m benchmarks.data_import --smoke               # 20 files, one round (CI)
+
+``--threads 0``: the one-process import resamples with torch's default threads, as ``zipper data import`` does
+(each worker process uses one). Measured on 2 cores (benchmarks/RESULTS.md, 2026-12-07): 2 workers 1.65x [1.62,
+1.68] on 3,000 files (205 against 125 files/s), 1.04x on 600: starting the workers (each imports torch) takes
+seconds, so they pay off on imports of thousands of files.
 """
 from __future__ import annotations
 
@@ -26,9 +32,9 @@ NAME = "data_import"
 
 def parse_args(argv=None):
     p = common.make_parser(__doc__.split("\n")[0])
-    p.add_argument("--files", type=int, default=600, help="recordings to import (the 5 clips, repeated)")
+    p.add_argument("--files", type=int, default=3000, help="recordings to import (the 5 clips, repeated)")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="the --workers values compared")
-    p.set_defaults(warmup=1, steps=3)
+    p.set_defaults(warmup=1, steps=2)
     args = p.parse_args(argv)
     common.setup(args, argv)
     if args.smoke:
