@@ -58,6 +58,7 @@ AUDIO_KEYS = ("audio_filepath", "audio", "path", "file", "filename", "wav")
 TEXT_KEYS = ("text", "transcript", "transcription", "sentence", "normalized_text")
 SPEAKER_KEYS = ("speaker", "speaker_id", "client_id", "voice")
 SPLITS = ("train", "dev", "test", "unpaired_speech")
+_LIBRISPEECH_ID = re.compile(r"^(\d+)-\d+-\d+$")  # speaker-chapter-utterance
 _SPHINX = re.compile(r"^(?:<s>\s*)?(.*?)(?:\s*</s>)?\s*\(([^()]+)\)\s*$")  # <s> text </s> (id)
 
 
@@ -139,7 +140,8 @@ def read_folder_sources(folder: str | os.PathLike) -> list[dict]:
             if text is None and f.with_suffix(ext).is_file():
                 text = f.with_suffix(ext).read_text(encoding="utf-8", errors="replace")
         rel = f.relative_to(folder)
-        speaker = speaker or (rel.parts[0] if len(rel.parts) > 1 else folder.resolve().name)
+        libri = _LIBRISPEECH_ID.match(f.stem)  # an untranscribed LibriSpeech file names its speaker too
+        speaker = speaker or (libri.group(1) if libri else rel.parts[0] if len(rel.parts) > 1 else folder.resolve().name)
         out.append({"audio": str(f), "text": text, "speaker": speaker, "id": f.stem, "split": None})
     if not out:
         raise CorpusImportError(f"folder {folder} holds no audio files ({', '.join(AUDIO_EXTS)})")

@@ -155,6 +155,9 @@ def test_a_held_out_speakers_untranscribed_recordings_train_nothing(tmp_path, cl
     assert sorted(Path(f["audio"]).name for f in info["failed"]) == ["bob0.wav", "cy0.wav"]
     assert all("held-out speaker" in f["error"] for f in info["failed"])
     assert info["count_by_split"]["test"] == info["count_by_split"]["dev"] == len(clips) - 1
+    libri = librispeech_tree(tmp_path / "libri", clips, speakers=1)  # above dev-clean/: speakers from the ids
+    sf.write(libri / "dev-clean" / "100" / "7" / "100-7-0099.flac", clips[0][0], 16_000)  # not in the *.trans.txt
+    assert {(r["id"], r["speaker"]) for r in read_folder_sources(libri) if r["text"] is None} == {("100-7-0099", "100")}
     one = [r for r in read_folder_sources(src) if r["speaker"] == "bob"]
     assign_splits(one, held_out=0.4)  # one speaker: utterances drawn, the speaker trains too
     assert [r["split"] for r in one if r["text"] is None] == ["unpaired_speech"]
