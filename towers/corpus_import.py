@@ -31,12 +31,16 @@ One that fails (corrupt, empty, NaN, too long, unreadable; an empty transcript) 
 ``corpus.json``'s ``failed`` and counted in the report; nothing of the sources is changed. ``--workers N`` decodes
 and resamples in N processes (at most one a core), in the rows' order, so the corpus is the one a single process
 writes (``python -m benchmarks.data_import`` times it). The corpus is written to a temporary folder beside
-``--out`` and moved into place whole; an existing ``--out`` is replaced only with ``overwrite`` and only if it is
-a corpus (holds a ``corpus.json``).
+``--out`` (``.<name>.importing``) and moved into place whole; an existing ``--out`` is replaced only with
+``overwrite`` and only if it is a corpus (holds a ``corpus.json``). An interrupted import (Ctrl-C, a kill, a full
+disk) keeps that folder and its journal, one line per recording done: the same command resumes there, from the
+first recording whose source changed since (size or modification time), if any, and writes the corpus an
+uninterrupted import writes; other rows (other sources, another ``--seed`` or ``--max-seconds``) start afresh.
 """
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import io
 import json
@@ -60,6 +64,7 @@ SPEAKER_KEYS = ("speaker", "speaker_id", "client_id", "voice")
 SPLITS = ("train", "dev", "test", "unpaired_speech")
 _LIBRISPEECH_ID = re.compile(r"^(\d+)-\d+-\d+$")  # speaker-chapter-utterance
 _SPHINX = re.compile(r"^(?:<s>\s*)?(.*?)(?:\s*</s>)?\s*\(([^()]+)\)\s*$")  # <s> text </s> (id)
+JOURNAL = "import-journal.jsonl"  # in the temporary folder: what an interrupted import had done
 
 
 class CorpusImportError(ValueError):
@@ -239,6 +244,46 @@ def _load_row(job: tuple[str | None, float]):
         return str(e)
 
 
+def _stamp(path: str | None) -> list[int] | None:
+    """A source's size and modification time: a resumed import reads a recording again if they changed."""
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns] if st else None
+
+
+def _journal(tmp: Path, plan: str, jobs: list) -> list[dict]:
+    """The journal entries in ``tmp`` of an interrupted import of the same plan, in the rows' order, up to the first
+    whose source changed or whose WAV is missing; the journal is cut there and WAVs past it removed (a new plan
+    empties ``tmp``)."""
+    path = tmp / JOURNAL
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    entries: list[dict] = []
+    if lines[:1] == [json.dumps({"plan": plan})]:
+        for i, line in enumerate(lines[1:]):
+            try:  # the last line may be cut short by a kill
+                e = json.loads(line)
+                if (e["i"] != i or i >= len(jobs) or e["stamp"] != _stamp(jobs[i][0])
+                        or "row" in e and not (tmp / e["row"]["audio_filepath"]).is_file()):
+                    break
+            except (ValueError, KeyError, TypeError):
+                break
+            entries.append(e)
+        kept = {e["row"]["audio_filepath"] for e in entries if "row" in e}
+        for f in sorted((tmp / "audio").rglob("*")):  # a WAV past the cut, or one a kill cut short
+            if f.is_file() and f.relative_to(tmp).as_posix() not in kept:
+                f.unlink()
+    elif any(tmp.iterdir()):
+        print(f"[zipper] {tmp} holds an interrupted import of other recordings or settings: starting afresh",
+              file=sys.stderr)
+        for child in tmp.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    path.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in [{"plan": plan}, *entries]),
+                    encoding="utf-8")
+    return entries
+
+
 def import_corpus(out: str | os.PathLike, rows: list[dict], unpaired_text: Sequence[str] = (),
                   max_seconds: float = 60.0, overwrite: bool = False, progress: bool = True,
                   source: str = "", notes: Sequence[str] = (), workers: int = 1) -> dict:
@@ -255,61 +300,88 @@ def import_corpus(out: str | os.PathLike, rows: list[dict], unpaired_text: Seque
             raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
         if not (out / "corpus.json").is_file():
             raise FileExistsError(f"{out} exists and is not a corpus (no corpus.json): not replacing it")
-    tmp = out.parent / f".{out.name}.importing-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = out.parent / f".{out.name}.importing"  # a fixed name: an interrupted import resumes from it
     started = time.time()
     manifests: dict[str, list[dict]] = {s: [] for s in SPLITS}
     failed, ids = [], set()
     texts = [" ".join((r["text"] or "").split()) for r in rows]
     jobs = [(None if r["split"] is None or r["text"] is not None and not t else r["audio"], max_seconds)
             for r, t in zip(rows, texts)]
-    cores = os.cpu_count() or 1
-    if workers > cores:
-        warnings.warn(f"{workers} workers on {cores} cores: using {cores}", stacklevel=2)
-    workers = min(workers, cores, max(1, sum(j[0] is not None for j in jobs) // 8))  # no idle process started
-    pool = None
+    plan = hashlib.sha256(json.dumps([[r["audio"], t, r["speaker"], r["id"], r["split"], j[0]] for r, t, j in
+                                      zip(rows, texts, jobs)] + [max_seconds]).encode()).hexdigest()
+    tmp.mkdir(parents=True, exist_ok=True)
+    lock = os.open(tmp, os.O_RDONLY)  # held until the end: one import at a time writes this folder
     try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock)
+        raise CorpusImportError(f"another import is writing {out} now (into {tmp})") from None
+    pool = journal = None
+    done = 0
+    try:
+        for e in _journal(tmp, plan, jobs):  # what an interrupted import of these rows had done
+            if "row" in e:
+                manifests[e["row"]["split"]].append(e["row"])
+                ids.add(e["row"]["id"])
+            else:
+                failed.append(e["failed"])
+            done += 1
+        resumed = done
+        if resumed:
+            print(f"[zipper] resuming the interrupted import in {tmp}: {resumed} of {len(rows)} recordings done",
+                  file=sys.stderr)
+        journal = (tmp / JOURNAL).open("a", encoding="utf-8", buffering=1)  # line-buffered: a kill loses one row
+        cores = os.cpu_count() or 1
+        if workers > cores:
+            warnings.warn(f"{workers} workers on {cores} cores: using {cores}", stacklevel=2)
+        workers = min(workers, cores, max(1, sum(j[0] is not None for j in jobs[done:]) // 8))  # none idle
         if workers > 1:  # spawned, not forked: a forked torch can hang on its thread pools
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
             pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                        initializer=_one_thread)
-            loaded = pool.map(_load_row, jobs, chunksize=8)  # in the rows' order: the corpus is the serial one's
+            loaded = pool.map(_load_row, jobs[done:], chunksize=8)  # in the rows' order: the serial corpus
         else:
-            loaded = map(_load_row, jobs)
-        for r, text, got in tqdm(zip(rows, texts, loaded), total=len(rows), desc="importing", unit="file",
-                                 disable=not progress):
+            loaded = map(_load_row, jobs[done:])
+        for r, text, job, got in tqdm(zip(rows[done:], texts[done:], jobs[done:], loaded), total=len(rows),
+                                      initial=done, desc="importing", unit="file", disable=not progress):
+            entry = {"i": done, "stamp": _stamp(job[0])}
             if got is None:
-                failed.append({"audio": r["audio"], "error": "empty transcript" if r["split"] else
-                               f"untranscribed recording of held-out speaker {r['speaker']}: not unpaired speech, "
-                               "which trains the speech tower"})
-                continue
-            if isinstance(got, str):  # this recording is skipped, the others imported
-                failed.append({"audio": r["audio"], "error": got})
-                continue
-            wave, sr = got
-            speaker = _safe(r["speaker"] or "unknown")
-            uid = _safe(r["id"])
-            if uid in ids:  # two files of one name: keep both, told apart by their path
-                uid = f"{uid}-{hashlib.sha256(r['audio'].encode()).hexdigest()[:8]}"
-            ids.add(uid)
-            rel = Path("audio") / r["split"] / speaker / f"{uid}.wav"
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # a multichannel file's downmix was warned about at load
-                save_audio(tmp / rel, wave, sr)
-            row = {"audio_filepath": rel.as_posix(), "duration": round(len(wave) / sr, 3)}
-            if r["split"] != "unpaired_speech":
-                row["text"] = text
-            manifests[r["split"]].append({**row, "voice": speaker, "speaker": speaker, "split": r["split"],
-                                          "augment": None, "id": uid, "source": r["audio"]})
+                entry["failed"] = {"audio": r["audio"], "error": "empty transcript" if r["split"] else
+                                   f"untranscribed recording of held-out speaker {r['speaker']}: not unpaired "
+                                   "speech, which trains the speech tower"}
+            elif isinstance(got, str):  # this recording is skipped, the others imported
+                entry["failed"] = {"audio": r["audio"], "error": got}
+            else:
+                wave, sr = got
+                speaker = _safe(r["speaker"] or "unknown")
+                uid = _safe(r["id"])
+                if uid in ids:  # two files of one name: keep both, told apart by their path
+                    uid = f"{uid}-{hashlib.sha256(r['audio'].encode()).hexdigest()[:8]}"
+                ids.add(uid)
+                rel = Path("audio") / r["split"] / speaker / f"{uid}.wav"
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # a multichannel file's downmix was warned about at load
+                    save_audio(tmp / rel, wave, sr)
+                row = {"audio_filepath": rel.as_posix(), "duration": round(len(wave) / sr, 3)}
+                if r["split"] != "unpaired_speech":
+                    row["text"] = text
+                entry["row"] = {**row, "voice": speaker, "speaker": speaker, "split": r["split"], "augment": None,
+                                "id": uid, "source": r["audio"]}
+                manifests[r["split"]].append(entry["row"])
+            if "failed" in entry:
+                failed.append(entry["failed"])
+            journal.write(json.dumps(entry, ensure_ascii=False) + "\n")  # after its WAV: a journaled row is whole
+            done += 1
         if not any(manifests[s] for s in ("train", "dev", "test")):
             why = f"; {len(failed)} failed, e.g. {failed[0]['audio']}: {failed[0]['error']}" if failed else ""
             raise CorpusImportError(
                 f"no recording with a transcript could be imported{why} (a manifest's text column is one of "
                 f"{', '.join(TEXT_KEYS)}; a folder's transcripts are .txt / .lab files beside the recordings, "
                 "*.trans.txt or *transcription files)")
-        tmp.mkdir(parents=True, exist_ok=True)
+        journal.close()
+        (tmp / JOURNAL).unlink()
         for split, split_rows in manifests.items():
             (tmp / f"{split}.jsonl").write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in split_rows))
         sentences = [" ".join(t.split()) for t in unpaired_text]
@@ -322,16 +394,27 @@ def import_corpus(out: str | os.PathLike, rows: list[dict], unpaired_text: Seque
                 "count_by_split": {**{s: len(m) for s, m in manifests.items()},
                                    "unpaired_text": sum(1 for t in sentences if t)},
                 "seconds": round(time.time() - started, 1), "notes": list(notes), "failed": failed}
+        if resumed:
+            info["resumed"] = resumed  # recordings imported by the interrupted run(s), not read again
         (tmp / "corpus.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
         old = out.parent / f".{out.name}.replaced-{os.getpid()}"
         if out.exists():
             out.rename(old)
         tmp.rename(out)
         shutil.rmtree(old, ignore_errors=True)
+    except CorpusImportError:  # nothing to resume: the sources give no corpus
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except BaseException as e:  # Ctrl-C, a full disk (or a kill, which runs nothing): the work done is kept
+        if tmp.is_dir():
+            e.add_note(f"{done} of {len(rows)} recordings done are kept in {tmp}: the same command resumes there")
+        raise
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+        if journal is not None:
+            journal.close()
+        os.close(lock)
     return info
 
 

@@ -519,7 +519,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"zipper: error: {e}{notes}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # zipper.train.TrainingInterrupted says where its checkpoint is
-        print(f"zipper: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
+        notes = "".join(f" ({n})" for n in getattr(e, "__notes__", []))  # e.g. where an import's work is kept
+        print(f"zipper: interrupted{': ' + str(e) if str(e) else ''}{notes}", file=sys.stderr)
         return 130
 
 

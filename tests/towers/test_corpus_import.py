@@ -4,8 +4,10 @@ reason, sources untouched, an existing corpus replaced only whole."""
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from towers.audio import load_audio
+from towers import corpus_import
 from towers.corpus import read_manifest
 from towers.corpus_import import (
     CorpusImportError,
@@ -136,6 +139,90 @@ def test_workers_write_the_corpus_one_process_writes(tmp_path, clips):
     with pytest.raises(CorpusImportError, match="workers"):
         import_corpus(tmp_path / "w0", read_folder_sources(src), workers=0)
     assert not (tmp_path / "w0").exists()
+
+
+def interrupt_after(monkeypatch, n: int | None) -> list:
+    """Count this process's recording loads; the (n+1)-th is a Ctrl-C (None: never)."""
+    calls = []
+    load = corpus_import._load_row
+
+    def counted(job):
+        calls.append(job[0])
+        if n is not None and len(calls) > n:
+            raise KeyboardInterrupt
+        return load(job)
+    monkeypatch.setattr(corpus_import, "_load_row", counted)
+    return calls
+
+
+def test_an_interrupted_import_resumes_to_the_corpus_an_uninterrupted_one_writes(tmp_path, clips, monkeypatch,
+                                                                                    capsys):
+    src = librispeech_tree(tmp_path / "src", clips, speakers=4)
+    odd_speaker(src, clips)  # failures are journaled and resumed too
+    rows = len(read_folder_sources(src))
+
+    def imported(out, *extra, stop=None, code=0):
+        calls = [] if "--workers" in extra else interrupt_after(monkeypatch, stop)  # workers load by the module's
+        args = ["data", "import", "--folder", str(src), "--out", str(out), "--held-out", "0.4", "--no-progress"]
+        assert cli([*args, *extra]) == code
+        monkeypatch.undo()
+        return calls
+
+    def corpus(out):
+        info = json.loads((out / "corpus.json").read_text())
+        return {k: v for k, v in digest(out).items() if k != "corpus.json"}, {**info, "seconds": None}, info
+
+    imported(tmp_path / "ref")
+    ref = corpus(tmp_path / "ref")[:2]
+    out, tmp = tmp_path / "corpus", tmp_path / ".corpus.importing"
+    imported(out, stop=8, code=130)  # Ctrl-C while loading the 9th recording
+    err = capsys.readouterr().err
+    assert f"8 of {rows} recordings done are kept in {tmp}: the same command resumes there" in err
+    assert not out.exists() and (tmp / corpus_import.JOURNAL).is_file()
+    with (tmp / corpus_import.JOURNAL).open("a") as f:
+        f.write('{"i": 8, "sta')  # a line a kill cut short
+    assert len(imported(out)) == rows - 8  # what was done is not read again
+    assert "8 of %d recordings done" % rows in capsys.readouterr().err
+    files, info, raw = corpus(out)
+    assert raw["resumed"] == 8 and (files, {k: v for k, v in info.items() if k != "resumed"}) == ref
+    assert not tmp.exists()
+
+    # a source changed since the interruption is read again, from its row on; its old WAV is not kept
+    imported(out, "--overwrite", stop=12, code=130)
+    order = [r["audio"] for r in read_folder_sources(src)]
+    changed = src / "dev-clean" / "100" / "7" / "100-7-0001.flac"
+    assert order.index(str(changed)) < 12
+    changed.write_bytes(b"fLaC broken since")
+    assert len(imported(out, "--overwrite")) == rows - order.index(str(changed))
+    imported(tmp_path / "ref2")
+    assert corpus(out)[0] == corpus(tmp_path / "ref2")[0] != ref[0]
+
+    # other settings start afresh; worker processes resume in order (2 cores here)
+    imported(out, "--overwrite", stop=3, code=130)
+    assert len(imported(out, "--overwrite", "--seed", "1", stop=None)) == rows
+    assert "starting afresh" in capsys.readouterr().err
+    imported(tmp_path / "ref3", "--seed", "1")
+    assert corpus(out)[:2] == corpus(tmp_path / "ref3")[:2]
+    imported(out, "--overwrite", stop=3, code=130)
+    imported(out, "--overwrite", "--workers", "2")
+    assert corpus(out)[0] == corpus(tmp_path / "ref2")[0]
+
+
+def test_one_import_at_a_time_writes_a_corpus(tmp_path, clips):
+    rows = read_folder_sources(librispeech_tree(tmp_path / "src", clips, speakers=1))
+    assign_splits(rows, split="test")
+    tmp = tmp_path / ".corpus.importing"
+    tmp.mkdir()
+    held = os.open(tmp, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a running import holds it
+        with pytest.raises(CorpusImportError, match="another import is writing"):
+            import_corpus(tmp_path / "corpus", rows, progress=False)
+    finally:
+        os.close(held)
+    assert tmp.is_dir() and not (tmp_path / "corpus").exists()
+    import_corpus(tmp_path / "corpus", rows, progress=False)
+    assert (tmp_path / "corpus" / "corpus.json").is_file() and not tmp.exists()
 
 
 def test_a_held_out_speakers_untranscribed_recordings_train_nothing(tmp_path, clips):
