@@ -17,8 +17,8 @@ import soundfile as sf
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from towers.audio import load_audio
 from towers import corpus_import
+from towers.audio import load_audio
 from towers.corpus import read_manifest
 from towers.corpus_import import (
     CorpusImportError,
@@ -182,7 +182,7 @@ def test_an_interrupted_import_resumes_to_the_corpus_an_uninterrupted_one_writes
     with (tmp / corpus_import.JOURNAL).open("a") as f:
         f.write('{"i": 8, "sta')  # a line a kill cut short
     assert len(imported(out)) == rows - 8  # what was done is not read again
-    assert "8 of %d recordings done" % rows in capsys.readouterr().err
+    assert f"8 of {rows} recordings done" in capsys.readouterr().err
     files, info, raw = corpus(out)
     assert raw["resumed"] == 8 and (files, {k: v for k, v in info.items() if k != "resumed"}) == ref
     assert not tmp.exists()
