@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import random
+import time
 import warnings
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -47,7 +48,8 @@ def load_split(corpus: str | Path, split: str, codec, progress: bool = True,
     *before* any audio is encoded: a complete cache of the split is read if there is one, otherwise
     only the kept rows are encoded and cached on their own (``<split>-<key>.safetensors``, keyed by
     their ids); rows that another cache file of the codec holds (an overlapping slice) are read from it, not
-    encoded again. Encoding is the slow part (Whisper units: ~6 utterances a second on 2 cores).
+    encoded again. Encoding is the slow part (Whisper units: ~6 utterances a second on 2 cores); a stopped
+    encoding keeps what it did (`_reused_or_encoded`), so the same call again encodes only the rest.
     ``sources``, if given, gets the cache file the rows came from (what `pack_units` sends elsewhere).
     """
     from towers.corpus import read_manifest
@@ -223,21 +225,64 @@ def _reuse(folder: Path, rows: Sequence[dict], root: Path, fields: Sequence[str]
     return found
 
 
+PARTIAL_SECONDS = 120.0  # an encoding writes what it has every this many seconds: a stop loses at most that much
+PARTIAL = "partial-"  # those files' names; the complete cache replaces them
+
+
 def _reused_or_encoded(rows: Sequence[dict], root: Path | None, folder: Path | None, fields: Sequence[str],
                        encode: Callable[[dict], dict[str, torch.Tensor]], progress: bool, said: str,
                        **bar) -> list[dict[str, torch.Tensor]]:
     """Each row's ``fields``: read from the cache files in ``folder`` that hold it (`_reuse`; none without a
     folder), else ``encode(row)``, with a progress bar (``bar``: tqdm's arguments) over those encoded. ``said``
-    names what was read, with two ``{}`` for how many of how many rows."""
+    names what was read, with two ``{}`` for how many of how many rows. The rows encoded are written to a
+    ``partial-*`` cache file in ``folder`` every `PARTIAL_SECONDS` and when the encoding stops early (Ctrl-C, a
+    row that fails), so the same call after a stop or a kill encodes only the rest; the caller's complete cache
+    then removes them (`_drop_partials`)."""
     from tqdm.auto import tqdm
 
     got = {} if folder is None else _reuse(folder, rows, root, fields)
     if got and progress:
         print(f"[zipper] {said.format(len(got), len(rows))} read from other caches in {folder}", flush=True)
     todo = [i for i in range(len(rows)) if i not in got]
-    for i in tqdm(todo, disable=not progress or not todo, **bar):
-        got[i] = encode(rows[i])
+    pending, last = [], time.monotonic()
+
+    def write_partial() -> None:
+        nonlocal pending, last
+        if folder is not None and pending:
+            part = [rows[i] for i in pending]
+            try:
+                _write_cache(folder / f"{PARTIAL}{_ids_key(part, root)}.safetensors", part, root,
+                             **{name: [got[i][name] for i in pending] for name in fields})
+            except OSError:  # a read-only corpus, a full disk: the complete cache's write says so
+                pass
+        pending, last = [], time.monotonic()
+
+    try:
+        for i in tqdm(todo, disable=not progress or not todo, **bar):
+            got[i] = encode(rows[i])
+            pending.append(i)
+            if time.monotonic() - last >= PARTIAL_SECONDS:
+                write_partial()
+    except BaseException:  # Ctrl-C, a row that cannot be encoded: what was encoded is kept for the next call
+        write_partial()
+        raise
     return [got[i] for i in range(len(rows))]
+
+
+def _drop_partials(folder: Path, rows: Sequence[dict], root: Path | None) -> None:
+    """Remove the ``partial-*`` cache files in ``folder`` whose rows are all in ``rows``, which a complete cache
+    file now holds."""
+    from safetensors import SafetensorError, safe_open
+
+    keys = set(_row_keys(rows, root))
+    for path in folder.glob(f"{PARTIAL}*.safetensors"):
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                held = json.loads((f.metadata() or {}).get("rows", "null"))
+            if isinstance(held, list) and set(held) <= keys:
+                path.unlink()
+        except (SafetensorError, OSError, ValueError, TypeError):  # unreadable: `_reuse` passes it over
+            continue
 
 
 def _encode_and_cache(rows: list[dict], codec, path: Path, split: str, progress: bool, root: Path) -> list[dict]:
@@ -255,6 +300,7 @@ def _encode_and_cache(rows: list[dict], codec, path: Path, split: str, progress:
                                                          f"units of {{}} of {{}} {split} utterances",
                                                          desc=f"encoding {split} audio -> units", unit="utt")]
     _write_cache(path, rows, root, units=units)
+    _drop_partials(path.parent, rows, root)
     return [dict(r, units=u) for r, u in zip(rows, units)]
 
 
@@ -368,7 +414,8 @@ def attach_states(examples: Sequence[dict], codec, progress: bool = True,
     with other seeds, which shuffle the training rows otherwise, share one; ~175 kB an utterance, ~3.9 GB for the
     22,439 training utterances of the base corpus), and a later call with the same examples reads them instead of
     running the encoder (8 to 19 utterances a second on two cores, recipes/asr_states.py); a call with other
-    examples reads those that other files there hold and encodes the rest. ``sources``, if given,
+    examples reads those that other files there hold and encodes the rest (a stopped encoding's partial files
+    too: the same call after Ctrl-C or a kill goes on where it stopped). ``sources``, if given,
     gets that cache file (what `pack_units` sends elsewhere). Examples that all have their states already are
     returned as they are (a ``speech_states`` recipe's test rows, which `zipper.recipe.read_split` read with them)."""
     from towers.audio import load_audio
@@ -406,6 +453,7 @@ def attach_states(examples: Sequence[dict], codec, progress: bool = True,
         rows = sorted(out, key=_row_order)
         try:
             _write_cache(path, rows, root, states=[ex["states"] for ex in rows], units=[ex["units"] for ex in rows])
+            _drop_partials(path.parent, rows, root)
         except OSError as e:  # a read-only corpus, a full disk: the states are here all the same
             print(f"[zipper] could not cache the encoder states in {path.parent} ({e})", flush=True)
     return out

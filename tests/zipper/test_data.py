@@ -292,6 +292,44 @@ def test_an_encoding_error_names_the_row_and_its_file(tmp_path):
     assert f"while encoding train row 'u1' ({tmp_path / '1.wav'})" in "".join(traceback.format_exception(info.value))
 
 
+def test_a_stopped_encoding_goes_on_where_it_stopped(tmp_path, monkeypatch):
+    """Encoding a split takes minutes to hours: Ctrl-C, a failing row or a kill keeps the rows encoded (partial
+    cache files, written on the way and at the stop), the same call again encodes only the rest and gives every
+    row its own units, and the complete cache then replaces the partial files."""
+    import zipper.data
+    from zipper.data import PARTIAL, load_split
+
+    corpus = _corpus(tmp_path, n=10)
+    expected = {f"u{i}": (torch.arange(10 * (i + 1)) % 7).tolist() for i in range(10)}
+    cache_dir = tmp_path / f"units-{codec_id(_CountingCodec())}"
+
+    class Stopped(_CountingCodec):
+        def __init__(self, after: int, stop: type[BaseException] = KeyboardInterrupt):
+            super().__init__()
+            self.after, self.stop, self.partials = after, stop, []
+
+        def encode(self, wave, sr):
+            self.partials.append(len(list(cache_dir.glob(f"{PARTIAL}*.safetensors"))))
+            if self.encoded == self.after:
+                raise self.stop
+            return super().encode(wave, sr)
+
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C at the 5th row: the 4 before it are written at the stop
+        load_split(corpus, "train", Stopped(4), progress=False)
+    assert len(list(cache_dir.glob(f"{PARTIAL}*"))) == 1
+    monkeypatch.setattr(zipper.data, "PARTIAL_SECONDS", 0.0)  # now written after every row, as a kill would find
+    with pytest.raises(ZeroDivisionError):  # stands in for a row that cannot be encoded
+        load_split(corpus, "train", stopped := Stopped(3, ZeroDivisionError), progress=False)
+    assert stopped.partials == [1, 2, 3, 4] and len(list(cache_dir.glob(f"{PARTIAL}*"))) == 4
+    rest = _CountingCodec()
+    rows = load_split(corpus, "train", rest, progress=False)
+    assert rest.encoded == 10 - 4 - 3 and all(r["units"].tolist() == expected[r["id"]] for r in rows)
+    assert [f.name for f in cache_dir.iterdir()] == ["train.safetensors"]  # the partial files are gone
+    again = _CountingCodec()
+    assert [r["units"].tolist() for r in load_split(corpus, "train", again, progress=False)] == \
+        [r["units"].tolist() for r in rows] and again.encoded == 0
+
+
 def test_a_copied_or_moved_corpus_keeps_its_unit_caches(tmp_path):
     """Cache keys name the audio files relative to the corpus, so a corpus copied to another machine or folder
     (a GPU box, say) reads its caches instead of encoding everything again (20+ minutes for the base corpus)."""
@@ -418,6 +456,24 @@ def test_attach_states_caches_the_states_beside_the_corpus(tmp_path, monkeypatch
                              units=[changed[i]["units"] for i in (2, 0, 1)])
     old = attach_states(reordered, codec, progress=False, corpus=tmp_path)
     assert len(runs) == 5 and all(torch.equal(a["states"], changed[i]["states"]) for a, i in zip(old, (2, 0, 1)))
+
+    # a stop keeps the encoded rows' states: the next call encodes only the rest, then drops the partial file
+    for f in folder.iterdir():
+        f.unlink()
+    stop_at = len(runs) + 1
+
+    def stopping(self, *a):
+        if len(runs) == stop_at:
+            raise KeyboardInterrupt
+        return runs.append(1) or real_states(self, *a)
+    monkeypatch.setattr(WhisperUnitCodec, "states_batch", stopping)
+    with pytest.raises(KeyboardInterrupt):
+        attach_states(examples, codec, progress=False, corpus=tmp_path)
+    assert len(runs) == 6 and [f.name[:8] for f in folder.iterdir()] == ["partial-"]
+    monkeypatch.setattr(WhisperUnitCodec, "states_batch", lambda self, *a: runs.append(1) or real_states(self, *a))
+    resumed = attach_states(examples, codec, progress=False, corpus=tmp_path)
+    assert len(runs) == 8 and all(torch.equal(a["states"], b["states"]) for a, b in zip(changed, resumed))
+    assert [f.name[:8] for f in folder.iterdir()] != ["partial-"] and len(list(folder.iterdir())) == 1
 
     def read_only(*a, **k):
         raise PermissionError("read-only file system")
