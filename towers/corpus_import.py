@@ -56,6 +56,7 @@ from pathlib import Path
 
 from towers.audio import DEFAULT_SR, AudioError, load_audio, save_audio
 from towers.corpus import read_manifest
+from towers.journal import read_journal, start_journal, write_entry
 
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
 AUDIO_KEYS = ("audio_filepath", "audio", "path", "file", "filename", "wav")
@@ -255,33 +256,22 @@ def _stamp(path: str | None) -> list[int] | None:
 
 def _journal(tmp: Path, plan: str, jobs: list) -> list[dict]:
     """The journal entries in ``tmp`` of an interrupted import of the same plan, in the rows' order, up to the first
-    whose source changed or whose WAV is missing; the journal is cut there and WAVs past it removed (a new plan
-    empties ``tmp``)."""
-    path = tmp / JOURNAL
-    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-    entries: list[dict] = []
-    if lines[:1] == [json.dumps({"plan": plan})]:
-        for i, line in enumerate(lines[1:]):
-            try:  # the last line may be cut short by a kill
-                e = json.loads(line)
-                if (e["i"] != i or i >= len(jobs) or e["stamp"] != _stamp(jobs[i][0])
-                        or "row" in e and not (tmp / e["row"]["audio_filepath"]).is_file()):
-                    break
-            except (ValueError, KeyError, TypeError):
-                break
-            entries.append(e)
-        kept = {e["row"]["audio_filepath"] for e in entries if "row" in e}
-        for f in sorted((tmp / "audio").rglob("*")):  # a WAV past the cut, or one a kill cut short
-            if f.is_file() and f.relative_to(tmp).as_posix() not in kept:
-                f.unlink()
-    elif any(tmp.iterdir()):
+    whose source changed or whose WAV is missing; WAVs past them are removed (a new plan empties ``tmp``)."""
+    def whole(i: int, e: dict) -> bool:
+        return (e["i"] == i < len(jobs) and e["stamp"] == _stamp(jobs[i][0])
+                and ("row" not in e or (tmp / e["row"]["audio_filepath"]).is_file()))
+
+    entries = read_journal(tmp / JOURNAL, plan, whole)
+    if entries is None and any(tmp.iterdir()):
         print(f"[zipper] {tmp} holds an interrupted import of other recordings or settings: starting afresh",
               file=sys.stderr)
         for child in tmp.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
-    path.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in [{"plan": plan}, *entries]),
-                    encoding="utf-8")
-    return entries
+    kept = {e["row"]["audio_filepath"] for e in entries or [] if "row" in e}
+    for f in sorted((tmp / "audio").rglob("*")):  # a WAV past the last entry kept, or one a kill cut short
+        if f.is_file() and f.relative_to(tmp).as_posix() not in kept:
+            f.unlink()
+    return entries or []
 
 
 def import_corpus(out: str | os.PathLike, rows: list[dict], unpaired_text: Sequence[str] = (),
@@ -319,7 +309,8 @@ def import_corpus(out: str | os.PathLike, rows: list[dict], unpaired_text: Seque
     pool = journal = None
     done = 0
     try:
-        for e in _journal(tmp, plan, jobs):  # what an interrupted import of these rows had done
+        entries = _journal(tmp, plan, jobs)
+        for e in entries:  # what an interrupted import of these rows had done
             if "row" in e:
                 manifests[e["row"]["split"]].append(e["row"])
                 ids.add(e["row"]["id"])
@@ -330,7 +321,7 @@ def import_corpus(out: str | os.PathLike, rows: list[dict], unpaired_text: Seque
         if resumed:
             print(f"[zipper] resuming the interrupted import in {tmp}: {resumed} of {len(rows)} recordings done",
                   file=sys.stderr)
-        journal = (tmp / JOURNAL).open("a", encoding="utf-8", buffering=1)  # line-buffered: a kill loses one row
+        journal = start_journal(tmp / JOURNAL, plan, entries)
         cores = os.cpu_count() or 1
         if workers > cores:
             warnings.warn(f"{workers} workers on {cores} cores: using {cores}", stacklevel=2)
@@ -372,7 +363,7 @@ def import_corpus(out: str | os.PathLike, rows: list[dict], unpaired_text: Seque
                 manifests[r["split"]].append(entry["row"])
             if "failed" in entry:
                 failed.append(entry["failed"])
-            journal.write(json.dumps(entry, ensure_ascii=False) + "\n")  # after its WAV: a journaled row is whole
+            write_entry(journal, entry)  # after its WAV: a journaled row is whole
             done += 1
         if not any(manifests[s] for s in ("train", "dev", "test")):
             why = f"; {len(failed)} failed, e.g. {failed[0]['audio']}: {failed[0]['error']}" if failed else ""

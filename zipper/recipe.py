@@ -631,7 +631,8 @@ def test_metrics(model, cfg: RecipeConfig, test: list[dict], codec, hyps_dir: Pa
     metrics: dict = {}
     keep = hyps_dir is not None
     if cfg.task in ("asr", "joint"):
-        metrics.update(asr_evaluation(model, cfg, test, codec, utts=keep, test_corpus=test_corpus))
+        metrics.update(asr_evaluation(model, cfg, test, codec, utts=keep, test_corpus=test_corpus,
+                                      journals=hyps_dir, tag=tag))
     if cfg.task in ("tts", "joint"):
         from towers.judges import MosJudge, WhisperJudge
 
@@ -640,6 +641,8 @@ def test_metrics(model, cfg: RecipeConfig, test: list[dict], codec, hyps_dir: Pa
     metrics = {f"{key}{tag}": m for key, m in metrics.items()}
     if keep:
         write_hyps(metrics, hyps_dir)
+        for journal in hyps_dir.glob(f".*{tag}.partial.jsonl"):  # the test is whole: its searches' journals go
+            journal.unlink()
     return metrics
 
 
@@ -667,11 +670,13 @@ def write_hyps(metrics: dict, out: Path) -> list[Path]:
 
 
 def asr_evaluation(model, cfg: RecipeConfig, test: list[dict], codec, utts: bool = False,
-                   test_corpus: str | Path | None = None) -> dict:
+                   test_corpus: str | Path | None = None, journals: Path | None = None, tag: str = "") -> dict:
     """The held-out test utterances at each of ``eval_beams``, the LibriVox clips (``eval_real_speech``), and
     with ``eval_fusion`` both again by CTC prefix beam search + decoder word scores (zipper/ctc_beam.py). The
     search's known words are those of ``cfg.corpus``'s training text even when ``test`` is another corpus's
-    (``test_corpus``, where its encoder states are cached)."""
+    (``test_corpus``, where its encoder states are cached). With ``journals`` (a folder) the fused search, seconds
+    an utterance, writes its hypotheses there as it goes (``.<metric><tag>.partial.jsonl``), and an interrupted
+    test run again resumes from them (`zipper.tasks.journaled`)."""
     from zipper.data import attach_states, corpus_words, librivox_examples, reads_states
     from zipper.tasks import asr_metrics
 
@@ -689,9 +694,9 @@ def asr_evaluation(model, cfg: RecipeConfig, test: list[dict], codec, utts: bool
         # seconds an utterance on a CPU thread (recipes/diagnostics/README.md): a progress bar
         fusion = dict(beam=cfg.fusion_beam, alpha=cfg.fusion_alpha, beta=cfg.fusion_beta, progress=True,
                       words=corpus_words(cfg.corpus) if cfg.fusion_corpus_words else ())
-        metrics["test_asr_fusion"] = asr_metrics(model, test, show=3, fusion=fusion, utts=utts)
-        if real:
-            metrics["librivox_asr_fusion"] = asr_metrics(model, real, show=5, fusion=fusion, utts=utts)
+        for key, rows, show in [("test_asr_fusion", test, 3)] + ([("librivox_asr_fusion", real, 5)] if real else []):
+            journal = None if journals is None else journals / f".{key}{tag}.partial.jsonl"
+            metrics[key] = asr_metrics(model, rows, show=show, fusion=fusion, utts=utts, journal=journal)
     return metrics
 
 

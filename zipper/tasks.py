@@ -8,6 +8,7 @@ Under several processes the metrics shard their utterances across ranks and gath
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
@@ -76,7 +77,7 @@ def ctc_transcribe_units(model, units: Sequence[torch.Tensor], batch_size: int =
 @torch.no_grad()
 def fused_transcribe_units(model, units: Sequence[torch.Tensor], beam: int = FUSION_BEAM,
                            alpha: float = FUSION_ALPHA, beta: float = FUSION_BETA, unk_penalty: float = -10.0,
-                           unk_letter_penalty: float = -2.0, progress: bool = False,
+                           unk_letter_penalty: float = -2.0, progress=False,
                            states: Sequence[torch.Tensor] | None = None, words: Iterable[str] = (),
                            batch_size: int = 8) -> list[str]:
     """Speech units (and ``states``, as for `transcribe_units`) -> transcripts by CTC prefix beam search over the
@@ -84,7 +85,7 @@ def fused_transcribe_units(model, units: Sequence[torch.Tensor], beam: int = FUS
     A word is known (no ``unk_penalty``) if it is a whole-word token of the text tower or one of ``words``
     (`zipper.data.corpus_words`, `zipper.ctc_beam.read_word_list`). ``batch_size`` utterances are searched at once,
     their decoder requests scored together (`zipper.text_scorer.score_together`); each search is the one it would
-    be alone, its scores equal up to float rounding."""
+    be alone, its scores equal up to float rounding. ``progress``: a progress bar, or one to tick (a tqdm)."""
     from tqdm.auto import tqdm
 
     from zipper.ctc import CTC_CHARS
@@ -99,7 +100,8 @@ def fused_transcribe_units(model, units: Sequence[torch.Tensor], beam: int = FUS
     inputs = enumerate(fused_search_inputs(model, units, states))
     out: list[str] = [""] * len(units)
     active: dict[int, tuple] = {}  # utterance -> (its search, its scorer, the texts it asks for)
-    bar = tqdm(total=len(units), desc="transcribing (CTC + decoder)", disable=not progress)
+    bar = progress if hasattr(progress, "update") else tqdm(total=len(units), desc="transcribing (CTC + decoder)",
+                                                             disable=not progress)
 
     def answer(i: int, search, scorer, scores) -> None:
         try:
@@ -126,7 +128,8 @@ def fused_transcribe_units(model, units: Sequence[torch.Tensor], beam: int = FUS
         for (i, (search, scorer, _)), s in zip(asking, scores):
             answer(i, search, scorer, s)
         fill()
-    bar.close()
+    if bar is not progress:  # a bar given is its caller's to close
+        bar.close()
     return out
 
 
@@ -293,14 +296,70 @@ def source_use(model, examples: Sequence[dict], task: str = "asr", batch_size: i
             f"{source}_info": round(nll_wrong - nll_own, 4)}
 
 
+JOURNAL_CHUNK = 32  # utterances a journaled search writes at a time (`journaled`): a stop loses at most these
+
+
+def decode_key(model, settings: dict, examples: Sequence[dict]) -> str:
+    """What a search's hypotheses depend on: the model's weights, the search's settings and the utterances (their
+    ids, references, units and states), as one sha256."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=sorted).encode())
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        h.update(name.encode())
+        h.update(_bytes(t))
+    for ex in examples:
+        h.update(json.dumps([ex.get("id"), ex.get("text")]).encode())
+        for field in ("units", "states"):
+            if ex.get(field) is not None:
+                h.update(_bytes(torch.as_tensor(ex[field])))
+    return h.hexdigest()
+
+
+def _bytes(t: torch.Tensor):
+    """A tensor's bytes as they are (no copy for a contiguous CPU tensor), for a hash."""
+    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+
+
+def journaled(decode, examples: list[dict], path: Path, key: str, desc: str) -> list[str]:
+    """``decode(examples, bar)`` over ``examples``, `JOURNAL_CHUNK` at a time (it ticks the progress bar ``bar``
+    once an example), each chunk's hypotheses appended to the journal ``path`` (`towers.journal`) as it ends; the
+    same call after a stop decodes only what the journal lacks, one of another ``key`` (other weights, settings or
+    utterances) is started again."""
+    from tqdm.auto import tqdm
+
+    from towers.journal import read_journal, start_journal, write_entry
+
+    kept = read_journal(path, key, lambda i, e: 0 <= e["i"] < len(examples) and isinstance(e["hyp"], str)) or []
+    done = {e["i"]: e["hyp"] for e in kept}
+    if done:
+        print(f"[zipper] {len(done)} of {len(examples)} hypotheses read from {path} (an interrupted search)",
+              flush=True)
+    todo = [i for i in range(len(examples)) if i not in done]
+    try:
+        with start_journal(path, key, kept) as f, tqdm(total=len(examples), initial=len(done), desc=desc) as bar:
+            for at in range(0, len(todo), JOURNAL_CHUNK):
+                chunk = todo[at:at + JOURNAL_CHUNK]
+                for i, h in zip(chunk, decode([examples[i] for i in chunk], bar)):
+                    done[i] = h
+                    write_entry(f, {"i": i, "hyp": h})
+    except BaseException as e:  # Ctrl-C above all: say what is kept
+        e.add_note(f"{len(done)} of {len(examples)} hypotheses are kept in {path}: the same command resumes there")
+        raise
+    return [done[i] for i in range(len(examples))]
+
+
 def asr_metrics(model, examples: Sequence[dict], num_beams: int = 1, batch_size: int = 8, show: int = 0,
-                fusion: dict | None = None, utts: bool = False) -> dict:
+                fusion: dict | None = None, utts: bool = False, journal: Path | None = None) -> dict:
     """WER/CER of the attention decoder (``num_beams``), or with ``fusion`` (fused_transcribe_units'
     beam/alpha/beta) of CTC prefix beam search + decoder word scores, overall and, when the examples
     name several voices, ``by_voice``. Greedy attention decoding also reports the CTC head's own WER/CER
     and the teacher-forced speech_info. ``utts``: also every utterance's ``{"id", "voice", "ref", "hyp"}``
-    (and ``ctc_hyp``) under ``"utts"``, in the examples' order."""
+    (and ``ctc_hyp``) under ``"utts"``, in the examples' order. ``journal`` (a path; one process): the fused
+    search, seconds an utterance, keeps its hypotheses there as it goes and resumes from them (`journaled`)."""
     from towers.scoring import by_voice, cer, rates, wer
+    from zipper.distributed import rank_and_world
 
     def inputs(exs: list[dict]) -> dict:  # units, and encoder states for a zip that reads them
         return {"units": [ex["units"] for ex in exs], "states": [ex.get("states") for ex in exs]
@@ -312,7 +371,12 @@ def asr_metrics(model, examples: Sequence[dict], num_beams: int = 1, batch_size:
     else:
         def decode(exs):
             return transcribe_units(model, **inputs(exs), num_beams=num_beams, batch_size=batch_size)
-    hyps = map_sharded(decode, list(examples))
+    if fusion is not None and journal is not None and rank_and_world()[1] == 1:
+        settings = {k: v for k, v in fusion.items() if k != "progress"}
+        hyps = journaled(lambda exs, bar: fused_transcribe_units(model, **inputs(exs), **{**fusion, "progress": bar}),
+                         list(examples), journal, decode_key(model, settings, examples), "transcribing (CTC + decoder)")
+    else:
+        hyps = map_sharded(decode, list(examples))
     refs = [ex["text"] for ex in examples]
     metrics = rates(refs, hyps)
     voices = [ex.get("voice") for ex in examples]

@@ -170,6 +170,29 @@ def test_character_ctc_zip_with_fused_decoding_in_the_recipe_eval_and_transcribe
     record = json.loads((root / "asr_chars" / "results.json").read_text())
     assert {"test_asr_fusion", "test_asr_fusion_int8"} <= set(record["metrics"])
     assert "hyps/model/fusion-beam2_int8" in record["tests"]
+    # an interrupted fused test resumes from its journal: the utterances done are not searched again, and the
+    # hypotheses are an uninterrupted test's
+    monkeypatch.setattr(tasks, "JOURNAL_CHUNK", 1)
+    searched = []
+
+    def stop_at_the_second(model, units, **k):
+        searched.append(len(units))
+        if len(searched) == 2:
+            raise KeyboardInterrupt
+        return real(model, units, **k)
+    monkeypatch.setattr(tasks, "fused_transcribe_units", stop_at_the_second)
+    before = (hyps / "fusion-beam2" / "test_asr_fusion.jsonl").read_text()
+    args = ["eval", str(config), "--beams", "1", "2", "--fusion", "--fusion-beam", "2"]
+    capsys.readouterr()
+    assert cli(args) == 130
+    journal = hyps / "fusion-beam2" / ".test_asr_fusion.partial.jsonl"
+    assert f"1 of 2 hypotheses are kept in {journal}: the same command resumes there" in capsys.readouterr().err
+    assert len(journal.read_text().splitlines()) == 2 and searched == [1, 1]  # its key and one hypothesis
+    monkeypatch.setattr(tasks, "fused_transcribe_units",
+                        lambda model, units, **k: searched.append(len(units)) or real(model, units, **k))
+    assert cli(args) == 0
+    assert searched == [1, 1, 1] and (hyps / "fusion-beam2" / "test_asr_fusion.jsonl").read_text() == before
+    assert not journal.exists()
     tts = write_config(root, "tts_x", task="tts", directions=["text->speech"], **base)
     assert cli(["eval", str(tts), "--int8"]) == 2
     assert "tts recipe, whose decoder is the speech tower" in capsys.readouterr().err

@@ -298,3 +298,34 @@ def test_a_zip_that_reads_states_transcribes_batched_as_one_by_one_and_asks_for_
         asr_metrics(model, examples)  # examples without "states"
     with pytest.raises(ValueError, match="one states tensor per utterance"):
         transcribe_units(model, units, states=states[:2])
+
+
+def test_a_journaled_search_resumes_where_it_stopped_and_only_for_the_same_key(tmp_path, monkeypatch):
+    """`journaled` (the fused test's resume): hypotheses written a chunk at a time; the same key reads them and
+    decodes only the rest, a line a kill cut short is decoded again, another key starts afresh."""
+    from zipper import tasks
+    from zipper.tasks import journaled
+
+    examples = [{"id": str(i)} for i in range(7)]
+    decoded = []
+
+    def decode(exs, bar, stop_at=None):
+        if stop_at is not None and len(decoded) >= stop_at:
+            raise KeyboardInterrupt
+        decoded.extend(ex["id"] for ex in exs)
+        bar.update(len(exs))
+        return [f"hyp {ex['id']}" for ex in exs]
+
+    journal = tmp_path / "hyps" / ".test_asr_fusion.partial.jsonl"
+    monkeypatch.setattr(tasks, "JOURNAL_CHUNK", 2)
+    with pytest.raises(KeyboardInterrupt):
+        journaled(lambda exs, bar: decode(exs, bar, stop_at=4), examples, journal, "k1", "test")
+    assert decoded == ["0", "1", "2", "3"] and len(journal.read_text().splitlines()) == 5
+    with journal.open("a") as f:
+        f.write('{"i": 4, "hy')  # cut short by a kill
+    assert journaled(decode, examples, journal, "k1", "test") == [f"hyp {i}" for i in range(7)]
+    assert decoded == ["0", "1", "2", "3", "4", "5", "6"]
+    assert journaled(decode, examples, journal, "k1", "test") == [f"hyp {i}" for i in range(7)]
+    assert len(decoded) == 7  # all read back
+    assert journaled(decode, examples, journal, "k2", "test") == [f"hyp {i}" for i in range(7)]
+    assert len(decoded) == 14  # other weights or settings: decoded again
