@@ -56,7 +56,7 @@ from pathlib import Path
 
 from towers.audio import DEFAULT_SR, AudioError, load_audio, save_audio
 from towers.corpus import read_manifest
-from towers.journal import read_journal, start_journal, write_entry
+from towers.journal import file_stamp, read_journal, start_journal, write_entry
 
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
 AUDIO_KEYS = ("audio_filepath", "audio", "path", "file", "filename", "wav")
@@ -245,20 +245,11 @@ def _load_row(job: tuple[str | None, float]):
         return str(e)
 
 
-def _stamp(path: str | None) -> list[int] | None:
-    """A source's size and modification time: a resumed import reads a recording again if they changed."""
-    try:
-        st = os.stat(path) if path else None
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns] if st else None
-
-
 def _journal(tmp: Path, plan: str, jobs: list) -> list[dict]:
     """The journal entries in ``tmp`` of an interrupted import of the same plan, in the rows' order, up to the first
     whose source changed or whose WAV is missing; WAVs past them are removed (a new plan empties ``tmp``)."""
     def whole(i: int, e: dict) -> bool:
-        return (e["i"] == i < len(jobs) and e["stamp"] == _stamp(jobs[i][0])
+        return (e["i"] == i < len(jobs) and e["stamp"] == file_stamp(jobs[i][0])
                 and ("row" not in e or (tmp / e["row"]["audio_filepath"]).is_file()))
 
     entries = read_journal(tmp / JOURNAL, plan, whole)
@@ -337,7 +328,7 @@ def import_corpus(out: str | os.PathLike, rows: list[dict], unpaired_text: Seque
             loaded = map(_load_row, jobs[done:])
         for r, text, job, got in tqdm(zip(rows[done:], texts[done:], jobs[done:], loaded), total=len(rows),
                                       initial=done, desc="importing", unit="file", disable=not progress):
-            entry = {"i": done, "stamp": _stamp(job[0])}
+            entry = {"i": done, "stamp": file_stamp(job[0])}
             if got is None:
                 entry["failed"] = {"audio": r["audio"], "error": "empty transcript" if r["split"] else
                                    f"untranscribed recording of held-out speaker {r['speaker']}: not unpaired "

@@ -10,6 +10,7 @@ rewritten to hold the entries before it.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
@@ -51,3 +52,13 @@ def start_journal(path: Path, key: str, entries: list[dict] = ()) -> TextIO:
 
 def write_entry(journal: TextIO, entry: dict) -> None:
     journal.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+
+def file_stamp(path: str | os.PathLike | None) -> list[int] | None:
+    """A file's size and modification time (ns), or None if there is none: what a resumed job compares to tell a
+    source changed since it was read (a journal's entries, the unit and state caches of `zipper.data`)."""
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns] if st else None

@@ -101,14 +101,9 @@ def _ids_key(rows: Sequence[dict], root: Path | None = None) -> str:
 
 def _audio_stamps(rows: Sequence[dict]) -> torch.Tensor:
     """(N, 2) each audio file's size and mtime in ns; -1 for a file that is gone (its cached units still serve)."""
-    stamps = []
-    for r in rows:
-        try:
-            st = os.stat(r["audio_filepath"])
-            stamps.append((st.st_size, st.st_mtime_ns))
-        except OSError:
-            stamps.append((-1, -1))
-    return torch.tensor(stamps, dtype=torch.long).reshape(-1, 2)
+    from towers.journal import file_stamp
+
+    return torch.tensor([file_stamp(r["audio_filepath"]) or (-1, -1) for r in rows], dtype=torch.long).reshape(-1, 2)
 
 
 def _read_unit_cache(path: Path, rows: list[dict], root: Path) -> list[dict] | None:
