@@ -299,15 +299,20 @@ def import_corpus(out: str | os.PathLike, rows: list[dict], unpaired_text: Seque
         raise CorpusImportError(f"another import is writing {out} now (into {tmp})") from None
     pool = journal = None
     done = 0
+
+    def take(entry: dict) -> None:  # one recording's outcome, journaled or new, into the corpus
+        nonlocal done
+        if "row" in entry:
+            manifests[entry["row"]["split"]].append(entry["row"])
+            ids.add(entry["row"]["id"])
+        else:
+            failed.append(entry["failed"])
+        done += 1
+
     try:
         entries = _journal(tmp, plan, jobs)
         for e in entries:  # what an interrupted import of these rows had done
-            if "row" in e:
-                manifests[e["row"]["split"]].append(e["row"])
-                ids.add(e["row"]["id"])
-            else:
-                failed.append(e["failed"])
-            done += 1
+            take(e)
         resumed = done
         if resumed:
             print(f"[zipper] resuming the interrupted import in {tmp}: {resumed} of {len(rows)} recordings done",
@@ -351,11 +356,8 @@ def import_corpus(out: str | os.PathLike, rows: list[dict], unpaired_text: Seque
                     row["text"] = text
                 entry["row"] = {**row, "voice": speaker, "speaker": speaker, "split": r["split"], "augment": None,
                                 "id": uid, "source": r["audio"]}
-                manifests[r["split"]].append(entry["row"])
-            if "failed" in entry:
-                failed.append(entry["failed"])
             write_entry(journal, entry)  # after its WAV: a journaled row is whole
-            done += 1
+            take(entry)
         if not any(manifests[s] for s in ("train", "dev", "test")):
             why = f"; {len(failed)} failed, e.g. {failed[0]['audio']}: {failed[0]['error']}" if failed else ""
             raise CorpusImportError(
@@ -363,7 +365,6 @@ def import_corpus(out: str | os.PathLike, rows: list[dict], unpaired_text: Seque
                 f"{', '.join(TEXT_KEYS)}; a folder's transcripts are .txt / .lab files beside the recordings, "
                 "*.trans.txt or *transcription files)")
         journal.close()
-        (tmp / JOURNAL).unlink()
         for split, split_rows in manifests.items():
             (tmp / f"{split}.jsonl").write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in split_rows))
         sentences = [" ".join(t.split()) for t in unpaired_text]
@@ -379,6 +380,7 @@ def import_corpus(out: str | os.PathLike, rows: list[dict], unpaired_text: Seque
         if resumed:
             info["resumed"] = resumed  # recordings imported by the interrupted run(s), not read again
         (tmp / "corpus.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+        (tmp / JOURNAL).unlink()  # the corpus is whole: a kill from here on leaves nothing to resume
         old = out.parent / f".{out.name}.replaced-{os.getpid()}"
         if out.exists():
             out.rename(old)

@@ -366,15 +366,15 @@ def asr_metrics(model, examples: Sequence[dict], num_beams: int = 1, batch_size:
                 if reads_states(model) else None}
 
     if fusion is not None:
-        def decode(exs):
-            return fused_transcribe_units(model, **inputs(exs), **fusion)
+        def decode(exs, bar=None):  # bar: the journal's progress bar, ticked once an utterance
+            return fused_transcribe_units(model, **inputs(exs), **{**fusion, **({} if bar is None else {"progress": bar})})
     else:
         def decode(exs):
             return transcribe_units(model, **inputs(exs), num_beams=num_beams, batch_size=batch_size)
     if fusion is not None and journal is not None and rank_and_world()[1] == 1:
         settings = {k: v for k, v in fusion.items() if k != "progress"}
-        hyps = journaled(lambda exs, bar: fused_transcribe_units(model, **inputs(exs), **{**fusion, "progress": bar}),
-                         list(examples), journal, decode_key(model, settings, examples), "transcribing (CTC + decoder)")
+        hyps = journaled(decode, list(examples), journal, decode_key(model, settings, examples),
+                         "transcribing (CTC + decoder)")
     else:
         hyps = map_sharded(decode, list(examples))
     refs = [ex["text"] for ex in examples]
